@@ -70,12 +70,14 @@ type Store interface {
 	Get(ctx context.Context, key string) (KV, error)
 
 	// Put writes value under key if the key's current revision is expect:
-	// 0 means the key must not exist, Any means no check. It returns the
-	// new revision, or ErrConflict.
+	// 0 means the key must not exist, Any means no check (a missing key
+	// never matches a revision > 0). It returns the new revision, or
+	// ErrConflict.
 	Put(ctx context.Context, key string, value []byte, expect int64) (int64, error)
 
 	// Delete removes key if its current revision is expect (Any: no
-	// check). Deleting a missing key returns ErrNotFound.
+	// check), else returns ErrConflict. Deleting a missing key returns
+	// ErrNotFound, whatever expect is.
 	Delete(ctx context.Context, key string, expect int64) error
 
 	// List returns every key with the prefix, sorted by key, and the store
@@ -99,8 +101,9 @@ type Store interface {
 	// fn is applied atomically, or none is. If fn returns an error nothing
 	// is written and that error is returned. Implementations may run fn
 	// more than once (optimistic retry), so fn must not have side effects
-	// outside tx. It returns the revision of the commit (the current
-	// revision if fn wrote nothing).
+	// outside tx; nor may it call the Store (an implementation may hold
+	// its write lock while fn runs). It returns the revision of the commit
+	// (the current revision if fn wrote nothing).
 	Txn(ctx context.Context, fn func(tx Tx) error) (int64, error)
 
 	// Close releases the store. A second Close returns ErrClosed.

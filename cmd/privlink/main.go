@@ -1,0 +1,239 @@
+// Command privlink is privlink's command-line client: it prints tokens,
+// calls the ARM API as `az rest` does, and manages principals.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/privlink/privlink/internal/azconfig"
+)
+
+const usage = `privlink: the privlink command-line client
+
+Usage:
+  privlink token                          print a bearer token for the default principal
+  privlink rest METHOD PATH [--body FILE] call the ARM API (like az rest); PATH starts with /subscriptions
+  privlink principal create [--new-tenant] [--name NAME]
+                                          create a principal with a subscription of its own; prints its credentials
+
+Global flags (before the command):
+  --data-dir DIR        privlinkd's data directory (default /var/lib/privlink)
+  --credentials FILE    credentials file (default DATA/credentials.json, or $PRIVLINK_CREDENTIALS)
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			os.Exit(int(ec))
+		}
+		fmt.Fprintf(os.Stderr, "privlink: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// exitCode ends the program with a status and no further message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("privlink", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	dataDir := fs.String("data-dir", "/var/lib/privlink", "privlinkd's data directory")
+	credsPath := fs.String("credentials", os.Getenv("PRIVLINK_CREDENTIALS"), "credentials file")
+	if err := fs.Parse(args); err != nil {
+		return exitCode(2)
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitCode(2)
+	}
+	if *credsPath == "" {
+		*credsPath = filepath.Join(*dataDir, "credentials.json")
+	}
+	load := func() (*azconfig.Config, error) {
+		c, err := azconfig.Load(*credsPath)
+		if err != nil {
+			return nil, fmt.Errorf("%w (is privlinkd running, and are you root? pass --data-dir or --credentials)", err)
+		}
+		return azconfig.New(c)
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	switch cmd {
+	case "token":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		tok, err := cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cfg.Scope()}})
+		if err != nil {
+			return fmt.Errorf("get token: %w", err)
+		}
+		fmt.Fprintln(out, tok.Token)
+		return nil
+	case "rest":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return restCmd(ctx, cfg, rest, out)
+	case "principal":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return principalCmd(ctx, cfg, rest, out)
+	case "help", "-h", "--help":
+		fmt.Fprint(out, usage)
+		return nil
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// restCmd sends one authenticated request and prints the response body.
+// It exits 1 on an HTTP error status, after printing the ARM error.
+func restCmd(ctx context.Context, cfg *azconfig.Config, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("rest", flag.ContinueOnError)
+	bodyFile := fs.String("body", "", "request body: a file, or - for standard input")
+	method, path, err := twoArgs(fs, args, "privlink rest METHOD PATH [--body FILE]")
+	if err != nil {
+		return err
+	}
+	method = strings.ToUpper(method)
+	switch method {
+	case http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodPost, http.MethodHead:
+	default:
+		return fmt.Errorf("unsupported method %q: use GET, PUT, PATCH, DELETE, POST or HEAD", method)
+	}
+	var body []byte
+	switch *bodyFile {
+	case "":
+	case "-":
+		body, err = io.ReadAll(os.Stdin)
+	default:
+		body, err = os.ReadFile(*bodyFile)
+	}
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	resp, err := call(ctx, cfg, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	for _, h := range []string{"Azure-AsyncOperation", "Location"} {
+		if v := resp.Header.Get(h); v != "" {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", h, v)
+		}
+	}
+	printJSON(out, data)
+	if resp.StatusCode >= 400 {
+		fmt.Fprintf(os.Stderr, "privlink: %s %s: %s\n", method, path, resp.Status)
+		return exitCode(1)
+	}
+	return nil
+}
+
+// principalCmd creates a principal through privlinkd's admin API.
+func principalCmd(ctx context.Context, cfg *azconfig.Config, args []string, out io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return fmt.Errorf("usage: privlink principal create [--new-tenant] [--name NAME]")
+	}
+	fs := flag.NewFlagSet("principal create", flag.ContinueOnError)
+	newTenant := fs.Bool("new-tenant", false, "put the principal in a brand-new tenant")
+	name := fs.String("name", "", "display name")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitCode(2)
+	}
+	body, _ := json.Marshal(map[string]any{"newTenant": *newTenant, "displayName": *name})
+	resp, err := call(ctx, cfg, http.MethodPost, "/privlink/v1/principals", body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("create principal: %s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	printJSON(out, data)
+	return nil
+}
+
+func call(ctx context.Context, cfg *azconfig.Config, method, path string, body []byte) (*http.Response, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("PATH must start with /, e.g. /subscriptions/%s/resourcegroups?api-version=2021-04-01", cfg.Creds.SubscriptionID)
+	}
+	tok, err := cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cfg.Scope()}})
+	if err != nil {
+		return nil, fmt.Errorf("get token: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cfg.Creds.ARMEndpoint, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w (is privlinkd running?)", method, path, err)
+	}
+	return resp, nil
+}
+
+func twoArgs(fs *flag.FlagSet, args []string, use string) (string, string, error) {
+	// Flags may come before or after the positional arguments.
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return "", "", exitCode(2)
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			pos = append(pos, args[0])
+			args = args[1:]
+		}
+	}
+	if len(pos) != 2 {
+		return "", "", fmt.Errorf("usage: %s", use)
+	}
+	return pos[0], pos[1], nil
+}
+
+func printJSON(out io.Writer, data []byte) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return
+	}
+	var buf bytes.Buffer
+	if json.Indent(&buf, data, "", "  ") == nil {
+		buf.WriteByte('\n')
+		_, _ = out.Write(buf.Bytes())
+		return
+	}
+	_, _ = out.Write(data)
+}

@@ -1,0 +1,204 @@
+// Package daemon wires privlinkd's parts together: the store, the CA and
+// TLS, the identity service, the ARM router with its providers, and the
+// HTTPS listener. Run blocks until its context ends, then shuts down.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/identity"
+	"github.com/privlink/privlink/internal/pki"
+	"github.com/privlink/privlink/internal/provider/authorization"
+	// "github.com/privlink/privlink/internal/provider/network"
+	// "github.com/privlink/privlink/internal/provider/privatedns"
+	"github.com/privlink/privlink/internal/provider/resources"
+	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/store/bolt"
+	"github.com/privlink/privlink/internal/store/etcd"
+)
+
+// Audience is the ARM audience of privlink's tokens: what clients put in
+// cloud.Configuration's ResourceManager Audience.
+const Audience = "https://management.privlink.local"
+
+// Config is privlinkd's configuration, from its flags.
+type Config struct {
+	DataDir     string // --data-dir
+	Listen      string // --listen host:port
+	NetnsPrefix string // --netns-prefix
+	Store       string // --store: "bolt" or "etcd"
+	// EtcdEndpoints and EtcdPrefix select the etcd cluster and the key
+	// prefix this daemon's state lives under (--store etcd).
+	EtcdEndpoints []string
+	EtcdPrefix    string
+	Logger        *slog.Logger
+}
+
+// Files in the data directory.
+const (
+	CredentialsFile = "credentials.json"
+	CAFile          = "ca.pem"
+	storeFile       = "privlink.db"
+)
+
+// Run starts privlinkd and serves until ctx ends. It returns nil after a
+// clean shutdown.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	ca, err := pki.LoadOrCreateCA(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another privlinkd running? choose another --listen)", cfg.Listen, err)
+	}
+	defer ln.Close()
+	base := "https://" + advertised(ln.Addr().(*net.TCPAddr), cfg.Listen)
+
+	ids, err := identity.New(ctx, st, identity.Config{BaseURL: base, Audience: Audience, Logger: log.With("component", "identity")})
+	if err != nil {
+		return err
+	}
+	caPath := filepath.Join(cfg.DataDir, CAFile)
+	if err := bootstrap(ctx, ids, cfg.DataDir, caPath, base, log); err != nil {
+		return err
+	}
+
+	router := arm.NewRouter(st, directory{ids}, log.With("component", "arm"))
+	var all []*arm.ResourceType
+	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
+	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
+	register(authorization.New(st, ids).Types()...)
+	// register(network.New(st).Types()...)
+	// register(privatedns.New(st).Types()...)
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/subscriptions/", router)
+	mux.Handle("/subscriptions", router)
+	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))
+	mux.Handle("/", ids.Handler())
+
+	host, _, _ := net.SplitHostPort(strings.TrimPrefix(base, "https://"))
+	cert, err := ca.TLSCertificate([]string{"localhost", host}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
+	if err != nil {
+		return fmt.Errorf("issue the API's TLS certificate: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	ready.Store(true)
+	log.Info("privlinkd ready", "api", base, "data_dir", cfg.DataDir, "store", storeName(cfg),
+		"credentials", filepath.Join(cfg.DataDir, CredentialsFile))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("privlinkd shutting down")
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func storeName(cfg Config) string {
+	if cfg.Store == "" {
+		return "bolt"
+	}
+	return cfg.Store
+}
+
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	switch storeName(cfg) {
+	case "bolt":
+		st, err := bolt.Open(filepath.Join(cfg.DataDir, storeFile))
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	case "etcd":
+		if len(cfg.EtcdEndpoints) == 0 {
+			return nil, errors.New("--store etcd needs --etcd-endpoints URL[,URL...]")
+		}
+		st, err := etcd.New(ctx, etcd.Config{Endpoints: cfg.EtcdEndpoints, Prefix: cfg.EtcdPrefix})
+		if err != nil {
+			return nil, fmt.Errorf("connect to etcd %s: %w", strings.Join(cfg.EtcdEndpoints, ","), err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("unknown --store %q: use bolt or etcd", cfg.Store)
+}
+
+// advertised is the host:port clients reach the listener at: the listen
+// host, or loopback when it listens on every address.
+func advertised(a *net.TCPAddr, listen string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, fmt.Sprint(a.Port))
+}
+
+// bootstrap creates the first tenant, subscription and Owner principal on
+// first start and writes credentials.json; on later starts it refreshes
+// the endpoints in that file (the listen address may have changed).
+func bootstrap(ctx context.Context, ids *identity.Service, dataDir, caPath, base string, log *slog.Logger) error {
+	path := filepath.Join(dataDir, CredentialsFile)
+	creds, created, err := ids.Bootstrap(ctx, caPath)
+	if err != nil {
+		return fmt.Errorf("bootstrap identity: %w", err)
+	}
+	if created {
+		log.Info("created the default tenant, subscription and Owner principal", "tenant", creds.TenantID,
+			"subscription", creds.SubscriptionID, "client_id", creds.ClientID, "credentials", path)
+		return identity.WriteCredentialsFile(path, creds)
+	}
+	old, err := identity.ReadCredentialsFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s (it holds the default principal's secret; restore it or start on an empty --data-dir): %w", path, err)
+	}
+	old.ARMEndpoint, old.AuthorityHost, old.Audience, old.CAFile = base, base+"/", Audience, caPath
+	return identity.WriteCredentialsFile(path, old)
+}

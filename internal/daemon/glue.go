@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/identity"
+)
+
+// directory adapts the identity service to what the ARM router needs.
+type directory struct{ ids *identity.Service }
+
+func (d directory) Authenticate(r *http.Request) (*arm.Caller, error) {
+	p, err := d.ids.Authenticate(r)
+	if err != nil {
+		return nil, toARM(err)
+	}
+	g, err := d.ids.Grants(r.Context(), p)
+	if err != nil {
+		return nil, fmt.Errorf("load role assignments of %s: %w", p.ObjectID, err)
+	}
+	return &arm.Caller{TenantID: p.TenantID, ObjectID: p.ObjectID, ClientID: p.ClientID, Grants: g}, nil
+}
+
+func (d directory) SubscriptionExists(ctx context.Context, id string) (bool, error) {
+	_, err := d.ids.GetSubscription(ctx, id)
+	if errors.Is(err, identity.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (d directory) ListSubscriptions(ctx context.Context) ([]arm.Subscription, error) {
+	subs, err := d.ids.ListSubscriptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]arm.Subscription, len(subs))
+	for i, s := range subs {
+		out[i] = arm.Subscription{ID: "/subscriptions/" + s.ID, SubscriptionID: s.ID, TenantID: s.TenantID,
+			DisplayName: s.DisplayName, State: s.State}
+	}
+	return out, nil
+}
+
+// toARM converts identity's typed errors to ARM errors.
+func toARM(err error) error {
+	if status, code, msg, ok := identity.AsError(err); ok {
+		return &arm.Error{Status: status, Code: code, Message: msg}
+	}
+	return err
+}
+
+type principalKey struct{}
+
+// adminOnly lets through only the operator principal (the one in
+// credentials.json) to privlink's own administrative calls.
+func adminOnly(ids *identity.Service, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := ids.Authenticate(r)
+		if err != nil {
+			writeErr(w, toARM(err))
+			return
+		}
+		if !p.Admin {
+			writeErr(w, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
+				"Only privlink's operator principal (DATA/credentials.json) may manage principals."))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// principalsHandler creates a principal: POST /privlink/v1/principals
+// with {"newTenant": bool, "displayName": "..."}; it answers with the new
+// principal's credentials (the only time its secret is shown).
+func principalsHandler(ids *identity.Service, caPath string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			NewTenant   bool   `json:"newTenant"`
+			DisplayName string `json:"displayName"`
+		}
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&in); err != nil {
+				writeErr(w, arm.InvalidRequestContent(err))
+				return
+			}
+		}
+		creds, err := ids.CreatePrincipal(r.Context(), identity.CreatePrincipalOptions{NewTenant: in.NewTenant, DisplayName: in.DisplayName}, caPath)
+		if err != nil {
+			writeErr(w, toARM(err))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(creds)
+	})
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	ae, _ := arm.AsError(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-ms-error-code", ae.Code)
+	w.WriteHeader(ae.Status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": ae})
+}

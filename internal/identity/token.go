@@ -1,0 +1,124 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	TenantID string
+	ObjectID string
+	ClientID string
+	// Admin: may call privlink's own administrative operations. Not an
+	// ARM permission.
+	Admin bool
+}
+
+// tokenClaims are the claims of privlink access tokens, modelled on Entra
+// ID v2.0 app-only tokens.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	TenantID string `json:"tid"`
+	ObjectID string `json:"oid"`
+	AppID    string `json:"appid"`
+	AZP      string `json:"azp"`
+	IDType   string `json:"idtyp"`
+	Version  string `json:"ver"`
+}
+
+// mintToken signs an access token for p, valid from now for the
+// configured lifetime. It returns the token and its lifetime in seconds.
+func (s *Service) mintToken(p principalRecord, now time.Time) (string, int64, error) {
+	exp := now.Add(s.lifetime)
+	claims := jwt.MapClaims{
+		"aud":   s.audience, // a single string, as Entra ID writes it
+		"iss":   s.issuer(p.TenantID),
+		"iat":   now.Unix(),
+		"nbf":   now.Unix(),
+		"exp":   exp.Unix(),
+		"tid":   p.TenantID,
+		"oid":   p.ObjectID,
+		"sub":   p.ObjectID,
+		"appid": p.ClientID,
+		"azp":   p.ClientID,
+		"idtyp": "app",
+		"ver":   "2.0",
+		"uti":   newGUID(),
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	t.Header["kid"] = s.kid
+	signed, err := t.SignedString(s.key)
+	if err != nil {
+		return "", 0, fmt.Errorf("identity: sign token: %w", err)
+	}
+	return signed, int64(s.lifetime / time.Second), nil
+}
+
+// Authenticate verifies the request's "Authorization: Bearer" token: RS256
+// only, signed by the service's key (matching kid), exp/nbf/iat within a
+// small leeway, audience, issuer of the token's tenant, and a principal
+// that still exists with the token's client and tenant. Failures are
+// *AuthError values carrying the ARM code for a 401 answer.
+func (s *Service) Authenticate(r *http.Request) (Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return Principal{}, &AuthError{Code: CodeAuthenticationFailed, Message: "Authentication failed. The 'Authorization' header is missing."}
+	}
+	scheme, raw, ok := strings.Cut(h, " ")
+	raw = strings.TrimSpace(raw)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" {
+		return Principal{}, &AuthError{Code: CodeAuthenticationFailed, Message: "Authentication failed. The 'Authorization' header is provided in an invalid format."}
+	}
+	invalid := &AuthError{Code: CodeInvalidAuthenticationToken, Message: "The access token is invalid."}
+
+	var c tokenClaims
+	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		if kid, _ := t.Header["kid"].(string); kid != s.kid {
+			return nil, fmt.Errorf("unknown kid %q", kid)
+		}
+		return &s.key.PublicKey, nil
+	},
+		jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}),
+		jwt.WithLeeway(clockLeeway),
+		jwt.WithTimeFunc(s.now),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+	)
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenExpired) && c.ExpiresAt != nil {
+			return Principal{}, &AuthError{Code: CodeExpiredAuthenticationToken, Message: fmt.Sprintf(
+				"The access token expiry UTC time '%s' is earlier than current UTC time '%s'.",
+				c.ExpiresAt.UTC().Format("1/2/2006 3:04:05 PM"), s.now().UTC().Format("1/2/2006 3:04:05 PM"))}
+		}
+		s.log.Debug("rejected bearer token", "err", err)
+		return Principal{}, invalid
+	}
+	if len(c.Audience) != 1 || c.Audience[0] != s.audience {
+		return Principal{}, &AuthError{Code: CodeInvalidAuthenticationTokenAudience, Message: fmt.Sprintf(
+			"The access token has been obtained for wrong audience or resource '%s'. It should exactly match with one of the allowed audiences '%s'.",
+			strings.Join(c.Audience, ","), s.audience)}
+	}
+	if !IsGUID(c.TenantID) || c.Issuer != s.issuer(c.TenantID) || c.Version != "2.0" ||
+		!IsGUID(c.ObjectID) || c.Subject != c.ObjectID || !IsGUID(c.AppID) || c.NotBefore == nil {
+		s.log.Debug("rejected bearer token: claims", "iss", c.Issuer, "tid", c.TenantID, "oid", c.ObjectID)
+		return Principal{}, invalid
+	}
+	p, err := s.principal(r.Context(), c.ObjectID)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			return Principal{}, fmt.Errorf("identity: authenticate: %w", err)
+		}
+		s.log.Info("rejected token of a deleted principal", "oid", c.ObjectID)
+		return Principal{}, invalid
+	}
+	if p.ClientID != c.AppID || p.TenantID != c.TenantID {
+		return Principal{}, invalid
+	}
+	return Principal{TenantID: p.TenantID, ObjectID: p.ObjectID, ClientID: p.ClientID, Admin: p.Admin}, nil
+}

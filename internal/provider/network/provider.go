@@ -1,0 +1,201 @@
+// Package network serves the Microsoft.Network control plane that private
+// endpoints need: virtual networks and their subnets, network security
+// groups and their rules, application security groups, route tables and
+// their routes, and network interfaces with their private addresses.
+//
+// Handlers validate a request as Azure does and record the desired state in
+// one store transaction; they never touch the machine. Every resource is
+// stored as the JSON its GET returns, less what is computed at read time:
+// child resources (subnets, security rules, routes) are documents of their
+// own and are composed into their parent's inline lists when read, and the
+// back-references Azure reports (a subnet's ipConfigurations, an NSG's
+// subnets and networkInterfaces, a route table's subnets) are derived from
+// the documents that hold the forward reference, so they can never go
+// stale. Private addresses are derived the same way: the addresses in use
+// in a subnet are the ones the network interface documents hold (addr.go).
+package network
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/google/uuid"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// APIVersions are the api-versions accepted for Microsoft.Network: the one
+// armnetwork/v7 sends (2025-01-01) and recent ones other clients send; the
+// shapes served here are the same in all of them.
+var APIVersions = []string{"2024-05-01", "2024-07-01", "2024-10-01", "2025-01-01"}
+
+const namespace = "Microsoft.Network"
+
+// Resource types, in ARM's canonical casing.
+const (
+	typeVNet        = "Microsoft.Network/virtualNetworks"
+	typeSubnet      = "Microsoft.Network/virtualNetworks/subnets"
+	typeDelegation  = "Microsoft.Network/virtualNetworks/subnets/delegations"
+	typeNSG         = "Microsoft.Network/networkSecurityGroups"
+	typeRule        = "Microsoft.Network/networkSecurityGroups/securityRules"
+	typeDefaultRule = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
+	typeASG         = "Microsoft.Network/applicationSecurityGroups"
+	typeRouteTable  = "Microsoft.Network/routeTables"
+	typeRoute       = "Microsoft.Network/routeTables/routes"
+	typeNIC         = "Microsoft.Network/networkInterfaces"
+	typeIPConfig    = "Microsoft.Network/networkInterfaces/ipConfigurations"
+)
+
+// Provider serves Microsoft.Network.
+type Provider struct {
+	st store.Store
+}
+
+// New returns the provider over st.
+func New(st store.Store) *Provider { return &Provider{st: st} }
+
+// Types returns the resource types this provider serves.
+func (p *Provider) Types() []*arm.ResourceType {
+	v := APIVersions
+	return []*arm.ResourceType{
+		{Type: typeVNet, APIVersions: v, Get: p.getVNet, List: p.listVNets, Put: p.putVNet,
+			Patch: p.patchVNet, Delete: p.deleteVNet, BeforeGroupDelete: p.vnetGroupDelete},
+		{Type: typeSubnet, APIVersions: v, Get: p.getSubnet, List: p.listSubnets, Put: p.putSubnet,
+			Delete: p.deleteSubnet},
+		{Type: typeNSG, APIVersions: v, Get: p.getNSG, List: p.listNSGs, Put: p.putNSG,
+			Patch: p.patchNSG, Delete: p.deleteNSG, BeforeGroupDelete: p.nsgGroupDelete},
+		{Type: typeRule, APIVersions: v, Get: p.getRule, List: p.listRules, Put: p.putRule,
+			Delete: p.deleteRule},
+		{Type: typeDefaultRule, APIVersions: v, Get: p.getDefaultRule, List: p.listDefaultRules},
+		{Type: typeASG, APIVersions: v, Get: p.getASG, List: p.listASGs, Put: p.putASG,
+			Patch: p.patchASG, Delete: p.deleteASG, BeforeGroupDelete: p.asgGroupDelete},
+		{Type: typeRouteTable, APIVersions: v, Get: p.getRouteTable, List: p.listRouteTables,
+			Put: p.putRouteTable, Patch: p.patchRouteTable, Delete: p.deleteRouteTable,
+			BeforeGroupDelete: p.routeTableGroupDelete},
+		{Type: typeRoute, APIVersions: v, Get: p.getRoute, List: p.listRoutes, Put: p.putRoute,
+			Delete: p.deleteRoute},
+		{Type: typeNIC, APIVersions: v, Get: p.getNIC, List: p.listNICs, Put: p.putNIC,
+			Patch: p.patchNIC, Delete: p.deleteNIC},
+		{Type: typeIPConfig, APIVersions: v, Get: p.getIPConfig, List: p.listIPConfigs},
+	}
+}
+
+// settle is the one place that decides how a write to a Microsoft.Network
+// resource completes: the provisioningState the resource reports once its
+// desired state is recorded, and whether the write's long-running operation
+// is already finished then. Today nothing has to be materialized for any of
+// these types, so every write settles at once as Succeeded.
+//
+// When a controller starts to materialize network interfaces (a namespace
+// per NIC), it takes this decision over for typeNIC: it answers Updating
+// (or Deleting) and false, and later finishes the operation with
+// arm.FinishOperation and sets the stored provisioningState once the
+// namespace exists (or is gone). Documents are always written or removed by
+// the handler; only the completion moves.
+func settle(id arm.ResourceID, deleting bool) (state armnetwork.ProvisioningState, done bool) {
+	_, _ = id, deleting
+	return armnetwork.ProvisioningStateSucceeded, true
+}
+
+// accepted is the answer to a PUT: 201 on create, 200 on update, with the
+// operation the router advertises in Azure-AsyncOperation.
+func accepted(created bool, body any, op *arm.Operation) *arm.Response {
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return &arm.Response{Status: status, Body: body, Op: op}
+}
+
+// deleted is the answer to a DELETE that removed something.
+func deleted(op *arm.Operation) *arm.Response {
+	return &arm.Response{Status: http.StatusAccepted, Op: op}
+}
+
+// noContent is the answer to a DELETE of something that does not exist.
+func noContent() *arm.Response { return &arm.Response{Status: http.StatusNoContent} }
+
+// normLocation returns ARM's form of a location: "West Europe" → "westeurope".
+func normLocation(s string) string { return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", "")) }
+
+func ptr[T any](v T) *T { return &v }
+
+// str dereferences a string pointer, "" for nil.
+func str(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// boolOr dereferences a bool pointer, def for nil.
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+func newGUID() *string { return ptr(uuid.NewString()) }
+
+// lkey is the form in which IDs are compared: ARM IDs are case-insensitive.
+func lkey(id string) string { return strings.ToLower(strings.TrimSuffix(id, "/")) }
+
+// subColl is the collection of one type across a subscription, e.g. every
+// subnet of every virtual network.
+func subColl(sub string, types ...string) arm.ResourceID {
+	return arm.ResourceID{Subscription: sub, Namespace: namespace, Types: types}
+}
+
+// childColl is the collection of parent's children of one type.
+func childColl(parent arm.ResourceID, typ string) arm.ResourceID {
+	return parent.Child(typ, "").Collection()
+}
+
+// groupName returns the resource group's name in the casing it was created
+// with, so that new IDs carry it; the request's casing when it cannot tell.
+func groupName(r arm.Reader, id arm.ResourceID) (string, error) {
+	var rg struct {
+		Name string `json:"name"`
+	}
+	ok, err := arm.Load(r, id.ResourceGroupID(), &rg)
+	if err != nil {
+		return "", err
+	}
+	if !ok || rg.Name == "" {
+		return id.ResourceGroup, nil
+	}
+	return rg.Name, nil
+}
+
+// newID returns the canonical ID for a resource being created at id.
+func newID(r arm.Reader, id arm.ResourceID) (arm.ResourceID, error) {
+	rg, err := groupName(r, id)
+	if err != nil {
+		return id, err
+	}
+	id.ResourceGroup = rg
+	return id, nil
+}
+
+// validateEnvelope checks what every tracked resource's PUT carries.
+func validateEnvelope(kind string, id arm.ResourceID, location *string, tags map[string]*string) error {
+	if err := arm.ValidateNetworkName(kind, id.Name()); err != nil {
+		return err
+	}
+	if err := arm.ValidateLocation(location); err != nil {
+		return err
+	}
+	return arm.ValidateTags(tags)
+}
+
+// checkLocation refuses to move an existing resource to another region.
+func checkLocation(id arm.ResourceID, cur, want string) error {
+	if cur != "" && normLocation(cur) != normLocation(want) {
+		return arm.BadRequest("InvalidResourceLocation", "location",
+			"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Delete it first or choose another name.",
+			id.Name(), cur, id.ResourceGroup, normLocation(want))
+	}
+	return nil
+}

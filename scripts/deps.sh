@@ -1,0 +1,27 @@
+# Sourced by scripts/test and scripts/run: installs what privlink needs on a
+# fresh Debian machine (as root) and puts Go on PATH.
+
+DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certificates)
+
+need_install=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_install+=("$p")
+done
+if [ "${#need_install[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "privlink: missing Debian packages: ${need_install[*]}; run as root to install them" >&2
+    exit 1
+  fi
+  echo "privlink: installing ${need_install[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${need_install[@]}"
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  export PATH="$PATH:/usr/local/go/bin"
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "privlink: Go is not installed: install Go 1.26 or newer (https://go.dev/doc/install) and run again" >&2
+  exit 1
+fi
