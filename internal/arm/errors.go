@@ -68,8 +68,15 @@ func InvalidRequestContent(err error) *Error {
 
 // NotFound is the 404 ARM returns for a missing resource.
 func NotFound(id ResourceID) *Error {
+	path := id.Namespace
+	for i, t := range id.Types {
+		path += "/" + t
+		if i < len(id.Names) {
+			path += "/" + id.Names[i]
+		}
+	}
 	return &Error{Status: http.StatusNotFound, Code: "ResourceNotFound",
-		Message: fmt.Sprintf("The Resource '%s' under resource group '%s' was not found.", id.Type()+"/"+id.Name(), id.ResourceGroup)}
+		Message: fmt.Sprintf("The Resource '%s' under resource group '%s' was not found.", path, id.ResourceGroup)}
 }
 
 // Conflict is a 409 with a specific code.

@@ -468,7 +468,13 @@ func (rt *Router) writeResponse(w http.ResponseWriter, req *Request, resp *Respo
 		if resp.Status == http.StatusAccepted {
 			w.Header().Set("Location", req.BaseURL+op.ResultPath())
 		}
-		setRetryAfter(w)
+		if op.Done() {
+			// Nothing to wait for: poll at once (the SDK ignores 0).
+			w.Header().Set("Retry-After", "0")
+			w.Header().Set("Retry-After-Ms", "1")
+		} else {
+			setRetryAfter(w)
+		}
 	}
 	if req.HTTP.Method == http.MethodHead {
 		w.WriteHeader(resp.Status)

@@ -22,7 +22,7 @@ import (
 	"github.com/privlink/privlink/internal/pki"
 	"github.com/privlink/privlink/internal/provider/authorization"
 	// "github.com/privlink/privlink/internal/provider/network"
-	// "github.com/privlink/privlink/internal/provider/privatedns"
+	"github.com/privlink/privlink/internal/provider/privatedns"
 	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/store/bolt"
@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
 	register(authorization.New(st, ids).Types()...)
 	// register(network.New(st).Types()...)
-	// register(privatedns.New(st).Types()...)
+	register(privatedns.New(st).Types()...)
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()

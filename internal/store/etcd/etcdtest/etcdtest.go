@@ -38,23 +38,35 @@ const (
 // the environment variable CI is "true".
 func Start(t testing.TB) (endpoint string) {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
+	if _, err := exec.LookPath("etcd"); err != nil {
 		msg := "etcd binary not found in PATH: install Debian's etcd-server package (apt-get install etcd-server)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
+	endpoint, stop, err := Launch(t.TempDir())
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(stop)
+	return endpoint
+}
+
+// Launch starts etcd with its data and log in dir (benchmarks use it
+// outside tests) and returns its client endpoint and a function that
+// stops it.
+func Launch(dir string) (endpoint string, stop func(), err error) {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		return "", nil, fmt.Errorf("etcd binary not found in PATH: install Debian's etcd-server package: %w", err)
+	}
 	for attempt := 1; ; attempt++ {
-		endpoint, err := start(t, bin)
-		if err == nil {
-			return endpoint
+		sub := filepath.Join(dir, "etcd-"+strconv.Itoa(attempt))
+		endpoint, stop, err := launch(sub, bin)
+		if err == nil || attempt == startAttempts {
+			return endpoint, stop, err
 		}
-		if attempt == startAttempts {
-			t.Fatalf("etcdtest: %v", err)
-		}
-		t.Logf("etcdtest: %v; trying again", err)
 	}
 }
 
@@ -66,18 +78,20 @@ func Prefix(t testing.TB) string {
 
 var prefixSeq atomic.Int64
 
-func start(t testing.TB, bin string) (string, error) {
+func launch(dir, bin string) (string, func(), error) {
 	ports, err := freePorts(2)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	dir := t.TempDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
 	logPath := filepath.Join(dir, "etcd.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return "", fmt.Errorf("create log: %w", err)
+		return "", nil, fmt.Errorf("create log: %w", err)
 	}
 	defer logFile.Close() // the child has its own descriptor
 
@@ -100,7 +114,7 @@ func start(t testing.TB, bin string) (string, error) {
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start %s: %w", bin, err)
+		return "", nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -121,10 +135,9 @@ func start(t testing.TB, bin string) (string, error) {
 	if err := waitHealthy(client, exited); err != nil {
 		stop()
 		out, _ := os.ReadFile(logPath)
-		return "", fmt.Errorf("etcd on %s: %w\n%s", client, err, tail(out, 4096))
+		return "", nil, fmt.Errorf("etcd on %s: %w\n%s", client, err, tail(out, 4096))
 	}
-	t.Cleanup(stop)
-	return client, nil
+	return client, stop, nil
 }
 
 // waitHealthy polls etcd's /health until it answers true, etcd exits, or
