@@ -247,3 +247,38 @@ func GroupMembers(r Reader, rg ResourceID) ([]ResourceID, error) {
 	}
 	return ids, nil
 }
+
+// ParseDocKey recovers the (lower-cased) resource ID of a document key. It
+// reports false for keys that are not resource documents.
+func ParseDocKey(key string) (ResourceID, bool) {
+	rest, ok := strings.CutPrefix(key, docRoot)
+	if !ok {
+		return ResourceID{}, false
+	}
+	p := strings.Split(rest, "/")
+	if len(p) < 3 {
+		return ResourceID{}, false
+	}
+	id := ResourceID{Subscription: p[0]}
+	if p[1] == "microsoft.resources:resourcegroups" {
+		id.ResourceGroup = p[2]
+		return id, len(p) == 3
+	}
+	types := strings.Split(p[1], ":")
+	if len(types) < 2 || len(p) != 3+len(types)-1 {
+		return ResourceID{}, false
+	}
+	if p[2] != "-" {
+		id.ResourceGroup = p[2]
+	}
+	id.Namespace, id.Types, id.Names = types[0], types[1:], p[3:]
+	return id, true
+}
+
+// ChildCollection returns the ID of the collection of id's children of
+// type typ, e.g. a virtual network's subnets.
+func (id ResourceID) ChildCollection(typ string) ResourceID {
+	c := id.clone()
+	c.Types = append(c.Types, typ)
+	return c
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/privlink/privlink/internal/store"
 )
 
 // Error is an ARM error: an HTTP status and the body
@@ -43,6 +45,11 @@ func AsError(err error) (*Error, bool) {
 	var ae *Error
 	if errors.As(err, &ae) {
 		return ae, true
+	}
+	if errors.Is(err, store.ErrConflict) {
+		// Concurrent writers kept colliding: the client should retry.
+		return &Error{Status: http.StatusConflict, Code: "AnotherOperationInProgress",
+			Message: "Another operation on this resource or its neighbours is in progress; retry the request."}, true
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "InternalServerError",
 		Message: "privlinkd failed to handle the request; its log has the details"}, false

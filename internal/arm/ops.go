@@ -21,7 +21,16 @@ const (
 	OpCanceled   = "Canceled"
 )
 
-const opRoot = "ops/"
+const (
+	opRoot = "ops/"
+	// opPending indexes unfinished operations by resource:
+	// ops-pending/{lower-cased resource id}/{operation name}.
+	opPending = "ops-pending"
+)
+
+func pendingKey(resourceID, name string) string {
+	return opPending + strings.ToLower(resourceID) + "/" + name
+}
 
 // Operation is a long-running operation: what an Azure-AsyncOperation URL
 // reports and what a Location URL waits for. Handlers start one in the
@@ -71,6 +80,8 @@ func StartOperation(tx store.Tx, id ResourceID, location string, done bool) (*Op
 	}
 	if done {
 		op.Status, op.EndTime = OpSucceeded, &now
+	} else if err := tx.Put(pendingKey(op.ResourceID, op.Name), nil); err != nil {
+		return nil, fmt.Errorf("index operation %s: %w", op.Name, err)
 	}
 	if err := putOp(tx, op); err != nil {
 		return nil, err
@@ -105,27 +116,48 @@ func GetOperation(r Reader, name string) (*Operation, error) {
 // FinishOperation marks an operation Succeeded (err == nil) or Failed with
 // err's ARM error. Finishing a finished operation changes nothing.
 func FinishOperation(ctx context.Context, st store.Store, name string, opErr error) error {
-	_, err := st.Txn(ctx, func(tx store.Tx) error {
-		op, err := GetOperation(tx, name)
-		if err != nil {
-			return err
-		}
-		if op.Done() {
-			return nil
-		}
-		now := time.Now().UTC()
-		op.EndTime = &now
-		op.Status = OpSucceeded
-		if opErr != nil {
-			ae, _ := AsError(opErr)
-			op.Status, op.Error, op.ErrorStatus = OpFailed, ae, ae.Status
-		}
-		return putOp(tx, op)
-	})
+	_, err := st.Txn(ctx, func(tx store.Tx) error { return finishOp(tx, name, opErr) })
 	if err != nil {
 		return fmt.Errorf("finish operation %s: %w", name, err)
 	}
 	return nil
+}
+
+// FinishOperations finishes, in tx, every unfinished operation on the
+// resource id: what a controller does once the world matches the resource.
+func FinishOperations(tx store.Tx, id ResourceID, opErr error) error {
+	prefix := opPending + strings.ToLower(id.String()) + "/"
+	kvs, err := tx.List(prefix)
+	if err != nil {
+		return fmt.Errorf("list operations of %s: %w", id, err)
+	}
+	for _, kv := range kvs {
+		if err := finishOp(tx, strings.TrimPrefix(kv.Key, prefix), opErr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func finishOp(tx store.Tx, name string, opErr error) error {
+	op, err := GetOperation(tx, name)
+	if err != nil {
+		return err
+	}
+	if op.Done() {
+		return nil
+	}
+	now := time.Now().UTC()
+	op.EndTime = &now
+	op.Status = OpSucceeded
+	if opErr != nil {
+		ae, _ := AsError(opErr)
+		op.Status, op.Error, op.ErrorStatus = OpFailed, ae, ae.Status
+	}
+	if err := tx.Delete(pendingKey(op.ResourceID, op.Name)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("unindex operation %s: %w", name, err)
+	}
+	return putOp(tx, op)
 }
 
 // serveOperation answers the status (Azure-AsyncOperation) and result
@@ -184,4 +216,26 @@ func (rt *Router) serveOperation(w http.ResponseWriter, r *http.Request, id Reso
 func setRetryAfter(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "1")
 	w.Header().Set("Retry-After-Ms", "250")
+}
+
+// PruneOperations removes finished operations that ended before cutoff.
+// Pollers give up long before (an hour is far beyond any SDK default), so
+// the daemon prunes periodically to keep the store from growing.
+func PruneOperations(ctx context.Context, st store.Store, cutoff time.Time) (int, error) {
+	kvs, _, err := st.List(ctx, opRoot)
+	if err != nil {
+		return 0, fmt.Errorf("list operations: %w", err)
+	}
+	n := 0
+	for _, kv := range kvs {
+		var op Operation
+		if json.Unmarshal(kv.Value, &op) != nil || !op.Done() || op.EndTime == nil || op.EndTime.After(cutoff) {
+			continue
+		}
+		if err := st.Delete(ctx, kv.Key, kv.Revision); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+			return n, fmt.Errorf("prune operation %s: %w", op.Name, err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -115,18 +115,24 @@ func (r *Request) Decode(v any) error {
 // ETag of the target ("" and exists=false when there is none).
 func (r *Request) CheckPreconditions(exists bool, etag string) error {
 	if m := r.HTTP.Header.Get("If-None-Match"); m != "" {
-		if m == "*" && exists || exists && m == etag {
+		if m == "*" && exists || exists && sameETag(m, etag) {
 			return Errorf(http.StatusPreconditionFailed, "PreconditionFailed",
 				"The resource '%s' already exists (If-None-Match: %s).", r.ID.Name(), m)
 		}
 	}
 	if m := r.HTTP.Header.Get("If-Match"); m != "" {
-		if !exists || (m != "*" && m != etag) {
+		if !exists || (m != "*" && !sameETag(m, etag)) {
 			return Errorf(http.StatusPreconditionFailed, "PreconditionFailed",
 				"The ETag of resource '%s' does not match If-Match %s; read it again and retry.", r.ID.Name(), m)
 		}
 	}
 	return nil
+}
+
+// sameETag compares ETags weakly (RFC 9110 8.8.3.2), as ARM clients send
+// them back with or without the W/ prefix.
+func sameETag(a, b string) bool {
+	return strings.TrimPrefix(a, "W/") == strings.TrimPrefix(b, "W/")
 }
 
 // Response is what a handler answers. With Op set the router adds the
@@ -149,8 +155,6 @@ type Router struct {
 	dir   Directory
 	log   *slog.Logger
 	types map[string]*ResourceType // by lower-cased type
-	// special serves privlink's own non-ARM calls under /privlink/.
-	special map[string]http.Handler
 }
 
 // NewRouter returns a router over st that authenticates through dir.

@@ -21,7 +21,7 @@ import (
 	"github.com/privlink/privlink/internal/identity"
 	"github.com/privlink/privlink/internal/pki"
 	"github.com/privlink/privlink/internal/provider/authorization"
-	// "github.com/privlink/privlink/internal/provider/network"
+	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/privatedns"
 	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
 	register(authorization.New(st, ids).Types()...)
-	// register(network.New(st).Types()...)
+	register(network.New(st).Types()...)
 	register(privatedns.New(st).Types()...)
 
 	var ready atomic.Bool
@@ -124,6 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go pruneOperations(ctx, st, log)
 	ready.Store(true)
 	log.Info("privlinkd ready", "api", base, "data_dir", cfg.DataDir, "store", storeName(cfg),
 		"credentials", filepath.Join(cfg.DataDir, CredentialsFile))
@@ -201,4 +202,22 @@ func bootstrap(ctx context.Context, ids *identity.Service, dataDir, caPath, base
 	}
 	old.ARMEndpoint, old.AuthorityHost, old.Audience, old.CAFile = base, base+"/", Audience, caPath
 	return identity.WriteCredentialsFile(path, old)
+}
+
+// pruneOperations removes long-finished operations every few minutes.
+func pruneOperations(ctx context.Context, st store.Store, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := arm.PruneOperations(ctx, st, time.Now().Add(-time.Hour)); err != nil {
+			log.Warn("pruning finished operations failed", "err", err)
+		} else if n > 0 {
+			log.Debug("pruned finished operations", "count", n)
+		}
+	}
 }

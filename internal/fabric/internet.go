@@ -107,6 +107,10 @@ func (f *Fabric) ensureInternetHost(name string, addr netip.Addr) error {
 	if err := ensureDefaultRoute(host, eth0, InternetGateway, true); err != nil {
 		return err
 	}
+	// The internet's DNS (the public view) answers on the router's address.
+	if err := writeResolvConf(name, "the emulated internet", InternetGateway); err != nil {
+		return err
+	}
 	return waitLinks(f, inet, linkName, host, nicLinkName)
 }
 

@@ -151,7 +151,7 @@ func (f *Fabric) ensureNIC(spec NICSpec) error {
 	if err := waitLinks(f, router, rlName, nic, nicLinkName); err != nil {
 		return err
 	}
-	if err := writeResolvConf(name, spec.Network); err != nil {
+	if err := writeResolvConf(name, "virtual network "+spec.Network, DNSAddr); err != nil {
 		return err
 	}
 	f.log.Debug("NIC converged", "nic", spec.ID, "network", spec.Network, "ns", name, "address", spec.Address)

@@ -1,46 +1,71 @@
 package network
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/privlink/privlink/internal/arm"
 )
 
-// Azure's error codes for the rules this provider enforces. Where Azure's
-// code for a situation is known (from its documentation, SDK error lists or
-// errors quoted in public issues) it is used; the others are marked.
+// Azure's error codes for the rules this provider enforces, all with HTTP
+// 400 (404 for NotFound). Where Azure's code for a situation is known it is
+// used; the source is noted. "By analogy" marks a code chosen to fit
+// Azure's naming where its real one could not be confirmed.
 const (
-	codeInvalidPrefixFormat   = "InvalidAddressPrefixFormat"
-	codeInvalidCIDR           = "InvalidCIDRNotation"
-	codeInvalidPrefix         = "NetcfgInvalidIPAddressPrefix" // reserved or overlapping address space
-	codeInvalidSubnet         = "NetcfgInvalidSubnet"
-	codeSubnetOutsideVNet     = "NetcfgSubnetRangeOutsideVnet"
-	codeSubnetsOverlap        = "NetcfgSubnetRangesOverlap"
-	codeSubnetInUse           = "InUseSubnetCannotBeDeleted"
-	codeNSGInUse              = "InUseNetworkSecurityGroupCannotBeDeleted"
-	codeRouteTableInUse       = "InUseRouteTableCannotBeDeleted"
-	codeASGInUse              = "InUseApplicationSecurityGroupCannotBeDeleted" // by analogy; Azure's code unverified
-	codeRuleConflict          = "SecurityRuleConflict"
-	codeRulePriority          = "SecurityRuleInvalidPriority"
-	codeRulePortRange         = "SecurityRuleInvalidPortRange"
-	codeRulePortRanges        = "SecurityRuleParameterContainsInvalidPortRanges"
-	codeRuleAddressPrefix     = "SecurityRuleInvalidAddressPrefix"
-	codeRuleUnsupportedValue  = "SecurityRuleParameterContainsUnsupportedValue"
-	codeRouteConflict         = "RouteConflict" // by analogy; Azure's code unverified
-	codeIPNotInSubnet         = "PrivateIPAddressNotInSubnet"
-	codeIPReserved            = "PrivateIPAddressInReservedRange"
-	codeIPAllocated           = "PrivateIPAddressIsAllocated"
-	codeSubnetFull            = "SubnetIsFull"
-	codeInvalidReference      = "InvalidResourceReference"
-	codeLinkedInvalidID       = "LinkedInvalidPropertyId"
-	codeManagedNIC            = "CannotModifyNicAttachedToPrivateEndpoint"
-	codeMissingParameter      = "MissingRequiredParameter"
-	codeInvalidRequestFormat  = "InvalidRequestFormat"
-	codeInvalidParameter      = "InvalidParameter"
-	codeChildNotFound         = "NotFound"
-	codeUnsupportedInPrivlink = "FeatureNotSupported" // privlink's own: a property Azure has and privlink does not serve
+	// Errors quoted in terraform-provider-azurerm and azure-service-operator
+	// issues ("Address prefix X of resource Y is not formatted correctly").
+	codeInvalidPrefixFormat = "InvalidAddressPrefixFormat"
+	// "... has an invalid CIDR notation. For the given prefix length, the
+	// address prefix should be ..." (azure-service-operator errhelp; az labs).
+	codeInvalidCIDR = "InvalidCIDRNotation"
+	// A real Netcfg code (azure-service-operator errhelp); its use for a
+	// reserved or overlapping address space is by analogy.
+	codeInvalidPrefix = "NetcfgInvalidIPAddressPrefix"
+	// "Subnet 'x' is not valid in virtual network 'y'" (azure-cli #28097);
+	// used for a too small subnet and a resize under a NIC.
+	codeInvalidSubnet = "NetcfgInvalidSubnet"
+	// MicrosoftDocs/azure-docs PR #123869 quotes both messages.
+	codeSubnetOutsideVNet = "NetcfgSubnetRangeOutsideVnet"
+	codeSubnetsOverlap    = "NetcfgSubnetRangesOverlap"
+	// Reference §5; terraform-provider-azurerm #334, nav-arm-templates #161.
+	codeSubnetInUse = "InUseSubnetCannotBeDeleted"
+	// pulumi-azure-native #3051; AKS RP's armerror code list.
+	codeNSGInUse = "InUseNetworkSecurityGroupCannotBeDeleted"
+	// AKS RP's armerror code list (resourceTypeClientErrorCodes).
+	codeRouteTableInUse = "InUseRouteTableCannotBeDeleted"
+	codeASGInUse        = "InUseApplicationSecurityGroupCannotBeDeleted" // by analogy
+	// aks-engine #2106, terraform-provider-azurerm #11137.
+	codeRuleConflict = "SecurityRuleConflict"
+	// "Security rule has invalid Priority. Value provided: 50 Allowed range
+	// 100-4096." and "... invalid Port range ..." (az network nsg outputs).
+	codeRulePriority  = "SecurityRuleInvalidPriority"
+	codeRulePortRange = "SecurityRuleInvalidPortRange"
+	// "*" in a port range list (terraform module comments quoting Azure).
+	codeRulePortRanges = "SecurityRuleParameterContainsInvalidPortRanges"
+	// terraform-provider-azurerm #5617 quotes both.
+	codeRuleAddressPrefix    = "SecurityRuleInvalidAddressPrefix"
+	codeRuleUnsupportedValue = "SecurityRuleParameterContainsUnsupportedValue"
+	codeRouteConflict        = "RouteConflict" // by analogy
+	// Azure's "common deployment errors" page (MicrosoftDocs/azure-docs).
+	codeIPNotInSubnet = "PrivateIPAddressNotInSubnet"
+	codeIPReserved    = "PrivateIPAddressInReservedRange"
+	// acs-engine-terraform #10 quotes the message.
+	codeIPAllocated = "PrivateIPAddressIsAllocated"
+	// azure-docs #88211, karpenter-provider-azure #734.
+	codeSubnetFull = "SubnetIsFull"
+	// Azure's common deployment errors; LinkedInvalidPropertyId is ARM's
+	// code for a malformed ID in a reference.
+	codeInvalidReference = "InvalidResourceReference"
+	codeLinkedInvalidID  = "LinkedInvalidPropertyId"
+	// azure-sdk-for-python #18911 (also for tags on a PE's NIC).
+	codeManagedNIC = "CannotModifyNicAttachedToPrivateEndpoint"
+	// Generic ARM codes.
+	codeMissingParameter     = "MissingRequiredParameter"
+	codeInvalidRequestFormat = "InvalidRequestFormat" // an enum value Azure cannot deserialize
+	codeInvalidParameter     = "InvalidParameter"
+	codeChildNotFound        = "NotFound" // reference §5: network child resources
+	// privlink's own: a property Azure has and privlink does not serve.
+	codeUnsupportedInPrivlink = "FeatureNotSupported"
 )
 
 func badRequest(code, target, format string, args ...any) *arm.Error {
@@ -97,20 +122,24 @@ func errRefLocation(target, ref, refLoc string, referrer arm.ResourceID, loc str
 
 func errLinkedID(target, ref, want string) error {
 	return badRequest(codeLinkedInvalidID, target,
-		"Property id '%s' at path '%s' is invalid. Expect the fully qualified ID of a %s, e.g. /subscriptions/{subscriptionId}/resourceGroups/{group}/providers/%s/{name}.",
-		ref, target, want, want)
+		"Property id '%s' at path '%s' is invalid. Expect the fully qualified ID of a %s: %s.",
+		ref, target, want, exampleID(want))
+}
+
+// exampleID renders the ID pattern of a resource type, e.g.
+// /subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets/{subnetName}.
+func exampleID(typ string) string {
+	parts := strings.Split(typ, "/")
+	var b strings.Builder
+	b.WriteString("/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/" + parts[0])
+	for _, t := range parts[1:] {
+		b.WriteString("/" + t + "/{" + strings.TrimSuffix(t, "s") + "Name}")
+	}
+	return b.String()
 }
 
 func errManagedNIC(id arm.ResourceID, pe, verb string) error {
 	return badRequest(codeManagedNIC, "",
 		"Network interface %s is attached to private endpoint %s and can not be %s by user. It is managed by the private endpoint: change or delete the private endpoint instead.",
 		id, pe, verb)
-}
-
-// plural formats "1 thing" / "2 things".
-func plural(n int, word string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, word)
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -16,6 +16,7 @@
 package network
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -94,7 +95,6 @@ func (p *Provider) Types() []*arm.ResourceType {
 // namespace exists (or is gone). Documents are always written or removed by
 // the handler; only the completion moves.
 func settle(id arm.ResourceID, deleting bool) (state armnetwork.ProvisioningState, done bool) {
-	_, _ = id, deleting
 	return armnetwork.ProvisioningStateSucceeded, true
 }
 
@@ -117,7 +117,9 @@ func deleted(op *arm.Operation) *arm.Response {
 func noContent() *arm.Response { return &arm.Response{Status: http.StatusNoContent} }
 
 // normLocation returns ARM's form of a location: "West Europe" → "westeurope".
-func normLocation(s string) string { return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", "")) }
+func normLocation(s string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
+}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -177,6 +179,24 @@ func newID(r arm.Reader, id arm.ResourceID) (arm.ResourceID, error) {
 	}
 	id.ResourceGroup = rg
 	return id, nil
+}
+
+// identity returns the canonical ID, the name and the resourceGuid of a
+// tracked resource being written: the stored ones on update (the name keeps
+// the casing of creation), new ones on create.
+func identity(r arm.Reader, req *arm.Request, exists bool, curID, curName string, curGUID *string) (arm.ResourceID, string, *string, error) {
+	if !exists {
+		id, err := newID(r, req.ID)
+		return id, req.ID.Name(), newGUID(), err
+	}
+	id, err := arm.ParseID(curID)
+	if err != nil {
+		return id, "", nil, fmt.Errorf("stored resource %s has a bad id %q: %w", req.ID, curID, err)
+	}
+	if curGUID == nil {
+		curGUID = newGUID()
+	}
+	return id, curName, curGUID, nil
 }
 
 // validateEnvelope checks what every tracked resource's PUT carries.

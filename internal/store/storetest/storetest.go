@@ -623,7 +623,7 @@ func testTxnLarge(t *testing.T, s store.Store) {
 			return err
 		}
 		if len(kvs) != n {
-			return fmt.Errorf("List = %d keys; want %d", len(kvs), n)
+			return fmt.Errorf("tx.List = %d keys; want %d", len(kvs), n)
 		}
 		for _, kv := range kvs[:n/2] {
 			if err := tx.Delete(kv.Key); err != nil {

@@ -1,0 +1,420 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/dns"
+	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// FabricID is the fabric's short key of a resource: a hash of its
+// lower-cased ARM ID, so names stay short and stable across restarts.
+func FabricID(id arm.ResourceID) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(id.String())))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Network materializes virtual networks and NICs: a router namespace per
+// network with the network's DNS at 168.63.129.16, a namespace per NIC.
+type Network struct {
+	st  store.Store
+	fab *fabric.Fabric
+	srv *dns.Server
+	log *slog.Logger
+
+	loop *Loop
+
+	mu      sync.Mutex
+	serving map[string]*dnsServing // by network fabric ID
+}
+
+type dnsServing struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	inode  uint64 // of the router namespace the sockets live in
+}
+
+// NewNetwork returns the network controller.
+func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.Logger) *Network {
+	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]*dnsServing{}}
+	n.loop = &Loop{
+		Name: "network", Prefixes: []string{
+			"arm/", // every resource document; Items keeps networks, subnets and NICs
+		},
+		Items: n.items, Resync: n.resync, ResyncEvery: 30 * time.Second,
+		Reconcile: n.reconcile, Store: st, Log: log,
+	}
+	return n
+}
+
+const (
+	itemNetwork = "vnet|"
+	itemNIC     = "nic|"
+)
+
+func (n *Network) items(key string, _ []byte) []string {
+	id, ok := arm.ParseDocKey(key)
+	if !ok || !strings.EqualFold(id.Namespace, "Microsoft.Network") {
+		return nil
+	}
+	switch strings.ToLower(strings.Join(id.Types, "/")) {
+	case "virtualnetworks":
+		return []string{itemNetwork + id.String()}
+	case "virtualnetworks/subnets":
+		return []string{itemNetwork + id.Parent().String()}
+	case "networkinterfaces":
+		return []string{itemNIC + id.String()}
+	}
+	return nil
+}
+
+// resync lists every network and NIC, and removes namespaces of this
+// daemon's prefix that belong to none of them.
+func (n *Network) resync(ctx context.Context) ([]string, error) {
+	kvs, _, err := n.st.List(ctx, "arm/")
+	if err != nil {
+		return nil, err
+	}
+	var items []string
+	keep := map[string]bool{n.fab.NamespaceName(fabric.KindInternet, ""): true}
+	for _, kv := range kvs {
+		for _, it := range n.items(kv.Key, kv.Value) {
+			kind, rid, _ := strings.Cut(it, "|")
+			id, err := arm.ParseID(rid)
+			if err != nil {
+				continue
+			}
+			if kind+"|" == itemNetwork {
+				keep[n.fab.NamespaceName(fabric.KindNetwork, FabricID(id))] = true
+			} else {
+				keep[n.fab.NamespaceName(fabric.KindNIC, FabricID(id))] = true
+			}
+			items = append(items, it)
+		}
+	}
+	err = n.fab.RemoveStale(func(name string) bool {
+		// Internet hosts and service namespaces have owners of their own.
+		return keep[name] || strings.HasPrefix(name, n.fab.Prefix()+"ih-") || strings.HasPrefix(name, n.fab.Prefix()+"svc-")
+	})
+	return items, err
+}
+
+// Run reconciles until ctx ends, then stops serving DNS.
+func (n *Network) Run(ctx context.Context) error {
+	if err := n.fab.EnsureInternet(); err != nil {
+		return fmt.Errorf("create the emulated internet: %w", err)
+	}
+	go n.serveInternet(ctx)
+	err := n.loop.Run(ctx)
+	n.mu.Lock()
+	for id, s := range n.serving {
+		s.cancel()
+		<-s.done
+		delete(n.serving, id)
+	}
+	n.mu.Unlock()
+	return err
+}
+
+func (n *Network) reconcile(ctx context.Context, item string) (time.Duration, error) {
+	kind, rid, _ := strings.Cut(item, "|")
+	id, err := arm.ParseID(rid)
+	if err != nil {
+		return 0, fmt.Errorf("bad item %q: %w", item, err)
+	}
+	if kind+"|" == itemNetwork {
+		return 0, n.reconcileNetwork(ctx, id)
+	}
+	return 0, n.reconcileNIC(ctx, id)
+}
+
+func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error {
+	fid := FabricID(id)
+	rd := arm.ReadOnly(ctx, n.st)
+	ok, err := arm.Exists(rd, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		n.stopDNS(fid)
+		n.srv.ForgetStats(View(id))
+		return n.fab.DeleteNetwork(fid)
+	}
+	subnets, err := arm.LoadAll[armnetwork.Subnet](rd, id.ChildCollection("subnets"))
+	if err != nil {
+		return err
+	}
+	spec := fabric.NetworkSpec{ID: fid}
+	for _, s := range subnets {
+		spec.Subnets = append(spec.Subnets, subnetPrefixes(&s)...)
+	}
+	if err := n.fab.EnsureNetwork(spec); err != nil {
+		return err
+	}
+	if err := n.ensureDNS(id, fid); err != nil {
+		return err
+	}
+	// A re-created router lost its links to the NICs: let them converge.
+	nics, err := n.nicsOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, nic := range nics {
+		n.loop.Enqueue(itemNIC + nic)
+	}
+	return nil
+}
+
+// nicsOf lists the IDs of the NICs whose primary subnet is in the network.
+func (n *Network) nicsOf(ctx context.Context, vnet arm.ResourceID) ([]string, error) {
+	all, err := arm.LoadAll[armnetwork.Interface](arm.ReadOnly(ctx, n.st),
+		arm.ResourceID{Subscription: vnet.Subscription, Namespace: "Microsoft.Network", Types: []string{"networkInterfaces"}})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, nic := range all {
+		if sub, _, ok := primaryIP(&nic); ok && arm.ScopeContains(vnet.String(), sub.String()) && nic.ID != nil {
+			ids = append(ids, *nic.ID)
+		}
+	}
+	return ids, nil
+}
+
+func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {
+	fid := FabricID(id)
+	var nic armnetwork.Interface
+	ok, err := arm.Load(arm.ReadOnly(ctx, n.st), id, &nic)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := n.fab.DeleteNIC(fid); err != nil {
+			return err
+		}
+		return n.settle(ctx, id, nil)
+	}
+	if nic.Properties != nil && nic.Properties.PrivateEndpoint != nil {
+		return nil // a private endpoint's NIC is an address on the router, not a namespace
+	}
+	subnetID, addr, ok := primaryIP(&nic)
+	if !ok {
+		return n.settle(ctx, id, arm.BadRequest("InvalidNetworkInterface", "properties.ipConfigurations", "The NIC has no primary IPv4 configuration."))
+	}
+	var subnet armnetwork.Subnet
+	if ok, err := arm.Load(arm.ReadOnly(ctx, n.st), subnetID, &subnet); err != nil || !ok {
+		return fmt.Errorf("subnet %s of NIC %s: missing (%v)", subnetID, id, err)
+	}
+	var prefix netip.Prefix
+	for _, p := range subnetPrefixes(&subnet) {
+		if p.Contains(addr) {
+			prefix = p
+		}
+	}
+	if !prefix.IsValid() {
+		return fmt.Errorf("NIC %s address %s is outside subnet %s", id, addr, subnetID)
+	}
+	vnet := subnetID.Parent()
+	spec := fabric.NICSpec{ID: fid, Network: FabricID(vnet), Address: netip.PrefixFrom(addr, prefix.Bits())}
+	if nic.Properties.MacAddress != nil {
+		if mac, err := net.ParseMAC(strings.ReplaceAll(*nic.Properties.MacAddress, "-", ":")); err == nil {
+			spec.MAC = mac
+		}
+	}
+	err = n.fab.EnsureNIC(spec)
+	if errors.Is(err, fabric.ErrNotFound) {
+		// The network's router is not there yet: build it first.
+		if err := n.reconcileNetwork(ctx, vnet); err != nil {
+			return err
+		}
+		err = n.fab.EnsureNIC(spec)
+	}
+	if err != nil {
+		return err
+	}
+	return n.settle(ctx, id, nil)
+}
+
+// settle records that a NIC's namespace matches its document: the NIC
+// reports Succeeded, and the operations waiting on it finish.
+func (n *Network) settle(ctx context.Context, id arm.ResourceID, failure error) error {
+	_, err := n.st.Txn(ctx, func(tx store.Tx) error {
+		var nic armnetwork.Interface
+		ok, err := arm.Load(tx, id, &nic)
+		if err != nil {
+			return err
+		}
+		if ok && nic.Properties != nil {
+			state := armnetwork.ProvisioningStateSucceeded
+			if failure != nil {
+				state = armnetwork.ProvisioningStateFailed
+			}
+			if nic.Properties.ProvisioningState == nil || *nic.Properties.ProvisioningState != state {
+				nic.Properties.ProvisioningState = &state
+				for _, ic := range nic.Properties.IPConfigurations {
+					if ic != nil && ic.Properties != nil {
+						ic.Properties.ProvisioningState = &state
+					}
+				}
+				if err := arm.Save(tx, id, &nic); err != nil {
+					return err
+				}
+			}
+		}
+		return arm.FinishOperations(tx, id, failure)
+	})
+	return err
+}
+
+// View is the DNS view name of a virtual network.
+func View(vnet arm.ResourceID) string { return strings.ToLower(vnet.String()) }
+
+// ensureDNS serves the network's DNS inside its router namespace, and
+// serves it anew when the namespace was re-created (its sockets died with
+// the old one).
+func (n *Network) ensureDNS(vnet arm.ResourceID, fid string) error {
+	ns := n.fab.NamespaceName(fabric.KindNetwork, fid)
+	ino, err := nsInode(ns)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	cur := n.serving[fid]
+	n.mu.Unlock()
+	if cur != nil && cur.inode == ino {
+		select {
+		case <-cur.done: // stopped on an error: serve again
+		default:
+			return nil
+		}
+	}
+	n.stopDNS(fid)
+	addr := net.JoinHostPort(fabric.DNSAddr.String(), "53")
+	pc, err := n.fab.ListenUDP(ns, addr)
+	if err != nil {
+		return fmt.Errorf("DNS of %s: %w", vnet, err)
+	}
+	ln, err := n.fab.ListenTCP(ns, addr)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("DNS of %s: %w", vnet, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &dnsServing{cancel: cancel, done: make(chan struct{}), inode: ino}
+	go func() {
+		defer close(s.done)
+		if err := n.srv.Serve(ctx, View(vnet), pc, ln); err != nil {
+			n.log.Warn("DNS stopped", "network", vnet.String(), "err", err)
+		}
+	}()
+	n.mu.Lock()
+	n.serving[fid] = s
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Network) stopDNS(fid string) {
+	n.mu.Lock()
+	s := n.serving[fid]
+	delete(n.serving, fid)
+	n.mu.Unlock()
+	if s != nil {
+		s.cancel()
+		<-s.done
+	}
+}
+
+// serveInternet serves the public view in the internet namespace, on the
+// internet router's address.
+func (n *Network) serveInternet(ctx context.Context) {
+	ns := n.fab.NamespaceName(fabric.KindInternet, "")
+	addr := net.JoinHostPort(fabric.InternetGateway.String(), "53")
+	for ctx.Err() == nil {
+		pc, err := n.fab.ListenUDP(ns, addr)
+		if err == nil {
+			var ln net.Listener
+			if ln, err = n.fab.ListenTCP(ns, addr); err == nil {
+				err = n.srv.Serve(ctx, dns.InternetView, pc, ln)
+			} else {
+				pc.Close()
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("internet DNS stopped; restarting", "err", err)
+			_ = n.fab.EnsureInternet()
+		}
+		sleep(ctx, time.Second)
+	}
+}
+
+func nsInode(name string) (uint64, error) {
+	fi, err := os.Stat("/run/netns/" + name)
+	if err != nil {
+		return 0, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("namespace %s: no inode", name)
+	}
+	return st.Ino, nil
+}
+
+// subnetPrefixes returns a subnet's IPv4 prefixes.
+func subnetPrefixes(s *armnetwork.Subnet) []netip.Prefix {
+	if s.Properties == nil {
+		return nil
+	}
+	var raw []string
+	if s.Properties.AddressPrefix != nil {
+		raw = append(raw, *s.Properties.AddressPrefix)
+	}
+	for _, p := range s.Properties.AddressPrefixes {
+		if p != nil {
+			raw = append(raw, *p)
+		}
+	}
+	var out []netip.Prefix
+	for _, r := range raw {
+		if p, err := netip.ParsePrefix(r); err == nil && p.Addr().Is4() {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// primaryIP returns the subnet and address of a NIC's primary IPv4
+// configuration.
+func primaryIP(nic *armnetwork.Interface) (arm.ResourceID, netip.Addr, bool) {
+	if nic.Properties == nil {
+		return arm.ResourceID{}, netip.Addr{}, false
+	}
+	for i, ic := range nic.Properties.IPConfigurations {
+		if ic == nil || ic.Properties == nil || ic.Properties.Subnet == nil || ic.Properties.Subnet.ID == nil || ic.Properties.PrivateIPAddress == nil {
+			continue
+		}
+		if i > 0 && (ic.Properties.Primary == nil || !*ic.Properties.Primary) {
+			continue
+		}
+		sub, err := arm.ParseID(*ic.Properties.Subnet.ID)
+		addr, err2 := netip.ParseAddr(*ic.Properties.PrivateIPAddress)
+		if err == nil && err2 == nil && addr.Is4() {
+			return sub, addr, true
+		}
+	}
+	return arm.ResourceID{}, netip.Addr{}, false
+}

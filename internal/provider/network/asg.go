@@ -1,0 +1,165 @@
+package network
+
+import (
+	"context"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// Application security groups: names for sets of NIC ipConfigurations that
+// security rules can use as sources and destinations. Membership is stored
+// on the members (NIC ipConfigurations); the ASG itself has only read-only
+// properties.
+
+func (p *Provider) putASG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var in armnetwork.ApplicationSecurityGroup
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	if err := validateEnvelope("application security group", r.ID, in.Location, in.Tags); err != nil {
+		return nil, err
+	}
+	var (
+		body    armnetwork.ApplicationSecurityGroup
+		op      *arm.Operation
+		created bool
+	)
+	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
+		var cur armnetwork.ApplicationSecurityGroup
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		created = !exists
+		if err := checkLocation(r.ID, str(cur.Location), *in.Location); err != nil {
+			return err
+		}
+		var guid *string
+		if cur.Properties != nil {
+			guid = cur.Properties.ResourceGUID
+		}
+		id, name, guid, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), guid)
+		if err != nil {
+			return err
+		}
+		state, done := settle(r.ID, false)
+		body = armnetwork.ApplicationSecurityGroup{
+			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeASG), Location: ptr(normLocation(*in.Location)),
+			Tags: in.Tags, Etag: ptr(arm.NewETag()),
+			Properties: &armnetwork.ApplicationSecurityGroupPropertiesFormat{ProvisioningState: ptr(state), ResourceGUID: guid},
+		}
+		if err := arm.Save(tx, r.ID, &body); err != nil {
+			return err
+		}
+		op, err = arm.StartOperation(tx, r.ID, str(body.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return accepted(created, body, op), nil
+}
+
+func (p *Provider) getASG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var a armnetwork.ApplicationSecurityGroup
+	ok, err := arm.Load(arm.ReadOnly(ctx, p.st), r.ID, &a)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, arm.NotFound(r.ID)
+	}
+	return arm.OK(a), nil
+}
+
+func (p *Provider) listASGs(ctx context.Context, r *arm.Request) ([]any, error) {
+	asgs, err := arm.LoadAll[armnetwork.ApplicationSecurityGroup](arm.ReadOnly(ctx, p.st), r.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(asgs))
+	for i := range asgs {
+		out[i] = asgs[i]
+	}
+	return out, nil
+}
+
+func (p *Provider) patchASG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var body armnetwork.ApplicationSecurityGroup
+	err := p.patchTags(ctx, r, func(tx store.Tx, tags map[string]*string, set bool) error {
+		if err := loadForPatch(tx, r, &body, func() string { return str(body.Etag) }); err != nil {
+			return err
+		}
+		if set {
+			body.Tags = tags
+		}
+		body.Etag = ptr(arm.NewETag())
+		return arm.Save(tx, r.ID, &body)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return arm.OK(body), nil
+}
+
+func (p *Provider) deleteASG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var op *arm.Operation
+	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
+		op = nil
+		var cur armnetwork.ApplicationSecurityGroup
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		if !exists {
+			return nil
+		}
+		users, err := newUsage(tx, r.ID.Subscription).asgUsers(str(cur.ID))
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return errASGInUse(str(cur.ID), users)
+		}
+		if err := arm.Delete(tx, r.ID); err != nil {
+			return err
+		}
+		_, done := settle(r.ID, true)
+		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if op == nil {
+		return noContent(), nil
+	}
+	return deleted(op), nil
+}
+
+func errASGInUse(id string, users []string) error {
+	pid, _ := arm.ParseID(id)
+	return errInUse(codeASGInUse, "Application security group", pid, users,
+		"Remove it from those network interface ipConfigurations and security rules first.")
+}
+
+// asgGroupDelete refuses to delete an ASG with its resource group while an
+// ipConfiguration or security rule of another group references it.
+func (p *Provider) asgGroupDelete(tx store.Tx, id arm.ResourceID) error {
+	users, err := newUsage(tx, id.Subscription).asgUsers(id.String())
+	if err != nil {
+		return err
+	}
+	if foreign := outside(users, id.ResourceGroup); len(foreign) > 0 {
+		return errASGInUse(id.String(), foreign)
+	}
+	return nil
+}

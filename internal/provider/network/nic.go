@@ -1,0 +1,567 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// Network interfaces. A NIC's ipConfigurations are part of its document
+// (they are not separate child documents); each holds the private address
+// allocated to it in its subnet, which is what makes the address taken
+// (addr.go). NICs whose properties.privateEndpoint is set belong to a
+// private endpoint and only it may change them.
+
+// nicSpec is a NIC PUT body after the checks that need no stored state.
+type nicSpec struct {
+	in   armnetwork.Interface
+	ipcs []ipcSpec
+}
+
+// ipcSpec is one validated ipConfiguration of a NIC PUT.
+type ipcSpec struct {
+	path    string
+	name    string
+	in      *armnetwork.InterfaceIPConfiguration
+	static  bool
+	addr    netip.Addr // the requested address, for Static
+	primary bool
+}
+
+func decodeNIC(r *arm.Request) (*nicSpec, error) {
+	s := &nicSpec{}
+	if err := r.Decode(&s.in); err != nil {
+		return nil, err
+	}
+	if err := validateEnvelope("network interface", r.ID, s.in.Location, s.in.Tags); err != nil {
+		return nil, err
+	}
+	if s.in.ExtendedLocation != nil {
+		return nil, errUnsupported("extendedLocation", "privlink has no edge zones; remove extendedLocation.")
+	}
+	props := s.in.Properties
+	if props == nil || len(props.IPConfigurations) == 0 {
+		return nil, errMissing("properties.ipConfigurations", "A network interface's ipConfigurations")
+	}
+	if props.DNSSettings != nil {
+		for i, d := range props.DNSSettings.DNSServers {
+			if _, err := netip.ParseAddr(strings.TrimSpace(str(d))); err != nil {
+				return nil, errInvalid(arm.Field("properties.dnsSettings.dnsServers", i), "The DNS server '%s' is not an IP address.", str(d))
+			}
+		}
+	}
+	if _, err := enumValue("properties.nicType", (*string)(props.NicType), "", enumStrings(armnetwork.PossibleNetworkInterfaceNicTypeValues())); err != nil {
+		return nil, err
+	}
+	if props.DscpConfiguration != nil {
+		return nil, errUnsupported("properties.dscpConfiguration", "privlink has no DSCP configurations; remove dscpConfiguration.")
+	}
+	seen := map[string]bool{}
+	primaries := 0
+	for i, ic := range props.IPConfigurations {
+		path := arm.Field("properties.ipConfigurations", i)
+		if ic == nil || str(ic.Name) == "" {
+			return nil, errMissing(path+".name", "An ipConfiguration's name")
+		}
+		if err := arm.ValidateNetworkName("ip configuration", *ic.Name); err != nil {
+			ae, _ := arm.AsError(err)
+			return nil, ae.WithTarget(path + ".name")
+		}
+		if seen[strings.ToLower(*ic.Name)] {
+			return nil, errInvalid(path+".name", "The ipConfiguration name '%s' is used twice; give each its own name.", *ic.Name)
+		}
+		seen[strings.ToLower(*ic.Name)] = true
+		spec, err := decodeIPConfig(path, ic)
+		if err != nil {
+			return nil, err
+		}
+		if spec.primary {
+			primaries++
+		}
+		s.ipcs = append(s.ipcs, spec)
+	}
+	switch {
+	case len(s.ipcs) == 1:
+		s.ipcs[0].primary = true // a lone ipConfiguration is the primary one
+	case primaries != 1:
+		return nil, errInvalid("properties.ipConfigurations",
+			"A network interface needs exactly one primary ipConfiguration; this one has %d. Set properties.primary to true on one of them.", primaries)
+	}
+	return s, nil
+}
+
+func decodeIPConfig(path string, ic *armnetwork.InterfaceIPConfiguration) (ipcSpec, error) {
+	spec := ipcSpec{path: path, name: *ic.Name, in: ic}
+	pp := path + ".properties."
+	props := ic.Properties
+	if props == nil || props.Subnet == nil {
+		return spec, errMissing(pp+"subnet.id", "An ipConfiguration's subnet")
+	}
+	spec.primary = boolOr(props.Primary, false)
+	method, err := enumValue(pp+"privateIPAllocationMethod", (*string)(props.PrivateIPAllocationMethod),
+		string(armnetwork.IPAllocationMethodDynamic), enumStrings(armnetwork.PossibleIPAllocationMethodValues()))
+	if err != nil {
+		return spec, err
+	}
+	version, err := enumValue(pp+"privateIPAddressVersion", (*string)(props.PrivateIPAddressVersion),
+		string(armnetwork.IPVersionIPv4), enumStrings(armnetwork.PossibleIPVersionValues()))
+	if err != nil {
+		return spec, err
+	}
+	if version != string(armnetwork.IPVersionIPv4) {
+		return spec, errUnsupported(pp+"privateIPAddressVersion", "privlink allocates IPv4 private addresses only; use IPv4.")
+	}
+	spec.static = method == string(armnetwork.IPAllocationMethodStatic)
+	if spec.static {
+		raw := strings.TrimSpace(str(props.PrivateIPAddress))
+		if raw == "" {
+			return spec, errMissing(pp+"privateIPAddress", "The privateIPAddress of an ipConfiguration with privateIPAllocationMethod Static")
+		}
+		a, ok := parseIPv4(raw)
+		if !ok {
+			return spec, errInvalid(pp+"privateIPAddress", "The privateIPAddress '%s' is not an IPv4 address.", raw)
+		}
+		spec.addr = a
+	}
+	switch {
+	case props.PublicIPAddress != nil:
+		return spec, errUnsupported(pp+"publicIPAddress", "privlink has no public IP addresses on NICs; remove publicIPAddress.")
+	case len(props.LoadBalancerBackendAddressPools) > 0 || len(props.LoadBalancerInboundNatRules) > 0 ||
+		len(props.ApplicationGatewayBackendAddressPools) > 0 || props.GatewayLoadBalancer != nil:
+		return spec, errUnsupported(pp+"loadBalancerBackendAddressPools", "privlink has no load balancers or application gateways; remove those references.")
+	case len(props.VirtualNetworkTaps) > 0:
+		return spec, errUnsupported(pp+"virtualNetworkTaps", "privlink has no virtual network taps; remove virtualNetworkTaps.")
+	}
+	return spec, nil
+}
+
+// placed is an ipConfiguration whose subnet has been resolved.
+type placed struct {
+	spec     ipcSpec
+	subnet   resolved
+	prefixes []netip.Prefix
+	cur      *armnetwork.InterfaceIPConfiguration // the stored one of that name, if any
+	addr     netip.Addr
+	asgs     []*armnetwork.ApplicationSecurityGroup
+}
+
+func (p *Provider) putNIC(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	spec, err := decodeNIC(r)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		body    armnetwork.Interface
+		op      *arm.Operation
+		created bool
+	)
+	_, err = p.st.Txn(ctx, func(tx store.Tx) error {
+		var cur armnetwork.Interface
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		created = !exists
+		if pe := managedBy(&cur); pe != "" {
+			return errManagedNIC(r.ID, pe, "modified")
+		}
+		if err := checkLocation(r.ID, str(cur.Location), *spec.in.Location); err != nil {
+			return err
+		}
+		var guid *string
+		if cur.Properties != nil {
+			guid = cur.Properties.ResourceGUID
+		}
+		id, name, guid, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), guid)
+		if err != nil {
+			return err
+		}
+		doc, err := buildNIC(tx, newUsage(tx, r.ID.Subscription), spec, id, name, &cur)
+		if err != nil {
+			return err
+		}
+		state, done := settle(r.ID, false)
+		setNICState(doc, state)
+		doc.Properties.ResourceGUID = guid
+		if err := arm.Save(tx, r.ID, doc); err != nil {
+			return err
+		}
+		body = *doc
+		op, err = arm.StartOperation(tx, r.ID, str(doc.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return accepted(created, body, op), nil
+}
+
+// buildNIC resolves a NIC's references and allocates its addresses, inside
+// the transaction that stores it.
+func buildNIC(tx store.Tx, u *usage, spec *nicSpec, id arm.ResourceID, name string, cur *armnetwork.Interface) (*armnetwork.Interface, error) {
+	loc := normLocation(*spec.in.Location)
+	props := spec.in.Properties
+	etag := arm.NewETag()
+	out := &armnetwork.InterfacePropertiesFormat{
+		EnableIPForwarding:          ptr(boolOr(props.EnableIPForwarding, false)),
+		EnableAcceleratedNetworking: ptr(boolOr(props.EnableAcceleratedNetworking, false)),
+		DisableTCPStateTracking:     ptr(boolOr(props.DisableTCPStateTracking, false)),
+		NicType:                     ptr(armnetwork.NetworkInterfaceNicType(mustEnum((*string)(props.NicType), string(armnetwork.NetworkInterfaceNicTypeStandard), enumStrings(armnetwork.PossibleNetworkInterfaceNicTypeValues())))),
+		VnetEncryptionSupported:     ptr(false),
+		HostedWorkloads:             []*string{},
+		TapConfigurations:           []*armnetwork.InterfaceTapConfiguration{},
+		DNSSettings:                 &armnetwork.InterfaceDNSSettings{DNSServers: []*string{}, AppliedDNSServers: []*string{}},
+	}
+	if d := props.DNSSettings; d != nil {
+		if d.DNSServers != nil {
+			out.DNSSettings.DNSServers = d.DNSServers
+			out.DNSSettings.AppliedDNSServers = d.DNSServers
+		}
+		out.DNSSettings.InternalDNSNameLabel = d.InternalDNSNameLabel
+	}
+	if props.NetworkSecurityGroup != nil {
+		ref, err := resolveSameRegion(tx, id, loc, "properties.networkSecurityGroup.id", props.NetworkSecurityGroup.ID, typeNSG)
+		if err != nil {
+			return nil, err
+		}
+		out.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: ptr(ref.String())}
+	}
+	ipcs, err := placeIPConfigs(tx, u, spec, id, loc, cur)
+	if err != nil {
+		return nil, err
+	}
+	if err := allocate(u, id, ipcs); err != nil {
+		return nil, err
+	}
+	for _, pl := range ipcs {
+		method := armnetwork.IPAllocationMethodDynamic
+		if pl.spec.static {
+			method = armnetwork.IPAllocationMethodStatic
+		}
+		out.IPConfigurations = append(out.IPConfigurations, &armnetwork.InterfaceIPConfiguration{
+			ID: ptr(id.String() + "/ipConfigurations/" + pl.name()), Name: ptr(pl.name()), Type: ptr(typeIPConfig), Etag: ptr(etag),
+			Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{
+				PrivateIPAddress:          ptr(pl.addr.String()),
+				PrivateIPAllocationMethod: ptr(method),
+				PrivateIPAddressVersion:   ptr(armnetwork.IPVersionIPv4),
+				Subnet:                    &armnetwork.Subnet{ID: ptr(pl.subnet.String())},
+				Primary:                   ptr(pl.spec.primary),
+				ApplicationSecurityGroups: pl.asgs,
+			},
+		})
+	}
+	mac, err := macFor(u, id, cur)
+	if err != nil {
+		return nil, err
+	}
+	out.MacAddress = ptr(mac)
+	return &armnetwork.Interface{
+		ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeNIC), Location: ptr(loc), Tags: spec.in.Tags, Etag: ptr(etag),
+		Properties: out,
+	}, nil
+}
+
+// name is the ipConfiguration's name, in the casing it was created with.
+func (pl *placed) name() string {
+	if pl.cur != nil && pl.cur.Name != nil {
+		return *pl.cur.Name
+	}
+	return pl.spec.name
+}
+
+// placeIPConfigs resolves each ipConfiguration's subnet and application
+// security groups. All of a NIC's ipConfigurations are in one VNet.
+func placeIPConfigs(tx store.Tx, u *usage, spec *nicSpec, nic arm.ResourceID, loc string, cur *armnetwork.Interface) ([]*placed, error) {
+	curByName := map[string]*armnetwork.InterfaceIPConfiguration{}
+	if cur != nil && cur.Properties != nil {
+		for _, ic := range cur.Properties.IPConfigurations {
+			if ic != nil {
+				curByName[strings.ToLower(str(ic.Name))] = ic
+			}
+		}
+	}
+	var out []*placed
+	var vnet arm.ResourceID
+	for _, s := range spec.ipcs {
+		pp := s.path + ".properties."
+		ref, err := resolveSameRegion(tx, nic, loc, pp+"subnet.id", s.in.Properties.Subnet.ID, typeSubnet)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 && !vnet.Equal(ref.ID.Parent()) {
+			return nil, errInvalid(pp+"subnet.id",
+				"All ipConfigurations of a network interface must be in one virtual network; %s is in %s, the first one in %s.",
+				s.name, ref.ID.Parent(), vnet)
+		}
+		vnet = ref.ID.Parent()
+		var subnet armnetwork.Subnet
+		if _, err := arm.Load(tx, ref.ID, &subnet); err != nil {
+			return nil, err
+		}
+		pl := &placed{spec: s, subnet: ref, prefixes: v4(subnetPrefixes(&subnet)), cur: curByName[strings.ToLower(s.name)]}
+		for i, a := range s.in.Properties.ApplicationSecurityGroups {
+			t := arm.Field(pp+"applicationSecurityGroups", i) + ".id"
+			if a == nil {
+				return nil, errMissing(t, "An application security group reference")
+			}
+			asg, err := resolveSameRegion(tx, nic, loc, t, a.ID, typeASG)
+			if err != nil {
+				return nil, err
+			}
+			pl.asgs = append(pl.asgs, &armnetwork.ApplicationSecurityGroup{ID: ptr(asg.String())})
+		}
+		out = append(out, pl)
+	}
+	return out, nil
+}
+
+// allocate gives every ipConfiguration its address: Static ones the
+// requested address (which must be inside the subnet, not reserved and not
+// held by anyone else), Dynamic ones the address they already hold in the
+// same subnet, or else the lowest free one. Statics are placed first so a
+// Dynamic one never takes an address another ipConfiguration of the same
+// request asks for.
+func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
+	used := map[string]map[netip.Addr]string{} // by subnet
+	usedIn := func(pl *placed) (map[netip.Addr]string, error) {
+		k := lkey(pl.subnet.String())
+		if used[k] == nil {
+			m, err := u.usedAddresses(pl.subnet.String(), nic.String())
+			if err != nil {
+				return nil, err
+			}
+			used[k] = m
+		}
+		return used[k], nil
+	}
+	self := func(pl *placed) string { return nic.String() + "/ipConfigurations/" + pl.name() }
+	for _, pl := range ipcs {
+		if !pl.spec.static {
+			continue
+		}
+		m, err := usedIn(pl)
+		if err != nil {
+			return err
+		}
+		target := pl.spec.path + ".properties.privateIPAddress"
+		p, ok := containing(pl.prefixes, pl.spec.addr)
+		switch {
+		case !ok:
+			return badRequest(codeIPNotInSubnet, target,
+				"Private static IP address %s does not belong to the range of subnet %s (%s). Choose an address inside the subnet.",
+				pl.spec.addr, pl.subnet, formatPrefixes(pl.prefixes))
+		case reservedIn(p, pl.spec.addr):
+			return badRequest(codeIPReserved, target,
+				"Private static IP address %s falls within reserved IP range of subnet prefix %s: Azure keeps the network address, the next three and the broadcast address. Choose another address.",
+				pl.spec.addr, p)
+		}
+		if holder, taken := m[pl.spec.addr]; taken {
+			return badRequest(codeIPAllocated, target,
+				"IP configuration %s is using the private IP address %s which is already allocated to resource %s. Choose a free address, or use Dynamic allocation.",
+				self(pl), pl.spec.addr, holder)
+		}
+		pl.addr = pl.spec.addr
+		m[pl.addr] = self(pl)
+	}
+	for _, pl := range ipcs {
+		if pl.spec.static {
+			continue
+		}
+		m, err := usedIn(pl)
+		if err != nil {
+			return err
+		}
+		if a, ok := keptAddress(pl, m); ok {
+			pl.addr = a
+		} else if a, ok := lowestFree(pl.prefixes, m); ok {
+			pl.addr = a
+		} else {
+			return badRequest(codeSubnetFull, pl.spec.path+".properties.subnet.id",
+				"Subnet %s with address prefix %s does not have enough capacity for 1 IP addresses (%d usable addresses, all taken). Use a larger subnet or free an address.",
+				pl.subnet.ID.Name(), formatPrefixes(pl.prefixes), usableV4(pl.prefixes))
+		}
+		m[pl.addr] = self(pl)
+	}
+	return nil
+}
+
+// keptAddress returns the address a Dynamic ipConfiguration already holds,
+// when it stays valid: same subnet, inside it, not reserved, not taken.
+func keptAddress(pl *placed, used map[netip.Addr]string) (netip.Addr, bool) {
+	if pl.cur == nil || pl.cur.Properties == nil || pl.cur.Properties.Subnet == nil ||
+		lkey(str(pl.cur.Properties.Subnet.ID)) != lkey(pl.subnet.String()) {
+		return netip.Addr{}, false
+	}
+	a, ok := parseIPv4(str(pl.cur.Properties.PrivateIPAddress))
+	if !ok {
+		return netip.Addr{}, false
+	}
+	p, in := containing(pl.prefixes, a)
+	if _, taken := used[a]; !in || taken || reservedIn(p, a) {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// macFor returns the NIC's MAC address: the one it has, or one derived
+// from its ID (in the Microsoft OUI 00-0D-3A, as Azure's) that no other NIC
+// of the subscription has.
+func macFor(u *usage, id arm.ResourceID, cur *armnetwork.Interface) (string, error) {
+	if cur != nil && cur.Properties != nil && str(cur.Properties.MacAddress) != "" {
+		return *cur.Properties.MacAddress, nil
+	}
+	nics, err := u.NICs()
+	if err != nil {
+		return "", err
+	}
+	taken := map[string]bool{}
+	for _, n := range nics {
+		if n.Properties != nil && !strings.EqualFold(str(n.ID), id.String()) {
+			taken[strings.ToUpper(str(n.Properties.MacAddress))] = true
+		}
+	}
+	for i := 0; ; i++ {
+		h := sha256.Sum256([]byte(lkey(id.String()) + "#" + strconv.Itoa(i)))
+		mac := fmt.Sprintf("00-0D-3A-%02X-%02X-%02X", h[0], h[1], h[2])
+		if !taken[mac] {
+			return mac, nil
+		}
+	}
+}
+
+// setNICState records the provisioningState on a NIC and its ipConfigurations.
+func setNICState(n *armnetwork.Interface, state armnetwork.ProvisioningState) {
+	n.Properties.ProvisioningState = ptr(state)
+	for _, ic := range n.Properties.IPConfigurations {
+		ic.Properties.ProvisioningState = ptr(state)
+	}
+}
+
+// managedBy returns the private endpoint that owns a NIC, "" for none.
+func managedBy(n *armnetwork.Interface) string {
+	if n == nil || n.Properties == nil || n.Properties.PrivateEndpoint == nil {
+		return ""
+	}
+	return str(n.Properties.PrivateEndpoint.ID)
+}
+
+func (p *Provider) getNIC(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var n armnetwork.Interface
+	ok, err := arm.Load(arm.ReadOnly(ctx, p.st), r.ID, &n)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, arm.NotFound(r.ID)
+	}
+	return arm.OK(n), nil
+}
+
+func (p *Provider) listNICs(ctx context.Context, r *arm.Request) ([]any, error) {
+	nics, err := arm.LoadAll[armnetwork.Interface](arm.ReadOnly(ctx, p.st), r.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(nics))
+	for i := range nics {
+		out[i] = nics[i]
+	}
+	return out, nil
+}
+
+func (p *Provider) patchNIC(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var body armnetwork.Interface
+	err := p.patchTags(ctx, r, func(tx store.Tx, tags map[string]*string, set bool) error {
+		if err := loadForPatch(tx, r, &body, func() string { return str(body.Etag) }); err != nil {
+			return err
+		}
+		if pe := managedBy(&body); pe != "" {
+			return errManagedNIC(r.ID, pe, "modified")
+		}
+		if set {
+			body.Tags = tags
+		}
+		body.Etag = ptr(arm.NewETag())
+		return arm.Save(tx, r.ID, &body)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return arm.OK(body), nil
+}
+
+func (p *Provider) deleteNIC(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var op *arm.Operation
+	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
+		op = nil
+		var cur armnetwork.Interface
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		if !exists {
+			return nil
+		}
+		if pe := managedBy(&cur); pe != "" {
+			return errManagedNIC(r.ID, pe, "deleted")
+		}
+		// The addresses go with the document: nothing else holds them.
+		if err := arm.Delete(tx, r.ID); err != nil {
+			return err
+		}
+		_, done := settle(r.ID, true)
+		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if op == nil {
+		return noContent(), nil
+	}
+	return deleted(op), nil
+}
+
+func (p *Provider) getIPConfig(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var n armnetwork.Interface
+	if err := loadParent(arm.ReadOnly(ctx, p.st), r.ID.Parent(), &n); err != nil {
+		return nil, err
+	}
+	if n.Properties != nil {
+		for _, ic := range n.Properties.IPConfigurations {
+			if ic != nil && strings.EqualFold(str(ic.Name), r.ID.Name()) {
+				return arm.OK(ic), nil
+			}
+		}
+	}
+	return nil, errChildNotFound(r.ID)
+}
+
+func (p *Provider) listIPConfigs(ctx context.Context, r *arm.Request) ([]any, error) {
+	var n armnetwork.Interface
+	if err := loadParent(arm.ReadOnly(ctx, p.st), r.ID.Parent(), &n); err != nil {
+		return nil, err
+	}
+	var out []any
+	if n.Properties != nil {
+		for _, ic := range n.Properties.IPConfigurations {
+			if ic != nil {
+				out = append(out, ic)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,306 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// Network security groups. The stored document has no rules (they are
+// child documents), no default rules (synthesized) and no subnets or
+// networkInterfaces (derived from the subnets and NICs that reference it).
+
+func (p *Provider) putNSG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var in armnetwork.SecurityGroup
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	var raw struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if err := json.Unmarshal(r.Body, &raw); err != nil {
+		return nil, arm.InvalidRequestContent(err)
+	}
+	_, hasRules := raw.Properties["securityRules"]
+	if err := validateEnvelope("network security group", r.ID, in.Location, in.Tags); err != nil {
+		return nil, err
+	}
+	if in.Properties == nil {
+		in.Properties = &armnetwork.SecurityGroupPropertiesFormat{}
+	}
+	var (
+		body    armnetwork.SecurityGroup
+		op      *arm.Operation
+		created bool
+	)
+	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
+		var cur armnetwork.SecurityGroup
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		created = !exists
+		if err := checkLocation(r.ID, str(cur.Location), *in.Location); err != nil {
+			return err
+		}
+		var guid *string
+		if cur.Properties != nil {
+			guid = cur.Properties.ResourceGUID
+		}
+		id, name, guid, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), guid)
+		if err != nil {
+			return err
+		}
+		state, done := settle(r.ID, false)
+		doc := armnetwork.SecurityGroup{
+			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeNSG), Location: ptr(normLocation(*in.Location)),
+			Tags: in.Tags, Etag: ptr(arm.NewETag()),
+			Properties: &armnetwork.SecurityGroupPropertiesFormat{
+				FlushConnection:   ptr(boolOr(in.Properties.FlushConnection, false)),
+				ProvisioningState: ptr(state),
+				ResourceGUID:      guid,
+			},
+		}
+		if hasRules {
+			w := ruleWrite{nsgID: id, location: str(doc.Location), state: state, etag: str(doc.Etag)}
+			if err := writeInlineRules(tx, w, in.Properties.SecurityRules); err != nil {
+				return err
+			}
+		}
+		if err := arm.Save(tx, r.ID, &doc); err != nil {
+			return err
+		}
+		if body, err = nsgView(tx, doc, newUsage(tx, r.ID.Subscription)); err != nil {
+			return err
+		}
+		op, err = arm.StartOperation(tx, r.ID, str(doc.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return accepted(created, body, op), nil
+}
+
+// writeInlineRules replaces an NSG's rules with those of its PUT body. As
+// for a VNet's subnets, a body without properties.securityRules keeps the
+// rules; [] or null deletes them all.
+func writeInlineRules(tx store.Tx, w ruleWrite, in []*armnetwork.SecurityRule) error {
+	existing, err := loadRules(tx, w.nsgID)
+	if err != nil {
+		return err
+	}
+	byName := map[string]*armnetwork.SecurityRule{}
+	for i := range existing {
+		byName[strings.ToLower(str(existing[i].Name))] = &existing[i]
+	}
+	keep := map[string]bool{}
+	var docs []*armnetwork.SecurityRule
+	var entries []ruleEntry
+	for i, rule := range in {
+		w.path = arm.Field("properties.securityRules", i) + "."
+		if rule == nil || str(rule.Name) == "" {
+			return errMissing(w.path+"name", "A security rule's name")
+		}
+		k := strings.ToLower(*rule.Name)
+		if keep[k] {
+			return errInvalid(w.path+"name", "The security rule name '%s' appears twice in properties.securityRules; give each rule its own name.", *rule.Name)
+		}
+		keep[k] = true
+		doc, err := buildRule(tx, w, *rule.Name, rule, byName[k])
+		if err != nil {
+			return err
+		}
+		docs = append(docs, doc)
+		entries = append(entries, entryOf(doc, w.path))
+	}
+	if err := checkRuleConflicts(entries); err != nil {
+		return err
+	}
+	for _, e := range existing {
+		if !keep[strings.ToLower(str(e.Name))] {
+			if err := arm.Delete(tx, w.nsgID.Child("securityRules", str(e.Name))); err != nil {
+				return err
+			}
+		}
+	}
+	for _, d := range docs {
+		if err := arm.Save(tx, w.nsgID.Child("securityRules", str(d.Name)), d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nsgView composes a stored NSG with its rules, default rules and the
+// subnets and NICs associated with it.
+func nsgView(r arm.Reader, n armnetwork.SecurityGroup, u *usage) (armnetwork.SecurityGroup, error) {
+	if n.Properties == nil {
+		n.Properties = &armnetwork.SecurityGroupPropertiesFormat{}
+	}
+	props := *n.Properties
+	n.Properties = &props
+	id, err := arm.ParseID(str(n.ID))
+	if err != nil {
+		return n, err
+	}
+	rules, err := loadRules(r, id)
+	if err != nil {
+		return n, err
+	}
+	props.SecurityRules = []*armnetwork.SecurityRule{}
+	for i := range rules {
+		props.SecurityRules = append(props.SecurityRules, &rules[i])
+	}
+	props.DefaultSecurityRules = defaultRules(str(n.ID), str(n.Etag))
+	subnets, err := u.subnetsReferencing(str(n.ID), true)
+	if err != nil {
+		return n, err
+	}
+	props.Subnets = subnetRefs(subnets)
+	nics, err := u.nicsWithNSG(str(n.ID))
+	if err != nil {
+		return n, err
+	}
+	props.NetworkInterfaces = nil
+	for _, id := range nics {
+		props.NetworkInterfaces = append(props.NetworkInterfaces, &armnetwork.Interface{ID: ptr(id)})
+	}
+	return n, nil
+}
+
+func (p *Provider) getNSG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	rd := arm.ReadOnly(ctx, p.st)
+	var n armnetwork.SecurityGroup
+	ok, err := arm.Load(rd, r.ID, &n)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, arm.NotFound(r.ID)
+	}
+	body, err := nsgView(rd, n, newUsage(rd, r.ID.Subscription))
+	if err != nil {
+		return nil, err
+	}
+	return arm.OK(body), nil
+}
+
+func (p *Provider) listNSGs(ctx context.Context, r *arm.Request) ([]any, error) {
+	rd := arm.ReadOnly(ctx, p.st)
+	nsgs, err := arm.LoadAll[armnetwork.SecurityGroup](rd, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	u := newUsage(rd, r.ID.Subscription)
+	out := make([]any, 0, len(nsgs))
+	for _, n := range nsgs {
+		body, err := nsgView(rd, n, u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, body)
+	}
+	return out, nil
+}
+
+func (p *Provider) patchNSG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var body armnetwork.SecurityGroup
+	err := p.patchTags(ctx, r, func(tx store.Tx, tags map[string]*string, set bool) error {
+		var n armnetwork.SecurityGroup
+		if err := loadForPatch(tx, r, &n, func() string { return str(n.Etag) }); err != nil {
+			return err
+		}
+		if set {
+			n.Tags = tags
+		}
+		n.Etag = ptr(arm.NewETag())
+		if err := arm.Save(tx, r.ID, &n); err != nil {
+			return err
+		}
+		var err error
+		body, err = nsgView(tx, n, newUsage(tx, r.ID.Subscription))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return arm.OK(body), nil
+}
+
+func (p *Provider) deleteNSG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var op *arm.Operation
+	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
+		op = nil
+		var cur armnetwork.SecurityGroup
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		if !exists {
+			return nil
+		}
+		users, err := nsgUsers(newUsage(tx, r.ID.Subscription), str(cur.ID))
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return errNSGInUse(str(cur.ID), users)
+		}
+		if err := arm.Delete(tx, r.ID); err != nil {
+			return err
+		}
+		_, done := settle(r.ID, true)
+		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if op == nil {
+		return noContent(), nil
+	}
+	return deleted(op), nil
+}
+
+// nsgUsers lists the subnets and NICs associated with an NSG.
+func nsgUsers(u *usage, id string) ([]string, error) {
+	subnets, err := u.subnetsReferencing(id, true)
+	if err != nil {
+		return nil, err
+	}
+	nics, err := u.nicsWithNSG(id)
+	if err != nil {
+		return nil, err
+	}
+	return append(subnets, nics...), nil
+}
+
+func errNSGInUse(id string, users []string) error {
+	pid, _ := arm.ParseID(id)
+	return errInUse(codeNSGInUse, "Network security group", pid, users,
+		"In order to delete the Network security group, remove the association with the resource(s).")
+}
+
+// nsgGroupDelete refuses to delete an NSG with its resource group while a
+// subnet or NIC of another group is associated with it.
+func (p *Provider) nsgGroupDelete(tx store.Tx, id arm.ResourceID) error {
+	users, err := nsgUsers(newUsage(tx, id.Subscription), id.String())
+	if err != nil {
+		return err
+	}
+	if foreign := outside(users, id.ResourceGroup); len(foreign) > 0 {
+		return errNSGInUse(id.String(), foreign)
+	}
+	return nil
+}
