@@ -239,4 +239,3 @@ func (q *queue) close() {
 	q.mu.Unlock()
 	q.cond.Broadcast()
 }
-
