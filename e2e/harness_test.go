@@ -20,13 +20,18 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/google/uuid"
 	"github.com/privlink/privlink/internal/azconfig"
+	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/store/etcd/etcdtest"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode, os.Args[1:]))
+	}
 	dir, err := os.MkdirTemp("", "privlink-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -56,6 +61,7 @@ var pollOpts = &azruntime.PollUntilDoneOptions{Frequency: time.Second}
 // daemon is one privlinkd process the test started.
 type daemon struct {
 	t       *testing.T
+	prefix  string // of its network namespaces
 	dataDir string
 	listen  string
 	args    []string
@@ -74,8 +80,8 @@ func backends(t *testing.T) []string { return []string{"bolt", "etcd"} }
 // and stops it when the test ends.
 func startDaemon(t *testing.T, backend string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, dataDir: t.TempDir(), listen: freeAddr(t)}
-	d.args = []string{"--data-dir", d.dataDir, "--listen", d.listen, "--netns-prefix", "pe2e-", "--log-level", "debug"}
+	d := &daemon{t: t, dataDir: t.TempDir(), listen: freeAddr(t), prefix: "pe2e" + uuid.NewString()[:6] + "-"}
+	d.args = []string{"--data-dir", d.dataDir, "--listen", d.listen, "--netns-prefix", d.prefix, "--log-level", "debug"}
 	if backend == "etcd" {
 		ep := etcdtest.Start(t)
 		d.args = append(d.args, "--store", "etcd", "--etcd-endpoints", ep, "--etcd-prefix", "/"+strings.ReplaceAll(t.Name(), "/", "_")+"/")
@@ -83,6 +89,7 @@ func startDaemon(t *testing.T, backend string) *daemon {
 	d.start()
 	t.Cleanup(func() {
 		d.stop(syscall.SIGTERM)
+		d.removeNamespaces()
 		if t.Failed() {
 			t.Logf("privlinkd log:\n%s", d.log.String())
 		}
@@ -237,3 +244,22 @@ func ctx(t *testing.T) context.Context {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// removeNamespaces deletes every namespace the daemon made (they outlive
+// it on purpose: a restarted privlinkd finds them) and checks none is left.
+func (d *daemon) removeNamespaces() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	fab, err := fabric.New(d.prefix, nil)
+	if err != nil {
+		d.t.Errorf("clean up namespaces: %v", err)
+		return
+	}
+	if err := fab.RemoveStale(func(string) bool { return false }); err != nil {
+		d.t.Errorf("clean up namespaces: %v", err)
+	}
+	if left, _ := fab.ListOwned(); len(left) > 0 {
+		d.t.Errorf("namespaces left behind: %v", left)
+	}
+}

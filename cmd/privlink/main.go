@@ -28,6 +28,12 @@ Usage:
   privlink rest METHOD PATH [--body FILE] call the ARM API (like az rest); PATH starts with /subscriptions
   privlink principal create [--new-tenant] [--name NAME]
                                           create a principal with a subscription of its own; prints its credentials
+  privlink exec NIC_ID -- CMD [ARGS...]   run CMD inside a NIC's namespace, with its network's DNS
+  privlink exec -g GROUP NIC_NAME -- CMD  the same, naming the NIC by group and name
+  privlink exec --internet 198.18.X.Y -- CMD
+                                          run CMD as a host of the emulated internet with that address
+  privlink netns (NIC_ID | -g GROUP NIC_NAME | --internet ADDR)
+                                          print the namespace name (for ip netns exec)
 
 Global flags (before the command):
   --data-dir DIR        privlinkd's data directory (default /var/lib/privlink)
@@ -99,6 +105,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		return principalCmd(ctx, cfg, rest, out)
+	case "exec", "netns":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		if cmd == "exec" {
+			return execCmd(ctx, cfg, *dataDir, rest)
+		}
+		return netnsCmd(ctx, cfg, *dataDir, rest, out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,10 +15,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/dns"
+	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
 	"github.com/privlink/privlink/internal/pki"
 	"github.com/privlink/privlink/internal/provider/authorization"
@@ -50,8 +55,28 @@ type Config struct {
 const (
 	CredentialsFile = "credentials.json"
 	CAFile          = "ca.pem"
-	storeFile       = "privlink.db"
+	// RuntimeFile tells the CLI how to find this daemon's namespaces.
+	RuntimeFile = "runtime.json"
+	storeFile   = "privlink.db"
 )
+
+// Runtime is the content of RuntimeFile.
+type Runtime struct {
+	NetnsPrefix string `json:"netnsPrefix"`
+	ARMEndpoint string `json:"armEndpoint"`
+	PID         int    `json:"pid"`
+}
+
+func writeRuntime(cfg Config, base string) error {
+	b, err := json.MarshalIndent(Runtime{NetnsPrefix: cfg.NetnsPrefix, ARMEndpoint: base, PID: os.Getpid()}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, RuntimeFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", RuntimeFile, err)
+	}
+	return nil
+}
 
 // Run starts privlinkd and serves until ctx ends. It returns nil after a
 // clean shutdown.
@@ -89,13 +114,52 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	// The fabric needs root. Without it privlinkd still serves the whole
+	// control plane, and says that nothing is materialized.
+	fab, err := fabric.New(cfg.NetnsPrefix, log.With("component", "fabric"))
+	if err != nil {
+		if os.Geteuid() == 0 {
+			return fmt.Errorf("network fabric: %w", err)
+		}
+		log.Warn("not running as root: virtual networks are recorded but not materialized (no namespaces, no DNS); run privlinkd as root", "err", err)
+		fab = nil
+	}
+	var netOpts []network.Option
+	if fab != nil {
+		netOpts = append(netOpts, network.WithMaterializedNICs())
+	}
+
 	router := arm.NewRouter(st, directory{ids}, log.With("component", "arm"))
 	var all []*arm.ResourceType
 	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
 	register(authorization.New(st, ids).Types()...)
-	register(network.New(st).Types()...)
+	register(network.New(st, netOpts...).Types()...)
 	register(privatedns.New(st).Types()...)
+
+	// Controllers make the world match the store until ctx ends.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	cctx, stopControllers := context.WithCancel(ctx)
+	defer stopControllers()
+	run := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(cctx); err != nil && cctx.Err() == nil {
+				log.Error("controller stopped", "controller", name, "err", err)
+			}
+		}()
+	}
+	if fab != nil {
+		catalog := dns.NewCatalog()
+		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
+		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
+		run("network", controller.NewNetwork(st, fab, dnsServer, log.With("component", "network")).Run)
+	}
+	if err := writeRuntime(cfg, base); err != nil {
+		return err
+	}
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
@@ -109,6 +173,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/subscriptions/", router)
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))
+	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab)))
 	mux.Handle("/", ids.Handler())
 
 	host, _, _ := net.SplitHostPort(strings.TrimPrefix(base, "https://"))
@@ -136,6 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("privlinkd shutting down")
 	ready.Store(false)
+	stopControllers()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

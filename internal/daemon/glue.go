@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
 )
 
@@ -107,4 +109,35 @@ func writeErr(w http.ResponseWriter, err error) {
 	w.Header().Set("x-ms-error-code", ae.Code)
 	w.WriteHeader(ae.Status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": ae})
+}
+
+// internetHostsHandler creates an internet host: POST
+// /privlink/v1/internet-hosts with {"address":"198.18.7.9"}; it answers
+// {"namespace": "..."} for `privlink exec --internet`.
+func internetHostsHandler(fab *fabric.Fabric) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fab == nil {
+			writeErr(w, arm.Errorf(http.StatusNotImplemented, "FabricUnavailable", "privlinkd runs without root, so it has no namespaces; restart it as root."))
+			return
+		}
+		var in struct {
+			Address string `json:"address"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&in); err != nil {
+			writeErr(w, arm.InvalidRequestContent(err))
+			return
+		}
+		addr, err := netip.ParseAddr(in.Address)
+		if err != nil || !fabric.InternetPrefix.Contains(addr) || addr == fabric.InternetGateway {
+			writeErr(w, arm.InvalidParameter("address", "'%s' is not an internet host address: use one from %s other than %s.", in.Address, fabric.InternetPrefix, fabric.InternetGateway))
+			return
+		}
+		ns, err := fab.EnsureInternetHost(addr)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"namespace": ns})
+	})
 }

@@ -47,7 +47,7 @@ func (p *Provider) putASG(ctx context.Context, r *arm.Request) (*arm.Response, e
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		body = armnetwork.ApplicationSecurityGroup{
 			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeASG), Location: ptr(normLocation(*in.Location)),
 			Tags: in.Tags, Etag: ptr(arm.NewETag()),
@@ -132,7 +132,7 @@ func (p *Provider) deleteASG(ctx context.Context, r *arm.Request) (*arm.Response
 		if err := arm.Delete(tx, r.ID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
 		return err
 	})

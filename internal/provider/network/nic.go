@@ -190,7 +190,7 @@ func (p *Provider) putNIC(ctx context.Context, r *arm.Request) (*arm.Response, e
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		setNICState(doc, state)
 		doc.Properties.ResourceGUID = guid
 		if err := arm.Save(tx, r.ID, doc); err != nil {
@@ -522,7 +522,7 @@ func (p *Provider) deleteNIC(ctx context.Context, r *arm.Request) (*arm.Response
 		if err := arm.Delete(tx, r.ID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
 		return err
 	})

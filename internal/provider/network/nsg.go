@@ -58,7 +58,7 @@ func (p *Provider) putNSG(ctx context.Context, r *arm.Request) (*arm.Response, e
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		doc := armnetwork.SecurityGroup{
 			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeNSG), Location: ptr(normLocation(*in.Location)),
 			Tags: in.Tags, Etag: ptr(arm.NewETag()),
@@ -260,7 +260,7 @@ func (p *Provider) deleteNSG(ctx context.Context, r *arm.Request) (*arm.Response
 		if err := arm.Delete(tx, r.ID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
 		return err
 	})

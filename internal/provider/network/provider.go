@@ -50,11 +50,26 @@ const (
 
 // Provider serves Microsoft.Network.
 type Provider struct {
-	st store.Store
+	st              store.Store
+	materializeNICs bool
 }
 
 // New returns the provider over st.
-func New(st store.Store) *Provider { return &Provider{st: st} }
+func New(st store.Store, opts ...Option) *Provider {
+	p := &Provider{st: st}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// WithMaterializedNICs says that a controller builds a namespace for each
+// NIC and finishes NIC operations once it has: NIC writes then report
+// Updating until the namespace exists.
+func WithMaterializedNICs() Option { return func(p *Provider) { p.materializeNICs = true } }
 
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
@@ -85,16 +100,21 @@ func (p *Provider) Types() []*arm.ResourceType {
 // settle is the one place that decides how a write to a Microsoft.Network
 // resource completes: the provisioningState the resource reports once its
 // desired state is recorded, and whether the write's long-running operation
-// is already finished then. Today nothing has to be materialized for any of
-// these types, so every write settles at once as Succeeded.
+// is already finished then.
 //
-// When a controller starts to materialize network interfaces (a namespace
-// per NIC), it takes this decision over for typeNIC: it answers Updating
-// (or Deleting) and false, and later finishes the operation with
-// arm.FinishOperation and sets the stored provisioningState once the
-// namespace exists (or is gone). Documents are always written or removed by
-// the handler; only the completion moves.
-func settle(id arm.ResourceID, deleting bool) (state armnetwork.ProvisioningState, done bool) {
+// Most types have nothing to materialize and settle at once as Succeeded.
+// NICs do when a controller materializes them (a namespace per NIC, see
+// WithMaterializedNICs): their writes answer Updating (or Deleting) and
+// stay in progress until the controller has built or removed the namespace
+// and finishes their operations (arm.FinishOperations). Documents are
+// always written or removed by the handler; only the completion moves.
+func (p *Provider) settle(id arm.ResourceID, deleting bool) (state armnetwork.ProvisioningState, done bool) {
+	if p.materializeNICs && strings.EqualFold(id.Type(), typeNIC) {
+		if deleting {
+			return armnetwork.ProvisioningStateDeleting, false
+		}
+		return armnetwork.ProvisioningStateUpdating, false
+	}
 	return armnetwork.ProvisioningStateSucceeded, true
 }
 

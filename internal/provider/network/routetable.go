@@ -149,7 +149,7 @@ func (p *Provider) putRouteTable(ctx context.Context, r *arm.Request) (*arm.Resp
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		doc := armnetwork.RouteTable{
 			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeRouteTable), Location: ptr(normLocation(*in.Location)),
 			Tags: in.Tags, Etag: ptr(arm.NewETag()),
@@ -340,7 +340,7 @@ func (p *Provider) deleteRouteTable(ctx context.Context, r *arm.Request) (*arm.R
 		if err := arm.Delete(tx, r.ID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
 		return err
 	})
@@ -425,7 +425,7 @@ func (p *Provider) putRoute(ctx context.Context, r *arm.Request) (*arm.Response,
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		var curp *armnetwork.Route
 		if exists {
 			curp = &cur
@@ -487,7 +487,7 @@ func (p *Provider) deleteRoute(ctx context.Context, r *arm.Request) (*arm.Respon
 		if err := touch(tx, tableID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(table.Location), done)
 		return err
 	})

@@ -404,7 +404,7 @@ func (p *Provider) putRule(ctx context.Context, r *arm.Request) (*arm.Response, 
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		w := ruleWrite{nsgID: canon, location: str(nsg.Location), state: state, etag: arm.NewETag()}
 		var curp *armnetwork.SecurityRule
 		if exists {
@@ -467,7 +467,7 @@ func (p *Provider) deleteRule(ctx context.Context, r *arm.Request) (*arm.Respons
 		if err := touch(tx, nsgID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(nsg.Location), done)
 		return err
 	})

@@ -374,7 +374,7 @@ func (p *Provider) putSubnet(ctx context.Context, r *arm.Request) (*arm.Response
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		w := subnetWrite{vnetID: canonVNet, vnetName: str(vnet.Name), location: str(vnet.Location), space: space,
 			state: state, etag: arm.NewETag()}
 		u := newUsage(tx, r.ID.Subscription)
@@ -447,7 +447,7 @@ func (p *Provider) deleteSubnet(ctx context.Context, r *arm.Request) (*arm.Respo
 		if err := touch(tx, vnetID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(vnet.Location), done)
 		return err
 	})

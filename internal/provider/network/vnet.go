@@ -128,7 +128,7 @@ func (p *Provider) putVNet(ctx context.Context, r *arm.Request) (*arm.Response, 
 		if err != nil {
 			return err
 		}
-		state, done := settle(r.ID, false)
+		state, done := p.settle(r.ID, false)
 		in := spec.in.Properties
 		doc := armnetwork.VirtualNetwork{
 			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeVNet), Location: ptr(normLocation(*spec.in.Location)),
@@ -372,7 +372,7 @@ func (p *Provider) deleteVNet(ctx context.Context, r *arm.Request) (*arm.Respons
 		if err := arm.Delete(tx, r.ID); err != nil {
 			return err
 		}
-		_, done := settle(r.ID, true)
+		_, done := p.settle(r.ID, true)
 		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), done)
 		return err
 	})

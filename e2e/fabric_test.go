@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/controller"
+)
+
+// requireRoot skips a test that builds namespaces when not root; under CI
+// (which runs as root) it fails instead, so nothing is silently skipped.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root (it creates network namespaces), and CI must run as root")
+		}
+		t.Skip("this test needs root: it creates network namespaces")
+	}
+	for _, tool := range []string{"ip", "dig"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: run scripts/test, which installs iproute2 and dnsutils", tool)
+		}
+	}
+}
+
+// TestFabric materializes networks and NICs as namespaces and checks what
+// a program run in a NIC sees: its own network, and its network's DNS.
+func TestFabric(t *testing.T) {
+	requireRoot(t)
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) { testFabric(t, startDaemon(t, backend)) })
+	}
+}
+
+func testFabric(t *testing.T, d *daemon) {
+	c := ctx(t)
+	n := newNetClients(t, d)
+	createGroup(t, d, "fab")
+	sub := func(vnet, name string) string {
+		return "/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/" + vnet + "/subnets/" + name
+	}
+	// Network A with two subnets, network B with the same address space.
+	if _, err := putVNet(t, n, "fab", "a", vnetBody("10.0.0.0/16", map[string]string{"s1": "10.0.1.0/24", "s2": "10.0.2.0/24"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putVNet(t, n, "fab", "b", vnetBody("10.0.0.0/16", map[string]string{"s1": "10.0.1.0/24"})); err != nil {
+		t.Fatal(err)
+	}
+	nics := map[string]string{"a1": sub("a", "s1"), "a2": sub("a", "s2"), "b1": sub("b", "s1"), "b2": sub("b", "s1")}
+	for _, name := range []string{"a1", "a2", "b1", "b2"} {
+		nic, err := putNIC(t, n, "fab", name, nics[name], "")
+		if err != nil {
+			t.Fatalf("NIC %s: %v", name, err)
+		}
+		// The poller finishes only once the namespace exists.
+		if *nic.Properties.ProvisioningState != armnetwork.ProvisioningStateSucceeded {
+			t.Errorf("NIC %s: provisioningState %s after the poller finished", name, *nic.Properties.ProvisioningState)
+		}
+	}
+
+	// a1 (10.0.1.4) reaches a2 (10.0.2.4) across subnets.
+	serve(t, d, "a2", "0.0.0.0:8080", "a2")
+	if got := dial(t, d, "a1", "10.0.2.4:8080"); got != "a2" {
+		t.Errorf("a1 -> a2: %q", got)
+	}
+	// B's NICs have the same addresses; each network sees only its own.
+	serve(t, d, "b1", "0.0.0.0:8080", "b1")
+	if got := dial(t, d, "b2", "10.0.1.4:8080"); got != "b1" {
+		t.Errorf("b2 -> 10.0.1.4 reached %q, want b1", got)
+	}
+	serve(t, d, "a1", "0.0.0.0:8080", "a1")
+	if got := dial(t, d, "a2", "10.0.1.4:8080"); got != "a1" {
+		t.Errorf("a2 -> 10.0.1.4 reached %q, want a1", got)
+	}
+	if out, err := dialResult(d, "b1", "10.0.2.4:8080"); err == nil {
+		t.Errorf("b1 reached network A's 10.0.2.4: %q", out)
+	}
+
+	// The network's DNS answers from zones linked to it.
+	z := newDNSClients(t, d)
+	zp, err := z.zones.BeginCreateOrUpdate(c, "fab", "contoso.internal", armprivatedns.PrivateZone{Location: ptr("global")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zp.PollUntilDone(c, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	vnetA := "/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/a"
+	lp, err := z.links.BeginCreateOrUpdate(c, "fab", "contoso.internal", "a", armprivatedns.VirtualNetworkLink{Location: ptr("global"),
+		Properties: &armprivatedns.VirtualNetworkLinkProperties{VirtualNetwork: &armprivatedns.SubResource{ID: &vnetA}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lp.PollUntilDone(c, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	setA := func(ip string) {
+		if _, err := z.records.CreateOrUpdate(c, "fab", "contoso.internal", armprivatedns.RecordTypeA, "db", armprivatedns.RecordSet{
+			Properties: &armprivatedns.RecordSetProperties{TTL: ptr[int64](10), ARecords: []*armprivatedns.ARecord{{IPv4Address: &ip}}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setA("10.0.1.100")
+	waitDig(t, d, "a1", "db.contoso.internal", "10.0.1.100")
+	if got := dig(t, d, "b1", "db.contoso.internal"); got != "NXDOMAIN" {
+		t.Errorf("network B (not linked) resolves db.contoso.internal: %q", got)
+	}
+	setA("10.0.1.101")
+	waitDig(t, d, "a2", "db.contoso.internal", "10.0.1.101")
+
+	// A crash, a namespace deleted by hand: privlinkd rebuilds it.
+	ns := strings.TrimSpace(d.cli("--data-dir", d.dataDir, "netns", "-g", "fab", "a2"))
+	d.stop(syscall.SIGKILL)
+	if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns delete %s: %v %s", ns, err, out)
+	}
+	d.start()
+	waitFor(t, 30*time.Second, func() bool { _, err := os.Stat(filepath.Join("/run/netns", ns)); return err == nil })
+	serve(t, d, "a2", "0.0.0.0:8081", "a2-again")
+	if got := dial(t, d, "a1", "10.0.2.4:8081"); got != "a2-again" {
+		t.Errorf("after restart a1 -> a2: %q", got)
+	}
+	waitDig(t, d, "a2", "db.contoso.internal", "10.0.1.101")
+
+	// Deleting network B (its NICs first) removes all its namespaces.
+	nsB := []string{strings.TrimSpace(d.cli("--data-dir", d.dataDir, "netns", "-g", "fab", "b1")), strings.TrimSpace(d.cli("--data-dir", d.dataDir, "netns", "-g", "fab", "b2"))}
+	for _, name := range []string{"b1", "b2"} {
+		p, err := n.nics.BeginDelete(c, "fab", name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.PollUntilDone(c, pollOpts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vp, err := n.vnets.BeginDelete(c, "fab", "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vp.PollUntilDone(c, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	routerOf := func(vnet string) string {
+		id, _ := arm.ParseID("/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/" + vnet)
+		return d.prefix + "vnet-" + controller.FabricID(id)
+	}
+	nsB = append(nsB, routerOf("b"))
+	waitFor(t, 30*time.Second, func() bool {
+		for _, name := range nsB {
+			if _, err := os.Stat(filepath.Join("/run/netns", name)); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := os.Stat(filepath.Join("/run/netns", routerOf("a"))); err != nil {
+		t.Errorf("network A's router is gone with B's: %v", err)
+	}
+}
+
+func listNetns(t *testing.T) string {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// serve starts a helper listener inside a NIC and stops it when the test
+// ends.
+func serve(t *testing.T, d *daemon, nic, addr, text string) {
+	t.Helper()
+	self, _ := os.Executable()
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--", self, addr, text)
+	cmd.Env = append(os.Environ(), helperEnv+"=serve")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("listener in %s on %s: %q %v %s", nic, addr, line, err, stderr.String())
+	}
+}
+
+func dial(t *testing.T, d *daemon, nic, addr string) string {
+	t.Helper()
+	out, err := dialResult(d, nic, addr)
+	if err != nil {
+		t.Errorf("dial %s from %s: %v: %s", addr, nic, err, out)
+	}
+	return out
+}
+
+func dialResult(d *daemon, nic, addr string) (string, error) {
+	self, _ := os.Executable()
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--", self, addr)
+	cmd.Env = append(os.Environ(), helperEnv+"=dial")
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// dig resolves name inside a NIC through its network's DNS; it returns the
+// addresses, or the status (NXDOMAIN) when there are none.
+func dig(t *testing.T, d *daemon, nic, name string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--",
+		"dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s in %s: %v\n%s", name, nic, err, out)
+	}
+	s := string(out)
+	if i := strings.Index(s, "status: "); i >= 0 {
+		if status := strings.Fields(s[i+8:])[0]; strings.TrimSuffix(status, ",") != "NOERROR" {
+			return strings.TrimSuffix(status, ",")
+		}
+	}
+	var addrs []string
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 5 && f[3] == "A" {
+			addrs = append(addrs, f[4])
+		}
+	}
+	return strings.Join(addrs, ",")
+}
+
+// waitDig waits until name resolves to want inside nic: store changes
+// reach the DNS through a watch, within milliseconds, not synchronously.
+func waitDig(t *testing.T, d *daemon, nic, name, want string) {
+	t.Helper()
+	var got string
+	ok := poll(10*time.Second, func() bool { got = dig(t, d, nic, name); return got == want })
+	if !ok {
+		t.Errorf("dig %s in %s = %q, want %q", name, nic, got, want)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("condition not met within %v", timeout)
+	}
+}
+
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
