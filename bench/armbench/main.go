@@ -84,7 +84,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		_, err = p.PollUntilDone(ctx, &azruntime.PollUntilDoneOptions{Frequency: 100 * time.Millisecond})
+		_, err = p.PollUntilDone(ctx, &azruntime.PollUntilDoneOptions{Frequency: time.Second})
 		return err
 	}
 	if err := put("0"); err != nil {

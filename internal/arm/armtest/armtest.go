@@ -54,9 +54,9 @@ func NewServer(t testing.TB, st store.Store, types ...*privarm.ResourceType) *Se
 	return &Server{URL: srv.URL, Router: rt, Options: opts, Cred: staticToken{}}
 }
 
-// PollFrequency is what tests pass to PollUntilDone, so pollers follow the
+// PollFrequency is what tests pass to PollUntilDone (the SDK refuses less than a second); pollers follow the
 // server's Retry-After instead of the SDK's 30 s default when it sends none.
-var PollFrequency = 100 * time.Millisecond
+var PollFrequency = time.Second
 
 type allowAll struct{}
 
