@@ -119,6 +119,42 @@ func testFabric(t *testing.T, d *daemon) {
 	setA("10.0.1.101")
 	waitDig(t, d, "a2", "db.contoso.internal", "10.0.1.101")
 
+	// A zone linked with registration enabled holds the network's NICs.
+	zp, err = z.zones.BeginCreateOrUpdate(c, "fab", "reg.internal", armprivatedns.PrivateZone{Location: ptr("global")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zp.PollUntilDone(c, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	vnetB := "/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/b"
+	lp, err = z.links.BeginCreateOrUpdate(c, "fab", "reg.internal", "b", armprivatedns.VirtualNetworkLink{Location: ptr("global"),
+		Properties: &armprivatedns.VirtualNetworkLinkProperties{VirtualNetwork: &armprivatedns.SubResource{ID: &vnetB}, RegistrationEnabled: ptr(true)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lp.PollUntilDone(c, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	waitDig(t, d, "b2", "b1.reg.internal", "10.0.1.4")
+	rs, err := z.records.Get(c, "fab", "reg.internal", armprivatedns.RecordTypeA, "b2", nil)
+	if err != nil || rs.Properties.IsAutoRegistered == nil || !*rs.Properties.IsAutoRegistered {
+		t.Errorf("b2's registration record: %v", err)
+	}
+
+	// An internet host sees the public view only, and no virtual network.
+	out, err := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "--internet", "198.18.7.9", "--",
+		"dig", "+time=2", "+tries=1", "+noall", "+comments", "db.contoso.internal").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "NXDOMAIN") {
+		t.Errorf("internet host resolving a private name: %v\n%s", err, out)
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "--internet", "198.18.7.9", "--", self, "10.0.1.4:8080")
+	cmd.Env = append(os.Environ(), helperEnv+"=dial")
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("internet host reached a virtual network address: %s", out)
+	}
+
 	// A crash, a namespace deleted by hand: privlinkd rebuilds it.
 	ns := strings.TrimSpace(d.cli("--data-dir", d.dataDir, "netns", "-g", "fab", "a2"))
 	d.stop(syscall.SIGKILL)
@@ -151,6 +187,11 @@ func testFabric(t *testing.T, d *daemon) {
 	if _, err := vp.PollUntilDone(c, pollOpts); err != nil {
 		t.Fatal(err)
 	}
+	// b1's registration went with it.
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := z.records.Get(c, "fab", "reg.internal", armprivatedns.RecordTypeA, "b1", nil)
+		return err != nil
+	})
 	routerOf := func(vnet string) string {
 		id, _ := arm.ParseID("/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/" + vnet)
 		return d.prefix + "vnet-" + controller.FabricID(id)
@@ -167,14 +208,6 @@ func testFabric(t *testing.T, d *daemon) {
 	if _, err := os.Stat(filepath.Join("/run/netns", routerOf("a"))); err != nil {
 		t.Errorf("network A's router is gone with B's: %v", err)
 	}
-}
-
-func listNetns(t *testing.T) string {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }
 
 // serve starts a helper listener inside a NIC and stops it when the test
@@ -272,4 +305,3 @@ func poll(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

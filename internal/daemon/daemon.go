@@ -5,8 +5,8 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	run("dns-registration", controller.NewRegistration(st, log.With("component", "dns-registration")).Run)
 	if fab != nil {
 		catalog := dns.NewCatalog()
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))

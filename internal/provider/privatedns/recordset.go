@@ -103,7 +103,7 @@ func (p *Provider) putRecordSet(ctx context.Context, r *arm.Request) (*arm.Respo
 		if cur != nil {
 			status = http.StatusOK
 		}
-		out, err = writeRecordSet(tx, zone, zoneID, id, cur, in.Properties)
+		out, err = writeRecordSet(tx, zone, zoneID, id, cur, in.Properties, false)
 		return err
 	})
 	if err != nil {
@@ -135,7 +135,7 @@ func (p *Provider) patchRecordSet(ctx context.Context, r *arm.Request) (*arm.Res
 		if err := r.CheckPreconditions(true, etagOf(cur)); err != nil {
 			return err
 		}
-		out, err = writeRecordSet(tx, zone, zoneID, id, cur, mergeProperties(cur.Properties, in.Properties))
+		out, err = writeRecordSet(tx, zone, zoneID, id, cur, mergeProperties(cur.Properties, in.Properties), false)
 		return err
 	})
 	if err != nil {
@@ -217,6 +217,17 @@ func (p *Provider) deleteRecordSet(ctx context.Context, r *arm.Request) (*arm.Re
 // zone's limits hold. It keeps the zone's count and gives the set a new
 // ETag. Other packages write record sets only through it.
 func SaveRecordSet(tx store.Tx, id arm.ResourceID, props *armprivatedns.RecordSetProperties) (*armprivatedns.RecordSet, error) {
+	return saveRecordSet(tx, id, props, false)
+}
+
+// SaveAutoRegisteredRecordSet is SaveRecordSet for the records a
+// registration-enabled link keeps for the network's NICs: they report
+// isAutoRegistered true, as Azure's do.
+func SaveAutoRegisteredRecordSet(tx store.Tx, id arm.ResourceID, props *armprivatedns.RecordSetProperties) (*armprivatedns.RecordSet, error) {
+	return saveRecordSet(tx, id, props, true)
+}
+
+func saveRecordSet(tx store.Tx, id arm.ResourceID, props *armprivatedns.RecordSetProperties, auto bool) (*armprivatedns.RecordSet, error) {
 	if len(id.Types) != 2 || len(id.Names) != 2 || !equalFold(id.Namespace+"/"+id.Types[0], ZoneType) {
 		return nil, fmt.Errorf("save record set: %s is not a private DNS record set ID", id)
 	}
@@ -238,7 +249,7 @@ func SaveRecordSet(tx store.Tx, id arm.ResourceID, props *armprivatedns.RecordSe
 	if err != nil {
 		return nil, err
 	}
-	return writeRecordSet(tx, zone, zoneID, id, cur, props)
+	return writeRecordSet(tx, zone, zoneID, id, cur, props, auto)
 }
 
 // DeleteRecordSet removes the record set id in tx and keeps the zone's
@@ -269,7 +280,7 @@ func DeleteRecordSet(tx store.Tx, id arm.ResourceID) (bool, error) {
 
 // writeRecordSet validates props for the record set id of zone and saves
 // it; cur is the stored set, nil when creating.
-func writeRecordSet(tx store.Tx, zone *armprivatedns.PrivateZone, zoneID, id arm.ResourceID, cur *armprivatedns.RecordSet, props *armprivatedns.RecordSetProperties) (*armprivatedns.RecordSet, error) {
+func writeRecordSet(tx store.Tx, zone *armprivatedns.PrivateZone, zoneID, id arm.ResourceID, cur *armprivatedns.RecordSet, props *armprivatedns.RecordSetProperties, auto bool) (*armprivatedns.RecordSet, error) {
 	typ, name := recordTypeOf(id), id.Name()
 	var soa *armprivatedns.SoaRecord
 	if cur != nil && cur.Properties != nil {
@@ -288,7 +299,7 @@ func writeRecordSet(tx store.Tx, zone *armprivatedns.PrivateZone, zoneID, id arm
 		}
 	}
 	norm.Fqdn = ptr(fqdn(name, zoneID.Name()))
-	norm.IsAutoRegistered = ptr(false)
+	norm.IsAutoRegistered = ptr(auto)
 	rs := &armprivatedns.RecordSet{
 		// The ID spells the zone as the zone's own ID does.
 		ID: ptr(cmp.Or(deref(zone.ID), zoneID.String()) + "/" + string(typ) + "/" + name), Name: ptr(name), Type: ptr(ZoneType + "/" + string(typ)),

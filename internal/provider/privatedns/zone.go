@@ -95,7 +95,7 @@ func createZone(tx store.Tx, id arm.ResourceID, tags map[string]*string) error {
 		},
 	}
 	soa := armprivatedns.RecordSetProperties{TTL: ptr[int64](soaTTL), SoaRecord: defaultSOA()}
-	_, err := writeRecordSet(tx, &z, id, RecordSetID(id, armprivatedns.RecordTypeSOA, "@"), nil, &soa)
+	_, err := writeRecordSet(tx, &z, id, RecordSetID(id, armprivatedns.RecordTypeSOA, "@"), nil, &soa, false)
 	return err
 }
 
