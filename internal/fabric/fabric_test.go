@@ -277,14 +277,29 @@ func TestNetworkConverges(t *testing.T) {
 	}
 	// An address of someone else's (another label) survives; a removed
 	// subnet's gateway does not.
-	if out, err := exec.Command("ip", "-n", router, "addr", "add", "10.0.2.5/32", "dev", "lo", "label", "lo:pe").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "-n", router, "addr", "add", "10.0.2.5/32", "dev", "lo", "label", "lo:other").CombinedOutput(); err != nil {
 		t.Fatalf("ip addr add: %v: %s", err, out)
 	}
 	mustEnsureNetwork(t, f, "net1", "10.0.1.0/24", "10.0.3.64/26")
-	want = []string{"10.0.1.1/32 lo:gw", "10.0.2.5/32 lo:pe", "10.0.3.65/32 lo:gw", "127.0.0.1/8 lo", "168.63.129.16/32 lo:dns"}
+	want = []string{"10.0.1.1/32 lo:gw", "10.0.2.5/32 lo:other", "10.0.3.65/32 lo:gw", "127.0.0.1/8 lo", "168.63.129.16/32 lo:dns"}
 	if got := loAddrs(); !slices.Equal(got, want) {
 		t.Fatalf("lo: %q, want %q", got, want)
 	}
+	// Private endpoint addresses come and go with the spec.
+	spec := NetworkSpec{ID: "net1", Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("10.0.3.64/26")},
+		Endpoints: []netip.Addr{netip.MustParseAddr("10.0.1.5")}}
+	if err := f.EnsureNetwork(spec); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"10.0.1.1/32 lo:gw", "10.0.1.5/32 lo:pe", "10.0.2.5/32 lo:other", "10.0.3.65/32 lo:gw", "127.0.0.1/8 lo", "168.63.129.16/32 lo:dns"}
+	if got := loAddrs(); !slices.Equal(got, want) {
+		t.Fatalf("lo with an endpoint: %q, want %q", got, want)
+	}
+	spec.Endpoints = []netip.Addr{netip.MustParseAddr("10.0.9.9")}
+	if err := f.EnsureNetwork(spec); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("endpoint outside every subnet: %v, want ErrInvalid", err)
+	}
+	mustEnsureNetwork(t, f, "net1", "10.0.1.0/24", "10.0.3.64/26")
 	// IP forwarding is switched back on.
 	if err := f.Do(router, func() error { _, err := setSysctl("net/ipv4/ip_forward", "0"); return err }); err != nil {
 		t.Fatal(err)

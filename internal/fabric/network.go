@@ -14,8 +14,9 @@ import (
 // addresses of its own on lo (with other labels) without the next Ensure
 // removing them.
 const (
-	labelDNS     = "lo:dns"
-	labelGateway = "lo:gw"
+	labelDNS      = "lo:dns"
+	labelGateway  = "lo:gw"
+	labelEndpoint = "lo:pe"
 )
 
 // NetworkSpec is the desired state of a virtual network's router.
@@ -26,6 +27,10 @@ type NetworkSpec struct {
 	// Subnets are the network's subnets (IPv4, masked, /29 or larger). The
 	// router answers on each one's gateway, SubnetGateway(subnet).
 	Subnets []netip.Prefix
+	// Endpoints are the private endpoint addresses in the network: they
+	// live on the router's lo (so the router answers ARP for them in their
+	// subnet) and the data path translates traffic to them.
+	Endpoints []netip.Addr
 }
 
 // SubnetGateway returns the gateway address of subnet p: by Azure's rule, the
@@ -43,12 +48,21 @@ func (s NetworkSpec) validate() error {
 			return fmt.Errorf("fabric: network %s: subnet %s: want a masked IPv4 prefix of /29 or larger: %w", s.ID, p, ErrInvalid)
 		}
 	}
+	for _, a := range s.Endpoints {
+		inside := false
+		for _, p := range s.Subnets {
+			inside = inside || p.Contains(a)
+		}
+		if !a.Is4() || !inside {
+			return fmt.Errorf("fabric: network %s: endpoint %s: want an IPv4 address inside one of the subnets: %w", s.ID, a, ErrInvalid)
+		}
+	}
 	return nil
 }
 
 // EnsureNetwork converges the router namespace of a virtual network: IPv4
-// forwarding on, the network's DNS address (168.63.129.16/32) and each
-// subnet's gateway (as /32) on lo, gateways of subnets no longer in the spec
+// forwarding on, the network's DNS address (168.63.129.16/32), each
+// subnet's gateway and each private endpoint address (as /32) on lo, gateways of subnets no longer in the spec
 // removed, and the forward filter of RouterFilter installed. It leaves the
 // network's NICs alone.
 func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
@@ -70,9 +84,14 @@ func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
 	for _, p := range spec.Subnets {
 		gateways = append(gateways, netip.PrefixFrom(SubnetGateway(p), 32))
 	}
+	var endpoints []netip.Prefix
+	for _, a := range spec.Endpoints {
+		endpoints = append(endpoints, netip.PrefixFrom(a, 32))
+	}
 	if err := ensureLoAddrs(r, map[string][]netip.Prefix{
-		labelDNS:     {netip.PrefixFrom(DNSAddr, 32)},
-		labelGateway: gateways,
+		labelDNS:      {netip.PrefixFrom(DNSAddr, 32)},
+		labelGateway:  gateways,
+		labelEndpoint: endpoints,
 	}); err != nil {
 		return fmt.Errorf("fabric: network %s: %w", spec.ID, err)
 	}
