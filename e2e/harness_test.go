@@ -81,6 +81,11 @@ func backends(t *testing.T) []string { return []string{"bolt", "etcd"} }
 func startDaemon(t *testing.T, backend string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, dataDir: t.TempDir(), listen: freeAddr(t), prefix: "pe2e" + uuid.NewString()[:6] + "-"}
+	// PostgreSQL runs as the postgres user, who must pass through the
+	// directories above the data directory (t.TempDir makes them 0700).
+	if err := os.Chmod(filepath.Dir(d.dataDir), 0o711); err != nil {
+		t.Fatal(err)
+	}
 	d.args = []string{"--data-dir", d.dataDir, "--listen", d.listen, "--netns-prefix", d.prefix, "--log-level", "debug"}
 	if backend == "etcd" {
 		ep := etcdtest.Start(t)

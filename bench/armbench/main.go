@@ -1,196 +1,297 @@
 // Command armbench measures privlinkd's ARM API through the official Azure
-// SDK for Go: GET and PUT of a virtual network with subnets, and the token
-// endpoint's issue rate, each against a baseline measured in the same run
-// on the same server (GET /healthz over the same TLS connection pool: the
-// cost of HTTPS alone).
+// SDK for Go: GET and PUT (BeginCreateOrUpdate + PollUntilDone) of a
+// virtual network with four subnets, and the token endpoint's issue rate,
+// each against a baseline measured in the same run on the same server:
+// GET /healthz over the same TLS connection pool, the cost of HTTPS alone.
+// Each client reads and writes a VNet of its own; one more row has every
+// client write the same VNet, which measures optimistic-concurrency
+// conflicts (on etcd) as well.
+//
+// Besides rate and latency it reports the HTTP requests per operation (a
+// PUT is the PUT, then polls after the server's Retry-After-Ms, then the
+// final GET) and, on etcd, the Range and Txn requests etcd served per
+// operation (read from etcd's /metrics, so the daemon's controllers count
+// too).
+//
+// It starts its own privlinkd (fresh data directory, its own namespace
+// prefix; bolt, or etcd with a private etcd server), runs every measurement
+// in several interleaved rounds, and prints one markdown table of medians
+// over the rounds. Each round's ratio is taken against that round's
+// baseline, so load from other processes that comes and goes skews the
+// ratios less than the absolute numbers. At the end it stops the daemon
+// and removes every namespace of its prefix.
 //
 //	go build -o /tmp/pl/ ./cmd/privlinkd && go run ./bench/armbench --privlinkd /tmp/pl/privlinkd --store bolt
+//
+// bench/arm.sh builds privlinkd and runs both stores.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
+	"os/signal"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
-	"github.com/privlink/privlink/internal/azconfig"
-	"github.com/privlink/privlink/internal/store/etcd/etcdtest"
+	"github.com/privlink/privlink/bench/internal/benchd"
+	"github.com/privlink/privlink/bench/internal/lat"
 )
 
+// pollOpts make pollers follow the server's Retry-After-Ms: the SDK's
+// minimum Frequency is one second, and it only applies when a response
+// carries no Retry-After header (privlinkd always sends one).
+var pollOpts = &azruntime.PollUntilDoneOptions{Frequency: time.Second}
+
+type flags struct {
+	bin      string
+	backend  string
+	clients  int
+	n        int
+	tokens   int
+	puts     int
+	rounds   int
+	logLevel string
+}
+
 func main() {
-	bin := flag.String("privlinkd", "", "path to a privlinkd binary")
-	backend := flag.String("store", "bolt", "bolt or etcd (a private etcd is started)")
-	conc := flag.Int("c", 8, "concurrent clients")
-	n := flag.Int("n", 2000, "requests per measurement")
+	var f flags
+	flag.StringVar(&f.bin, "privlinkd", "", "path to a privlinkd binary (required)")
+	flag.StringVar(&f.backend, "store", "bolt", "bolt, or etcd (a private etcd server is started)")
+	flag.IntVar(&f.clients, "c", 8, "concurrent clients")
+	flag.IntVar(&f.n, "n", 2000, "requests per round for GET /healthz and SDK Get")
+	flag.IntVar(&f.tokens, "tokens", 1000, "token requests per round")
+	flag.IntVar(&f.puts, "puts", 400, "SDK BeginCreateOrUpdate+PollUntilDone per round")
+	flag.IntVar(&f.rounds, "rounds", 3, "interleaved rounds; the table shows medians")
+	flag.StringVar(&f.logLevel, "log-level", "warn", "privlinkd's --log-level")
 	flag.Parse()
-	if *bin == "" {
+	log.SetFlags(0)
+	log.SetPrefix("armbench: ")
+	if f.bin == "" {
 		log.Fatal("--privlinkd is required")
 	}
-	dir, err := os.MkdirTemp("", "armbench-")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, f)
+	stop()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+}
 
-	args := []string{"--data-dir", filepath.Join(dir, "data"), "--listen", freeAddr(), "--netns-prefix", "pbench-", "--log-level", "warn"}
-	if *backend == "etcd" {
-		ep, stop, err := etcdtest.Launch(dir)
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer stop()
-		args = append(args, "--store", "etcd", "--etcd-endpoints", ep)
-	}
-	cmd := exec.Command(*bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+// countingTransport counts the HTTP requests that pass through it.
+type countingTransport struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
 
-	cfg := waitReady(filepath.Join(dir, "data", "credentials.json"))
-	ctx := context.Background()
-	sub := cfg.Creds.SubscriptionID
-	rgs, _ := armresources.NewResourceGroupsClient(sub, cfg.Credential, cfg.ClientOptions())
-	if _, err := rgs.CreateOrUpdate(ctx, "bench", armresources.ResourceGroup{Location: ptr("westeurope")}, nil); err != nil {
-		log.Fatal(err)
-	}
-	vnets, _ := armnetwork.NewVirtualNetworksClient(sub, cfg.Credential, cfg.ClientOptions())
-	vnet := func(tag string) armnetwork.VirtualNetwork {
-		v := armnetwork.VirtualNetwork{Location: ptr("westeurope"), Tags: map[string]*string{"run": &tag},
-			Properties: &armnetwork.VirtualNetworkPropertiesFormat{AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{ptr("10.0.0.0/16")}}}}
-		for i := range 4 {
-			v.Properties.Subnets = append(v.Properties.Subnets, &armnetwork.Subnet{Name: ptr(fmt.Sprintf("s%d", i)),
-				Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr(fmt.Sprintf("10.0.%d.0/24", i))}})
-		}
-		return v
-	}
-	put := func(tag string) error {
-		p, err := vnets.BeginCreateOrUpdate(ctx, "bench", "vnet", vnet(tag), nil)
-		if err != nil {
-			return err
-		}
-		_, err = p.PollUntilDone(ctx, &azruntime.PollUntilDoneOptions{Frequency: time.Second})
+// RoundTrip implements http.RoundTripper.
+func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+// measurement is one row of the table.
+type measurement struct {
+	name string
+	ops  int
+	op   func(ctx context.Context, client, seq int) error
+}
+
+func run(ctx context.Context, f flags) (err error) {
+	d, err := benchd.Start(ctx, benchd.Options{Binary: f.bin, Store: f.backend, LogLevel: f.logLevel})
+	if err != nil {
 		return err
 	}
-	if err := put("0"); err != nil {
-		log.Fatal(err)
-	}
+	defer func() { err = errors.Join(err, d.Close()) }()
+	cfg := d.Config
 
-	health := func(int) error {
-		resp, err := cfg.HTTPClient.Get(cfg.Creds.ARMEndpoint + "/healthz")
+	// One counted connection pool for everything measured; the SDK
+	// credential keeps the daemon config's own pool (it fetches a token
+	// once and caches it).
+	counter := &countingTransport{next: cfg.HTTPClient.Transport}
+	hc := &http.Client{Timeout: cfg.HTTPClient.Timeout, Transport: counter}
+	opts := cfg.ClientOptions()
+	opts.Transport = hc
+
+	sub := cfg.Creds.SubscriptionID
+	rgs, err := armresources.NewResourceGroupsClient(sub, cfg.Credential, opts)
+	if err != nil {
+		return fmt.Errorf("resource groups client: %w", err)
+	}
+	if _, err := rgs.CreateOrUpdate(ctx, "bench", armresources.ResourceGroup{Location: ptr("westeurope")}, nil); err != nil {
+		return fmt.Errorf("create resource group: %w", err)
+	}
+	vnets, err := armnetwork.NewVirtualNetworksClient(sub, cfg.Credential, opts)
+	if err != nil {
+		return fmt.Errorf("virtual networks client: %w", err)
+	}
+	put := func(ctx context.Context, name, tag string) error {
+		p, err := vnets.BeginCreateOrUpdate(ctx, "bench", name, vnetBody(tag), nil)
 		if err != nil {
+			return fmt.Errorf("put virtual network: %w", err)
+		}
+		if _, err := p.PollUntilDone(ctx, pollOpts); err != nil {
+			return fmt.Errorf("poll virtual network: %w", err)
+		}
+		return nil
+	}
+	// One network per client, so that the PUTs measure the API and not
+	// optimistic-concurrency conflicts of eight writers on one document.
+	for c := range f.clients {
+		if err := put(ctx, vnetName(c), "0"); err != nil {
 			return err
 		}
-		resp.Body.Close()
-		return nil
+	}
+
+	health := func(ctx context.Context, _, _ int) error {
+		return do(ctx, hc, http.MethodGet, cfg.Creds.ARMEndpoint+"/healthz", "", "")
 	}
 	tokenURL := strings.TrimSuffix(cfg.Creds.AuthorityHost, "/") + "/" + cfg.Creds.TenantID + "/oauth2/v2.0/token"
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {cfg.Creds.ClientID},
 		"client_secret": {cfg.Creds.ClientSecret}, "scope": {cfg.Scope()}}.Encode()
-	token := func(int) error {
-		resp, err := cfg.HTTPClient.Post(tokenURL, "application/x-www-form-urlencoded", strings.NewReader(form))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("token: %s", resp.Status)
+	token := func(ctx context.Context, _, _ int) error {
+		return do(ctx, hc, http.MethodPost, tokenURL, "application/x-www-form-urlencoded", form)
+	}
+	get := func(ctx context.Context, client, _ int) error {
+		if _, err := vnets.Get(ctx, "bench", vnetName(client), nil); err != nil {
+			return fmt.Errorf("get virtual network: %w", err)
 		}
 		return nil
 	}
-	get := func(int) error { _, err := vnets.Get(ctx, "bench", "vnet", nil); return err }
-	putN := func(i int) error { return put(fmt.Sprint(i)) }
-
-	fmt.Printf("store=%s clients=%d requests=%d\n\n", *backend, *conc, *n)
-	fmt.Println("| measurement | req/s | p50 | p99 | ratio to /healthz |")
-	fmt.Println("|---|---|---|---|---|")
-	base := measure("GET /healthz (baseline)", *conc, *n, health, 0)
-	measure("token issue (POST token endpoint)", *conc, *n, token, base)
-	measure("SDK VirtualNetworks.Get (4 subnets)", *conc, *n, get, base)
-	measure("SDK VirtualNetworks.BeginCreateOrUpdate+PollUntilDone", *conc, *n/4, putN, base)
-}
-
-// measure runs f n times from conc goroutines and prints one table row.
-func measure(name string, conc, n int, f func(int) error, base float64) float64 {
-	var mu sync.Mutex
-	lat := make([]time.Duration, 0, n)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				t0 := time.Now()
-				if err := f(i); err != nil {
-					log.Fatalf("%s: %v", name, err)
-				}
-				d := time.Since(t0)
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
-			}
-		}()
+	var putSeq atomic.Int64
+	putN := func(ctx context.Context, client, _ int) error {
+		return put(ctx, vnetName(client), fmt.Sprint(putSeq.Add(1)))
 	}
-	for i := range n {
-		next <- i
+	putShared := func(ctx context.Context, _, _ int) error {
+		return put(ctx, vnetName(0), fmt.Sprint(putSeq.Add(1)))
 	}
-	close(next)
-	wg.Wait()
-	rps := float64(n) / time.Since(start).Seconds()
-	slices.Sort(lat)
-	ratio := "1.00"
-	if base > 0 {
-		ratio = fmt.Sprintf("%.2f", rps/base)
+	ms := []measurement{
+		{"GET /healthz (baseline)", f.n, health},
+		{"token issue (POST token endpoint)", f.tokens, token},
+		{"SDK VirtualNetworks.Get (4 subnets)", f.n, get},
+		{"SDK VirtualNetworks.BeginCreateOrUpdate+PollUntilDone", f.puts, putN},
+		{"the same, every client on one VNet (write conflicts)", f.puts / 2, putShared},
 	}
-	fmt.Printf("| %s | %.0f | %s | %s | %s |\n", name, rps, round(lat[len(lat)/2]), round(lat[len(lat)*99/100]), ratio)
-	return rps
-}
 
-func round(d time.Duration) string { return d.Round(10 * time.Microsecond).String() }
-
-func waitReady(credsPath string) *azconfig.Config {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := azconfig.Load(credsPath); err == nil {
-			if cfg, err := azconfig.New(c); err == nil {
-				if resp, err := cfg.HTTPClient.Get(c.ARMEndpoint + "/healthz"); err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						return cfg
-					}
-				}
-			}
+	// Warm up: open the pool's connections, let the daemon's start-up
+	// work (controllers' first listing, the internet namespace) finish.
+	for _, m := range ms {
+		if _, err := lat.Drive(ctx, lat.Load{Clients: f.clients, Ops: max(m.ops/10, f.clients)}, m.op); err != nil {
+			return fmt.Errorf("warm-up %s: %w", m.name, err)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	log.Fatal("privlinkd did not become ready within 60s")
+
+	// etcdOps returns the etcd Range and Txn requests handled so far
+	// (zero on bolt).
+	etcdOps := func() (ranges, txns float64, err error) {
+		if d.EtcdEndpoint == "" {
+			return 0, 0, nil
+		}
+		m, err := benchd.EtcdRequests(ctx, d.EtcdEndpoint)
+		return m["Range"], m["Txn"], err
+	}
+
+	type sample struct {
+		rate, ratio, perOp, ranges, txns float64
+		p50, p99                         time.Duration
+	}
+	results := make([][]sample, len(ms))
+	for range f.rounds {
+		var base float64
+		for i, m := range ms {
+			before := counter.n.Load()
+			r0, t0, err := etcdOps()
+			if err != nil {
+				return err
+			}
+			r, err := lat.Drive(ctx, lat.Load{Clients: f.clients, Ops: m.ops}, m.op)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			r1, t1, err := etcdOps()
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				base = r.Rate()
+			}
+			n := float64(m.ops)
+			results[i] = append(results[i], sample{rate: r.Rate(), ratio: r.Rate() / base,
+				perOp: float64(counter.n.Load()-before) / n, ranges: (r1 - r0) / n, txns: (t1 - t0) / n,
+				p50: r.Quantile(0.5), p99: r.Quantile(0.99)})
+		}
+	}
+
+	fmt.Printf("store=%s clients=%d rounds=%d (medians over rounds; ratio per round to the same round's baseline)\n\n", f.backend, f.clients, f.rounds)
+	fmt.Println("| measurement | requests/round | HTTP requests/op | etcd Range+Txn/op | req/s | p50 | p99 | ratio to /healthz |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for i, m := range ms {
+		var rate, ratio, perOp, ranges, txns []float64
+		var p50, p99 []time.Duration
+		for _, s := range results[i] {
+			rate, ratio, perOp = append(rate, s.rate), append(ratio, s.ratio), append(perOp, s.perOp)
+			ranges, txns = append(ranges, s.ranges), append(txns, s.txns)
+			p50, p99 = append(p50, s.p50), append(p99, s.p99)
+		}
+		store := "–"
+		if d.EtcdEndpoint != "" {
+			store = fmt.Sprintf("%.1f+%.1f", lat.Median(ranges), lat.Median(txns))
+		}
+		fmt.Printf("| %s | %d | %.2f | %s | %.0f | %s | %s | %.3f |\n", m.name, m.ops, lat.Median(perOp), store, lat.Median(rate),
+			lat.Round(lat.Median(p50)), lat.Round(lat.Median(p99)), lat.Median(ratio))
+	}
 	return nil
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// do sends one request and reads the whole response, so that its
+// connection goes back to the pool (an unread body closes it, and the
+// next request would pay a TLS handshake).
+func do(ctx context.Context, hc *http.Client, method, url, contentType, body string) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
-		log.Fatal(err)
+		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
+	}
+	return nil
+}
+
+// vnetName is the name of client's virtual network.
+func vnetName(client int) string { return fmt.Sprintf("vnet%d", client) }
+
+// vnetBody is the benchmark's virtual network: 10.0.0.0/16 with four /24
+// subnets, tagged so that every PUT changes the document.
+func vnetBody(tag string) armnetwork.VirtualNetwork {
+	v := armnetwork.VirtualNetwork{Location: ptr("westeurope"), Tags: map[string]*string{"run": &tag},
+		Properties: &armnetwork.VirtualNetworkPropertiesFormat{AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{ptr("10.0.0.0/16")}}}}
+	for i := range 4 {
+		v.Properties.Subnets = append(v.Properties.Subnets, &armnetwork.Subnet{Name: ptr(fmt.Sprintf("s%d", i)),
+			Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr(fmt.Sprintf("10.0.%d.0/24", i))}})
+	}
+	return v
 }
 
 func ptr[T any](v T) *T { return &v }

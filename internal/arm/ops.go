@@ -132,7 +132,11 @@ func FinishOperations(tx store.Tx, id ResourceID, opErr error) error {
 		return fmt.Errorf("list operations of %s: %w", id, err)
 	}
 	for _, kv := range kvs {
-		if err := finishOp(tx, strings.TrimPrefix(kv.Key, prefix), opErr); err != nil {
+		name := strings.TrimPrefix(kv.Key, prefix)
+		if strings.Contains(name, "/") {
+			continue // an operation of a child resource
+		}
+		if err := finishOp(tx, name, opErr); err != nil {
 			return err
 		}
 	}
@@ -215,7 +219,7 @@ func (rt *Router) serveOperation(w http.ResponseWriter, r *http.Request, id Reso
 // Retry-After-Ms first; other clients read Retry-After.
 func setRetryAfter(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "1")
-	w.Header().Set("Retry-After-Ms", "250")
+	w.Header().Set("Retry-After-Ms", "100")
 }
 
 // PruneOperations removes finished operations that ended before cutoff.

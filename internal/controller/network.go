@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,11 +64,12 @@ func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.L
 }
 
 const (
-	itemNetwork = "vnet|"
-	itemNIC     = "nic|"
+	itemNetwork     = "vnet|"
+	itemNIC         = "nic|"
+	itemAllNetworks = "all|"
 )
 
-func (n *Network) items(key string, _ []byte) []string {
+func (n *Network) items(key string, value []byte) []string {
 	id, ok := arm.ParseDocKey(key)
 	if !ok || !strings.EqualFold(id.Namespace, "Microsoft.Network") {
 		return nil
@@ -78,6 +80,17 @@ func (n *Network) items(key string, _ []byte) []string {
 	case "virtualnetworks/subnets":
 		return []string{itemNetwork + id.Parent().String()}
 	case "networkinterfaces":
+		// A private endpoint's NIC is an address on its network's router.
+		// When a NIC goes, its network is not in the key: look at them all.
+		if value == nil {
+			return []string{itemNIC + id.String(), itemAllNetworks}
+		}
+		var nic armnetwork.Interface
+		if json.Unmarshal(value, &nic) == nil && nic.Properties != nil && nic.Properties.PrivateEndpoint != nil {
+			if sub, _, ok := primaryIP(&nic); ok {
+				return []string{itemNIC + id.String(), itemNetwork + sub.Parent().String()}
+			}
+		}
 		return []string{itemNIC + id.String()}
 	}
 	return nil
@@ -132,6 +145,9 @@ func (n *Network) Run(ctx context.Context) error {
 }
 
 func (n *Network) reconcile(ctx context.Context, item string) (time.Duration, error) {
+	if item == itemAllNetworks {
+		return 0, n.enqueueAllNetworks(ctx)
+	}
 	kind, rid, _ := strings.Cut(item, "|")
 	id, err := arm.ParseID(rid)
 	if err != nil {
@@ -141,6 +157,20 @@ func (n *Network) reconcile(ctx context.Context, item string) (time.Duration, er
 		return 0, n.reconcileNetwork(ctx, id)
 	}
 	return 0, n.reconcileNIC(ctx, id)
+}
+
+// enqueueAllNetworks asks for every network to be reconciled.
+func (n *Network) enqueueAllNetworks(ctx context.Context) error {
+	kvs, _, err := n.st.List(ctx, "arm/")
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		if id, ok := arm.ParseDocKey(kv.Key); ok && strings.EqualFold(id.Type(), "Microsoft.Network/virtualNetworks") {
+			n.loop.Enqueue(itemNetwork + id.String())
+		}
+	}
+	return nil
 }
 
 func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error {
@@ -159,7 +189,11 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	if err != nil {
 		return err
 	}
-	spec := fabric.NetworkSpec{ID: fid}
+	nics, endpoints, err := n.nicsOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	spec := fabric.NetworkSpec{ID: fid, Endpoints: endpoints}
 	for _, s := range subnets {
 		spec.Subnets = append(spec.Subnets, subnetPrefixes(&s)...)
 	}
@@ -170,30 +204,32 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 		return err
 	}
 	// A re-created router lost its links to the NICs: let them converge.
-	nics, err := n.nicsOf(ctx, id)
-	if err != nil {
-		return err
-	}
 	for _, nic := range nics {
 		n.loop.Enqueue(itemNIC + nic)
 	}
 	return nil
 }
 
-// nicsOf lists the IDs of the NICs whose primary subnet is in the network.
-func (n *Network) nicsOf(ctx context.Context, vnet arm.ResourceID) ([]string, error) {
+// nicsOf lists the NICs whose primary subnet is in the network: the IDs of
+// ordinary ones, and the addresses of private endpoints' ones.
+func (n *Network) nicsOf(ctx context.Context, vnet arm.ResourceID) (ids []string, endpoints []netip.Addr, err error) {
 	all, err := arm.LoadAll[armnetwork.Interface](arm.ReadOnly(ctx, n.st),
 		arm.ResourceID{Subscription: vnet.Subscription, Namespace: "Microsoft.Network", Types: []string{"networkInterfaces"}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var ids []string
 	for _, nic := range all {
-		if sub, _, ok := primaryIP(&nic); ok && arm.ScopeContains(vnet.String(), sub.String()) && nic.ID != nil {
+		sub, addr, ok := primaryIP(&nic)
+		if !ok || !arm.ScopeContains(vnet.String(), sub.String()) || nic.ID == nil {
+			continue
+		}
+		if nic.Properties.PrivateEndpoint != nil {
+			endpoints = append(endpoints, addr)
+		} else {
 			ids = append(ids, *nic.ID)
 		}
 	}
-	return ids, nil
+	return ids, endpoints, nil
 }
 
 func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {
@@ -210,7 +246,14 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {
 		return n.settle(ctx, id, nil)
 	}
 	if nic.Properties != nil && nic.Properties.PrivateEndpoint != nil {
-		return nil // a private endpoint's NIC is an address on the router, not a namespace
+		// A private endpoint's NIC is an address on its network's router,
+		// which the network's reconcile puts there.
+		if sub, _, ok := primaryIP(&nic); ok {
+			if err := n.reconcileNetwork(ctx, sub.Parent()); err != nil {
+				return err
+			}
+		}
+		return n.settle(ctx, id, nil)
 	}
 	subnetID, addr, ok := primaryIP(&nic)
 	if !ok {

@@ -24,9 +24,11 @@ import (
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
+	"github.com/privlink/privlink/internal/pgserver"
 	"github.com/privlink/privlink/internal/pki"
 	"github.com/privlink/privlink/internal/provider/authorization"
 	"github.com/privlink/privlink/internal/provider/network"
+	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/provider/privatedns"
 	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
@@ -125,8 +127,18 @@ func Run(ctx context.Context, cfg Config) error {
 		fab = nil
 	}
 	var netOpts []network.Option
+	var pgOpts []postgres.Option
+	var pgm *pgserver.Manager
 	if fab != nil {
 		netOpts = append(netOpts, network.WithMaterializedNICs())
+		pgm, err = pgserver.NewManager(pgserver.Config{DataDir: cfg.DataDir, CA: ca, Fabric: fab, Log: log})
+		if err != nil {
+			return fmt.Errorf("PostgreSQL servers: %w", err)
+		}
+		if len(pgm.Versions()) == 0 {
+			log.Warn("no PostgreSQL is installed: flexible servers cannot be created; apt-get install postgresql-15")
+		}
+		pgOpts = append(pgOpts, postgres.WithController(), postgres.WithVersions(pgm.Versions()))
 	}
 
 	router := arm.NewRouter(st, directory{ids}, log.With("component", "arm"))
@@ -136,6 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 	register(authorization.New(st, ids).Types()...)
 	register(network.New(st, netOpts...).Types()...)
 	register(privatedns.New(st).Types()...)
+	register(postgres.New(st, pgOpts...).Types()...)
 
 	// Controllers make the world match the store until ctx ends.
 	var wg sync.WaitGroup
@@ -157,6 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
 		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
 		run("network", controller.NewNetwork(st, fab, dnsServer, log.With("component", "network")).Run)
+		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
 	}
 	if err := writeRuntime(cfg, base); err != nil {
 		return err
@@ -175,6 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))
 	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab)))
+	mux.Handle("POST "+postgres.PrivateDNSZoneSuffixPath, authenticated(ids, http.HandlerFunc(postgres.ServePrivateDNSZoneSuffix)))
 	mux.Handle("/", ids.Handler())
 
 	host, _, _ := net.SplitHostPort(strings.TrimPrefix(base, "https://"))

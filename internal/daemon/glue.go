@@ -59,6 +59,18 @@ func toARM(err error) error {
 
 type principalKey struct{}
 
+// authenticated lets through any authenticated principal (tenant-level
+// ARM calls that need no role).
+func authenticated(ids *identity.Service, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := ids.Authenticate(r); err != nil {
+			writeErr(w, toARM(err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // adminOnly lets through only the operator principal (the one in
 // credentials.json) to privlink's own administrative calls.
 func adminOnly(ids *identity.Service, next http.Handler) http.Handler {

@@ -6,7 +6,6 @@
 package benchd
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -45,6 +44,9 @@ type Daemon struct {
 	Config *azconfig.Config
 	// Prefix is the prefix of the daemon's network namespaces.
 	Prefix string
+	// EtcdEndpoint is the client URL of the private etcd server, when the
+	// store is etcd ("" for bolt).
+	EtcdEndpoint string
 
 	dir      string
 	cmd      *exec.Cmd
@@ -102,7 +104,7 @@ func Start(ctx context.Context, o Options) (d *Daemon, err error) {
 		if err != nil {
 			return d, fmt.Errorf("benchd: start etcd: %w", err)
 		}
-		d.stopEtcd = stop
+		d.stopEtcd, d.EtcdEndpoint = stop, ep
 		args = append(args, "--store", "etcd", "--etcd-endpoints", ep)
 	default:
 		return d, fmt.Errorf("benchd: unknown store %q: want bolt or etcd", o.Store)
@@ -219,9 +221,6 @@ func RemoveNamespaces(prefix string) error {
 	}
 	return nil
 }
-
-// Count returns how many lines of log (a daemon's output) contain s.
-func Count(log []byte, s string) int { return bytes.Count(log, []byte(s)) }
 
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

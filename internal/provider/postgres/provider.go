@@ -1,0 +1,226 @@
+// Package postgres serves the Microsoft.DBforPostgreSQL control plane of
+// Azure Database for PostgreSQL flexible server: servers with their
+// start/stop/restart actions, firewall rules, configurations (server
+// parameters), private link resources and name availability.
+//
+// Handlers validate a request as Azure does and record the desired state in
+// one store transaction; they never touch the machine. A server is stored
+// twice, in the same transaction: as its ARM document (what a GET returns,
+// less what is computed at read time) and as a Desired record
+// (desired.go), the contract with the postgres controller, which runs the
+// PostgreSQL cluster, reports properties.state and finishes the server's
+// long-running operations (controller.go). Server names are unique across
+// every subscription and tenant, as their DNS names are (names.go).
+//
+// Without a controller (WithController not given: tests of this package,
+// privlinkd without root) every operation completes at once and a server
+// goes straight to Ready or Stopped.
+package postgres
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// APIVersions are the api-versions accepted for Microsoft.DBforPostgreSQL:
+// the one armpostgresqlflexibleservers/v5 sends (2025-08-01) and the
+// earlier stable ones other clients (az CLI, older SDKs) send; the shapes
+// served here are a superset of theirs.
+var APIVersions = []string{"2022-12-01", "2023-06-30", "2024-08-01", "2025-08-01"}
+
+const namespace = "Microsoft.DBforPostgreSQL"
+
+// Resource types, in ARM's canonical casing.
+const (
+	typeServer       = "Microsoft.DBforPostgreSQL/flexibleServers"
+	typeFirewallRule = "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules"
+	typeConfig       = "Microsoft.DBforPostgreSQL/flexibleServers/configurations"
+	typePrivateLink  = "Microsoft.DBforPostgreSQL/flexibleServers/privateLinkResources"
+	// typeLocations carries the per-location checkNameAvailability action.
+	typeLocations = "Microsoft.DBforPostgreSQL/locations"
+)
+
+// DNSSuffix is the zone under which every server has its name.
+const DNSSuffix = "postgres.database.azure.com"
+
+// DefaultMajorVersion is the PostgreSQL major version assumed installed
+// when WithVersions is not given (Debian 12's).
+const DefaultMajorVersion = "15"
+
+// Provider serves Microsoft.DBforPostgreSQL.
+type Provider struct {
+	st         store.Store
+	controller bool
+	versions   []string          // installed major versions, ascending
+	minor      map[string]string // major → minor version, when known
+}
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// New returns the provider over st.
+func New(st store.Store, opts ...Option) *Provider {
+	p := &Provider{st: st, minor: map[string]string{}}
+	for _, o := range opts {
+		o(p)
+	}
+	if len(p.versions) == 0 {
+		p.versions = []string{DefaultMajorVersion}
+	}
+	slices.SortFunc(p.versions, func(a, b string) int { return compareVersions(a, b) })
+	return p
+}
+
+// WithController says that the postgres controller runs the servers'
+// clusters: writes that it must act on leave the server in a transitional
+// state (Provisioning, Updating, Starting, Stopping, Restarting) and their
+// operations in progress until the controller reports back (Reconciled,
+// Deleted in controller.go). Without it everything completes at once.
+func WithController() Option { return func(p *Provider) { p.controller = true } }
+
+// WithVersions sets the PostgreSQL versions installed on this machine, as
+// "MAJOR" or "MAJOR.MINOR" (e.g. "15.18"): only those majors can be
+// created, and a server reports the minor as properties.minorVersion.
+// Entries that are not versions are ignored.
+func WithVersions(versions []string) Option {
+	return func(p *Provider) {
+		for _, v := range versions {
+			major, minor, _ := strings.Cut(strings.TrimSpace(v), ".")
+			if !isDigits(major) || (minor != "" && !isDigits(minor)) {
+				continue
+			}
+			if !slices.Contains(p.versions, major) {
+				p.versions = append(p.versions, major)
+			}
+			if minor != "" {
+				p.minor[major] = minor
+			}
+		}
+	}
+}
+
+// Types returns the resource types this provider serves.
+func (p *Provider) Types() []*arm.ResourceType {
+	v := APIVersions
+	return []*arm.ResourceType{
+		{
+			Type: typeServer, APIVersions: v,
+			Get: p.getServer, List: p.listServers, Put: p.putServer, Patch: p.patchServer, Delete: p.deleteServer,
+			Actions:           map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer},
+			BeforeGroupDelete: p.serverGroupDelete,
+		},
+		{Type: typeFirewallRule, APIVersions: v, Get: p.getFirewallRule, List: p.listFirewallRules,
+			Put: p.putFirewallRule, Delete: p.deleteFirewallRule},
+		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
+			Put: p.putConfig, Patch: p.putConfig},
+		{Type: typePrivateLink, APIVersions: v, Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
+		// POST /subscriptions/{s}/providers/Microsoft.DBforPostgreSQL/checkNameAvailability:
+		// the router resolves an action on a bare namespace to the type
+		// named by the namespace alone.
+		{Type: namespace, APIVersions: v, NoResourceGroup: true,
+			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
+		{Type: typeLocations, APIVersions: v, NoResourceGroup: true,
+			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
+	}
+}
+
+// settle decides how a write that changes a server's Desired record
+// completes: the state the server reports meanwhile and whether its
+// operation is already finished. With a controller the server shows the
+// transitional state and the operation waits for it; without one the
+// server is at once in its steady state.
+func (p *Provider) settle(transitional, steady string) (state string, done bool) {
+	if p.controller {
+		return transitional, false
+	}
+	return steady, true
+}
+
+// steadyState is the state of a server at rest.
+func steadyState(running bool) string {
+	if running {
+		return stateReady
+	}
+	return stateStopped
+}
+
+// accepted is the answer to a write that a long-running operation
+// completes: 202 with the polling headers (the router adds them for Op).
+func accepted(body any, op *arm.Operation) *arm.Response {
+	return &arm.Response{Status: http.StatusAccepted, Body: body, Op: op}
+}
+
+// noContent is the answer to a DELETE of something that does not exist.
+func noContent() *arm.Response { return &arm.Response{Status: http.StatusNoContent} }
+
+// requirePost refuses the other methods the router sends to actions.
+func requirePost(r *arm.Request) error {
+	if r.HTTP != nil && r.HTTP.Method != http.MethodPost {
+		return arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
+			"The %s method is not supported for action '%s'; use POST.", r.HTTP.Method, r.Action)
+	}
+	return nil
+}
+
+// normLocation returns ARM's form of a location: "West Europe" → "westeurope".
+func normLocation(s string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
+}
+
+// str dereferences a string pointer, "" for nil.
+func str(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// compareVersions orders numeric version strings by value.
+func compareVersions(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
+}
+
+// groupName returns the resource group's name in the casing it was created
+// with, so that new IDs carry it; the request's casing when it cannot tell.
+func groupName(r arm.Reader, id arm.ResourceID) (string, error) {
+	var rg struct {
+		Name string `json:"name"`
+	}
+	ok, err := arm.Load(r, id.ResourceGroupID(), &rg)
+	if err != nil {
+		return "", err
+	}
+	if !ok || rg.Name == "" {
+		return id.ResourceGroup, nil
+	}
+	return rg.Name, nil
+}
+
+// newID returns the canonical ID for a resource being created at id.
+func newID(r arm.Reader, id arm.ResourceID) (arm.ResourceID, error) {
+	rg, err := groupName(r, id)
+	if err != nil {
+		return id, err
+	}
+	id.ResourceGroup = rg
+	return id, nil
+}
