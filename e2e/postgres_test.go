@@ -144,6 +144,19 @@ func TestPostgres(t *testing.T) {
 	}
 	s.mustPSQL(t, "create table kept(v text); insert into kept values ('before restart')")
 
+	// Public DNS, as Azure's: the name is a CNAME to the privatelink name,
+	// which is the server's public IP from 198.18.0.0/15.
+	var out []byte
+	var err error
+	ok := poll(10*time.Second, func() bool {
+		out, err = exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "--internet", "198.18.7.9", "--",
+			"dig", "+short", "+time=2", "+tries=1", "srv1.postgres.database.azure.com").CombinedOutput()
+		return err == nil && strings.Contains(string(out), "srv1.privatelink.postgres.database.azure.com.") && strings.Contains(string(out), "198.18.")
+	})
+	if !ok {
+		t.Errorf("public DNS of srv1 from the internet: %v\n%s", err, out)
+	}
+
 	// Settings: a dynamic one applies at once.
 	cp, err := p.configs.BeginPut(c, "pg", "srv1", "work_mem", armpostgresqlflexibleservers.ConfigurationForUpdate{
 		Properties: &armpostgresqlflexibleservers.ConfigurationProperties{Value: ptr("8192"), Source: ptr("user-override")}}, nil)

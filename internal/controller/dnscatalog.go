@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/dns"
+	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/provider/privatedns"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -26,7 +27,7 @@ type DNSCatalog struct {
 // NewDNSCatalog returns the controller feeding cat.
 func NewDNSCatalog(st store.Store, cat *dns.Catalog, log *slog.Logger) *DNSCatalog {
 	c := &DNSCatalog{st: st, cat: cat}
-	c.loop = &Loop{Name: "dns-catalog", Prefixes: []string{"arm/"}, Items: c.items, Reconcile: c.reconcile, Store: st, Log: log}
+	c.loop = &Loop{Name: "dns-catalog", Prefixes: []string{"arm/", postgres.DesiredPrefix + "/"}, Items: c.items, Reconcile: c.reconcile, Store: st, Log: log}
 	return c
 }
 
@@ -34,6 +35,12 @@ func NewDNSCatalog(st store.Store, cat *dns.Catalog, log *slog.Logger) *DNSCatal
 func (c *DNSCatalog) Run(ctx context.Context) error { return c.loop.Run(ctx) }
 
 func (c *DNSCatalog) items(key string, _ []byte) []string {
+	if id, ok := strings.CutPrefix(key, postgres.DesiredPrefix); ok {
+		return []string{"server|" + id}
+	}
+	if id, ok := arm.ParseDocKey(key); ok && strings.EqualFold(id.Type(), "Microsoft.DBforPostgreSQL/flexibleServers") {
+		return []string{"server|" + id.String()}
+	}
 	k, ok := privatedns.ParseKey(key)
 	if !ok {
 		return nil
@@ -57,6 +64,8 @@ func (c *DNSCatalog) reconcile(ctx context.Context, item string) (time.Duration,
 		return 0, fmt.Errorf("bad item %q: %w", item, err)
 	}
 	switch parts[0] {
+	case "server":
+		return 0, c.reconcileServer(rd, id)
 	case "zone":
 		var z armprivatedns.PrivateZone
 		ok, err := arm.Load(rd, id, &z)
@@ -100,6 +109,32 @@ func (c *DNSCatalog) reconcile(ctx context.Context, item string) (time.Duration,
 		return 0, c.cat.PutRecordSet(zone, toDNS(name, typ, rs))
 	}
 	return 0, fmt.Errorf("unknown item %q", item)
+}
+
+// reconcileServer keeps a flexible server's public names, as Azure's
+// public DNS has them: <name>.postgres.database.azure.com is a CNAME to
+// <name>.privatelink.postgres.database.azure.com, which is the server's
+// public IP wherever no linked private zone answers for it.
+func (c *DNSCatalog) reconcileServer(rd arm.Reader, id arm.ResourceID) error {
+	source := strings.ToLower(id.String())
+	d, ok, err := postgres.LoadDesired(rd, id)
+	if err != nil {
+		return err
+	}
+	exists, err := arm.Exists(rd, id)
+	if err != nil {
+		return err
+	}
+	if !ok || !exists || !d.PublicAddr.IsValid() {
+		c.cat.DeletePublic(source)
+		return nil
+	}
+	name := strings.ToLower(d.Name)
+	private := name + ".privatelink." + postgres.DNSSuffix
+	return c.cat.PutPublic(source,
+		dns.RecordSet{Name: name + "." + postgres.DNSSuffix, Type: dns.TypeCNAME, TTL: 30, CNAME: private},
+		dns.RecordSet{Name: private, Type: dns.TypeA, TTL: 30, A: []netip.Addr{d.PublicAddr}},
+	)
 }
 
 // toDNS converts a stored record set to the catalog's form. The provider

@@ -422,30 +422,30 @@ func (c *cluster) run(ctx context.Context, m *Manager, changed bool) error {
 	if err != nil {
 		return err
 	}
-	fresh := true // the postmaster started with the current files
-	switch {
-	case p == nil:
-		if err := c.startApplied(ctx, m, &state); err != nil {
-			return err
-		}
-	case spec.RestartGeneration > state.RestartGeneration || c.listenAddr() != spec.Addr.String():
-		m.log.Info("restarting postmaster", "server", c.id, "pid", p.pid,
-			"generation", spec.RestartGeneration, "applied_generation", state.RestartGeneration)
-		if err := c.stop(ctx, m); err != nil {
-			return err
-		}
-		if err := c.startApplied(ctx, m, &state); err != nil {
-			return err
-		}
-	default:
-		fresh = false
+	fresh := p == nil // the postmaster starts with the current files
+	if p != nil {
 		if err := c.waitReady(ctx, m, p, -1); err != nil {
 			return err
 		}
 		if adopted {
 			m.log.Info("adopted running postmaster", "server", c.id, "pid", p.pid)
 		}
+		if spec.RestartGeneration > state.RestartGeneration || c.listenAddr() != spec.Addr.String() {
+			m.log.Info("restarting postmaster", "server", c.id, "pid", p.pid,
+				"generation", spec.RestartGeneration, "applied_generation", state.RestartGeneration,
+				"address", spec.Addr, "listening_on", c.listenAddr())
+			if err := c.stop(ctx, m); err != nil {
+				return err
+			}
+			fresh = true
+		}
 	}
+	if fresh {
+		if err := c.startApplied(ctx, m, &state); err != nil {
+			return err
+		}
+	}
+	c.setState(StateReady, c.proc.pid, "")
 	conn, err := m.connect(ctx, c)
 	if err != nil {
 		return err
@@ -468,9 +468,7 @@ func (c *cluster) run(ctx context.Context, m *Manager, changed bool) error {
 	if err != nil {
 		return err
 	}
-	c.statusMu.Lock()
-	c.status = Status{State: StateReady, PID: c.proc.pid, Addr: spec.Addr, Version: spec.Version, PendingRestart: pending}
-	c.statusMu.Unlock()
+	c.setStatus(Status{State: StateReady, PID: c.proc.pid, Addr: spec.Addr, Version: spec.Version, PendingRestart: pending})
 	return nil
 }
 

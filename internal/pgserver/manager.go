@@ -5,6 +5,7 @@
 //
 //	DataDir/pg/                  root 0711
 //	  template-<version>/        initdb output, copied to create a server (postgres 0700)
+//	  .spare-<version>-<random>/ a copy of the template made ahead, renamed into the next server
 //	  <id>/                      root 0711
 //	    data/                    the data directory (postgres 0700)
 //	      conf.d/privlink.conf   settings: privlink's defaults, the server's, then privlink's own
@@ -16,8 +17,10 @@
 //	    postmaster.log           the postmaster's stderr before the collector starts
 //	    state.json               what privlink applied (restart generation, admin verifier hash)
 //
-// Creating a server copies the template instead of running initdb, which
-// makes create-to-ready a fraction of initdb's time. A postmaster runs as
+// Creating a server renames a spare copy of the template into place (or
+// copies the template when no spare is ready) instead of running initdb,
+// which makes create-to-ready a fraction of initdb's time; a new spare is
+// copied in the background. A postmaster runs as
 // the postgres system user, in a session of its own, started from a thread
 // inside the server's namespace (fabric.Do): it listens on TCP only there,
 // on the server's address, and on a private unix socket that privlinkd
@@ -339,7 +342,9 @@ func (m *Manager) Ensure(ctx context.Context, spec Spec) (Status, error) {
 	defer c.mu.Unlock()
 	if err := c.ensure(ctx, m, spec, cfg, bin); err != nil {
 		err = fmt.Errorf("pgserver: server %s (%s): %w", spec.ID, cfg.name, err)
-		if spec.Running {
+		if spec.Running && !errors.Is(err, ErrInvalid) {
+			// A refused spec leaves the server as it was (running with
+			// what it had); anything else means it does not run right.
 			c.fail(err)
 		}
 		return c.getStatus(), err
@@ -444,7 +449,7 @@ func (m *Manager) StopAll(ctx context.Context) error {
 }
 
 // Close stops supervising and waits for operations in flight (Ensure,
-// Delete, restarts by Run) to finish. Postmasters keep running, with
+// Delete, restarts by Run, a spare being copied) to finish. Postmasters keep running, with
 // their sessions; a new Manager over the same DataDir adopts them. For a
 // postmaster this Manager started, a goroutine stays until it exits, to
 // reap it. A second Close returns net.ErrClosed.

@@ -160,6 +160,9 @@ func TestServer(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("settings %q: %v, want ErrInvalid", bad, err)
 			}
+			if st := e.mustStatus(s); st.State != StateReady || st.PID != pid {
+				t.Errorf("status after refused settings %q: %+v", bad, st)
+			}
 		}
 		s.Settings = good
 		if st := e.ensure(e.m, s); st.PID != pid || st.State != StateReady {
