@@ -513,14 +513,10 @@ func (c *cluster) find(m *Manager) *proc {
 	if procCwd(pid) != c.dataDir || procCwd(st.ppid) == c.dataDir {
 		return nil
 	}
-	exe := procExe(pid)
-	if !slices.ContainsFunc(m.versions, func(v string) bool { return exe == filepath.Join(m.bins[v], "postgres") }) {
+	if !m.isPostgres(pid) {
 		return nil
 	}
-	if uids, err := procUIDs(pid); err != nil || len(uids) < 2 || uids[1] != m.uid {
-		return nil
-	}
-	return &proc{pid: pid, start: st.start, started: time.Now(), adopted: true}
+	return &proc{pid: pid, start: st.start, started: time.Now()}
 }
 
 // inNamespace reports whether p runs in the cluster's namespace as it is
@@ -557,7 +553,7 @@ func (c *cluster) listenAddr() string {
 // it accepts connections. Processes left by a dead postmaster are killed
 // first, and its stale postmaster.pid removed.
 func (c *cluster) start(ctx context.Context, m *Manager) error {
-	if err := killCluster(c.dataDir, killTimeout); err != nil {
+	if err := m.killCluster(c.dataDir, killTimeout); err != nil {
 		return err
 	}
 	if err := os.Remove(filepath.Join(c.dataDir, pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -660,7 +656,7 @@ func logTail(path string, off int64) string {
 func (c *cluster) stop(ctx context.Context, m *Manager) error {
 	p, _ := c.current(m)
 	if p == nil {
-		return killCluster(c.dataDir, killTimeout)
+		return m.killCluster(c.dataDir, killTimeout)
 	}
 	c.setState(StateStopping, p.pid, "")
 	steps := []struct {
@@ -692,7 +688,7 @@ func (c *cluster) stop(ctx context.Context, m *Manager) error {
 		return fmt.Errorf("postmaster %d survives SIGKILL", p.pid)
 	}
 	c.proc = nil
-	return killCluster(c.dataDir, killTimeout)
+	return m.killCluster(c.dataDir, killTimeout)
 }
 
 // waitExit waits until p exits (true), bound passes (false) or ctx ends.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -223,14 +224,26 @@ func TestServer(t *testing.T) {
 	})
 
 	t.Run("StopStart", func(t *testing.T) {
+		// An operator's process sitting in the data directory is not the
+		// server's: stopping leaves it alone.
+		bystander := exec.Command("sleep", "300")
+		bystander.Dir = c.dataDir
+		if err := bystander.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			bystander.Process.Kill()
+			bystander.Wait()
+		}()
 		s.Running = false
 		st := e.ensure(e.m, s)
 		if st.State != StateStopped || st.PID != 0 {
 			t.Errorf("stopped: %+v", st)
 		}
-		if left := processesUnder(c.dataDir); len(left) > 0 {
-			t.Errorf("processes of a stopped server: %v", left)
+		if pids, _ := clusterPIDs(c.dataDir); !slices.Equal(pids, []int{bystander.Process.Pid}) {
+			t.Errorf("processes in the data directory of a stopped server: %v, want only the bystander %d", pids, bystander.Process.Pid)
 		}
+		bystander.Process.Kill()
 		if _, err := e.m.Show(ctx, s.ID, "work_mem"); !errors.Is(err, ErrNotRunning) {
 			t.Errorf("show on a stopped server: %v, want ErrNotRunning", err)
 		}

@@ -6,21 +6,22 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// proc is a postmaster this Manager watches: one it started (cmd set, done
+// proc is a postmaster this Manager watches: one it started (done is
 // closed once Wait has reaped it) or one it adopted from a previous
-// privlinkd (cmd nil). It is identified by pid and start time, so a reused
-// pid is never mistaken for it.
+// privlinkd (done is nil). It is identified by pid and start time, so a
+// reused pid is never mistaken for it.
 type proc struct {
 	pid     int
 	start   uint64    // start time in clock ticks after boot (/proc/<pid>/stat field 22)
 	started time.Time // when this Manager started or adopted it
-	adopted bool
 
 	done    chan struct{} // own child: closed after Wait returns; nil when adopted
 	waitErr error         // own child: Wait's result, set before done closes
@@ -70,18 +71,18 @@ func (p *proc) signal(sig syscall.Signal) error {
 // stays a zombie) and then pokes wake. The goroutine lives as long as the
 // process, also after the Manager is closed.
 func ownChild(cmd *exec.Cmd, wake func()) (*proc, error) {
-	st, err := readStat(cmd.Process.Pid)
-	if err != nil {
-		// It cannot be reaped yet (only Wait reaps it), so this is not a
-		// race with its end.
-		return nil, fmt.Errorf("read started process %d: %w", cmd.Process.Pid, err)
-	}
+	// Read before Wait can reap it: until then its /proc entry stays.
+	st, statErr := readStat(cmd.Process.Pid)
 	p := &proc{pid: cmd.Process.Pid, start: st.start, started: time.Now(), done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
 		wake()
 	}()
+	if statErr != nil {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("read started process %d: %w", p.pid, statErr)
+	}
 	return p, nil
 }
 
@@ -130,6 +131,17 @@ func procExe(pid int) string {
 	return strings.TrimSuffix(s, " (deleted)")
 }
 
+// isPostgres reports whether pid runs an installed PostgreSQL binary with
+// the postgres user's effective uid.
+func (m *Manager) isPostgres(pid int) bool {
+	exe := procExe(pid)
+	if !slices.ContainsFunc(m.versions, func(v string) bool { return exe == filepath.Join(m.bins[v], "postgres") }) {
+		return false
+	}
+	uids, err := procUIDs(pid)
+	return err == nil && len(uids) > 1 && uids[1] == m.uid
+}
+
 // procUIDs returns the real, effective, saved and filesystem uids of pid.
 func procUIDs(pid int) ([]int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -175,15 +187,17 @@ func clusterPIDs(dataDir string) ([]int, error) {
 	return pids, nil
 }
 
-// killCluster sends SIGKILL to every process of the cluster at dataDir and
-// waits until none is left or the bound passes.
-func killCluster(dataDir string, bound time.Duration) error {
+// killCluster sends SIGKILL to every process of the cluster at dataDir
+// (see Manager.isPostgres: a root shell sitting in the directory is not
+// one) and waits until none is left or the bound passes.
+func (m *Manager) killCluster(dataDir string, bound time.Duration) error {
 	deadline := time.Now().Add(bound)
 	for {
-		pids, err := clusterPIDs(dataDir)
+		all, err := clusterPIDs(dataDir)
 		if err != nil {
 			return err
 		}
+		pids := slices.DeleteFunc(all, func(pid int) bool { return !m.isPostgres(pid) })
 		var live []int
 		for _, pid := range pids {
 			if st, err := readStat(pid); err != nil || st.state == 'Z' || st.state == 'X' {
