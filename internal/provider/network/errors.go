@@ -66,6 +66,21 @@ const (
 	codeChildNotFound        = "NotFound" // reference §5: network child resources
 	// privlink's own: a property Azure has and privlink does not serve.
 	codeUnsupportedInPrivlink = "FeatureNotSupported"
+
+	// Private endpoints. azure-cli #15136 quotes
+	// MissingParameterOnPrivateLinkServiceConnection ("... is missing
+	// required parameter 'group Id'"); a terraform-azurerm-container-apps
+	// issue (#352) quotes OnlyOneGroupIdPermitted. The others are by
+	// analogy with those two.
+	codeMissingOnConnection = "MissingParameterOnPrivateLinkServiceConnection"
+	codeOneGroupID          = "OnlyOneGroupIdPermitted"
+	codeInvalidGroupID      = "InvalidGroupIdOnPrivateLinkServiceConnection"
+	codeOneConnection       = "OnlyOnePrivateLinkServiceConnectionPermitted"
+	codeEndpointImmutable   = "PrivateEndpointPropertyCannotBeChanged"
+	codeDelegatedSubnet     = "PrivateEndpointCreationNotAllowedAsSubnetIsDelegated"
+	codeOneZoneGroup        = "OnlyOnePrivateDnsZoneGroupPermitted"
+	codeTooManyZoneConfigs  = "PrivateDnsZoneGroupHasTooManyZoneConfigs"
+	codeLinkedAuthorization = "LinkedAuthorizationFailed" // ARM's, for a referenced resource
 )
 
 func badRequest(code, target, format string, args ...any) *arm.Error {

@@ -1,7 +1,9 @@
 // Package network serves the Microsoft.Network control plane that private
 // endpoints need: virtual networks and their subnets, network security
 // groups and their rules, application security groups, route tables and
-// their routes, and network interfaces with their private addresses.
+// their routes, network interfaces with their private addresses, and the
+// private endpoints themselves with their private DNS zone groups
+// (privateendpoint.go, zonegroup.go).
 //
 // Handlers validate a request as Azure does and record the desired state in
 // one store transaction; they never touch the machine. Every resource is
@@ -94,6 +96,10 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{Type: typeNIC, APIVersions: v, Get: p.getNIC, List: p.listNICs, Put: p.putNIC,
 			Patch: p.patchNIC, Delete: p.deleteNIC},
 		{Type: typeIPConfig, APIVersions: v, Get: p.getIPConfig, List: p.listIPConfigs},
+		{Type: typeEndpoint, APIVersions: v, Get: p.getEndpoint, List: p.listEndpoints, Put: p.putEndpoint,
+			Patch: p.patchEndpoint, Delete: p.deleteEndpoint, BeforeGroupDelete: p.endpointGroupDelete},
+		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
+			Delete: p.deleteZoneGroup},
 	}
 }
 
@@ -108,6 +114,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 // stay in progress until the controller has built or removed the namespace
 // and finishes their operations (arm.FinishOperations). Documents are
 // always written or removed by the handler; only the completion moves.
+// A private endpoint completes with its NIC (privateendpoint.go).
 func (p *Provider) settle(id arm.ResourceID, deleting bool) (state armnetwork.ProvisioningState, done bool) {
 	if p.materializeNICs && strings.EqualFold(id.Type(), typeNIC) {
 		if deleting {

@@ -271,7 +271,8 @@ func buildServiceEndpoints(path string, in []*armnetwork.ServiceEndpointProperti
 }
 
 // subnetView composes a stored subnet with what is computed at read time:
-// the ipConfigurations in it (and, once private endpoints exist, those).
+// the ipConfigurations in it and the private endpoints whose NICs they
+// are.
 func subnetView(s armnetwork.Subnet, u *usage) (armnetwork.Subnet, error) {
 	if s.Properties == nil {
 		s.Properties = &armnetwork.SubnetPropertiesFormat{}
@@ -282,9 +283,12 @@ func subnetView(s armnetwork.Subnet, u *usage) (armnetwork.Subnet, error) {
 	if err != nil {
 		return s, err
 	}
-	props.IPConfigurations = nil
+	props.IPConfigurations, props.PrivateEndpoints = nil, nil
 	for _, r := range refs {
 		props.IPConfigurations = append(props.IPConfigurations, &armnetwork.IPConfiguration{ID: ptr(r.ID)})
+		if r.PrivateEndpoint != "" {
+			props.PrivateEndpoints = append(props.PrivateEndpoints, &armnetwork.PrivateEndpoint{ID: ptr(r.PrivateEndpoint)})
+		}
 	}
 	return s, nil
 }
@@ -469,7 +473,7 @@ func checkSubnetFree(u *usage, id arm.ResourceID) error {
 	if len(refs) > 0 {
 		users := make([]string, len(refs))
 		for i, r := range refs {
-			users[i] = r.ID
+			users[i] = r.user()
 		}
 		return errSubnetInUse(id, users)
 	}

@@ -72,6 +72,18 @@ type ipConfigRef struct {
 	NICRG   string // the NIC's resource group
 	Subnet  string // the subnet's ID
 	Address netip.Addr
+	// PrivateEndpoint is the ID of the private endpoint that owns the
+	// NIC, "" for an ordinary NIC.
+	PrivateEndpoint string
+}
+
+// user names who holds the address in messages: the private endpoint
+// for an endpoint's NIC, else the ipConfiguration.
+func (r ipConfigRef) user() string {
+	if r.PrivateEndpoint != "" {
+		return r.PrivateEndpoint
+	}
+	return r.ID
 }
 
 // ipConfigs lists the ipConfigurations of every NIC whose subnet satisfies
@@ -99,7 +111,7 @@ func (u *usage) ipConfigs(match func(subnet string) bool) ([]ipConfigRef, error)
 			if !match(lkey(sn)) {
 				continue
 			}
-			ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: sn}
+			ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: sn, PrivateEndpoint: managedBy(n)}
 			if a, err := netip.ParseAddr(str(ic.Properties.PrivateIPAddress)); err == nil {
 				ref.Address = a
 			}

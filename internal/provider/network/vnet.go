@@ -398,7 +398,7 @@ func vnetInUse(refs []ipConfigRef) error {
 	var users []string
 	for _, r := range refs {
 		if strings.EqualFold(r.Subnet, refs[0].Subnet) {
-			users = append(users, r.ID)
+			users = append(users, r.user())
 		}
 	}
 	return errSubnetInUse(subnet, users)

@@ -78,9 +78,13 @@ func featuresOf(in *serverIn) features {
 // integration, customer-managed keys, managed identities, elastic clusters,
 // failover and in-place major version upgrades. The answer is a 400
 // naming the feature. r and id (the server) let it consult the server's
-// other state, e.g. its private endpoint connections.
+// other state: a server with private endpoint connections refuses high
+// availability, read replicas, geo-restore and point-in-time restore
+// first for that reason, as Azure does (privateEndpointRule).
 func refusedFeature(r arm.Reader, id arm.ResourceID, f features) error {
-	_, _ = r, id
+	if err := privateEndpointRule(r, id, f); err != nil {
+		return err
+	}
 	is := func(v string, ok ...string) bool {
 		v = strings.TrimSpace(v)
 		if v == "" {
@@ -138,4 +142,76 @@ func refusedFeature(r arm.Reader, id arm.ResourceID, f features) error {
 // not offer it, and what to do instead.
 func refuse(target, feature, hint string) error {
 	return errCode(codeFeatureNotSupported, target, "%s is not supported by privlink. %s", feature, hint)
+}
+
+// codePrivateEndpoints is privlink's code (by analogy with Azure's
+// feature-specific ones) for a feature a server with private endpoint
+// connections cannot have.
+const codePrivateEndpoints = "FeatureNotSupportedWithPrivateEndpoints"
+
+// privateEndpointRule refuses, with private endpoints named as the
+// reason, what a flexible server with private endpoint connections cannot
+// have: high availability, read replicas (on the server itself, or a
+// replica created from it), geo-restore and point-in-time restore from it.
+// Major version upgrade, Entra ID authentication and pgbouncer stay
+// allowed. Without connections the request goes on to the not-offered
+// checks.
+func privateEndpointRule(r arm.Reader, id arm.ResourceID, f features) error {
+	type rule struct{ what, target string }
+	var own, fromSource []rule
+	set := func(v string, off ...string) bool {
+		v = strings.TrimSpace(v)
+		for _, o := range off {
+			if strings.EqualFold(v, o) {
+				return false
+			}
+		}
+		return v != ""
+	}
+	if set(f.haMode, disabled) {
+		own = append(own, rule{fmt.Sprintf("High availability (mode '%s')", f.haMode), "properties.highAvailability.mode"})
+	}
+	if set(f.replicationRole, "None", "Primary") {
+		own = append(own, rule{fmt.Sprintf("Read replicas (replicationRole '%s')", f.replicationRole), "properties.replicationRole"})
+	}
+	if set(f.replicaRole, "None", "Primary") {
+		own = append(own, rule{fmt.Sprintf("Read replicas (replica.role '%s')", f.replicaRole), "properties.replica.role"})
+	}
+	switch strings.ToLower(strings.TrimSpace(f.createMode)) {
+	case "replica":
+		fromSource = append(fromSource, rule{"Read replicas (createMode 'Replica')", "properties.sourceServerResourceId"})
+	case "georestore":
+		fromSource = append(fromSource, rule{"Geo-restore (createMode 'GeoRestore')", "properties.sourceServerResourceId"})
+	case "pointintimerestore":
+		fromSource = append(fromSource, rule{"Point-in-time restore (createMode 'PointInTimeRestore')", "properties.sourceServerResourceId"})
+	}
+	if len(own) > 0 && id.Namespace != "" {
+		has, err := HasConnections(r, id)
+		if err != nil {
+			return err
+		}
+		if has {
+			return refuseForEndpoints(own[0].target, own[0].what, id.Name())
+		}
+	}
+	if len(fromSource) > 0 {
+		src, err := arm.ParseID(strings.TrimSpace(f.sourceServer))
+		if err != nil || !strings.EqualFold(src.Type(), typeServer) || len(src.Names) != 1 || src.ResourceGroup == "" {
+			return nil // the not-offered checks answer
+		}
+		has, err := HasConnections(r, src)
+		if err != nil {
+			return err
+		}
+		if has {
+			return refuseForEndpoints(fromSource[0].target, fromSource[0].what, src.Name())
+		}
+	}
+	return nil
+}
+
+func refuseForEndpoints(target, feature, server string) error {
+	return errCode(codePrivateEndpoints, target,
+		"%s is not supported for server '%s' because it has private endpoint connections: a flexible server reached through private endpoints cannot have high availability, read replicas, geo-restore or point-in-time restore.",
+		feature, server)
 }

@@ -1,7 +1,8 @@
 // Package postgres serves the Microsoft.DBforPostgreSQL control plane of
 // Azure Database for PostgreSQL flexible server: servers with their
 // start/stop/restart actions, firewall rules, configurations (server
-// parameters), private link resources and name availability.
+// parameters), private link resources, private endpoint connections
+// (connections.go) and name availability.
 //
 // Handlers validate a request as Azure does and record the desired state in
 // one store transaction; they never touch the machine. A server is stored
@@ -118,6 +119,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
 			Put: p.putConfig, Patch: p.putConfig},
 		{Type: typePrivateLink, APIVersions: v, Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
+		{Type: typeConnection, APIVersions: v, Get: p.getConnection, List: p.listConnections,
+			Put: p.putConnection, Delete: p.deleteConnection},
 		// POST /subscriptions/{s}/providers/Microsoft.DBforPostgreSQL/checkNameAvailability:
 		// the router resolves an action on a bare namespace to the type
 		// named by the namespace alone.

@@ -31,7 +31,11 @@ func (p *Provider) getServer(ctx context.Context, r *arm.Request) (*arm.Response
 	if !ok {
 		return nil, errServerNotFound(r.ID)
 	}
-	return arm.OK(view(rd, &doc)), nil
+	v, err := view(rd, &doc)
+	if err != nil {
+		return nil, err
+	}
+	return arm.OK(v), nil
 }
 
 func (p *Provider) listServers(ctx context.Context, r *arm.Request) ([]any, error) {
@@ -42,17 +46,24 @@ func (p *Provider) listServers(ctx context.Context, r *arm.Request) ([]any, erro
 	}
 	out := make([]any, len(docs))
 	for i := range docs {
-		out[i] = view(rd, &docs[i])
+		v, err := view(rd, &docs[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
 	}
 	return out, nil
 }
 
 // view composes a server's GET body from its document: the parts computed
 // at read time (earliestRestoreDate, privateEndpointConnections).
-func view(r arm.Reader, doc *serverDoc) *serverDoc {
-	_ = r
+func view(r arm.Reader, doc *serverDoc) (*serverDoc, error) {
 	v := *doc
-	v.Properties.PrivateEndpointConnections = []json.RawMessage{}
+	conns, err := connectionViews(r, doc.ID)
+	if err != nil {
+		return nil, err
+	}
+	v.Properties.PrivateEndpointConnections = conns
 	if sd := v.SystemData; sd != nil {
 		earliest := time.Now().UTC().AddDate(0, 0, -int(v.Properties.Backup.BackupRetentionDays))
 		if earliest.Before(sd.CreatedAt) {
@@ -60,7 +71,7 @@ func view(r arm.Reader, doc *serverDoc) *serverDoc {
 		}
 		v.Properties.Backup.EarliestRestoreDate = &earliest
 	}
-	return &v
+	return &v, nil
 }
 
 // newPassword validates a requested administrator password (all but the
@@ -213,7 +224,11 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 	if err != nil {
 		return nil, err
 	}
-	return accepted(view(tx, &doc), op), nil
+	v, err := view(tx, &doc)
+	if err != nil {
+		return nil, err
+	}
+	return accepted(v, op), nil
 }
 
 // update applies a PUT (put) or PATCH body to an existing server.
@@ -254,7 +269,11 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 		if err := arm.Save(tx, id, &next); err != nil {
 			return nil, err
 		}
-		return arm.OK(view(tx, &next)), nil
+		v, err := view(tx, &next)
+		if err != nil {
+			return nil, err
+		}
+		return arm.OK(v), nil
 	}
 	d.AdminLogin = next.Properties.AdministratorLogin
 	if pw != nil {
@@ -273,7 +292,11 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 	if err != nil {
 		return nil, err
 	}
-	return accepted(view(tx, &next), op), nil
+	v, err := view(tx, &next)
+	if err != nil {
+		return nil, err
+	}
+	return accepted(v, op), nil
 }
 
 // sameProperties reports whether an update leaves everything but the tags
@@ -484,12 +507,17 @@ func (p *Provider) deleteServer(ctx context.Context, r *arm.Request) (*arm.Respo
 }
 
 // drop hands a server that is going away to the controller: its pending
-// operations are canceled and its Desired record gets a new generation,
-// which without an ARM document means "remove the cluster". Without a
-// controller the record goes at once and the name and addresses are free.
+// operations are canceled, its private endpoints show Disconnected (their
+// connection documents go with the server's) and its Desired record gets
+// a new generation, which without an ARM document means "remove the
+// cluster". Without a controller the record goes at once and the name and
+// addresses are free.
 func (p *Provider) drop(tx store.Tx, id arm.ResourceID, name string) error {
 	canceled := arm.Errorf(http.StatusConflict, "OperationCanceled", "The operation was canceled: server '%s' is being deleted.", name)
 	if err := arm.FinishOperations(tx, id, canceled); err != nil {
+		return err
+	}
+	if err := disconnectAll(tx, id, name); err != nil {
 		return err
 	}
 	if !p.controller {
