@@ -254,8 +254,19 @@ func dialResult(d *daemon, nic, addr string) (string, error) {
 // addresses, or the status (NXDOMAIN) when there are none.
 func dig(t *testing.T, d *daemon, nic, name string) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--",
-		"dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", name).CombinedOutput()
+	return digAs(t, d, "", "fab", nic, name)
+}
+
+// digAs is dig as the principal of a credentials file ("" for the
+// default one), for a NIC in resource group rg.
+func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
+	t.Helper()
+	args := []string{"--data-dir", d.dataDir}
+	if creds != "" {
+		args = append(args, "--credentials", creds)
+	}
+	args = append(args, "exec", "-g", rg, nic, "--", "dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", name)
+	out, err := exec.Command(filepath.Join(binDir, "privlink"), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %s in %s: %v\n%s", name, nic, err, out)
 	}
@@ -279,8 +290,13 @@ func dig(t *testing.T, d *daemon, nic, name string) string {
 // reach the DNS through a watch, within milliseconds, not synchronously.
 func waitDig(t *testing.T, d *daemon, nic, name, want string) {
 	t.Helper()
+	waitDigAs(t, d, "", "fab", nic, name, want)
+}
+
+func waitDigAs(t *testing.T, d *daemon, creds, rg, nic, name, want string) {
+	t.Helper()
 	var got string
-	ok := poll(10*time.Second, func() bool { got = dig(t, d, nic, name); return got == want })
+	ok := poll(10*time.Second, func() bool { got = digAs(t, d, creds, rg, nic, name); return got == want })
 	if !ok {
 		t.Errorf("dig %s in %s = %q, want %q", name, nic, got, want)
 	}

@@ -165,6 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	run("dns-registration", controller.NewRegistration(st, log.With("component", "dns-registration")).Run)
+	run("dns-zone-groups", controller.NewZoneGroups(st, log.With("component", "dns-zone-groups")).Run)
 	if fab != nil {
 		catalog := dns.NewCatalog()
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
