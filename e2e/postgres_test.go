@@ -278,3 +278,42 @@ func stopPostmasters(t *testing.T, d *daemon) {
 		}
 	}
 }
+
+// TestPostgresTwenty creates 20 servers at once through the API: all
+// become Ready and accept a TLS login from inside their namespaces.
+func TestPostgresTwenty(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	createGroup(t, d, "many")
+	p := newPGClients(t, d, d.creds.SubscriptionID)
+	const n = 20
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			name := fmt.Sprintf("many-%02d", i)
+			poller, err := p.servers.BeginCreateOrUpdate(ctx(t), "many", name, serverBody(), nil)
+			if err == nil {
+				_, err = poller.PollUntilDone(ctx(t), pollOpts)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	for i := range n {
+		s := serverIn(t, d, "many", fmt.Sprintf("many-%02d", i))
+		if got := s.mustPSQL(t, "select 1"); got != "1" {
+			t.Errorf("%s: %q", s.name, got)
+		}
+	}
+}
