@@ -172,6 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
 		run("network", controller.NewNetwork(st, fab, dnsServer, log.With("component", "network")).Run)
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
+		run("datapath", controller.NewDatapath(st, fab, pgm, log.With("component", "datapath")).Run)
 	}
 	if err := writeRuntime(cfg, base); err != nil {
 		return err

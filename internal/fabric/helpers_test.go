@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -84,6 +85,9 @@ func newTestFabric(t testing.TB) *Fabric {
 		if !slices.Equal(before.routes, after.routes) {
 			t.Errorf("host routes changed:\nbefore %q\nafter  %q", before.routes, after.routes)
 		}
+		if !slices.Equal(before.nft, after.nft) {
+			t.Errorf("host nftables ruleset changed:\nbefore %q\nafter  %q", before.nft, after.nft)
+		}
 	})
 	return f
 }
@@ -93,7 +97,7 @@ func isBenchmark(t testing.TB) bool {
 	return ok
 }
 
-type hostSnapshot struct{ links, routes []string }
+type hostSnapshot struct{ links, routes, nft []string }
 
 // snapshotHost lists the host namespace's links and routes (the test's
 // threads are all in the host namespace).
@@ -119,7 +123,58 @@ func snapshotHost(t testing.TB) hostSnapshot {
 	}
 	slices.Sort(s.links)
 	slices.Sort(s.routes)
+	s.nft = hostRuleset(t)
 	return s
+}
+
+// hostRuleset lists the host namespace's nftables tables, chains, rule
+// handles, sets and objects.
+func hostRuleset(t testing.TB) []string {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatalf("host nftables: %v", err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatalf("host nftables tables: %v", err)
+	}
+	var out []string
+	for _, tb := range tables {
+		out = append(out, fmt.Sprintf("table %d %s", tb.Family, tb.Name))
+		sets, err := c.GetSets(tb)
+		if err != nil {
+			t.Fatalf("host nftables sets of %s: %v", tb.Name, err)
+		}
+		for _, st := range sets {
+			out = append(out, fmt.Sprintf("set %d %s %s", tb.Family, tb.Name, st.Name))
+		}
+		objs, err := c.GetNamedObjects(tb)
+		if err != nil {
+			t.Fatalf("host nftables objects of %s: %v", tb.Name, err)
+		}
+		for _, o := range objs {
+			if no, ok := o.(*nftables.NamedObj); ok {
+				out = append(out, fmt.Sprintf("object %d %s %s", tb.Family, tb.Name, no.Name))
+			}
+		}
+	}
+	chains, err := c.ListChains()
+	if err != nil {
+		t.Fatalf("host nftables chains: %v", err)
+	}
+	for _, ch := range chains {
+		rules, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			t.Fatalf("host nftables rules of %s: %v", ch.Name, err)
+		}
+		for _, r := range rules {
+			out = append(out, fmt.Sprintf("rule %d %s %s %d", ch.Table.Family, ch.Table.Name, ch.Name, r.Handle))
+		}
+		out = append(out, fmt.Sprintf("chain %d %s %s", ch.Table.Family, ch.Table.Name, ch.Name))
+	}
+	slices.Sort(out)
+	return out
 }
 
 func mustEnsureNetwork(t testing.TB, f *Fabric, id string, subnets ...string) string {

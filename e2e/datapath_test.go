@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
+)
+
+// psqlIn runs psql as the server's admin from inside a NIC (-g rg nic) or
+// an internet host (--internet addr), resolving the server's usual name
+// through that network's DNS and verifying its certificate.
+func psqlIn(d *daemon, where []string, host, query string) (string, error) {
+	args := append([]string{"--data-dir", d.dataDir, "exec"}, where...)
+	args = append(args, "--", "psql", "host="+host+" user=pgadmin dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
+		"-XAtq", "-c", query)
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// TestDataPath sends real PostgreSQL sessions through private endpoints and
+// public access, and withdraws them.
+func TestDataPath(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	cx := ctx(t)
+	owner := newCustomer(t, d, d.cfg, "owner")
+	pg := newPGClients(t, d, d.creds.SubscriptionID)
+	createServer(t, pg, "owner", "srv1")
+	createServer(t, pg, "owner", "srv2")
+	serverIn(t, d, "owner", "srv1").mustPSQL(t, "create table whoami as select 'srv1' as name")
+	serverIn(t, d, "owner", "srv2").mustPSQL(t, "create table whoami as select 'srv2' as name")
+	owner.network(t, "10.0.2.0/24")
+	owner.endpoint(t, "pe1", owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv1"), false)
+	client := []string{"-g", "owner", "client"}
+	const srv1 = "srv1.postgres.database.azure.com"
+
+	// Through the endpoint, with verify-full on the usual name: srv1.
+	var out string
+	var err error
+	if !poll(15*time.Second, func() bool { out, err = psqlIn(d, client, srv1, "select name from whoami"); return err == nil }) {
+		t.Fatalf("psql through the endpoint: %v: %s", err, out)
+	}
+	if out != "srv1" {
+		t.Errorf("the endpoint led to %q, want srv1", out)
+	}
+	// Only the approved endpoint's translation exists: srv2's service
+	// address and public address are out of reach from the network.
+	if out, err := psqlIn(d, client, "srv2.postgres.database.azure.com", "select 1"); err == nil {
+		t.Errorf("reached srv2 from a network with an endpoint to srv1 only: %s", out)
+	}
+	s2 := serverIn(t, d, "owner", "srv2")
+	if out, err := psqlIn(d, client, "srv2.postgres.database.azure.com hostaddr="+s2.addr, "select 1"); err == nil {
+		t.Errorf("reached srv2's internal address: %s", out)
+	}
+
+	// Public access: only sources inside a firewall rule.
+	internet := func(addr string) []string { return []string{"--internet", addr} }
+	if out, err := psqlIn(d, internet("198.18.7.9"), srv1, "select 1"); err == nil {
+		t.Errorf("no firewall rule, yet an internet client got in: %s", out)
+	}
+	fp, err := pg.firewalls.BeginCreateOrUpdate(cx, "owner", "srv1", "office", armpostgresqlflexibleservers.FirewallRule{
+		Properties: &armpostgresqlflexibleservers.FirewallRuleProperties{StartIPAddress: ptr("198.18.7.0"), EndIPAddress: ptr("198.18.7.255")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fp.PollUntilDone(cx, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(10*time.Second, func() bool {
+		out, err = psqlIn(d, internet("198.18.7.9"), srv1, "select client_addr from pg_stat_activity where pid = pg_backend_pid()")
+		return err == nil
+	}) {
+		t.Fatalf("internet client inside the rule: %v: %s", err, out)
+	}
+	if out != "198.18.7.9" {
+		t.Errorf("the server sees the public client as %q, want its real address", out)
+	}
+	if out, err := psqlIn(d, internet("198.18.8.9"), srv1, "select 1"); err == nil {
+		t.Errorf("an internet client outside the rule got in: %s", out)
+	}
+
+	// Revocation: a session open through the endpoint ends when the owner
+	// rejects the connection; new ones are refused.
+	args := append([]string{"--data-dir", d.dataDir, "exec"}, client...)
+	args = append(args, "--", "psql", "host="+srv1+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"), "-XAtq", "-c", "select pg_sleep(60)")
+	long := exec.Command(filepath.Join(binDir, "privlink"), args...)
+	long.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- long.Wait() }()
+	t.Cleanup(func() { _ = long.Process.Kill() })
+	if !poll(10*time.Second, func() bool {
+		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
+		return out == "1"
+	}) {
+		t.Fatal("the long session did not start")
+	}
+	if err := setConnection(t, owner, "srv1", "pe1", "Rejected"); err != nil {
+		t.Fatal(err)
+	}
+	rejected := time.Now()
+	select {
+	case <-exited:
+		t.Logf("the open session ended %v after the reject call returned", time.Since(rejected))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the open session survived the rejection")
+	}
+	if out, err := psqlIn(d, client, srv1, "select 1"); err == nil {
+		t.Errorf("a new session after rejection: %s", out)
+	}
+}

@@ -1,0 +1,237 @@
+package fabric
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// A Flow is one TCP connection through a translation, as the conntrack table
+// of the router that translates it knows it.
+type Flow struct {
+	// Client is the connection's source: a NIC's or an internet host's
+	// address and port.
+	Client netip.AddrPort
+	// Target is what the client connected to: an endpoint's or a public
+	// address and port.
+	Target netip.AddrPort
+	// Service is where the translation leads: the service's address and
+	// port.
+	Service netip.AddrPort
+	// Source is the client as the service sees it: the endpoint's SNAT
+	// address (and a port) on an endpoint's path, Client on a public one.
+	// pg_stat_activity's client_addr shows it.
+	Source netip.AddrPort
+	// State is conntrack's TCP state ("ESTABLISHED", "TIME_WAIT").
+	State string
+}
+
+// TCP states of conntrack (enum tcp_conntrack).
+var ctTCPStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func (fl Flow) active() bool { return fl.State != "TIME_WAIT" && fl.State != "CLOSE" }
+
+func addrPortOf(ip []byte, port uint16) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(a.Unmap(), port)
+}
+
+// flowOf returns the Flow of a conntrack entry that is a translated (its
+// destination rewritten) IPv4 TCP connection.
+func flowOf(cf *netlink.ConntrackFlow) (Flow, bool) {
+	if cf.FamilyType != unix.AF_INET || cf.Forward.Protocol != unix.IPPROTO_TCP {
+		return Flow{}, false
+	}
+	fl := Flow{
+		Client:  addrPortOf(cf.Forward.SrcIP, cf.Forward.SrcPort),
+		Target:  addrPortOf(cf.Forward.DstIP, cf.Forward.DstPort),
+		Service: addrPortOf(cf.Reverse.SrcIP, cf.Reverse.SrcPort),
+		Source:  addrPortOf(cf.Reverse.DstIP, cf.Reverse.DstPort),
+	}
+	if fl.Target == fl.Service {
+		return Flow{}, false
+	}
+	if p, ok := cf.ProtoInfo.(*netlink.ProtoInfoTCP); ok && int(p.State) < len(ctTCPStates) {
+		fl.State = ctTCPStates[p.State]
+	}
+	return fl, true
+}
+
+// ctHandle opens a netfilter netlink handle whose socket lives in r's
+// namespace. (A netlink.Handle without a NETLINK_NETFILTER socket of its own
+// would open one in the calling thread's namespace, the host's: never use
+// r.h for conntrack.)
+func ctHandle(r *nsRef) (*netlink.Handle, error) {
+	var h *netlink.Handle
+	err := r.do(func() error {
+		var err error
+		h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("conntrack handle: %w", err)
+	}
+	return h, nil
+}
+
+// listFlows returns the translated TCP flows of r's conntrack table.
+func listFlows(r *nsRef) ([]Flow, error) {
+	h, err := ctHandle(r)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	cfs, err := retryDump(func() ([]*netlink.ConntrackFlow, error) {
+		return h.ConntrackTableList(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: list conntrack: %w", r.name, err)
+	}
+	var out []Flow
+	for _, cf := range cfs {
+		if fl, ok := flowOf(cf); ok {
+			out = append(out, fl)
+		}
+	}
+	return out, nil
+}
+
+// flowFilter selects the translated flows that revoke reports true for, and
+// records them.
+type flowFilter struct {
+	revoke  func(Flow) bool
+	matched []Flow
+}
+
+func (ff *flowFilter) MatchConntrackFlow(cf *netlink.ConntrackFlow) bool {
+	fl, ok := flowOf(cf)
+	if !ok || !ff.revoke(fl) {
+		return false
+	}
+	ff.matched = append(ff.matched, fl)
+	return true
+}
+
+// revokeFlows cuts the translated flows of r's namespace that revoke
+// selects: it deletes their conntrack entries, so that their next packets
+// are no longer translated (and reach the router's own stack, which resets
+// them, or the service guard, which does too), and then probes both ends of
+// each live one (see tickle) so that sockets blocked in a read learn at
+// once too. It returns the live flows it cut; entries of connections
+// already closing (TIME_WAIT, CLOSE) go silently.
+func revokeFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
+	h, err := ctHandle(r)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
+	}
+	defer h.Close()
+	var revoked []Flow
+	for attempt := 1; ; attempt++ {
+		ff := &flowFilter{revoke: revoke}
+		_, err = h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET), ff)
+		revoked = append(revoked, ff.matched...)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == dumpAttempts {
+			break
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("namespace %s: delete conntrack entries: %w", r.name, err)
+	}
+	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() })
+	if len(revoked) > 0 {
+		err = errors.Join(err, tickle(r, revoked))
+	}
+	return revoked, err
+}
+
+// tickle sends, from r's namespace, a TCP SYN to each end of every flow, as
+// from its peer: to the client from the target it connected to, and to the
+// service from the source it knows. A SYN on an established connection makes
+// the receiver answer with a challenge ACK (RFC 5961 4.2), whatever the
+// sequence number; that ACK now reaches the router's own stack (which has
+// no socket for it and answers with a reset whose sequence number is the
+// ACK's acknowledgement, which the receiver accepts) or the service guard
+// (which resets it the same way). So both sockets are reset within a round
+// trip, including one blocked in a read that would otherwise wait forever.
+// The probes carry tickleMark, which keeps them out of conntrack.
+func tickle(r *nsRef, flows []Flow) error {
+	fd := -1
+	err := r.do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, tickleMark); err != nil {
+			return fmt.Errorf("raw socket: set mark: %w", err)
+		}
+		return nil
+	})
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", r.name, err)
+	}
+	var errs []error
+	for _, fl := range flows {
+		for _, p := range [][2]netip.AddrPort{{fl.Target, fl.Client}, {fl.Source, fl.Service}} {
+			pkt := synPacket(p[0], p[1], rand.Uint32())
+			if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: p[1].Addr().As4()}); err != nil {
+				errs = append(errs, fmt.Errorf("namespace %s: probe %s from %s: %w", r.name, p[1], p[0], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// synPacket returns an IPv4 packet holding a TCP SYN from src to dst.
+func synPacket(src, dst netip.AddrPort, seq uint32) []byte {
+	const ipLen, tcpLen = 20, 20
+	b := make([]byte, ipLen+tcpLen)
+	b[0] = 0x45 // version 4, 5 words
+	binary.BigEndian.PutUint16(b[2:], ipLen+tcpLen)
+	binary.BigEndian.PutUint16(b[6:], 0x4000) // don't fragment
+	b[8] = 64
+	b[9] = unix.IPPROTO_TCP
+	s4, d4 := src.Addr().As4(), dst.Addr().As4()
+	copy(b[12:16], s4[:])
+	copy(b[16:20], d4[:])
+	binary.BigEndian.PutUint16(b[10:], checksum(b[:ipLen], 0))
+
+	t := b[ipLen:]
+	binary.BigEndian.PutUint16(t[0:], src.Port())
+	binary.BigEndian.PutUint16(t[2:], dst.Port())
+	binary.BigEndian.PutUint32(t[4:], seq)
+	t[12] = 5 << 4 // 5 words, no options
+	t[13] = tcpFlagSYN
+	binary.BigEndian.PutUint16(t[14:], 1024) // window
+	// The pseudo-header: addresses, protocol, TCP length.
+	var pseudo uint32
+	for i := 0; i < 4; i += 2 {
+		pseudo += uint32(binary.BigEndian.Uint16(s4[i:])) + uint32(binary.BigEndian.Uint16(d4[i:]))
+	}
+	pseudo += unix.IPPROTO_TCP + tcpLen
+	binary.BigEndian.PutUint16(t[16:], checksum(t, pseudo))
+	return b
+}
+
+// checksum is the Internet checksum (RFC 1071) of b, starting from sum.
+func checksum(b []byte, sum uint32) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
