@@ -119,3 +119,27 @@ func TestDataPath(t *testing.T) {
 		t.Errorf("a new session after rejection: %s", out)
 	}
 }
+
+// TestQuickstart runs `privlink quickstart` and connects the way it says.
+func TestQuickstart(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	out := d.cli("--data-dir", d.dataDir, "quickstart", "--server", "qs-e2e", "--password", adminPassword)
+	for _, want := range []string{"resource group quickstart", "private endpoint qs-pe", "exec -g quickstart qs-client", "sslmode=verify-full"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("quickstart output lacks %q:\n%s", want, out)
+		}
+	}
+	var got string
+	var err error
+	if !poll(15*time.Second, func() bool {
+		got, err = psqlIn(d, []string{"-g", "quickstart", "qs-client"}, "qs-e2e.postgres.database.azure.com", "select current_user")
+		return err == nil
+	}) {
+		t.Fatalf("connecting as the quickstart says: %v: %s", err, got)
+	}
+	if got != "pgadmin" {
+		t.Errorf("current_user = %q", got)
+	}
+}

@@ -34,6 +34,9 @@ Usage:
                                           run CMD as a host of the emulated internet with that address
   privlink netns (NIC_ID | -g GROUP NIC_NAME | --internet ADDR)
                                           print the namespace name (for ip netns exec)
+  privlink quickstart [-g GROUP] [--server NAME] [--password PW]
+                                          build a network, a server and a private endpoint, and
+                                          print the psql command that connects through it
 
 Global flags (before the command):
   --data-dir DIR        privlinkd's data directory (default /var/lib/privlink)
@@ -105,6 +108,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		return principalCmd(ctx, cfg, rest, out)
+	case "quickstart":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return quickstartCmd(ctx, cfg, *dataDir, rest, out)
 	case "exec", "netns":
 		cfg, err := load()
 		if err != nil {
