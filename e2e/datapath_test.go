@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,5 +142,133 @@ func TestQuickstart(t *testing.T) {
 	}
 	if got != "pgadmin" {
 		t.Errorf("current_user = %q", got)
+	}
+}
+
+// TestDataPathAcrossTenants: a second tenant's overlapping network gets in
+// only once approved; public access rules; sessions survive privlinkd.
+func TestDataPathAcrossTenants(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	cx := ctx(t)
+	owner := newCustomer(t, d, d.cfg, "owner")
+	pg := newPGClients(t, d, d.creds.SubscriptionID)
+	createServer(t, pg, "owner", "srv1")
+	server := owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv1")
+	const srv1 = "srv1.postgres.database.azure.com"
+	owner.network(t, "10.0.2.0/24")
+	owner.endpoint(t, "pe-owner", server, false)
+	other := newCustomer(t, d, d.principal(true), "other")
+	other.network(t, "10.0.2.0/24") // the same addresses as the owner's network
+	other.endpoint(t, "pe-other", server, true)
+	mine := []string{"-g", "owner", "client"}
+	theirs := []string{"--credentials", other.credFile, "exec", "-g", "other", "client"}
+	psqlOther := func(query string) (string, error) {
+		args := append([]string{"--data-dir", d.dataDir}, theirs...)
+		args = append(args, "--", "psql", "host="+srv1+" user=pgadmin dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert="+filepath.Join(d.dataDir, "ca.pem"), "-XAtq", "-c", query)
+		cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	waitOK := func(what string, f func() (string, error)) {
+		t.Helper()
+		var out string
+		var err error
+		if !poll(15*time.Second, func() bool { out, err = f(); return err == nil }) {
+			t.Fatalf("%s: %v: %s", what, err, out)
+		}
+	}
+	waitOK("owner through its endpoint", func() (string, error) { return psqlIn(d, mine, srv1, "select 1") })
+	if out, err := psqlOther("select 1"); err == nil {
+		t.Fatalf("a Pending endpoint let a session through: %s", out)
+	}
+	if err := setConnection(t, owner, "srv1", "pe-other", "Approved"); err != nil {
+		t.Fatal(err)
+	}
+	waitOK("other tenant after approval", func() (string, error) { return psqlOther("select 1") })
+	// Both at once, and the server tells them apart by SNAT address.
+	a, _ := psqlIn(d, mine, srv1, "select inet_client_addr()")
+	b, _ := psqlOther("select inet_client_addr()")
+	if a == "" || a == b {
+		t.Errorf("both networks reach the server as %q and %q; want two different endpoint addresses", a, b)
+	}
+
+	// Plaintext gets PostgreSQL's own refusal; another port gets nothing.
+	args := append([]string{"--data-dir", d.dataDir, "exec"}, mine...)
+	plain := exec.Command(filepath.Join(binDir, "privlink"), append(args, "--", "psql", "host="+srv1+" user=pgadmin dbname=postgres sslmode=disable", "-c", "select 1")...)
+	plain.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	if out, err := plain.CombinedOutput(); err == nil || !strings.Contains(string(out), "no encryption") {
+		t.Errorf("plaintext through the endpoint: %v %s", err, out)
+	}
+	if out, err := psqlIn(d, mine, srv1+" port=5433", "select 1"); err == nil {
+		t.Errorf("another port of the endpoint answered: %s", out)
+	}
+
+	// Public access disabled (the server's default here is enabled, with
+	// no rule): only endpoints get in, whatever the rules.
+	fp, err := pg.firewalls.BeginCreateOrUpdate(cx, "owner", "srv1", "all", armpostgresqlflexibleservers.FirewallRule{
+		Properties: &armpostgresqlflexibleservers.FirewallRuleProperties{StartIPAddress: ptr("198.18.0.0"), EndIPAddress: ptr("198.19.255.255")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fp.PollUntilDone(cx, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	waitOK("internet client with a rule", func() (string, error) { return psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1") })
+	up, err := pg.servers.BeginUpdate(cx, "owner", "srv1", armpostgresqlflexibleservers.ServerForPatch{Properties: &armpostgresqlflexibleservers.ServerPropertiesForPatch{
+		Network: &armpostgresqlflexibleservers.Network{PublicNetworkAccess: ptr(armpostgresqlflexibleservers.ServerPublicNetworkAccessStateDisabled)}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.PollUntilDone(cx, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(10*time.Second, func() bool { _, err := psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1"); return err != nil }) {
+		t.Error("public access disabled, yet an internet client still gets in")
+	}
+	if _, err := psqlIn(d, mine, srv1, "select 1"); err != nil {
+		t.Errorf("public access disabled also cut the endpoint: %v", err)
+	}
+
+	// A session in use survives kill -9 of privlinkd; new ones work after.
+	long := exec.Command(filepath.Join(binDir, "privlink"), append(args, "--", "psql", "host="+srv1+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
+		"-XAtq", "-c", "select pg_sleep(4)", "-c", "select 'survived'")...)
+	long.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	var longOut strings.Builder
+	long.Stdout, long.Stderr = &longOut, &longOut
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(10*time.Second, func() bool {
+		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
+		return out == "1"
+	}) {
+		t.Fatal("the long session did not start")
+	}
+	d.restart(syscall.SIGKILL)
+	if err := long.Wait(); err != nil || !strings.Contains(longOut.String(), "survived") {
+		t.Errorf("a session across kill -9 of privlinkd: %v %s", err, longOut.String())
+	}
+	waitOK("a new session after the restart", func() (string, error) { return psqlIn(d, mine, srv1, "select 1") })
+
+	// Every endpoint rejected or deleted, public access disabled: nothing.
+	if err := setConnection(t, owner, "srv1", "pe-other", "Rejected"); err != nil {
+		t.Fatal(err)
+	}
+	dp, err := owner.pes.BeginDelete(cx, "owner", "pe-owner", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.PollUntilDone(cx, pollOpts); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(10*time.Second, func() bool {
+		_, e1 := psqlOther("select 1")
+		_, e2 := psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1")
+		return e1 != nil && e2 != nil
+	}) {
+		t.Error("with every path withdrawn something still gets in")
 	}
 }
