@@ -88,6 +88,30 @@ func TestDataPath(t *testing.T) {
 		t.Errorf("an internet client outside the rule got in: %s", out)
 	}
 
+	// CancelRequest takes the same path to the right backend: psql sends
+	// one on SIGINT (privlink exec becomes psql, same PID).
+	cargs := append([]string{"--data-dir", d.dataDir, "exec"}, client...)
+	cargs = append(cargs, "--", "psql", "host="+srv1+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"), "-XAtq", "-c", "select pg_sleep(60)")
+	cancel := exec.Command(filepath.Join(binDir, "privlink"), cargs...)
+	cancel.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	var cancelOut strings.Builder
+	cancel.Stdout, cancel.Stderr = &cancelOut, &cancelOut
+	if err := cancel.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sleeping := func() bool {
+		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
+		return out == "1"
+	}
+	if !poll(10*time.Second, sleeping) {
+		t.Fatal("the session to cancel did not start")
+	}
+	_ = cancel.Process.Signal(syscall.SIGINT)
+	_ = cancel.Wait()
+	if !strings.Contains(cancelOut.String(), "canceling statement due to user request") {
+		t.Errorf("cancel through the endpoint: %s", cancelOut.String())
+	}
+
 	// Revocation: a session open through the endpoint ends when the owner
 	// rejects the connection; new ones are refused.
 	args := append([]string{"--data-dir", d.dataDir, "exec"}, client...)
