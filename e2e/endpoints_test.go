@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
@@ -291,8 +292,13 @@ func testPrivateEndpoints(t *testing.T, d *daemon) {
 	}
 	waitDigAs(t, d, other.credFile, "other", "client", name, "NXDOMAIN")
 
-	// Re-create the server with a new endpoint: right again.
+	// Re-create the server with a new endpoint: right again, DNS and
+	// sessions.
 	createServer(t, pg, "owner", "srv1")
 	owner.endpoint(t, "pe-owner2", server, false)
 	waitDigAs(t, d, "", "owner", "client", name, "10.0.2.4")
+	var out string
+	if !poll(15*time.Second, func() bool { out, err = psqlIn(d, []string{"-g", "owner", "client"}, name, "select 1"); return err == nil }) {
+		t.Errorf("psql to the re-created server through its new endpoint: %v: %s", err, out)
+	}
 }
