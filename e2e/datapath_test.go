@@ -249,7 +249,10 @@ func TestDataPathAcrossTenants(t *testing.T) {
 	if _, err := up.PollUntilDone(cx, pollOpts); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(10*time.Second, func() bool { _, err := psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1"); return err != nil }) {
+	if !poll(10*time.Second, func() bool {
+		_, err := psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1")
+		return err != nil
+	}) {
 		t.Error("public access disabled, yet an internet client still gets in")
 	}
 	if _, err := psqlIn(d, mine, srv1, "select 1"); err != nil {

@@ -298,7 +298,10 @@ func testPrivateEndpoints(t *testing.T, d *daemon) {
 	owner.endpoint(t, "pe-owner2", server, false)
 	waitDigAs(t, d, "", "owner", "client", name, "10.0.2.4")
 	var out string
-	if !poll(15*time.Second, func() bool { out, err = psqlIn(d, []string{"-g", "owner", "client"}, name, "select 1"); return err == nil }) {
+	if !poll(15*time.Second, func() bool {
+		out, err = psqlIn(d, []string{"-g", "owner", "client"}, name, "select 1")
+		return err == nil
+	}) {
 		t.Errorf("psql to the re-created server through its new endpoint: %v: %s", err, out)
 	}
 }

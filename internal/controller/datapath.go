@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -30,6 +33,104 @@ type Datapath struct {
 	pg   *pgserver.Manager
 	log  *slog.Logger
 	loop *Loop
+
+	// snap is what the last reconcile programmed (see Snapshot).
+	snap atomic.Pointer[published]
+}
+
+// Kinds of translations (TranslationInfo.Kind).
+const (
+	KindEndpoint = "endpoint"
+	KindPublic   = "public"
+)
+
+// TranslationInfo describes one path of the data path as the controller
+// last programmed it: a private endpoint to a flexible server (with or
+// without a translation), or a server's public path.
+type TranslationInfo struct {
+	// Kind is KindEndpoint or KindPublic.
+	Kind string
+	// Name is the translation's name in the fabric (fabric.EndpointNAT.Name
+	// or fabric.PublicNAT.Name): FabricID of the endpoint or the server.
+	// The fabric's counters are by this name.
+	Name string
+	// Programmed tells whether the fabric was asked for the translation:
+	// an endpoint whose connection is Approved to a running server; every
+	// existing server's public path (which translates only while Enabled).
+	Programmed bool
+	// Enabled, for a public path: public network access is enabled and
+	// the server runs.
+	Enabled bool
+	// Network and NetworkID are the endpoint's virtual network: its fabric
+	// ID and its ARM ID (empty for a public path).
+	Network, NetworkID string
+	// EndpointID is the private endpoint's ARM ID, and Connection the
+	// name of its private endpoint connection on the server (empty for a
+	// public path, or when the server has no connection for it).
+	EndpointID, Connection string
+	// ServerID and ServerName name the flexible server the path leads to.
+	ServerID, ServerName string
+	// Addr is where clients connect: the endpoint's private address in
+	// its network, or the server's public address; Port is the port.
+	Addr netip.Addr
+	Port uint16
+	// SNAT is the address the server sees for an endpoint's connections
+	// (while Programmed).
+	SNAT netip.Addr
+	// FirewallRules are a public path's firewall rules.
+	FirewallRules []FirewallRule
+}
+
+// FirewallRule is a server's firewall rule: its name and address range.
+type FirewallRule struct {
+	Name       string
+	Start, End netip.Addr
+}
+
+// NetworkRef names a virtual network by its fabric ID and its ARM ID.
+type NetworkRef struct {
+	Fabric, ID string
+}
+
+// DatapathSnapshot is what the data path controller programmed in its
+// last pass. It is immutable: do not modify its slices.
+type DatapathSnapshot struct {
+	// Networks are the virtual networks that exist, with or without
+	// endpoints.
+	Networks []NetworkRef
+	// Translations are every endpoint (to a flexible server) and every
+	// server's public path.
+	Translations []TranslationInfo
+}
+
+type published struct {
+	snap    DatapathSnapshot
+	changed chan struct{}
+}
+
+// Snapshot returns what the controller programmed in its last pass, and a
+// channel closed once a different snapshot replaces it. It is safe for
+// concurrent use.
+func (d *Datapath) Snapshot() (DatapathSnapshot, <-chan struct{}) {
+	p := d.snap.Load()
+	return p.snap, p.changed
+}
+
+// Translations returns a copy of the translations of the current snapshot
+// (see Snapshot).
+func (d *Datapath) Translations() []TranslationInfo {
+	return slices.Clone(d.snap.Load().snap.Translations)
+}
+
+// publish makes s the current snapshot, waking Snapshot's waiters if it
+// differs from the last one.
+func (d *Datapath) publish(s DatapathSnapshot) {
+	old := d.snap.Load()
+	if reflect.DeepEqual(old.snap, s) {
+		return
+	}
+	d.snap.Store(&published{snap: s, changed: make(chan struct{})})
+	close(old.changed)
 }
 
 // snatPrefix holds endpoint SNAT addresses: the address a server sees for
@@ -48,6 +149,7 @@ func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *
 	d.loop = &Loop{Name: "datapath", Prefixes: []string{"arm/", postgres.DesiredPrefix + "/"}, Items: d.items,
 		Resync: func(context.Context) ([]string, error) { return []string{itemDatapath}, nil }, ResyncEvery: 30 * time.Second,
 		Reconcile: d.reconcile, Store: st, Log: log}
+	d.snap.Store(&published{changed: make(chan struct{})})
 	return d
 }
 
@@ -91,6 +193,14 @@ type endpoint struct {
 	server  *server
 }
 
+// peInfo is what the data path knows of any private endpoint to a
+// flexible server, approved or not.
+type peInfo struct {
+	id, network, target arm.ResourceID
+	addr                netip.Addr
+	approved            bool
+}
+
 func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, error) {
 	rd := arm.ReadOnly(ctx, d.st)
 	servers, err := d.servers(ctx, rd)
@@ -103,6 +213,8 @@ func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, erro
 	}
 	networks := map[string]arm.ResourceID{} // every virtual network, by fabric ID
 	var eps []endpoint
+	var infos []peInfo
+	connNames := map[string]string{} // server-side connection names, by lower endpoint ID
 	for _, kv := range kvs {
 		id, ok := arm.ParseDocKey(kv.Key)
 		if !ok {
@@ -112,8 +224,25 @@ func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, erro
 		case "microsoft.network/virtualnetworks":
 			networks[FabricID(id)] = id
 		case "microsoft.network/privateendpoints":
-			if ep, ok := d.endpoint(rd, kv.Value, servers); ok {
-				eps = append(eps, ep)
+			info, ok := d.parseEndpoint(rd, kv.Value)
+			if !ok {
+				continue
+			}
+			infos = append(infos, info)
+			if srv := servers[strings.ToLower(info.target.String())]; info.approved && srv != nil && srv.desired.Running {
+				eps = append(eps, endpoint{id: info.id, network: info.network, addr: info.addr, server: srv})
+			}
+		case "microsoft.dbforpostgresql/flexibleservers/privateendpointconnections":
+			var c struct {
+				Name       string `json:"name"`
+				Properties struct {
+					PrivateEndpoint struct {
+						ID string `json:"id"`
+					} `json:"privateEndpoint"`
+				} `json:"properties"`
+			}
+			if json.Unmarshal(kv.Value, &c) == nil && c.Properties.PrivateEndpoint.ID != "" {
+				connNames[strings.ToLower(c.Properties.PrivateEndpoint.ID)] = c.Name
 			}
 		}
 	}
@@ -142,6 +271,7 @@ func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, erro
 		d.terminate(ctx, revoked, byService)
 	}
 	var pubs []fabric.PublicNAT
+	var pubInfos []TranslationInfo
 	for _, s := range servers {
 		ranges, err := postgres.FirewallRanges(rd, s.id)
 		if err != nil {
@@ -149,22 +279,60 @@ func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, erro
 		}
 		p := fabric.PublicNAT{Name: s.fid, Public: s.desired.PublicAddr, Port: pgPort, Service: s.fid,
 			ServiceAddr: s.desired.ServiceAddr, Enabled: s.desired.PublicNetworkAccess && s.desired.Running}
+		info := TranslationInfo{Kind: KindPublic, Name: s.fid, Programmed: true, Enabled: p.Enabled,
+			ServerID: s.id.String(), ServerName: s.desired.Name, Addr: p.Public, Port: pgPort}
 		for _, r := range ranges {
 			p.Allowed = append(p.Allowed, fabric.AddrRange{From: r.Start, To: r.End})
+			info.FirewallRules = append(info.FirewallRules, FirewallRule{Name: r.Name, Start: r.Start, End: r.End})
 		}
 		pubs = append(pubs, p)
+		pubInfos = append(pubInfos, info)
 	}
 	revoked, err := d.fab.EnsurePublic(pubs)
 	if err != nil {
 		failures = append(failures, fmt.Errorf("public paths: %w", err))
 	}
 	d.terminate(ctx, revoked, byService)
+	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos))
 	if err := errors.Join(failures...); err != nil {
 		// Typically a server's namespace is not there yet: try again soon.
 		d.log.Debug("data path not fully converged", "err", err)
 		return time.Second, nil
 	}
 	return 0, nil
+}
+
+// snapshotOf assembles the snapshot of one pass, sorted so that equal
+// passes give equal snapshots.
+func snapshotOf(networks map[string]arm.ResourceID, infos []peInfo, eps []endpoint, snats map[string]netip.Addr,
+	servers map[string]*server, connNames map[string]string, pubs []TranslationInfo) DatapathSnapshot {
+	var s DatapathSnapshot
+	for fid, id := range networks {
+		s.Networks = append(s.Networks, NetworkRef{Fabric: fid, ID: id.String()})
+	}
+	slices.SortFunc(s.Networks, func(a, b NetworkRef) int { return strings.Compare(a.Fabric, b.Fabric) })
+	programmed := map[string]bool{}
+	for _, ep := range eps {
+		programmed[strings.ToLower(ep.id.String())] = true
+	}
+	for _, pe := range infos {
+		key := strings.ToLower(pe.id.String())
+		t := TranslationInfo{Kind: KindEndpoint, Name: FabricID(pe.id), Programmed: programmed[key],
+			Network: FabricID(pe.network), NetworkID: pe.network.String(), EndpointID: pe.id.String(),
+			Connection: connNames[key], ServerID: pe.target.String(), ServerName: pe.target.Name(), Addr: pe.addr, Port: pgPort}
+		if srv := servers[strings.ToLower(pe.target.String())]; srv != nil {
+			t.ServerID, t.ServerName = srv.id.String(), srv.desired.Name
+		}
+		if t.Programmed {
+			t.SNAT = snats[key]
+		}
+		s.Translations = append(s.Translations, t)
+	}
+	s.Translations = append(s.Translations, pubs...)
+	slices.SortFunc(s.Translations, func(a, b TranslationInfo) int {
+		return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name)
+	})
+	return s
 }
 
 // servers returns the servers that exist (ARM document and Desired record).
@@ -191,34 +359,29 @@ func (d *Datapath) servers(ctx context.Context, rd arm.Reader) (map[string]*serv
 	return out, nil
 }
 
-// endpoint decides whether a private endpoint document gets a translation:
-// its connection is Approved and its server runs.
-func (d *Datapath) endpoint(rd arm.Reader, doc []byte, servers map[string]*server) (endpoint, bool) {
+// parseEndpoint reads a private endpoint document: its network, address
+// and target, and whether its connection is Approved. Only an Approved
+// endpoint whose server runs gets a translation.
+func (d *Datapath) parseEndpoint(rd arm.Reader, doc []byte) (peInfo, bool) {
 	var pe armnetwork.PrivateEndpoint
 	if json.Unmarshal(doc, &pe) != nil || pe.ID == nil || pe.Properties == nil || pe.Properties.Subnet == nil || pe.Properties.Subnet.ID == nil {
-		return endpoint{}, false
+		return peInfo{}, false
 	}
 	conns := append(pe.Properties.PrivateLinkServiceConnections, pe.Properties.ManualPrivateLinkServiceConnections...)
 	if len(conns) != 1 || conns[0] == nil || conns[0].Properties == nil || conns[0].Properties.PrivateLinkServiceID == nil {
-		return endpoint{}, false
+		return peInfo{}, false
 	}
 	cp := conns[0].Properties
-	if cp.PrivateLinkServiceConnectionState == nil || cp.PrivateLinkServiceConnectionState.Status == nil ||
-		!strings.EqualFold(*cp.PrivateLinkServiceConnectionState.Status, "Approved") {
-		return endpoint{}, false
-	}
+	approved := cp.PrivateLinkServiceConnectionState != nil && cp.PrivateLinkServiceConnectionState.Status != nil &&
+		strings.EqualFold(*cp.PrivateLinkServiceConnectionState.Status, "Approved")
 	target, err := arm.ParseID(*cp.PrivateLinkServiceID)
-	if err != nil {
-		return endpoint{}, false
-	}
-	srv := servers[strings.ToLower(target.String())]
-	if srv == nil || !srv.desired.Running {
-		return endpoint{}, false
+	if err != nil || !strings.EqualFold(target.Type(), "Microsoft.DBforPostgreSQL/flexibleServers") {
+		return peInfo{}, false
 	}
 	id, err1 := arm.ParseID(*pe.ID)
 	subnet, err2 := arm.ParseID(*pe.Properties.Subnet.ID)
 	if err1 != nil || err2 != nil {
-		return endpoint{}, false
+		return peInfo{}, false
 	}
 	var addr netip.Addr
 	for _, n := range pe.Properties.NetworkInterfaces {
@@ -237,9 +400,9 @@ func (d *Datapath) endpoint(rd arm.Reader, doc []byte, servers map[string]*serve
 		}
 	}
 	if !addr.IsValid() {
-		return endpoint{}, false
+		return peInfo{}, false
 	}
-	return endpoint{id: id, network: subnet.Parent(), addr: addr, server: srv}, true
+	return peInfo{id: id, network: subnet.Parent(), target: target, addr: addr, approved: approved}, true
 }
 
 // allocateSNAT gives every endpoint its SNAT address, kept in the store so

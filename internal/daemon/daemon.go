@@ -166,13 +166,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	run("dns-registration", controller.NewRegistration(st, log.With("component", "dns-registration")).Run)
 	run("dns-zone-groups", controller.NewZoneGroups(st, log.With("component", "dns-zone-groups")).Run)
+	var datapath *controller.Datapath
 	if fab != nil {
 		catalog := dns.NewCatalog()
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
 		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
 		run("network", controller.NewNetwork(st, fab, dnsServer, log.With("component", "network")).Run)
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
-		run("datapath", controller.NewDatapath(st, fab, pgm, log.With("component", "datapath")).Run)
+		datapath = controller.NewDatapath(st, fab, pgm, log.With("component", "datapath"))
+		run("datapath", datapath.Run)
+	}
+	metrics, audit := newTelemetry(fab, datapath, log)
+	if audit != nil {
+		run("audit", audit.Run)
 	}
 	if err := writeRuntime(cfg, base); err != nil {
 		return err
@@ -187,6 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.Handle("GET /metrics", metricsHandler(ids, metrics))
 	mux.Handle("/subscriptions/", router)
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -103,9 +104,10 @@ func listFlows(r *nsRef) ([]Flow, error) {
 }
 
 // flowFilter selects the translated flows that revoke reports true for, and
-// records them.
+// records them (and, if note is not nil, tells it before their entries go).
 type flowFilter struct {
 	revoke  func(Flow) bool
+	note    func(Flow)
 	matched []Flow
 }
 
@@ -113,6 +115,9 @@ func (ff *flowFilter) MatchConntrackFlow(cf *netlink.ConntrackFlow) bool {
 	fl, ok := flowOf(cf)
 	if !ok || !ff.revoke(fl) {
 		return false
+	}
+	if ff.note != nil {
+		ff.note(fl)
 	}
 	ff.matched = append(ff.matched, fl)
 	return true
@@ -124,8 +129,10 @@ func (ff *flowFilter) MatchConntrackFlow(cf *netlink.ConntrackFlow) bool {
 // them, or the service guard, which does too), and then probes both ends of
 // each live one (see tickle) so that sockets blocked in a read learn at
 // once too. It returns the live flows it cut; entries of connections
-// already closing (TIME_WAIT, CLOSE) go silently.
-func revokeFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
+// already closing (TIME_WAIT, CLOSE) go silently. Each flow is noted in the
+// Fabric's revocation log before its entry goes, so that a flow watcher
+// (WatchFlows) tells its end as revoked.
+func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
 	h, err := ctHandle(r)
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
@@ -133,7 +140,7 @@ func revokeFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
 	defer h.Close()
 	var revoked []Flow
 	for attempt := 1; ; attempt++ {
-		ff := &flowFilter{revoke: revoke}
+		ff := &flowFilter{revoke: revoke, note: func(fl Flow) { f.revocations.note(r.name, fl) }}
 		_, err = h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET), ff)
 		revoked = append(revoked, ff.matched...)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == dumpAttempts {
@@ -234,4 +241,23 @@ func checksum(b []byte, sum uint32) uint16 {
 		sum = sum&0xffff + sum>>16
 	}
 	return ^uint16(sum)
+}
+
+// ensureFlowAccounting turns on, in r's namespace, conntrack's byte and
+// packet accounting, its timestamps and its events for every flow, so that
+// a flow watcher (WatchFlows) sees each translated flow end with its bytes
+// and duration. They apply to flows created from then on: with events in
+// their default mode (2, for flows created while someone listens), a flow
+// created while no watcher listened would never tell its end. The settings
+// exist once conntrack is loaded, which the data path's table does;
+// without them it does nothing.
+func ensureFlowAccounting(r *nsRef) error {
+	return r.do(func() error {
+		for _, k := range []string{"net/netfilter/nf_conntrack_acct", "net/netfilter/nf_conntrack_timestamp", "net/netfilter/nf_conntrack_events"} {
+			if _, err := setSysctl(k, "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
 }

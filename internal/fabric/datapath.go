@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -211,7 +212,8 @@ func validatePublic(pubs []PublicNAT) error {
 //     with eps, atomically.
 //   - then every translated flow that no current translation accounts for
 //     (its endpoint is gone, or now leads elsewhere) is revoked: its
-//     conntrack entry goes and both its ends are reset (see RevokeFlows).
+//     conntrack entry goes and both its ends are reset (see
+//     RevokeEndpointFlows).
 //
 // It returns the flows it revoked: their Source addresses are the SNAT
 // addresses the service saw, so the caller can terminate the server's
@@ -267,7 +269,8 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 	for _, ep := range ok {
 		byTarget[netip.AddrPortFrom(ep.Endpoint, ep.Port)] = ep
 	}
-	revoked, revokeErr := revokeFlows(router, func(fl Flow) bool {
+	acctErr := ensureFlowAccounting(router)
+	revoked, revokeErr := f.revokeFlows(router, func(fl Flow) bool {
 		ep, ok := byTarget[fl.Target]
 		return !ok || fl.Service != netip.AddrPortFrom(ep.ServiceAddr, ep.Port) || fl.Source.Addr() != ep.SNAT
 	})
@@ -287,7 +290,7 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 	_, delErr := deleteServiceLinks(router, keep)
 	f.log.Debug("endpoints converged", "ns", router.name, "links", linked.Sub(start), "nftables", translated.Sub(linked),
 		"revocation", revokedAt.Sub(translated), "cleanup", time.Since(revokedAt))
-	return revoked, errors.Join(linkErr, revokeErr, pruneErr, delErr)
+	return revoked, errors.Join(linkErr, acctErr, revokeErr, pruneErr, delErr)
 }
 
 // endpointLinks returns the service links eps need, by service, sorted.
@@ -380,6 +383,13 @@ func (f *Fabric) EnsurePublic(pubs []PublicNAT) ([]Flow, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(pubs) == 0 {
+		// Nothing to translate: an internet router that is not there has
+		// nothing to revoke either.
+		if _, err := os.Stat(nsPath(f.NamespaceName(KindInternet, ""))); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
 	inet, err := f.ensureInternet()
 	if err != nil {
 		return nil, err
@@ -432,7 +442,8 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 	for _, p := range ok {
 		byTarget[netip.AddrPortFrom(p.Public, p.Port)] = p
 	}
-	revoked, revokeErr := revokeFlows(inet, func(fl Flow) bool {
+	acctErr := ensureFlowAccounting(inet)
+	revoked, revokeErr := f.revokeFlows(inet, func(fl Flow) bool {
 		p, ok := byTarget[fl.Target]
 		return !ok || fl.Service != netip.AddrPortFrom(p.ServiceAddr, p.Port) || fl.Source != fl.Client || !p.allows(fl.Client.Addr())
 	})
@@ -441,7 +452,7 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 	}
 	pruneErr := ensureAddrs(inet, lo, addrs, labelPublic, 0, func(a netlink.Addr) bool { return a.Label == labelPublic })
 	_, delErr := deleteServiceLinks(inet, keep)
-	return revoked, errors.Join(linkErr, revokeErr, pruneErr, delErr)
+	return revoked, errors.Join(linkErr, acctErr, revokeErr, pruneErr, delErr)
 }
 
 // RevokeEndpointFlows cuts every flow of the network's router whose client
@@ -461,7 +472,7 @@ func (f *Fabric) RevokeEndpointFlows(network string, target netip.AddrPort) ([]F
 		return nil, fmt.Errorf("fabric: revoke flows of %s in network %s: %w", target, network, err)
 	}
 	defer router.close()
-	revoked, err := revokeFlows(router, func(fl Flow) bool { return fl.Target == target })
+	revoked, err := f.revokeFlows(router, func(fl Flow) bool { return fl.Target == target })
 	if err != nil {
 		err = fmt.Errorf("fabric: revoke flows of %s in network %s: %w", target, network, err)
 	}
@@ -479,7 +490,7 @@ func (f *Fabric) RevokePublicFlows(target netip.AddrPort, revoke func(client net
 		return nil, fmt.Errorf("fabric: revoke public flows of %s: %w", target, err)
 	}
 	defer inet.close()
-	revoked, err := revokeFlows(inet, func(fl Flow) bool {
+	revoked, err := f.revokeFlows(inet, func(fl Flow) bool {
 		return fl.Target == target && (revoke == nil || revoke(fl.Client.Addr()))
 	})
 	if err != nil {
@@ -552,6 +563,49 @@ func counters(r *nsRef, dnatChain, prefix string) (map[string]Counters, error) {
 			c.Active++
 			out[name] = c
 		}
+	}
+	return out, nil
+}
+
+// EndpointRefusals returns how many connections the network's router
+// refused, by destination address, since its data path table appeared:
+// connection attempts to its own addresses (an endpoint without a
+// translation, a port no translation serves) but the DNS address, and
+// toward services outside every translation (a service's internal
+// address). Keys that are not endpoint addresses (a subnet's gateway, a
+// service address) are refusals all the same.
+func (f *Fabric) EndpointRefusals(network string) (map[netip.Addr]uint64, error) {
+	if err := checkID("network", network); err != nil {
+		return nil, err
+	}
+	router, err := f.open(f.NamespaceName(KindNetwork, network), nil)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: refusals of network %s: %w", network, err)
+	}
+	defer router.close()
+	out, err := readRefused(router, endpointObjPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: refusals of network %s: %w", network, err)
+	}
+	return out, nil
+}
+
+// PublicRefusals returns how many connections the internet router refused,
+// by destination address: to a public address from a source outside its
+// path's firewall set or while the path is disabled, to a port the path
+// does not translate, and toward services directly (see EndpointRefusals).
+func (f *Fabric) PublicRefusals() (map[netip.Addr]uint64, error) {
+	inet, err := f.open(f.NamespaceName(KindInternet, ""), nil)
+	if errors.Is(err, ErrNotFound) {
+		return map[netip.Addr]uint64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fabric: public refusals: %w", err)
+	}
+	defer inet.close()
+	out, err := readRefused(inet, publicObjPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: public refusals: %w", err)
 	}
 	return out, nil
 }

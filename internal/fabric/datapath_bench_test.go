@@ -8,8 +8,12 @@ import (
 	"time"
 )
 
-// benchChunk is what a throughput iteration sends each way.
-const benchChunk = 4 << 20
+// benchChunk is what a throughput iteration sends each way; benchMsg is the
+// size of a round trip's request and response (about a small query's).
+const (
+	benchChunk = 4 << 20
+	benchMsg   = 128
+)
 
 // benchPath is a service behind an endpoint: a server in the service
 // namespace, reachable from a NIC through the endpoint 10.0.2.5:5432 and
@@ -48,7 +52,8 @@ func newBenchPath(b *testing.B) *benchPath {
 
 // benchServe answers a connection by its first byte: 'c' (a connection
 // setup): one byte back, then wait for the client to close; 'b' (bulk):
-// read benchChunk bytes, answer one byte, again until the client closes.
+// read benchChunk bytes, answer one byte, again until the client closes;
+// 'r' (round trips): answer each benchMsg-byte message with one as long.
 func benchServe(c net.Conn) {
 	defer c.Close()
 	mode := make([]byte, 1)
@@ -61,6 +66,16 @@ func benchServe(c net.Conn) {
 			return
 		}
 		io.Copy(io.Discard, c)
+	case 'r':
+		msg := make([]byte, benchMsg)
+		for {
+			if _, err := io.ReadFull(c, msg); err != nil {
+				return
+			}
+			if _, err := c.Write(msg); err != nil {
+				return
+			}
+		}
 	case 'b':
 		for {
 			if _, err := io.CopyN(io.Discard, c, benchChunk); err != nil {
@@ -117,6 +132,37 @@ func BenchmarkDataPathThroughput(b *testing.B) {
 	rate := func(d time.Duration) float64 { return float64(b.N) * benchChunk / d.Seconds() / 1e6 }
 	b.ReportMetric(rate(took[0]), "MB/s-endpoint")
 	b.ReportMetric(rate(took[1]), "MB/s-direct")
+	b.ReportMetric(took[1].Seconds()/took[0].Seconds(), "ratio")
+}
+
+// BenchmarkDataPathRoundTrip exchanges, per iteration, one benchMsg-byte
+// request and response through the endpoint and one directly, alternating,
+// on two lasting connections: the latency-bound pattern of a client running
+// small queries one after the other (pgbench select-only). It reports both
+// rates and their ratio.
+func BenchmarkDataPathRoundTrip(b *testing.B) {
+	p := newBenchPath(b)
+	conns := [2]net.Conn{p.dial(b, p.nic, benchEndpoint, 'r'), p.dial(b, p.svc, benchDirect, 'r')}
+	for _, c := range conns {
+		defer c.Close()
+	}
+	msg := make([]byte, benchMsg)
+	var took [2]time.Duration
+	for b.Loop() {
+		for i, c := range conns {
+			start := time.Now()
+			if _, err := c.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, msg); err != nil {
+				b.Fatal(err)
+			}
+			took[i] += time.Since(start)
+		}
+	}
+	rate := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
+	b.ReportMetric(rate(took[0]), "rt/s-endpoint")
+	b.ReportMetric(rate(took[1]), "rt/s-direct")
 	b.ReportMetric(took[1].Seconds()/took[0].Seconds(), "ratio")
 }
 

@@ -189,9 +189,9 @@ func logRuleset(t testing.TB, ns string) {
 	t.Logf("nft list ruleset in %s:\n%s", ns, out)
 }
 
-// tableState describes the data path's nftables objects in namespace ns:
-// every chain of the privlink table with its rules' handles and comments,
-// the counters, and the sets with their elements.
+// tableDump describes the nftables objects in namespace ns: every chain
+// of the privlink table with its rules' handles and comments, the named
+// objects, and the sets with their elements.
 func tableDump(t testing.TB, f *Fabric, ns string) string {
 	t.Helper()
 	r, err := f.open(ns, nil)
@@ -218,11 +218,13 @@ func tableDump(t testing.TB, f *Fabric, ns string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		comments, err := ruleComments(c, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
 		fmt.Fprintf(&b, "chain %s\n", ch.Name)
-		for _, rl := range rules {
-			comments, _ := ruleComments(c, ch)
-			_ = comments
-			fmt.Fprintf(&b, "  rule %d\n", rl.Handle)
+		for i, rl := range rules {
+			fmt.Fprintf(&b, "  rule %d %q\n", rl.Handle, comments[i])
 		}
 	}
 	objs, err := c.GetNamedObjects(table)
@@ -477,6 +479,17 @@ func TestEndpoint(t *testing.T) {
 		mustNotConnect(t, f, nic, "10.0.2.6:5432")
 		if got, want := serviceLinksIn(t, f, router), []string{func() string { n, _ := ServiceLinkNames("net1", "pg1"); return n }()}; !slices.Equal(got, want) {
 			t.Errorf("service links %q, want %q", got, want)
+		}
+	})
+	t.Run("service does not forward", func(t *testing.T) {
+		err := f.Do(pg1, func() error {
+			if changed, err := setSysctl("net/ipv4/ip_forward", "0"); err != nil || changed {
+				return fmt.Errorf("ip_forward was on (%v)", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("ensure twice changes nothing", func(t *testing.T) {

@@ -12,7 +12,14 @@
 //     198.18.0.0/15, with one namespace per internet host
 //     ("<prefix>ih-<address>");
 //   - a service instance (one PostgreSQL server) is a namespace
-//     ("<prefix>svc-<id>") addressed from 169.254.0.0/16.
+//     ("<prefix>svc-<id>") addressed from 169.254.0.0/16;
+//   - the data path links routers to service namespaces (service links)
+//     and translates in the kernel: a private endpoint's address in a
+//     network's router (EnsureEndpoints: DNAT to the service, SNAT to an
+//     address that names the endpoint) and a server's public address in
+//     the internet router (EnsurePublic: DNAT for sources in an nftables
+//     firewall set); when a translation goes, its live flows are cut and
+//     both their ends reset (see RevokeEndpointFlows).
 //
 // Every Ensure method converges what exists to its spec (creating, fixing or
 // replacing what differs) and is safe to call repeatedly and after a crash;
@@ -91,6 +98,14 @@ type Fabric struct {
 	// mu serialises changes, so two calls never race on one namespace (its
 	// creation is not atomic: a file, then a bind mount).
 	mu sync.Mutex
+
+	// revocations remembers the flows this Fabric revoked until a flow
+	// watcher sees them end (see WatchFlows): the kernel does not say who
+	// deleted a conntrack entry.
+	revocations revocationLog
+	// watches are the running flow watches, which a namespace's deletion
+	// ends (see WatchFlows).
+	watches watchSet
 }
 
 // New returns a Fabric owning the namespaces whose names start with prefix

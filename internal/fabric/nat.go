@@ -20,25 +20,43 @@ import (
 // (EnsurePublic), beside the fabric's forward chain, which they leave alone:
 //
 //	chain pe-dnat, pub-dnat  nat prerouting (dstnat): a connection's first
-//	                         packet (a SYN) to endpoint:port, or public:port
-//	                         from a source in the firewall set, is counted
-//	                         and translated to the service's address
-//	chain pe-snat            nat postrouting (srcnat): translated flows of
-//	                         an endpoint leave toward the service from the
-//	                         endpoint's SNAT address
+//	                         packet (a SYN alone: a packet picked up
+//	                         mid-stream is never translated) to
+//	                         endpoint:port, or public:port from a source in
+//	                         the firewall set, is counted, its connection
+//	                         marked with the translation's mark
+//	                         (translationMark) and translated to the
+//	                         service's address
+//	chain pe-snat            nat postrouting (srcnat): flows with an
+//	                         endpoint's mark leave toward the service from
+//	                         the endpoint's SNAT address
 //	chain svc-guard          filter forward, before the fabric's filter:
 //	                         packets toward or from a service link pass only
-//	                         as part of a current translation (and are
-//	                         counted there); other TCP is reset, the rest
-//	                         dropped
+//	                         with the mark of a current translation over
+//	                         its link, to or from its service's address and
+//	                         port (and, on a public path, client addresses
+//	                         in its set), counted per direction; other TCP
+//	                         is reset, the rest dropped
 //	chain unrouted           filter prerouting, after dstnat: TCP to an
 //	                         address with no route is reset rather than
 //	                         answered with an ICMP error (which an
 //	                         established socket ignores)
 //	chain tickle-notrack     filter output (raw): the probes revocation
 //	                         sends (marked tickleMark) stay out of conntrack
+//	chain refused            filter input: a connection's first packet that
+//	                         reaches the router's own stack (an endpoint
+//	                         address without translation, a public address
+//	                         from a source outside its firewall set, any
+//	                         port but a translated one) is counted in the
+//	                         refused set by its destination address; the
+//	                         stack then resets it. The network's DNS
+//	                         address and the internet gateway, where
+//	                         privlinkd listens, are not counted.
 //	counter pe-<name>-{in,out,new}, pub-<name>-{in,out,new}
 //	set pub-<name>-allow     interval set of the firewall's source ranges
+//	set pe-refused, pub-refused  dynamic set of destination addresses, each
+//	                         with a counter of the connections refused to
+//	                         it (there and at the guard, toward services)
 //
 // Every rule carries a comment naming what it does; an Ensure compares the
 // chains' comments, the counters and the sets' elements with what it wants
@@ -53,6 +71,7 @@ const (
 	chainGuard        = "svc-guard"
 	chainUnrouted     = "unrouted"
 	chainNotrack      = "tickle-notrack"
+	chainRefused      = "refused"
 
 	endpointObjPrefix = "pe-"
 	publicObjPrefix   = "pub-"
@@ -61,6 +80,14 @@ const (
 	counterOut = "-out"
 	counterNew = "-new"
 	setAllow   = "-allow"
+
+	// setRefused, after the object prefix, names the set of refused
+	// connections by destination (no translation's name ends a set's name
+	// with it alone: their sets end in setAllow).
+	setRefused = "refused"
+	// refusedSetSize bounds the refused set: its keys are the router's
+	// own addresses and the service addresses it routes, so a few.
+	refusedSetSize = 1024
 
 	// tickleMark marks the TCP probes revocation sends ("plkt").
 	tickleMark = 0x706c6b74
@@ -87,10 +114,13 @@ type chainSpec struct {
 	rules    []nftRule
 }
 
-// setSpec is the desired state of an interval set of IPv4 addresses.
+// setSpec is the desired state of an interval set of IPv4 addresses, or of
+// a dynamic set of IPv4 addresses whose elements the data path adds (each
+// with a counter) and an Ensure leaves alone.
 type setSpec struct {
-	name  string
-	elems []nftables.SetElement
+	name    string
+	elems   []nftables.SetElement
+	dynamic bool
 }
 
 // tableSpec is the desired state of the data path's objects in one
@@ -216,10 +246,46 @@ func resetTCP() []expr.Any {
 	return append(tcp(), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 }
 
+// ipIsNot matches packets whose address at off is not a.
+func ipIsNot(off uint32, a netip.Addr) []expr.Any {
+	a4 := a.As4()
+	return []expr.Any{payload(expr.PayloadBaseNetworkHeader, off, 4), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: a4[:]}}
+}
+
+// countRefused adds the packet's destination address to the dynamic set
+// (if not there yet) and counts the packet on its element.
+func countRefused(set string) []expr.Any {
+	return []expr.Any{
+		payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4),
+		&expr.Dynset{SrcRegKey: 1, SetName: set, Operation: uint32(unix.NFT_DYNSET_OP_ADD), Exprs: []expr.Any{&expr.Counter{}}},
+	}
+}
+
+// refusedSet is the dynamic set of refused connections of a table whose
+// objects start with prefix.
+func refusedSet(prefix string) setSpec {
+	return setSpec{name: prefix + setRefused, dynamic: true}
+}
+
+// refusedChain counts, in set, the connections whose first packet reaches
+// the router's own stack, but those to own (where privlinkd listens).
+func refusedChain(set string, own netip.Addr) chainSpec {
+	return chainSpec{
+		name: chainRefused, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, priority: nftables.ChainPriorityFilter,
+		rules: []nftRule{{
+			fmt.Sprintf("privlink: count refused connections but to %s in @%s", own, set),
+			slices.Concat(ipv4(), tcp(), synOnly(), ipIsNot(offIPDaddr, own), countRefused(set)),
+		}},
+	}
+}
+
 // guardTail are the guard chain's last rules: whatever did not match a
-// translation's rule and goes to or comes from a service link.
-func guardTail() []nftRule {
+// translation's rule and goes to or comes from a service link. Connection
+// attempts toward services are counted in the refused set.
+func guardTail(refused string) []nftRule {
 	return []nftRule{
+		{"privlink: count refused connections toward services in @" + refused, slices.Concat(
+			ifPrefixIs(expr.MetaKeyOIFNAME, serviceLinkTag), ipv4(), tcp(), synOnly(), countRefused(refused))},
 		{"privlink: reset other tcp toward services", append(ifPrefixIs(expr.MetaKeyOIFNAME, serviceLinkTag), resetTCP()...)},
 		{"privlink: drop other traffic toward services", append(ifPrefixIs(expr.MetaKeyOIFNAME, serviceLinkTag), drop)},
 		{"privlink: reset other tcp from services", append(ifPrefixIs(expr.MetaKeyIIFNAME, serviceLinkTag), resetTCP()...)},
@@ -284,8 +350,10 @@ func endpointTable(network string, eps []EndpointNAT) tableSpec {
 		})
 		guard.rules = append(guard.rules, guardRules(endpointObjPrefix, ep.Name, link, mark, svc, "")...)
 	}
-	guard.rules = append(guard.rules, guardTail()...)
-	spec.chains = []chainSpec{dnat, snat, guard, unroutedChain(), notrackChain()}
+	refused := refusedSet(endpointObjPrefix)
+	guard.rules = append(guard.rules, guardTail(refused.name)...)
+	spec.sets = append(spec.sets, refused)
+	spec.chains = []chainSpec{dnat, snat, guard, unroutedChain(), notrackChain(), refusedChain(refused.name, DNSAddr)}
 	return spec
 }
 
@@ -314,8 +382,10 @@ func publicTable(pubs []PublicNAT) tableSpec {
 		})
 		guard.rules = append(guard.rules, guardRules(publicObjPrefix, p.Name, link, mark, svc, set)...)
 	}
-	guard.rules = append(guard.rules, guardTail()...)
-	spec.chains = []chainSpec{dnat, guard, unroutedChain(), notrackChain()}
+	refused := refusedSet(publicObjPrefix)
+	guard.rules = append(guard.rules, guardTail(refused.name)...)
+	spec.sets = append(spec.sets, refused)
+	spec.chains = []chainSpec{dnat, guard, unroutedChain(), notrackChain(), refusedChain(refused.name, InternetGateway)}
 	return spec
 }
 
@@ -454,6 +524,19 @@ func convergeTable(r *nsRef, spec tableSpec) (changed bool, err error) {
 		}
 	}
 	for _, ss := range spec.sets {
+		if old, ok := cur.sets[ss.name]; ok && ss.dynamic {
+			if !old.set.Dynamic {
+				return false, fmt.Errorf("namespace %s: set %s is not dynamic: delete it", r.name, ss.name)
+			}
+			continue // its elements are the data path's
+		}
+		if ss.dynamic {
+			set := &nftables.Set{Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Dynamic: true, Size: refusedSetSize}
+			if err := c.AddSet(set, nil); err != nil {
+				return false, fmt.Errorf("namespace %s: set %s: %w", r.name, ss.name, err)
+			}
+			continue
+		}
 		if old, ok := cur.sets[ss.name]; ok {
 			if !slices.Equal(old.elems, elementKeys(ss.elems)) {
 				// Refilled in place: rules keep referring to the same set.
@@ -555,6 +638,10 @@ func readTable(c *nftables.Conn, spec tableSpec) (*tableState, error) {
 		if !strings.HasPrefix(s.Name, spec.objPrefix) {
 			continue
 		}
+		if s.Dynamic {
+			st.sets[s.Name] = setState{set: s} // its elements are the data path's
+			continue
+		}
 		elems, err := c.GetSetElements(s)
 		if err != nil {
 			return nil, fmt.Errorf("set %s: %w", s.Name, err)
@@ -595,7 +682,10 @@ func (st *tableState) matches(spec tableSpec) bool {
 	}
 	for _, ss := range spec.sets {
 		cur, ok := st.sets[ss.name]
-		if !ok || !cur.set.Interval || !slices.Equal(cur.elems, elementKeys(ss.elems)) {
+		if !ok || cur.set.Dynamic != ss.dynamic {
+			return false
+		}
+		if !ss.dynamic && (!cur.set.Interval || !slices.Equal(cur.elems, elementKeys(ss.elems))) {
 			return false
 		}
 	}
@@ -699,6 +789,42 @@ func dnatTargets(r *nsRef, chain, prefix string) (map[netip.AddrPort]string, err
 		if name, target, ok := parseDNATComment(prefix, cm); ok {
 			out[target] = name
 		}
+	}
+	return out, nil
+}
+
+// readRefused returns the counts of the refused set of r's table whose
+// objects start with prefix, by destination address (empty when there is
+// no such set yet).
+func readRefused(r *nsRef, prefix string) (map[netip.Addr]uint64, error) {
+	out := map[netip.Addr]uint64{}
+	c, err := nftConn(r)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
+	}
+	defer c.CloseLasting()
+	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
+	sets, err := c.GetSets(table)
+	if errors.Is(err, unix.ENOENT) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: list nftables sets: %w", r.name, err)
+	}
+	i := slices.IndexFunc(sets, func(s *nftables.Set) bool { return s.Name == prefix+setRefused && s.Dynamic })
+	if i < 0 {
+		return out, nil
+	}
+	elems, err := c.GetSetElements(sets[i])
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: read set %s: %w", r.name, sets[i].Name, err)
+	}
+	for _, e := range elems {
+		a, ok := netip.AddrFromSlice(e.Key)
+		if !ok || e.Counter == nil {
+			continue
+		}
+		out[a.Unmap()] += e.Counter.Packets
 	}
 	return out, nil
 }

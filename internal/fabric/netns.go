@@ -374,6 +374,7 @@ func removeNSEntry(name string) error {
 // at once even when a process still holds the namespace open (which would
 // keep it, and its links, alive after the unmount).
 func (f *Fabric) deleteNS(name string) error {
+	f.watches.end(name)
 	r, err := f.open(name, nil)
 	switch {
 	case err == nil:

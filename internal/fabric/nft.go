@@ -20,11 +20,12 @@ import (
 //	ct status dnat                           (flows a DNAT rule translated)
 //
 // Router-side links toward NICs are named RouterLinkName(id), "n" and 12 hex
-// digits; other links in a router must not start with "n". So a router
-// forwards between its own NICs and, once the data path adds
-// DNAT rules (in chains of its own in the same table), the translated flows;
-// nothing else. The fabric converges only this chain's rules: other chains
-// of the table are left alone.
+// digits; other links in a router must not start with "n" (links toward
+// service namespaces start with "s", see ServiceLinkNames). So a router
+// forwards between its own NICs and, once the data path adds DNAT rules
+// (EnsureEndpoints, in chains of its own in the same table, see nat.go),
+// the translated flows; nothing else. The fabric converges only this
+// chain's rules here: other chains of the table are left alone.
 const (
 	NFTTable        = "privlink"
 	NFTForwardChain = "forward"

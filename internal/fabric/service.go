@@ -33,11 +33,11 @@ func (s ServiceSpec) validate() error {
 	return nil
 }
 
-// EnsureService converges a service namespace: lo up, holding exactly
-// spec.Address (with its length but without a prefix route, so only the
-// address itself is local; label lo:svc). The namespace is linked to nothing:
-// the data path connects routers to it and translates approved flows toward
-// spec.Address.
+// EnsureService converges a service namespace: IPv4 forwarding off, lo up,
+// holding exactly spec.Address (with its length but without a prefix route,
+// so only the address itself is local; label lo:svc). EnsureService links
+// the namespace to nothing: EnsureEndpoints and EnsurePublic connect routers
+// to it (service links) and translate approved flows toward spec.Address.
 func (f *Fabric) EnsureService(spec ServiceSpec) error {
 	if err := spec.validate(); err != nil {
 		return err
@@ -45,7 +45,13 @@ func (f *Fabric) EnsureService(spec ServiceSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	name := f.NamespaceName(KindService, spec.ID)
-	r, _, err := f.ensureNS(name, nil)
+	// The data path links a service to several routers (one per network
+	// with an endpoint to it, and the internet's); it must never forward
+	// between them, whatever the host's defaults new namespaces inherit.
+	r, _, err := f.ensureNS(name, func() error {
+		_, err := setSysctl("net/ipv4/ip_forward", "0")
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("fabric: service %s: %w", spec.ID, err)
 	}
