@@ -3,6 +3,7 @@ package fabric
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"testing"
@@ -107,8 +108,11 @@ func TestWatchFlows(t *testing.T) {
 		if ev := w.next(t); ev.Type != FlowEnded || ev.End != FlowRevoked || ev.Flow.Client.Port() != port(client) || ev.BytesIn == 0 {
 			t.Errorf("end of a revoked flow: %+v", ev)
 		}
-		if len(f.revocations.m) != 0 {
-			t.Errorf("revocations left after their flows ended: %v", f.revocations.m)
+		f.revocations.mu.Lock()
+		left := maps.Clone(f.revocations.m)
+		f.revocations.mu.Unlock()
+		if len(left) != 0 {
+			t.Errorf("revocations left after their flows ended: %v", left)
 		}
 	})
 	t.Run("refusals", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -531,7 +532,7 @@ func convergeTable(r *nsRef, spec tableSpec) (changed bool, err error) {
 			continue // its elements are the data path's
 		}
 		if ss.dynamic {
-			set := &nftables.Set{Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Dynamic: true, Size: refusedSetSize}
+			set := &nftables.Set{ID: nextSetID(), Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Dynamic: true, Size: refusedSetSize}
 			if err := c.AddSet(set, nil); err != nil {
 				return false, fmt.Errorf("namespace %s: set %s: %w", r.name, ss.name, err)
 			}
@@ -549,7 +550,7 @@ func convergeTable(r *nsRef, spec tableSpec) (changed bool, err error) {
 			}
 			continue
 		}
-		set := &nftables.Set{Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Interval: true}
+		set := &nftables.Set{ID: nextSetID(), Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Interval: true}
 		if err := c.AddSet(set, ss.elems); err != nil {
 			return false, fmt.Errorf("namespace %s: set %s: %w", r.name, ss.name, err)
 		}
@@ -828,3 +829,11 @@ func readRefused(r *nsRef, prefix string) (map[netip.Addr]uint64, error) {
 	}
 	return out, nil
 }
+
+// setIDs numbers the sets this package adds. A set's ID names it within one
+// netlink batch only; google/nftables v0.3.0 allocates one from an unguarded
+// package-level counter when it is left zero, a data race as soon as two
+// goroutines converge namespaces at once, so every set gets its ID here.
+var setIDs atomic.Uint32
+
+func nextSetID() uint32 { return setIDs.Add(1) }
