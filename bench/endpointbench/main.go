@@ -20,6 +20,10 @@
 // 168.63.129.16:53, the resolver in the NIC's resolv.conf: the same
 // packets dig sends, without a fork and exec per try. Once it resolves,
 // `ip netns exec NIC dig` confirms the answer (its cost is printed apart).
+// Before each timed operation the tool waits until privlinkd is idle
+// (at most 10 ms of CPU in 300 ms): a NIC delete, for one, makes the
+// network controller reconcile every network, which would otherwise land
+// in the next measurement.
 // Two baselines run interleaved, endpoint by endpoint, in the same
 // network: a plain NIC PUT and PollUntilDone (the same long-running
 // operation and network controller path, without the endpoint), and an A
@@ -440,12 +444,35 @@ func (b *bench) waitDNS(ctx context.Context, n *network, name string, want []net
 	}
 }
 
+// quiesce waits until privlinkd is idle: at most one clock tick (10 ms) of
+// CPU in 300 ms, so that the work one measurement leaves behind (a NIC
+// delete makes the network controller reconcile every network) is not
+// counted in the next. It gives up silently after 30 s.
+func (b *bench) quiesce(ctx context.Context) time.Duration {
+	start := time.Now()
+	pid := b.d.PID()
+	prev := cpuTime(pid)
+	for time.Since(start) < 30*time.Second {
+		if sleep(ctx, 300*time.Millisecond) != nil {
+			break
+		}
+		cur := cpuTime(pid)
+		if cur-prev <= 10*time.Millisecond {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start)
+}
+
 // measure times one endpoint in network n and, with baseline, the NIC
-// and record set baselines before it.
+// and record set baselines before it, waiting for privlinkd to be idle
+// before each.
 func (b *bench) measure(ctx context.Context, n *network, name string, baseline bool) (sample, error) {
 	var s sample
 	if baseline {
 		// A plain NIC: the same long-running operation and controller.
+		b.quiesce(ctx)
 		var resp *http.Response
 		t0 := time.Now()
 		p, err := b.nics.BeginCreateOrUpdate(azpolicy.WithCaptureResponse(ctx, &resp), n.rg, "bl-"+name, armnetwork.Interface{Location: to("westeurope"),
@@ -473,6 +500,7 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		}
 
 		// An A record set in the same zone: the same DNS path.
+		b.quiesce(ctx)
 		rec := "bl-" + name
 		addr := netip.MustParseAddr("10.0.9.9")
 		t0 = time.Now()
@@ -491,6 +519,7 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		}
 	}
 
+	b.quiesce(ctx)
 	var resp *http.Response
 	t0 := time.Now()
 	pe, err := b.createEndpoint(ctx, n, name, &s, &resp)
@@ -843,6 +872,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	var extra []sample
 	for k := range min(f.networks, 10) {
 		var s sample
+		b.quiesce(ctx)
 		t0 := time.Now()
 		n := b.nets[k]
 		pe, err := b.createEndpoint(ctx, n, "pe-extra", &s, nil)

@@ -83,7 +83,7 @@ func main() {
 	flag.StringVar(&f.bin, "privlinkd", "", "path to a privlinkd binary (required)")
 	flag.StringVar(&f.testBin, "pgserver-test", "", "path to internal/pgserver's compiled test binary (go test -c), the baseline (required unless -skip-baseline)")
 	flag.IntVar(&f.n, "n", 5, "servers created, one at a time, in each round")
-	flag.IntVar(&f.rounds, "rounds", 3, "interleaved rounds of creation (baseline, then API)")
+	flag.IntVar(&f.rounds, "rounds", 3, "interleaved rounds of creation (baseline, then API); 0: restart only")
 	flag.IntVar(&f.restartN, "restart-servers", 20, "servers brought back after a privlinkd restart (0: skip)")
 	flag.IntVar(&f.restartRounds, "restart-rounds", 3, "interleaved rounds of the restart (baseline, then API)")
 	flag.DurationVar(&f.settle, "settle", 3*time.Second, "idle time before memory is read (BenchmarkIdleMemory waits 3s)")
@@ -98,8 +98,8 @@ func main() {
 	if os.Geteuid() != 0 {
 		log.Fatal("must run as root: servers run in network namespaces as the postgres user")
 	}
-	if f.n < 1 || f.rounds < 1 {
-		log.Fatal("-n and -rounds must be at least 1")
+	if f.n < 1 || f.rounds < 0 {
+		log.Fatal("-n must be at least 1, -rounds at least 0")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, f)
@@ -240,7 +240,9 @@ func run(ctx context.Context, f flags) (err error) {
 			lat.Round(quantile(rd.creates, func(c creation) time.Duration { return c.daemon }, 0.5)),
 			lat.Round(rd.base["BenchmarkCreate/spare"].ms("p50-ms")))
 	}
-	reportCreate(f, warm, idle0, rounds)
+	if len(rounds) > 0 {
+		reportCreate(f, warm, idle0, rounds)
+	}
 
 	if f.restartN > 0 {
 		rr, created, err := b.restarts(ctx)
@@ -459,28 +461,7 @@ func (b *bench) runTest(ctx context.Context, pattern string, n int) (map[string]
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	runErr := cmd.Run()
-	res := map[string]benchResult{}
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
-			continue
-		}
-		name := fields[0]
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if _, err := strconv.Atoi(name[i+1:]); err == nil {
-				name = name[:i]
-			}
-		}
-		r := benchResult{}
-		for i := 2; i+1 < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err == nil {
-				r[fields[i+1]] = v
-			}
-		}
-		res[name] = r
-	}
+	res := parseBench(out.Bytes())
 	if len(res) == 0 || ctx.Err() != nil {
 		return nil, fmt.Errorf("%s: %v; no benchmark results:\n%s", b.f.testBin, runErr, out.String())
 	}
@@ -490,6 +471,79 @@ func (b *bench) runTest(ctx context.Context, pattern string, n int) (map[string]
 		fmt.Fprintf(os.Stderr, "warning: %s %s: %v, after printing its results:\n%s", b.f.testBin, pattern, runErr, out.String())
 	}
 	return res, nil
+}
+
+// parseBench reads go test -bench output: each result line's metrics by
+// unit, by benchmark name without the -GOMAXPROCS suffix.
+func parseBench(out []byte) map[string]benchResult {
+	res := map[string]benchResult{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	current := "" // the benchmark whose log lines follow
+	for sc.Scan() {
+		line := sc.Text()
+		// A benchmark that fails (pgserver's cleanup checks for leaked
+		// file descriptors, say) prints no result line, but its log has
+		// the quantiles: "n=5 min 1s p50 2s p99 3s max 3s".
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "--- FAIL: "); ok {
+			current = trimProcs(name)
+			continue
+		}
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "--- BENCH: "); ok {
+			current = trimProcs(name)
+			continue
+		}
+		if current != "" && strings.Contains(line, "bench_test.go") && strings.Contains(line, " p50 ") {
+			if r := quantileLog(line); r != nil {
+				if _, ok := res[current]; !ok {
+					res[current] = r
+				}
+			}
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+			continue
+		}
+		name := trimProcs(fields[0])
+		r := benchResult{}
+		for i := 2; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err == nil {
+				r[fields[i+1]] = v
+			}
+		}
+		res[name] = r
+	}
+	return res
+}
+
+// trimProcs removes go test's -GOMAXPROCS suffix from a benchmark name.
+func trimProcs(name string) string {
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		if _, err := strconv.Atoi(name[i+1:]); err == nil {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+// quantileLog reads pgserver's reportPercentiles log line.
+func quantileLog(line string) benchResult {
+	f := strings.Fields(line)
+	r := benchResult{}
+	for i := 0; i+1 < len(f); i++ {
+		unit := map[string]string{"p50": "p50-ms", "p99": "p99-ms"}[f[i]]
+		if unit == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(f[i+1]); err == nil {
+			r[unit] = float64(d) / float64(time.Millisecond)
+		}
+	}
+	if len(r) != 2 {
+		return nil
+	}
+	return r
 }
 
 func quantile[T any](xs []T, get func(T) time.Duration, q float64) time.Duration {
