@@ -33,6 +33,13 @@ type Datapath struct {
 	pg   *pgserver.Manager
 	log  *slog.Logger
 	loop *Loop
+	// Decoded documents, by key and revision: a pass looks at every
+	// endpoint and its NIC.
+	pes  *arm.Memo[peDoc]
+	nics *arm.Memo[nicFacts]
+	// converged holds, by network fabric ID, the translations each router
+	// last converged to (fmt %v); only the loop's goroutine uses it.
+	converged map[string]string
 
 	// snap is what the last reconcile programmed (see Snapshot).
 	snap atomic.Pointer[published]
@@ -145,9 +152,10 @@ const pgPort = 5432
 
 // NewDatapath returns the controller.
 func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Datapath {
-	d := &Datapath{st: st, fab: fab, pg: pg, log: log}
+	d := &Datapath{st: st, fab: fab, pg: pg, log: log, pes: arm.NewMemo(decodeEndpoint), nics: arm.NewMemo(decodeNIC),
+		converged: map[string]string{}}
 	d.loop = &Loop{Name: "datapath", Prefixes: []string{"arm/", postgres.DesiredPrefix + "/"}, Items: d.items,
-		Resync: func(context.Context) ([]string, error) { return []string{itemDatapath}, nil }, ResyncEvery: 30 * time.Second,
+		Resync: func(context.Context) ([]string, error) { return []string{itemDatapathResync}, nil }, ResyncEvery: 30 * time.Second,
 		Reconcile: d.reconcile, Store: st, Log: log}
 	d.snap.Store(&published{changed: make(chan struct{})})
 	return d
@@ -158,8 +166,14 @@ func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *
 func (d *Datapath) Run(ctx context.Context) error { return d.loop.Run(ctx) }
 
 // One item: the whole data path is computed in one pass and each router
-// converges in one nftables batch.
-const itemDatapath = "datapath"
+// converges in one nftables batch. A pass converges only the routers whose
+// translations changed since they last converged; the resync item, every
+// 30 s, converges every router, which heals drift (a router rebuilt by
+// the network controller, a ruleset changed by hand).
+const (
+	itemDatapath       = "datapath"
+	itemDatapathResync = "datapath/resync"
+)
 
 func (d *Datapath) items(key string, _ []byte) []string {
 	if strings.HasPrefix(key, postgres.DesiredPrefix) {
@@ -201,7 +215,7 @@ type peInfo struct {
 	approved            bool
 }
 
-func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, error) {
+func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, error) {
 	rd := arm.ReadOnly(ctx, d.st)
 	servers, err := d.servers(ctx, rd)
 	if err != nil {
@@ -224,7 +238,7 @@ func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, erro
 		case "microsoft.network/virtualnetworks":
 			networks[FabricID(id)] = id
 		case "microsoft.network/privateendpoints":
-			info, ok := d.parseEndpoint(rd, kv.Value)
+			info, ok := d.parseEndpoint(rd, kv)
 			if !ok {
 				continue
 			}
@@ -263,9 +277,22 @@ func (d *Datapath) reconcile(ctx context.Context, _ string) (time.Duration, erro
 			Service: ep.server.fid, ServiceAddr: ep.server.desired.ServiceAddr, SNAT: snats[strings.ToLower(ep.id.String())],
 		})
 	}
+	for nid := range d.converged {
+		if _, ok := networks[nid]; !ok {
+			delete(d.converged, nid)
+		}
+	}
 	for nid := range networks {
+		want := fmt.Sprintf("%v", byNetwork[nid])
+		if cur, ok := d.converged[nid]; ok && cur == want && item != itemDatapathResync {
+			continue
+		}
+		delete(d.converged, nid)
 		revoked, err := d.fab.EnsureEndpoints(nid, byNetwork[nid])
-		if err != nil && !errors.Is(err, fabric.ErrNotFound) {
+		switch {
+		case err == nil:
+			d.converged[nid] = want
+		case !errors.Is(err, fabric.ErrNotFound):
 			failures = append(failures, fmt.Errorf("network %s: %w", networks[nid], err))
 		}
 		d.terminate(ctx, revoked, byService)
@@ -360,49 +387,69 @@ func (d *Datapath) servers(ctx context.Context, rd arm.Reader) (map[string]*serv
 }
 
 // parseEndpoint reads a private endpoint document: its network, address
-// and target, and whether its connection is Approved. Only an Approved
-// endpoint whose server runs gets a translation.
-func (d *Datapath) parseEndpoint(rd arm.Reader, doc []byte) (peInfo, bool) {
-	var pe armnetwork.PrivateEndpoint
-	if json.Unmarshal(doc, &pe) != nil || pe.ID == nil || pe.Properties == nil || pe.Properties.Subnet == nil || pe.Properties.Subnet.ID == nil {
+// (from its NIC) and target, and whether its connection is Approved. Only
+// an Approved endpoint whose server runs gets a translation.
+func (d *Datapath) parseEndpoint(rd arm.Reader, kv store.KV) (peInfo, bool) {
+	pe := d.pes.Of(kv)
+	if !pe.ok {
 		return peInfo{}, false
+	}
+	var addr netip.Addr
+	for _, nicID := range pe.nics {
+		nkv, err := rd.Get(arm.DocKey(nicID))
+		if err != nil {
+			continue
+		}
+		if nic := d.nics.Of(nkv); nic.primary {
+			addr = nic.addr
+		}
+	}
+	if !addr.IsValid() {
+		return peInfo{}, false
+	}
+	return peInfo{id: pe.id, network: pe.subnet.Parent(), target: pe.target, addr: addr, approved: pe.approved}, true
+}
+
+// peDoc is what the data path needs of a private endpoint document.
+type peDoc struct {
+	ok                 bool // a well-formed endpoint to a flexible server
+	id, subnet, target arm.ResourceID
+	approved           bool
+	nics               []arm.ResourceID
+}
+
+// decodeEndpoint reads a stored private endpoint document (see arm.Memo).
+func decodeEndpoint(kv store.KV) peDoc {
+	var pe armnetwork.PrivateEndpoint
+	if json.Unmarshal(kv.Value, &pe) != nil || pe.ID == nil || pe.Properties == nil || pe.Properties.Subnet == nil || pe.Properties.Subnet.ID == nil {
+		return peDoc{}
 	}
 	conns := append(pe.Properties.PrivateLinkServiceConnections, pe.Properties.ManualPrivateLinkServiceConnections...)
 	if len(conns) != 1 || conns[0] == nil || conns[0].Properties == nil || conns[0].Properties.PrivateLinkServiceID == nil {
-		return peInfo{}, false
+		return peDoc{}
 	}
 	cp := conns[0].Properties
 	approved := cp.PrivateLinkServiceConnectionState != nil && cp.PrivateLinkServiceConnectionState.Status != nil &&
 		strings.EqualFold(*cp.PrivateLinkServiceConnectionState.Status, "Approved")
 	target, err := arm.ParseID(*cp.PrivateLinkServiceID)
 	if err != nil || !strings.EqualFold(target.Type(), "Microsoft.DBforPostgreSQL/flexibleServers") {
-		return peInfo{}, false
+		return peDoc{}
 	}
 	id, err1 := arm.ParseID(*pe.ID)
 	subnet, err2 := arm.ParseID(*pe.Properties.Subnet.ID)
 	if err1 != nil || err2 != nil {
-		return peInfo{}, false
+		return peDoc{}
 	}
-	var addr netip.Addr
+	out := peDoc{ok: true, id: id, subnet: subnet, target: target, approved: approved}
 	for _, n := range pe.Properties.NetworkInterfaces {
 		if n == nil || n.ID == nil {
 			continue
 		}
-		nicID, err := arm.ParseID(*n.ID)
-		if err != nil {
-			continue
-		}
-		var nic armnetwork.Interface
-		if ok, err := arm.Load(rd, nicID, &nic); err == nil && ok {
-			if _, a, ok := primaryIP(&nic); ok {
-				addr = a
-			}
+		if nicID, err := arm.ParseID(*n.ID); err == nil {
+			out.nics = append(out.nics, nicID)
 		}
 	}
-	if !addr.IsValid() {
-		return peInfo{}, false
-	}
-	return peInfo{id: id, network: subnet.Parent(), target: target, addr: addr, approved: approved}, true
+	return out
 }
 
 // allocateSNAT gives every endpoint its SNAT address, kept in the store so

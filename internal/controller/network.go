@@ -39,6 +39,7 @@ type Network struct {
 	log *slog.Logger
 
 	loop *Loop
+	nics *arm.Memo[nicFacts] // decoded NIC documents, by key and revision
 
 	mu      sync.Mutex
 	serving map[string]*dnsServing // by network fabric ID
@@ -52,7 +53,7 @@ type dnsServing struct {
 
 // NewNetwork returns the network controller.
 func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.Logger) *Network {
-	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]*dnsServing{}}
+	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]*dnsServing{}, nics: arm.NewMemo(decodeNIC)}
 	n.loop = &Loop{
 		Name: "network", Prefixes: []string{
 			"arm/", // every resource document; Items keeps networks, subnets and NICs
@@ -213,23 +214,52 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 // nicsOf lists the NICs whose primary subnet is in the network: the IDs of
 // ordinary ones, and the addresses of private endpoints' ones.
 func (n *Network) nicsOf(ctx context.Context, vnet arm.ResourceID) (ids []string, endpoints []netip.Addr, err error) {
-	all, err := arm.LoadAll[armnetwork.Interface](arm.ReadOnly(ctx, n.st),
-		arm.ResourceID{Subscription: vnet.Subscription, Namespace: "Microsoft.Network", Types: []string{"networkInterfaces"}})
+	coll := arm.ResourceID{Subscription: vnet.Subscription, Namespace: "Microsoft.Network", Types: []string{"networkInterfaces"}}
+	kvs, _, err := n.st.List(ctx, arm.CollectionPrefix(coll))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("list %s: %w", coll, err)
 	}
-	for _, nic := range all {
-		sub, addr, ok := primaryIP(&nic)
-		if !ok || !arm.ScopeContains(vnet.String(), sub.String()) || nic.ID == nil {
+	for _, kv := range kvs {
+		nic := n.nics.Of(kv)
+		if !nic.primary || !arm.ScopeContains(vnet.String(), nic.subnet.String()) || nic.id == "" {
 			continue
 		}
-		if nic.Properties.PrivateEndpoint != nil {
-			endpoints = append(endpoints, addr)
+		if nic.endpoint {
+			endpoints = append(endpoints, nic.addr)
 		} else {
-			ids = append(ids, *nic.ID)
+			ids = append(ids, nic.id)
 		}
 	}
 	return ids, endpoints, nil
+}
+
+// nicFacts is what the controllers need of a NIC document.
+type nicFacts struct {
+	id, name string
+	endpoint bool // a private endpoint's NIC
+	// primary: subnet and addr are those of the NIC's primary IPv4
+	// configuration.
+	primary bool
+	subnet  arm.ResourceID
+	addr    netip.Addr
+}
+
+// decodeNIC reads a stored NIC document (see arm.Memo); an undecodable one
+// gives the zero nicFacts, which every controller skips.
+func decodeNIC(kv store.KV) nicFacts {
+	var nic armnetwork.Interface
+	if json.Unmarshal(kv.Value, &nic) != nil {
+		return nicFacts{}
+	}
+	f := nicFacts{endpoint: nic.Properties != nil && nic.Properties.PrivateEndpoint != nil}
+	if nic.ID != nil {
+		f.id = *nic.ID
+	}
+	if nic.Name != nil {
+		f.name = *nic.Name
+	}
+	f.subnet, f.addr, f.primary = primaryIP(&nic)
+	return f
 }
 
 func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {

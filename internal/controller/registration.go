@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/provider/privatedns"
@@ -24,6 +23,7 @@ type Registration struct {
 	st   store.Store
 	log  *slog.Logger
 	loop *Loop
+	nics *arm.Memo[nicFacts]
 }
 
 // registrationTTL is the TTL Azure gives auto-registered records.
@@ -31,7 +31,7 @@ const registrationTTL = 10
 
 // NewRegistration returns the controller.
 func NewRegistration(st store.Store, log *slog.Logger) *Registration {
-	r := &Registration{st: st, log: log}
+	r := &Registration{st: st, log: log, nics: arm.NewMemo(decodeNIC)}
 	r.loop = &Loop{Name: "dns-registration", Prefixes: []string{"arm/"}, Items: r.items, Reconcile: r.reconcile, Store: st, Log: log}
 	return r
 }
@@ -92,14 +92,12 @@ func (r *Registration) reconcile(ctx context.Context, _ string) (time.Duration, 
 		if !ok || !strings.EqualFold(id.Type(), "Microsoft.Network/networkInterfaces") {
 			continue
 		}
-		var nic armnetwork.Interface
-		if json.Unmarshal(kv.Value, &nic) != nil || nic.Name == nil || (nic.Properties != nil && nic.Properties.PrivateEndpoint != nil) {
+		nic := r.nics.Of(kv)
+		if nic.name == "" || nic.endpoint || !nic.primary {
 			continue
 		}
-		if sub, addr, ok := primaryIP(&nic); ok {
-			v := strings.ToLower(sub.Parent().String())
-			nics[v] = append(nics[v], nicName{strings.ToLower(*nic.Name), addr.String()})
-		}
+		v := strings.ToLower(nic.subnet.Parent().String())
+		nics[v] = append(nics[v], nicName{strings.ToLower(nic.name), nic.addr.String()})
 	}
 	want := map[string][]string{} // zone|name → addresses
 	zones := map[string]arm.ResourceID{}

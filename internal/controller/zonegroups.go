@@ -25,6 +25,7 @@ import (
 type ZoneGroups struct {
 	st   store.Store
 	loop *Loop
+	eps  *network.EndpointDNSReader // remembers decoded documents between passes
 }
 
 // managedBy marks, in a record set's metadata, the records this
@@ -36,7 +37,7 @@ const (
 
 // NewZoneGroups returns the controller.
 func NewZoneGroups(st store.Store, log *slog.Logger) *ZoneGroups {
-	z := &ZoneGroups{st: st}
+	z := &ZoneGroups{st: st, eps: network.NewEndpointDNSReader()}
 	z.loop = &Loop{Name: "dns-zone-groups", Prefixes: []string{"arm/", network.EndpointDNSIndexPrefix + "/"},
 		Items: z.items, Reconcile: z.reconcile, Store: st, Log: log}
 	return z
@@ -62,7 +63,7 @@ func (z *ZoneGroups) items(key string, _ []byte) []string {
 // it triggers another pass.
 func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, error) {
 	rd := arm.ReadOnly(ctx, z.st)
-	eps, err := network.EndpointsDNS(rd)
+	eps, err := z.eps.List(rd)
 	if err != nil {
 		return 0, err
 	}

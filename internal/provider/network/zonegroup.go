@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -396,7 +397,33 @@ type EndpointDNS struct {
 
 // EndpointsDNS lists every private endpoint that has a private DNS zone
 // group, across every subscription, sorted by endpoint ID.
-func EndpointsDNS(r arm.Reader) ([]EndpointDNS, error) {
+func EndpointsDNS(r arm.Reader) ([]EndpointDNS, error) { return NewEndpointDNSReader().List(r) }
+
+// EndpointDNSOf returns the DNS view of one private endpoint, nil when the
+// endpoint does not exist or has no zone group.
+func EndpointDNSOf(r arm.Reader, endpoint arm.ResourceID) (*EndpointDNS, error) {
+	return NewEndpointDNSReader().Of(r, endpoint)
+}
+
+// EndpointDNSReader answers EndpointsDNS and EndpointDNSOf, remembering
+// the documents it decoded (by key and revision, see arm.Memo) from one
+// call to the next: a controller that lists every endpoint on each pass
+// keeps one, so that a pass decodes only what changed.
+type EndpointDNSReader struct {
+	endpoints *arm.Memo[endpointDoc]
+	groups    *arm.Memo[zoneGroupDoc]
+	nics      *arm.Memo[netip.Addr]
+}
+
+// NewEndpointDNSReader returns an EndpointDNSReader that remembers nothing
+// yet.
+func NewEndpointDNSReader() *EndpointDNSReader {
+	return &EndpointDNSReader{endpoints: arm.NewMemo(decodeEndpointDoc), groups: arm.NewMemo(decodeZoneGroupDoc),
+		nics: arm.NewMemo(decodeNICAddr)}
+}
+
+// List is EndpointsDNS.
+func (d *EndpointDNSReader) List(r arm.Reader) ([]EndpointDNS, error) {
 	kvs, err := r.List(EndpointDNSIndexPrefix + "/")
 	if err != nil {
 		return nil, fmt.Errorf("list private endpoints with zone groups: %w", err)
@@ -407,7 +434,7 @@ func EndpointsDNS(r arm.Reader) ([]EndpointDNS, error) {
 		if err != nil {
 			continue // not an index entry
 		}
-		e, err := EndpointDNSOf(r, id)
+		e, err := d.Of(r, id)
 		if err != nil {
 			return nil, err
 		}
@@ -421,45 +448,131 @@ func EndpointsDNS(r arm.Reader) ([]EndpointDNS, error) {
 	return out, nil
 }
 
-// EndpointDNSOf returns the DNS view of one private endpoint, nil when the
-// endpoint does not exist or has no zone group.
-func EndpointDNSOf(r arm.Reader, endpoint arm.ResourceID) (*EndpointDNS, error) {
-	var pe armnetwork.PrivateEndpoint
-	ok, err := arm.Load(r, endpoint, &pe)
-	if err != nil || !ok {
-		return nil, err
+// Of is EndpointDNSOf.
+func (d *EndpointDNSReader) Of(r arm.Reader, endpoint arm.ResourceID) (*EndpointDNS, error) {
+	kv, err := r.Get(arm.DocKey(endpoint))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
 	}
-	peID, err := arm.ParseID(str(pe.ID))
 	if err != nil {
-		return nil, fmt.Errorf("stored endpoint %s has a bad id %q: %w", endpoint, str(pe.ID), err)
+		return nil, fmt.Errorf("load %s: %w", endpoint, err)
 	}
-	groups, err := arm.LoadAll[armnetwork.PrivateDNSZoneGroup](r, childColl(peID, "privateDnsZoneGroups"))
-	if err != nil || len(groups) == 0 {
-		return nil, err
+	pe := d.endpoints.Of(kv)
+	if pe.err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", endpoint, pe.err)
 	}
-	g := groups[0]
+	gkvs, err := r.List(arm.CollectionPrefix(childColl(pe.id, "privateDnsZoneGroups")))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", childColl(pe.id, "privateDnsZoneGroups"), err)
+	}
+	if len(gkvs) == 0 {
+		return nil, nil
+	}
+	g := d.groups.Of(gkvs[0])
+	if g.err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", gkvs[0].Key, g.err)
+	}
+	var addr netip.Addr
+	if pe.nicOK {
+		nkv, err := r.Get(arm.DocKey(pe.nic))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("load %s: %w", pe.nic, err)
+		}
+		if err == nil {
+			addr = d.nics.Of(nkv)
+		}
+	}
+	return &EndpointDNS{Endpoint: pe.id, ZoneGroup: g.id, Server: pe.server, ServerName: pe.server.Name(), Addr: addr,
+		Approved: pe.status == postgres.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones)}, nil
+}
+
+// endpointDoc is what EndpointDNS needs of a private endpoint document.
+type endpointDoc struct {
+	err    error // undecodable, or a bad stored ID
+	id     arm.ResourceID
+	server arm.ResourceID
+	status string
+	nic    arm.ResourceID
+	nicOK  bool
+}
+
+func decodeEndpointDoc(kv store.KV) endpointDoc {
+	var pe armnetwork.PrivateEndpoint
+	if err := json.Unmarshal(kv.Value, &pe); err != nil {
+		return endpointDoc{err: err}
+	}
+	id, err := arm.ParseID(str(pe.ID))
+	if err != nil {
+		return endpointDoc{err: fmt.Errorf("bad id %q: %w", str(pe.ID), err)}
+	}
+	d := endpointDoc{id: id}
+	d.server, d.status, _ = endpointTarget(&pe)
+	d.nic, d.nicOK = nicIDOf(&pe)
+	return d
+}
+
+// zoneGroupDoc is what EndpointDNS needs of a zone group document.
+type zoneGroupDoc struct {
+	err   error
+	id    arm.ResourceID
+	zones []arm.ResourceID
+}
+
+func decodeZoneGroupDoc(kv store.KV) zoneGroupDoc {
+	var g armnetwork.PrivateDNSZoneGroup
+	if err := json.Unmarshal(kv.Value, &g); err != nil {
+		return zoneGroupDoc{err: err}
+	}
 	gid, err := arm.ParseID(str(g.ID))
 	if err != nil {
-		return nil, fmt.Errorf("stored zone group of %s has a bad id %q: %w", peID, str(g.ID), err)
+		return zoneGroupDoc{err: fmt.Errorf("bad id %q: %w", str(g.ID), err)}
 	}
-	server, status, _ := endpointTarget(&pe)
-	addr, err := endpointAddr(r, &pe)
-	if err != nil {
-		return nil, err
-	}
-	e := &EndpointDNS{Endpoint: peID, ZoneGroup: gid, Server: server, ServerName: server.Name(), Addr: addr,
-		Approved: status == postgres.StatusApproved && addr.IsValid()}
+	d := zoneGroupDoc{id: gid}
 	if g.Properties != nil {
 		for _, c := range g.Properties.PrivateDNSZoneConfigs {
 			if c == nil || c.Properties == nil {
 				continue
 			}
 			if z, err := arm.ParseID(str(c.Properties.PrivateDNSZoneID)); err == nil {
-				e.Zones = append(e.Zones, z)
+				d.zones = append(d.zones, z)
 			}
 		}
 	}
-	return e, nil
+	return d
+}
+
+// endpointAddr returns an endpoint's private address, read from its NIC;
+// the zero Addr when it has none.
+func endpointAddr(r arm.Reader, pe *armnetwork.PrivateEndpoint) (netip.Addr, error) {
+	id, ok := nicIDOf(pe)
+	if !ok {
+		return netip.Addr{}, nil
+	}
+	kv, err := r.Get(arm.DocKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return netip.Addr{}, nil
+	}
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("load %s: %w", id, err)
+	}
+	return decodeNICAddr(kv), nil
+}
+
+// decodeNICAddr returns a stored NIC's first private IPv4 address; the
+// zero Addr when it has none or cannot be read.
+func decodeNICAddr(kv store.KV) netip.Addr {
+	var nic armnetwork.Interface
+	if json.Unmarshal(kv.Value, &nic) != nil || nic.Properties == nil {
+		return netip.Addr{}
+	}
+	for _, ic := range nic.Properties.IPConfigurations {
+		if ic != nil && ic.Properties != nil {
+			if a, ok := parseIPv4(str(ic.Properties.PrivateIPAddress)); ok {
+				return a
+			}
+		}
+	}
+	return netip.Addr{}
 }
 
 // IsEndpointDNSKey reports whether a store key is one whose change may
@@ -519,24 +632,3 @@ func endpointTarget(pe *armnetwork.PrivateEndpoint) (server arm.ResourceID, stat
 	return id, status, true
 }
 
-// endpointAddr returns an endpoint's private address, read from its NIC;
-// the zero Addr when it has none.
-func endpointAddr(r arm.Reader, pe *armnetwork.PrivateEndpoint) (netip.Addr, error) {
-	id, ok := nicIDOf(pe)
-	if !ok {
-		return netip.Addr{}, nil
-	}
-	var nic armnetwork.Interface
-	found, err := arm.Load(r, id, &nic)
-	if err != nil || !found || nic.Properties == nil {
-		return netip.Addr{}, err
-	}
-	for _, ic := range nic.Properties.IPConfigurations {
-		if ic != nil && ic.Properties != nil {
-			if a, ok := parseIPv4(str(ic.Properties.PrivateIPAddress)); ok {
-				return a, nil
-			}
-		}
-	}
-	return netip.Addr{}, nil
-}
