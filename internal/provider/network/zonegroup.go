@@ -631,4 +631,3 @@ func endpointTarget(pe *armnetwork.PrivateEndpoint) (server arm.ResourceID, stat
 	}
 	return id, status, true
 }
-
