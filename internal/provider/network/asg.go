@@ -122,7 +122,7 @@ func (p *Provider) deleteASG(ctx context.Context, r *arm.Request) (*arm.Response
 		if !exists {
 			return nil
 		}
-		users, err := newUsage(tx, r.ID.Subscription).asgUsers(str(cur.ID))
+		users, err := p.newUsage(tx, r.ID.Subscription).asgUsers(str(cur.ID))
 		if err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func errASGInUse(id string, users []string) error {
 // asgGroupDelete refuses to delete an ASG with its resource group while an
 // ipConfiguration or security rule of another group references it.
 func (p *Provider) asgGroupDelete(tx store.Tx, id arm.ResourceID) error {
-	users, err := newUsage(tx, id.Subscription).asgUsers(id.String())
+	users, err := p.newUsage(tx, id.Subscription).asgUsers(id.String())
 	if err != nil {
 		return err
 	}

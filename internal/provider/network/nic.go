@@ -186,7 +186,7 @@ func (p *Provider) putNIC(ctx context.Context, r *arm.Request) (*arm.Response, e
 		if err != nil {
 			return err
 		}
-		doc, err := buildNIC(tx, newUsage(tx, r.ID.Subscription), spec, id, name, &cur)
+		doc, err := buildNIC(tx, p.newUsage(tx, r.ID.Subscription), spec, id, name, &cur)
 		if err != nil {
 			return err
 		}
@@ -420,14 +420,14 @@ func macFor(u *usage, id arm.ResourceID, cur *armnetwork.Interface) (string, err
 	if cur != nil && cur.Properties != nil && str(cur.Properties.MacAddress) != "" {
 		return *cur.Properties.MacAddress, nil
 	}
-	nics, err := u.NICs()
+	nics, err := u.NICSummaries()
 	if err != nil {
 		return "", err
 	}
 	taken := map[string]bool{}
 	for _, n := range nics {
-		if n.Properties != nil && !strings.EqualFold(str(n.ID), id.String()) {
-			taken[strings.ToUpper(str(n.Properties.MacAddress))] = true
+		if n.mac != "" && !strings.EqualFold(n.id, id.String()) {
+			taken[strings.ToUpper(n.mac)] = true
 		}
 	}
 	for i := 0; ; i++ {

@@ -77,7 +77,7 @@ func (p *Provider) putNSG(ctx context.Context, r *arm.Request) (*arm.Response, e
 		if err := arm.Save(tx, r.ID, &doc); err != nil {
 			return err
 		}
-		if body, err = nsgView(tx, doc, newUsage(tx, r.ID.Subscription)); err != nil {
+		if body, err = nsgView(tx, doc, p.newUsage(tx, r.ID.Subscription)); err != nil {
 			return err
 		}
 		op, err = arm.StartOperation(tx, r.ID, str(doc.Location), done)
@@ -186,7 +186,7 @@ func (p *Provider) getNSG(ctx context.Context, r *arm.Request) (*arm.Response, e
 	if !ok {
 		return nil, arm.NotFound(r.ID)
 	}
-	body, err := nsgView(rd, n, newUsage(rd, r.ID.Subscription))
+	body, err := nsgView(rd, n, p.newUsage(rd, r.ID.Subscription))
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (p *Provider) listNSGs(ctx context.Context, r *arm.Request) ([]any, error) 
 	if err != nil {
 		return nil, err
 	}
-	u := newUsage(rd, r.ID.Subscription)
+	u := p.newUsage(rd, r.ID.Subscription)
 	out := make([]any, 0, len(nsgs))
 	for _, n := range nsgs {
 		body, err := nsgView(rd, n, u)
@@ -226,7 +226,7 @@ func (p *Provider) patchNSG(ctx context.Context, r *arm.Request) (*arm.Response,
 			return err
 		}
 		var err error
-		body, err = nsgView(tx, n, newUsage(tx, r.ID.Subscription))
+		body, err = nsgView(tx, n, p.newUsage(tx, r.ID.Subscription))
 		return err
 	})
 	if err != nil {
@@ -250,7 +250,7 @@ func (p *Provider) deleteNSG(ctx context.Context, r *arm.Request) (*arm.Response
 		if !exists {
 			return nil
 		}
-		users, err := nsgUsers(newUsage(tx, r.ID.Subscription), str(cur.ID))
+		users, err := nsgUsers(p.newUsage(tx, r.ID.Subscription), str(cur.ID))
 		if err != nil {
 			return err
 		}
@@ -295,7 +295,7 @@ func errNSGInUse(id string, users []string) error {
 // nsgGroupDelete refuses to delete an NSG with its resource group while a
 // subnet or NIC of another group is associated with it.
 func (p *Provider) nsgGroupDelete(tx store.Tx, id arm.ResourceID) error {
-	users, err := nsgUsers(newUsage(tx, id.Subscription), id.String())
+	users, err := nsgUsers(p.newUsage(tx, id.Subscription), id.String())
 	if err != nil {
 		return err
 	}

@@ -537,7 +537,7 @@ func (p *Provider) endpointNIC(tx store.Tx, spec *endpointSpec, w *endpointWrite
 		prefixes: w.prefix,
 		cur:      curIPC,
 	}
-	u := newUsage(tx, w.id.Subscription)
+	u := p.newUsage(tx, w.id.Subscription)
 	if err := allocate(u, nicID, []*placed{pl}); err != nil {
 		if ae, ok := arm.AsError(err); ok && ae.Code == codeSubnetFull {
 			return nil, ae.WithTarget("properties.subnet.id")

@@ -54,11 +54,12 @@ const (
 type Provider struct {
 	st              store.Store
 	materializeNICs bool
+	nicSummaries    *arm.Memo[nicSummary] // see (*Provider).newUsage
 }
 
 // New returns the provider over st.
 func New(st store.Store, opts ...Option) *Provider {
-	p := &Provider{st: st}
+	p := &Provider{st: st, nicSummaries: arm.NewMemo(decodeNICSummary)}
 	for _, o := range opts {
 		o(p)
 	}

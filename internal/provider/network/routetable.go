@@ -168,7 +168,7 @@ func (p *Provider) putRouteTable(ctx context.Context, r *arm.Request) (*arm.Resp
 		if err := arm.Save(tx, r.ID, &doc); err != nil {
 			return err
 		}
-		if body, err = routeTableView(tx, doc, newUsage(tx, r.ID.Subscription)); err != nil {
+		if body, err = routeTableView(tx, doc, p.newUsage(tx, r.ID.Subscription)); err != nil {
 			return err
 		}
 		op, err = arm.StartOperation(tx, r.ID, str(doc.Location), done)
@@ -266,7 +266,7 @@ func (p *Provider) getRouteTable(ctx context.Context, r *arm.Request) (*arm.Resp
 	if !ok {
 		return nil, arm.NotFound(r.ID)
 	}
-	body, err := routeTableView(rd, t, newUsage(rd, r.ID.Subscription))
+	body, err := routeTableView(rd, t, p.newUsage(rd, r.ID.Subscription))
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +279,7 @@ func (p *Provider) listRouteTables(ctx context.Context, r *arm.Request) ([]any, 
 	if err != nil {
 		return nil, err
 	}
-	u := newUsage(rd, r.ID.Subscription)
+	u := p.newUsage(rd, r.ID.Subscription)
 	out := make([]any, 0, len(tables))
 	for _, t := range tables {
 		body, err := routeTableView(rd, t, u)
@@ -306,7 +306,7 @@ func (p *Provider) patchRouteTable(ctx context.Context, r *arm.Request) (*arm.Re
 			return err
 		}
 		var err error
-		body, err = routeTableView(tx, t, newUsage(tx, r.ID.Subscription))
+		body, err = routeTableView(tx, t, p.newUsage(tx, r.ID.Subscription))
 		return err
 	})
 	if err != nil {
@@ -330,7 +330,7 @@ func (p *Provider) deleteRouteTable(ctx context.Context, r *arm.Request) (*arm.R
 		if !exists {
 			return nil
 		}
-		users, err := newUsage(tx, r.ID.Subscription).subnetsReferencing(str(cur.ID), false)
+		users, err := p.newUsage(tx, r.ID.Subscription).subnetsReferencing(str(cur.ID), false)
 		if err != nil {
 			return err
 		}
@@ -362,7 +362,7 @@ func errRouteTableInUse(id string, users []string) error {
 // routeTableGroupDelete refuses to delete a route table with its resource
 // group while a subnet of another group is associated with it.
 func (p *Provider) routeTableGroupDelete(tx store.Tx, id arm.ResourceID) error {
-	users, err := newUsage(tx, id.Subscription).subnetsReferencing(id.String(), false)
+	users, err := p.newUsage(tx, id.Subscription).subnetsReferencing(id.String(), false)
 	if err != nil {
 		return err
 	}

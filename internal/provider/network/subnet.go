@@ -320,7 +320,7 @@ func (p *Provider) getSubnet(ctx context.Context, r *arm.Request) (*arm.Response
 	if !ok {
 		return nil, errChildNotFound(r.ID)
 	}
-	v, err := subnetView(s, newUsage(rd, r.ID.Subscription))
+	v, err := subnetView(s, p.newUsage(rd, r.ID.Subscription))
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +333,7 @@ func (p *Provider) listSubnets(ctx context.Context, r *arm.Request) ([]any, erro
 	if err != nil {
 		return nil, err
 	}
-	u := newUsage(rd, r.ID.Subscription)
+	u := p.newUsage(rd, r.ID.Subscription)
 	out := make([]any, 0, len(subnets))
 	for _, s := range subnets {
 		v, err := subnetView(s, u)
@@ -381,7 +381,7 @@ func (p *Provider) putSubnet(ctx context.Context, r *arm.Request) (*arm.Response
 		state, done := p.settle(r.ID, false)
 		w := subnetWrite{vnetID: canonVNet, vnetName: str(vnet.Name), location: str(vnet.Location), space: space,
 			state: state, etag: arm.NewETag()}
-		u := newUsage(tx, r.ID.Subscription)
+		u := p.newUsage(tx, r.ID.Subscription)
 		var curp *armnetwork.Subnet
 		if exists {
 			curp = &cur
@@ -442,7 +442,7 @@ func (p *Provider) deleteSubnet(ctx context.Context, r *arm.Request) (*arm.Respo
 		if !exists {
 			return nil
 		}
-		if err := checkSubnetFree(newUsage(tx, r.ID.Subscription), r.ID); err != nil {
+		if err := checkSubnetFree(p.newUsage(tx, r.ID.Subscription), r.ID); err != nil {
 			return err
 		}
 		if err := arm.Delete(tx, r.ID); err != nil {

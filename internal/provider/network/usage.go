@@ -1,11 +1,14 @@
 package network
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/store"
 )
 
 // usage answers who references what within one subscription. References
@@ -17,16 +20,96 @@ import (
 //
 // The slices it returns are shared: callers must not modify them.
 type usage struct {
-	r       arm.Reader
-	sub     string
-	nics    []armnetwork.Interface
-	subnets []armnetwork.Subnet
-	rules   []armnetwork.SecurityRule
-	loaded  map[string]bool
+	r         arm.Reader
+	sub       string
+	nics      []armnetwork.Interface
+	summaries []nicSummary
+	subnets   []armnetwork.Subnet
+	rules     []armnetwork.SecurityRule
+	loaded    map[string]bool
+	memo      *arm.Memo[nicSummary] // nil: decode every NIC
 }
 
 func newUsage(r arm.Reader, subscription string) *usage {
 	return &usage{r: r, sub: subscription, loaded: map[string]bool{}}
+}
+
+// newUsage returns a usage that reads NICs through the provider's memo:
+// creating a NIC (or an endpoint, whose NIC it is) checks every address
+// and MAC address of the subscription, inside the write transaction.
+func (p *Provider) newUsage(r arm.Reader, subscription string) *usage {
+	u := newUsage(r, subscription)
+	u.memo = p.nicSummaries
+	return u
+}
+
+// nicSummary is what the address and MAC address checks need of a NIC.
+type nicSummary struct {
+	id, mac string
+	configs []ipConfigRef // every ipConfiguration with a subnet
+}
+
+func summarizeNIC(n *armnetwork.Interface) nicSummary {
+	s := nicSummary{id: str(n.ID)}
+	if n.Properties == nil {
+		return s
+	}
+	s.mac = str(n.Properties.MacAddress)
+	rg := ""
+	if id, err := arm.ParseID(str(n.ID)); err == nil {
+		rg = id.ResourceGroup
+	}
+	for _, ic := range n.Properties.IPConfigurations {
+		if ic == nil || ic.Properties == nil || ic.Properties.Subnet == nil {
+			continue
+		}
+		ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: str(ic.Properties.Subnet.ID), PrivateEndpoint: managedBy(n)}
+		if a, err := netip.ParseAddr(str(ic.Properties.PrivateIPAddress)); err == nil {
+			ref.Address = a
+		}
+		s.configs = append(s.configs, ref)
+	}
+	return s
+}
+
+// decodeNICSummary is summarizeNIC of a stored NIC (see arm.Memo); an
+// undecodable document gives the zero summary, as the error is reported
+// by whoever loads it whole.
+func decodeNICSummary(kv store.KV) nicSummary {
+	var n armnetwork.Interface
+	if json.Unmarshal(kv.Value, &n) != nil {
+		return nicSummary{}
+	}
+	return summarizeNIC(&n)
+}
+
+// NICSummaries returns the summary of every network interface of the
+// subscription.
+func (u *usage) NICSummaries() ([]nicSummary, error) {
+	if u.loaded["summaries"] {
+		return u.summaries, nil
+	}
+	var out []nicSummary
+	if u.memo == nil {
+		nics, err := u.NICs()
+		if err != nil {
+			return nil, err
+		}
+		for i := range nics {
+			out = append(out, summarizeNIC(&nics[i]))
+		}
+	} else {
+		coll := subColl(u.sub, "networkInterfaces")
+		kvs, err := u.r.List(arm.CollectionPrefix(coll))
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", coll, err)
+		}
+		for _, kv := range kvs {
+			out = append(out, u.memo.Of(kv))
+		}
+	}
+	u.summaries, u.loaded["summaries"] = out, true
+	return out, nil
 }
 
 // NICs returns every network interface of the subscription.
@@ -89,33 +172,16 @@ func (r ipConfigRef) user() string {
 // ipConfigs lists the ipConfigurations of every NIC whose subnet satisfies
 // match (given the lower-cased subnet ID).
 func (u *usage) ipConfigs(match func(subnet string) bool) ([]ipConfigRef, error) {
-	nics, err := u.NICs()
+	nics, err := u.NICSummaries()
 	if err != nil {
 		return nil, err
 	}
 	var out []ipConfigRef
-	for i := range nics {
-		n := &nics[i]
-		if n.Properties == nil {
-			continue
-		}
-		rg := ""
-		if id, err := arm.ParseID(str(n.ID)); err == nil {
-			rg = id.ResourceGroup
-		}
-		for _, ic := range n.Properties.IPConfigurations {
-			if ic == nil || ic.Properties == nil || ic.Properties.Subnet == nil {
-				continue
+	for _, n := range nics {
+		for _, ref := range n.configs {
+			if match(lkey(ref.Subnet)) {
+				out = append(out, ref)
 			}
-			sn := str(ic.Properties.Subnet.ID)
-			if !match(lkey(sn)) {
-				continue
-			}
-			ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: sn, PrivateEndpoint: managedBy(n)}
-			if a, err := netip.ParseAddr(str(ic.Properties.PrivateIPAddress)); err == nil {
-				ref.Address = a
-			}
-			out = append(out, ref)
 		}
 	}
 	return out, nil

@@ -152,7 +152,7 @@ func (p *Provider) putVNet(ctx context.Context, r *arm.Request) (*arm.Response, 
 				return err
 			}
 		}
-		u := newUsage(tx, r.ID.Subscription)
+		u := p.newUsage(tx, r.ID.Subscription)
 		if err := p.writeVNetSubnets(tx, u, doc, spec, state); err != nil {
 			return err
 		}
@@ -298,7 +298,7 @@ func (p *Provider) getVNet(ctx context.Context, r *arm.Request) (*arm.Response, 
 	if !ok {
 		return nil, arm.NotFound(r.ID)
 	}
-	body, err := vnetView(rd, v, newUsage(rd, r.ID.Subscription))
+	body, err := vnetView(rd, v, p.newUsage(rd, r.ID.Subscription))
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +311,7 @@ func (p *Provider) listVNets(ctx context.Context, r *arm.Request) ([]any, error)
 	if err != nil {
 		return nil, err
 	}
-	u := newUsage(rd, r.ID.Subscription)
+	u := p.newUsage(rd, r.ID.Subscription)
 	out := make([]any, 0, len(vnets))
 	for _, v := range vnets {
 		body, err := vnetView(rd, v, u)
@@ -338,7 +338,7 @@ func (p *Provider) patchVNet(ctx context.Context, r *arm.Request) (*arm.Response
 			return err
 		}
 		var err error
-		body, err = vnetView(tx, v, newUsage(tx, r.ID.Subscription))
+		body, err = vnetView(tx, v, p.newUsage(tx, r.ID.Subscription))
 		return err
 	})
 	if err != nil {
@@ -362,7 +362,7 @@ func (p *Provider) deleteVNet(ctx context.Context, r *arm.Request) (*arm.Respons
 		if !exists {
 			return nil
 		}
-		refs, err := newUsage(tx, r.ID.Subscription).inVNet(str(cur.ID))
+		refs, err := p.newUsage(tx, r.ID.Subscription).inVNet(str(cur.ID))
 		if err != nil {
 			return err
 		}
@@ -408,7 +408,7 @@ func vnetInUse(refs []ipConfigRef) error {
 // NIC of another group still sits in one of its subnets; NICs of the same
 // group go with it.
 func (p *Provider) vnetGroupDelete(tx store.Tx, id arm.ResourceID) error {
-	refs, err := newUsage(tx, id.Subscription).inVNet(id.String())
+	refs, err := p.newUsage(tx, id.Subscription).inVNet(id.String())
 	if err != nil {
 		return err
 	}
