@@ -227,6 +227,34 @@ func TestNICValidation(t *testing.T) {
 	}
 }
 
+// TestAddressFollowsChanges checks that the address checks, which read NICs
+// through the provider's memo, see an address move and a NIC go.
+func TestAddressFollowsChanges(t *testing.T) {
+	e := newEnv(t)
+	e.group("rg")
+	e.mustVNet("rg", "v", vnetBody("10.0.0.0/16", "a=10.0.1.0/24"))
+	a := subnetID("rg", "v", "a")
+	e.mustNIC("rg", "first", staticNIC(a, "10.0.1.10"))
+	_, err := e.putNIC("rg", "second", staticNIC(a, "10.0.1.10"))
+	wantErr(t, err, 400, codeIPAllocated)
+
+	e.mustNIC("rg", "first", staticNIC(a, "10.0.1.11")) // moves
+	e.mustNIC("rg", "second", staticNIC(a, "10.0.1.10"))
+	_, err = e.putNIC("rg", "third", staticNIC(a, "10.0.1.11"))
+	wantErr(t, err, 400, codeIPAllocated)
+
+	p, err := e.nics.BeginDelete(e.ctx, "rg", "first", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PollUntilDone(e.ctx, poll); err != nil {
+		t.Fatal(err)
+	}
+	if third := e.mustNIC("rg", "third", staticNIC(a, "10.0.1.11")); ipOf(third) != "10.0.1.11" {
+		t.Errorf("third got %s, want the deleted NIC's 10.0.1.11", ipOf(third))
+	}
+}
+
 func TestSubnetIsFull(t *testing.T) {
 	e := newEnv(t)
 	e.group("rg")
