@@ -37,8 +37,11 @@ type Loop struct {
 	Resync      func(ctx context.Context) ([]string, error)
 	ResyncEvery time.Duration
 	Reconcile   ReconcileFunc
-	Store       store.Store
-	Log         *slog.Logger
+	// Workers is how many items are reconciled at once (0: one). An item
+	// is never reconciled by two workers at once.
+	Workers int
+	Store   store.Store
+	Log     *slog.Logger
 
 	q *queue
 }
@@ -66,8 +69,36 @@ func (l *Loop) Run(ctx context.Context) error {
 		}()
 	}
 	go func() { <-ctx.Done(); l.q.close() }()
-	l.work(ctx)
+	f := &failures{n: map[string]int{}}
+	for range max(l.Workers, 1) - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.work(ctx, f)
+		}()
+	}
+	l.work(ctx, f)
 	return nil
+}
+
+// failures counts the consecutive failures of each item, for back-off.
+type failures struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// failed counts one more failure of item and returns how many in a row.
+func (f *failures) failed(item string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n[item]++
+	return f.n[item]
+}
+
+func (f *failures) succeeded(item string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.n, item)
 }
 
 // Enqueue asks for item to be reconciled soon.
@@ -125,8 +156,7 @@ func (l *Loop) resync(ctx context.Context) {
 	}
 }
 
-func (l *Loop) work(ctx context.Context) {
-	failures := map[string]int{}
+func (l *Loop) work(ctx context.Context, failures *failures) {
 	for {
 		item, ok := l.q.get()
 		if !ok {
@@ -138,12 +168,11 @@ func (l *Loop) work(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			failures[item]++
-			delay := backoff(failures[item])
+			delay := backoff(failures.failed(item))
 			l.Log.Warn("reconcile failed; will retry", "loop", l.Name, "item", item, "retry_in", delay, "err", err)
 			l.q.add(item, delay)
 		default:
-			delete(failures, item)
+			failures.succeeded(item)
 			if after > 0 {
 				l.q.add(item, after)
 			}

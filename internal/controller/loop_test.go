@@ -130,3 +130,102 @@ func TestQueueDeduplicatesAndRequeuesActive(t *testing.T) {
 		t.Fatal("get after close")
 	}
 }
+
+// TestLoopWorkers checks that a loop with several workers reconciles
+// different items at once, and never one item twice at once, however
+// often it changes meanwhile.
+func TestLoopWorkers(t *testing.T) {
+	st := openStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const workers = 3
+	var (
+		mu      sync.Mutex
+		active  = map[string]bool{}
+		running int
+		peak    int
+		twice   []string
+		last    = map[string]string{}
+	)
+	release := make(chan struct{})
+	l := &Loop{
+		Name: "test", Prefixes: []string{"x/"}, Store: st, Log: slog.New(slog.DiscardHandler), Workers: workers,
+		Items: func(key string, _ []byte) []string { return []string{key} },
+		Reconcile: func(ctx context.Context, item string) (time.Duration, error) {
+			mu.Lock()
+			if active[item] {
+				twice = append(twice, item)
+			}
+			active[item] = true
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			<-release // held until the test has seen the workers busy
+			kv, err := st.Get(ctx, item)
+			mu.Lock()
+			if err == nil {
+				last[item] = string(kv.Value)
+			}
+			active[item] = false
+			running--
+			mu.Unlock()
+			return 0, nil
+		},
+	}
+	done := make(chan struct{})
+	go func() { _ = l.Run(ctx); close(done) }()
+	for i := range 6 {
+		if _, err := st.Put(ctx, "x/"+string(rune('a'+i)), []byte("1"), store.Any); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		r := running
+		mu.Unlock()
+		if r == workers {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d items in reconcile at once, want %d", r, workers)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Change the items being worked on: each must be reconciled again,
+	// after its current reconcile, not beside it.
+	for i := range 6 {
+		if _, err := st.Put(ctx, "x/"+string(rune('a'+i)), []byte("2"), store.Any); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, v := range last {
+			if v == "2" {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("items at their last value: %d of 6", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if peak > workers {
+		t.Errorf("%d reconciles at once, more than %d workers", peak, workers)
+	}
+	if len(twice) > 0 {
+		t.Errorf("items reconciled twice at once: %v", twice)
+	}
+}
