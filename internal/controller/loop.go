@@ -37,11 +37,8 @@ type Loop struct {
 	Resync      func(ctx context.Context) ([]string, error)
 	ResyncEvery time.Duration
 	Reconcile   ReconcileFunc
-	// Workers is how many items are reconciled at once (0: one). An item
-	// is never reconciled by two workers at once.
-	Workers int
-	Store   store.Store
-	Log     *slog.Logger
+	Store       store.Store
+	Log         *slog.Logger
 
 	q *queue
 }
@@ -69,36 +66,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		}()
 	}
 	go func() { <-ctx.Done(); l.q.close() }()
-	f := &failures{n: map[string]int{}}
-	for range max(l.Workers, 1) - 1 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.work(ctx, f)
-		}()
-	}
-	l.work(ctx, f)
+	l.work(ctx)
 	return nil
-}
-
-// failures counts the consecutive failures of each item, for back-off.
-type failures struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-// failed counts one more failure of item and returns how many in a row.
-func (f *failures) failed(item string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.n[item]++
-	return f.n[item]
-}
-
-func (f *failures) succeeded(item string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.n, item)
 }
 
 // Enqueue asks for item to be reconciled soon.
@@ -156,7 +125,8 @@ func (l *Loop) resync(ctx context.Context) {
 	}
 }
 
-func (l *Loop) work(ctx context.Context, failures *failures) {
+func (l *Loop) work(ctx context.Context) {
+	failures := map[string]int{}
 	for {
 		item, ok := l.q.get()
 		if !ok {
@@ -168,11 +138,12 @@ func (l *Loop) work(ctx context.Context, failures *failures) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			delay := backoff(failures.failed(item))
+			failures[item]++
+			delay := backoff(failures[item])
 			l.Log.Warn("reconcile failed; will retry", "loop", l.Name, "item", item, "retry_in", delay, "err", err)
 			l.q.add(item, delay)
 		default:
-			failures.succeeded(item)
+			delete(failures, item)
 			if after > 0 {
 				l.q.add(item, after)
 			}

@@ -27,17 +27,11 @@ type Postgres struct {
 	loop *Loop
 }
 
-// postgresWorkers is how many servers the controller works on at once.
-const postgresWorkers = 4
-
 // NewPostgres returns the controller.
 func NewPostgres(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Postgres {
 	c := &Postgres{st: st, fab: fab, pg: pg, log: log}
 	c.loop = &Loop{Name: "postgres", Prefixes: []string{postgres.DesiredPrefix + "/"}, Items: c.items,
-		Resync: c.resync, ResyncEvery: 30 * time.Second, Reconcile: c.reconcile, Store: st, Log: log,
-		// Servers are independent: after a restart they come back in
-		// parallel, as pgserver.Manager allows.
-		Workers: postgresWorkers}
+		Resync: c.resync, ResyncEvery: 30 * time.Second, Reconcile: c.reconcile, Store: st, Log: log}
 	return c
 }
 
