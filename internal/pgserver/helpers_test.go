@@ -111,7 +111,8 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	requireRoot(t)
 	goroutines := runtime.NumGoroutine()
-	fds := countFDs(t)
+	fdsBefore := openFDs(t)
+	fds := len(fdsBefore)
 	// Not t.TempDir: its parents are 0700, which the postgres user
 	// cannot search.
 	dataDir, err := os.MkdirTemp("", "ppg-")
@@ -150,8 +151,14 @@ func newEnv(t testing.TB) *env {
 			buf := make([]byte, 1<<20)
 			t.Errorf("goroutines: %d before, %d after:\n%s", goroutines, n, buf[:runtime.Stack(buf, true)])
 		}
-		if n := countFDs(t); n > fds {
-			t.Errorf("file descriptors: %d before, %d after", fds, n)
+		if now := openFDs(t); len(now) > fds {
+			var added []string
+			for fd, target := range now {
+				if fdsBefore[fd] != target {
+					added = append(added, fd+" → "+target)
+				}
+			}
+			t.Errorf("file descriptors: %d before, %d after; new or changed: %v", fds, len(now), added)
 		}
 	})
 	e.ca, err = pki.LoadOrCreateCA(dataDir)
@@ -339,12 +346,21 @@ func processesUnder(dir string) []string {
 	return out
 }
 
-func countFDs(t testing.TB) int {
+func countFDs(t testing.TB) int { return len(openFDs(t)) }
+
+// openFDs returns what each open file descriptor of this process refers
+// to, by number.
+func openFDs(t testing.TB) map[string]string {
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(entries)
+	out := map[string]string{}
+	for _, e := range entries {
+		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		out[e.Name()] = target
+	}
+	return out
 }
 
 // postmasters returns the postmasters of the cluster at dataDir: its
