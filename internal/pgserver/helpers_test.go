@@ -346,8 +346,6 @@ func processesUnder(dir string) []string {
 	return out
 }
 
-func countFDs(t testing.TB) int { return len(openFDs(t)) }
-
 // openFDs returns what each open file descriptor of this process refers
 // to, by number.
 func openFDs(t testing.TB) map[string]string {
