@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,9 +46,45 @@ func (c *Postgres) Run(ctx context.Context) error {
 			c.log.Error("PostgreSQL supervisor stopped", "err", err)
 		}
 	}()
+	c.markRecovering(ctx)
 	err := c.loop.Run(ctx)
 	<-done
 	return err
+}
+
+// markRecovering makes every server that should run, and whose postmaster
+// does not (privlinkd starts after a reboot, or after the postmasters were
+// stopped), report Starting until the loop has brought it back, rather
+// than the Ready it had when privlinkd stopped. Failures only cost the
+// honesty of the state: they are logged.
+func (c *Postgres) markRecovering(ctx context.Context) {
+	kvs, _, err := c.st.List(ctx, postgres.DesiredPrefix+"/")
+	if err != nil {
+		c.log.Warn("cannot list servers to mark those coming back", "err", err)
+		return
+	}
+	for _, kv := range kvs {
+		var d postgres.Desired
+		if json.Unmarshal(kv.Value, &d) != nil || !d.Running {
+			continue
+		}
+		id, err := arm.ParseID(d.ID)
+		if err != nil || c.pg.Running(FabricID(id)) {
+			continue
+		}
+		var changed bool
+		if _, err := c.st.Txn(ctx, func(tx store.Tx) error {
+			var err error
+			changed, err = postgres.Recovering(tx, id)
+			return err
+		}); err != nil {
+			c.log.Warn("cannot mark a server as coming back", "server", d.Name, "err", err)
+			continue
+		}
+		if changed {
+			c.log.Info("server is not running: starting it", "server", d.Name)
+		}
+	}
 }
 
 func (c *Postgres) items(key string, _ []byte) []string {

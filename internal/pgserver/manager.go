@@ -366,6 +366,20 @@ func (m *Manager) Status(id string) (st Status, ok bool) {
 	return c.getStatus(), true
 }
 
+// Running reports whether a postmaster of server id runs: the one the
+// Manager watches, or, for a server it has not seen yet, one a previous
+// privlinkd left running (postmaster.pid, checked as on adoption). It does
+// not wait for operations in flight on the server.
+func (m *Manager) Running(id string) bool {
+	m.mu.Lock()
+	c := m.clusters[id]
+	m.mu.Unlock()
+	if c != nil {
+		return c.getStatus().State == StateReady
+	}
+	return newCluster(m.pgDir, id).find(m) != nil
+}
+
 // Delete stops server id (fast shutdown, then immediate, then SIGKILL,
 // each after a bound) and removes its directory. Deleting a server that
 // does not exist is not an error. The caller removes the namespace

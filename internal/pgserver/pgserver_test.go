@@ -487,6 +487,12 @@ func TestAdoption(t *testing.T) {
 	}
 
 	m2 := e.newManager()
+	if !m2.Running(s.ID) {
+		t.Error("a new manager does not see the postmaster left running")
+	}
+	if m2.Running("no-such-server") {
+		t.Error("Running of a server that does not exist")
+	}
 	st2 := e.ensure(m2, s)
 	if st2.PID != st.PID || st2.State != StateReady {
 		t.Errorf("after the manager restart: %+v, want ready with pid %d", st2, st.PID)
@@ -502,6 +508,19 @@ func TestAdoption(t *testing.T) {
 	e.ensure(m2, s)
 	if v, _ := m2.Show(ctx, s.ID, "work_mem"); v != "6MB" {
 		t.Errorf("work_mem on the adopted postmaster = %q, want 6MB", v)
+	}
+	if !m2.Running(s.ID) {
+		t.Error("Running false for the adopted, ready server")
+	}
+	// Stopped (as by a reboot): a new manager sees that nothing runs.
+	if err := m2.StopAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m2.Running(s.ID) {
+		t.Error("Running true after StopAll")
+	}
+	if m3 := e.newManager(); m3.Running(s.ID) {
+		t.Error("a new manager sees a postmaster that was stopped")
 	}
 }
 

@@ -47,6 +47,25 @@ func Reconciled(tx store.Tx, id arm.ResourceID, gen int64) (bool, error) {
 	return true, nil
 }
 
+// Recovering records that the cluster of server id, which should run and
+// is Ready with no operation of the user's in flight, does not run and is
+// being brought back (privlinkd started after its postmaster stopped, a
+// machine reboot): the server reports Starting until Reconciled. It
+// reports whether it changed the state.
+func Recovering(tx store.Tx, id arm.ResourceID) (bool, error) {
+	d, ok, err := LoadDesired(tx, id)
+	if err != nil || !ok || !d.Running {
+		return false, err
+	}
+	changed := false
+	err = updateDoc(tx, id, func(doc *serverDoc) {
+		if doc.Properties.State == stateReady {
+			doc.Properties.State, changed = stateStarting, true
+		}
+	})
+	return changed, err
+}
+
 // Failed records that the controller could not apply generation gen of
 // server id: its pending operations fail with opErr (an *arm.Error
 // chooses the code) and the server leaves its transitional state for the

@@ -319,3 +319,49 @@ func TestGroupDeleteWithController(t *testing.T) {
 		t.Errorf("pending operations left: %v", ops)
 	}
 }
+
+// TestRecovering: a Ready server whose postmaster does not run reports
+// Starting until the controller has brought it back; nothing else changes.
+func TestRecovering(t *testing.T) {
+	e := controllerEnv(t)
+	p, err := e.servers.BeginCreateOrUpdate(e.ctx, "rg", "rec", serverBody(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile("rg", "rec")
+	finish(t, e.ctx, p)
+	id := serverID(t, "rg", "rec")
+	recovering := func() bool {
+		var changed bool
+		e.txn(func(tx store.Tx) error {
+			var err error
+			changed, err = Recovering(tx, id)
+			return err
+		})
+		return changed
+	}
+	if !recovering() {
+		t.Fatal("Recovering left a Ready server as it was")
+	}
+	if st := e.state("rg", "rec"); st != pg.ServerStateStarting {
+		t.Fatalf("state %s while coming back, want Starting", st)
+	}
+	if recovering() {
+		t.Error("Recovering changed a server already Starting")
+	}
+	// Not Ready: stop and start wait until it is back.
+	_, err = e.servers.BeginStop(e.ctx, "rg", "rec", nil)
+	wantCode(t, err, http.StatusConflict, codeNotReady)
+	e.reconcile("rg", "rec")
+	if st := e.state("rg", "rec"); st != pg.ServerStateReady {
+		t.Fatalf("state %s once back, want Ready", st)
+	}
+	// A stopped server should not run: Recovering leaves it Stopped.
+	e.action2(t, "stop", "rg", "rec")
+	if recovering() {
+		t.Error("Recovering changed a Stopped server")
+	}
+	if st := e.state("rg", "rec"); st != pg.ServerStateStopped {
+		t.Errorf("state %s, want Stopped", st)
+	}
+}
