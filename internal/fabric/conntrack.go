@@ -128,11 +128,12 @@ func (ff *flowFilter) MatchConntrackFlow(cf *netlink.ConntrackFlow) bool {
 // are no longer translated (and reach the router's own stack, which resets
 // them, or the service guard, which does too), and then probes both ends of
 // each live one (see tickle) so that sockets blocked in a read learn at
-// once too. It returns the live flows it cut; entries of connections
-// already closing (TIME_WAIT, CLOSE) go silently. Each flow is noted in the
-// Fabric's revocation log before its entry goes, so that a flow watcher
-// (WatchFlows) tells its end as revoked.
-func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
+// once too. It returns the live flows it cut, and those of foreseen (see
+// foreseeRevocations; nil is none) whatever their state; entries of other
+// connections already closing (TIME_WAIT, CLOSE) go silently. Each flow is
+// noted in the Fabric's revocation log before its entry goes, so that a
+// flow watcher (WatchFlows) tells its end as revoked.
+func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool, foreseen map[flowKey]bool) ([]Flow, error) {
 	h, err := ctHandle(r)
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
@@ -150,12 +151,49 @@ func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
 	if err != nil {
 		err = fmt.Errorf("namespace %s: delete conntrack entries: %w", r.name, err)
 	}
-	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() })
+	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() && !foreseen[keyOf(fl)] })
 	if len(revoked) > 0 {
 		err = errors.Join(err, tickle(r, revoked))
 	}
 	return revoked, err
 }
+
+// foreseeRevocations notes, in the Fabric's revocation log, the live flows
+// of r that revoke selects, before the translations change: from the moment
+// a translation goes until its flows' conntrack entries are deleted, a
+// packet of such a flow meets the guard, which resets it, and a flow
+// watcher that sees that reset must tell the end as revoked, not as a
+// reset. The returned func forgets the notes (for when the change is not
+// made after all). Listing the flows is best effort: without it, such an
+// end is told as a reset.
+//
+// It returns the flows it noted, to pass to revokeFlows, which cuts them
+// even if the guard's reset left them closing: the guard resets one side
+// only.
+func (f *Fabric) foreseeRevocations(r *nsRef, revoke func(Flow) bool) (foreseen map[flowKey]bool, forget func()) {
+	flows, err := listFlows(r)
+	if err != nil {
+		f.log.Debug("cannot list flows before a change", "ns", r.name, "err", err)
+		return nil, func() {}
+	}
+	foreseen = map[flowKey]bool{}
+	for _, fl := range flows {
+		if fl.active() && revoke(fl) {
+			f.revocations.note(r.name, fl)
+			foreseen[keyOf(fl)] = true
+		}
+	}
+	return foreseen, func() {
+		for k := range foreseen {
+			f.revocations.take(r.name, k.client, k.target)
+		}
+	}
+}
+
+// flowKey identifies a flow of one namespace.
+type flowKey struct{ client, target netip.AddrPort }
+
+func keyOf(fl Flow) flowKey { return flowKey{fl.Client, fl.Target} }
 
 // tickle sends, from r's namespace, a TCP SYN to each end of every flow, as
 // from its peer: to the client from the target it connected to, and to the

@@ -257,23 +257,26 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 			ok = append(ok, ep)
 		}
 	}
+	byTarget := map[netip.AddrPort]EndpointNAT{}
+	for _, ep := range ok {
+		byTarget[netip.AddrPortFrom(ep.Endpoint, ep.Port)] = ep
+	}
+	revoke := func(fl Flow) bool {
+		ep, ok := byTarget[fl.Target]
+		return !ok || fl.Service != netip.AddrPortFrom(ep.ServiceAddr, ep.Port) || fl.Source.Addr() != ep.SNAT
+	}
+	foreseen, forget := f.foreseeRevocations(router, revoke)
 	changed, err := convergeTable(router, endpointTable(network, ok))
 	if err != nil {
+		forget()
 		return nil, errors.Join(linkErr, err)
 	}
 	translated := time.Now()
 	if changed {
 		f.log.Info("endpoint translations converged", "ns", router.name, "network", network, "translations", len(ok))
 	}
-	byTarget := map[netip.AddrPort]EndpointNAT{}
-	for _, ep := range ok {
-		byTarget[netip.AddrPortFrom(ep.Endpoint, ep.Port)] = ep
-	}
 	acctErr := ensureFlowAccounting(router)
-	revoked, revokeErr := f.revokeFlows(router, func(fl Flow) bool {
-		ep, ok := byTarget[fl.Target]
-		return !ok || fl.Service != netip.AddrPortFrom(ep.ServiceAddr, ep.Port) || fl.Source.Addr() != ep.SNAT
-	})
+	revoked, revokeErr := f.revokeFlows(router, revoke, foreseen)
 	revokedAt := time.Now()
 	if len(revoked) > 0 {
 		f.log.Info("revoked endpoint flows", "ns", router.name, "network", network, "flows", len(revoked))
@@ -431,22 +434,25 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 	if err := ensureAddrs(inet, lo, addrs, labelPublic, 0, func(netlink.Addr) bool { return false }); err != nil {
 		return nil, errors.Join(linkErr, err)
 	}
+	byTarget := map[netip.AddrPort]PublicNAT{}
+	for _, p := range ok {
+		byTarget[netip.AddrPortFrom(p.Public, p.Port)] = p
+	}
+	revoke := func(fl Flow) bool {
+		p, ok := byTarget[fl.Target]
+		return !ok || fl.Service != netip.AddrPortFrom(p.ServiceAddr, p.Port) || fl.Source != fl.Client || !p.allows(fl.Client.Addr())
+	}
+	foreseen, forget := f.foreseeRevocations(inet, revoke)
 	changed, err := convergeTable(inet, publicTable(ok))
 	if err != nil {
+		forget()
 		return nil, errors.Join(linkErr, err)
 	}
 	if changed {
 		f.log.Info("public paths converged", "ns", inet.name, "paths", len(ok))
 	}
-	byTarget := map[netip.AddrPort]PublicNAT{}
-	for _, p := range ok {
-		byTarget[netip.AddrPortFrom(p.Public, p.Port)] = p
-	}
 	acctErr := ensureFlowAccounting(inet)
-	revoked, revokeErr := f.revokeFlows(inet, func(fl Flow) bool {
-		p, ok := byTarget[fl.Target]
-		return !ok || fl.Service != netip.AddrPortFrom(p.ServiceAddr, p.Port) || fl.Source != fl.Client || !p.allows(fl.Client.Addr())
-	})
+	revoked, revokeErr := f.revokeFlows(inet, revoke, foreseen)
 	if len(revoked) > 0 {
 		f.log.Info("revoked public flows", "ns", inet.name, "flows", len(revoked))
 	}
@@ -472,7 +478,7 @@ func (f *Fabric) RevokeEndpointFlows(network string, target netip.AddrPort) ([]F
 		return nil, fmt.Errorf("fabric: revoke flows of %s in network %s: %w", target, network, err)
 	}
 	defer router.close()
-	revoked, err := f.revokeFlows(router, func(fl Flow) bool { return fl.Target == target })
+	revoked, err := f.revokeFlows(router, func(fl Flow) bool { return fl.Target == target }, nil)
 	if err != nil {
 		err = fmt.Errorf("fabric: revoke flows of %s in network %s: %w", target, network, err)
 	}
@@ -492,7 +498,7 @@ func (f *Fabric) RevokePublicFlows(target netip.AddrPort, revoke func(client net
 	defer inet.close()
 	revoked, err := f.revokeFlows(inet, func(fl Flow) bool {
 		return fl.Target == target && (revoke == nil || revoke(fl.Client.Addr()))
-	})
+	}, nil)
 	if err != nil {
 		err = fmt.Errorf("fabric: revoke public flows of %s: %w", target, err)
 	}

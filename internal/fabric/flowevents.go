@@ -333,7 +333,12 @@ func (w *flowWatch) handle(ev conntrack.Event) {
 			return // already gone: its DESTROY event follows
 		}
 		how := FlowClosed
-		if state == tcpClose {
+		switch {
+		case w.f.revocations.has(w.ns, fl.Client, fl.Target):
+			// Reset by the guard between its translation's removal and
+			// the deletion of its entry (see foreseeRevocations).
+			how = FlowRevoked
+		case state == tcpClose:
 			how = FlowReset
 		}
 		w.ended[cf.ID] = true
@@ -461,6 +466,15 @@ func (l *revocationLog) note(ns string, fl Flow) {
 		l.swept = now
 	}
 	l.m[revocationKey{ns, fl.Client, fl.Target}] = now
+}
+
+// has reports whether the flow from client to target in namespace ns is
+// being (or was) revoked.
+func (l *revocationLog) has(ns string, client, target netip.AddrPort) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.m[revocationKey{ns, client, target}]
+	return ok
 }
 
 // take reports whether the flow from client to target in namespace ns was

@@ -194,3 +194,55 @@ func TestWatchFlowsNamespaceDeleted(t *testing.T) {
 		t.Fatal("watch did not end with its namespace")
 	}
 }
+
+// TestRevocationRacingTheGuard plays EnsureEndpoints step by step with a
+// client's packet between the removal of its translation and the deletion
+// of its conntrack entry: the guard resets the client (only). The flow is
+// still told as revoked, revokeFlows still returns it, and its server side
+// is reset as well.
+func TestRevocationRacingTheGuard(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
+	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
+	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	srv := startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
+	mustEnsureEndpoints(t, f, "net1", pe1())
+	w := watchFlows(t, f, KindNetwork, "net1")
+	s := dialSession(t, f, nic, "10.0.2.5:5432")
+	if ev := w.next(t); ev.Type != FlowOpened {
+		t.Fatalf("open event %+v", ev)
+	}
+	if err := s.echo("before"); err != nil {
+		t.Fatal(err)
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	router, err := f.open(f.NamespaceName(KindNetwork, "net1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.close()
+	all := func(Flow) bool { return true }
+	foreseen, _ := f.foreseeRevocations(router, all)
+	if len(foreseen) != 1 {
+		t.Fatalf("foreseen %v, want the one flow", foreseen)
+	}
+	if _, err := convergeTable(router, endpointTable("net1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.echo("in between"); !isReset(err) {
+		t.Fatalf("client between the translation's removal and its revocation: %v, want a reset by the guard", err)
+	}
+	if ev := w.next(t); ev.Type != FlowEnded || ev.End != FlowRevoked {
+		t.Errorf("end of the flow the guard reset: %+v, want revoked", ev)
+	}
+	revoked, err := f.revokeFlows(router, all, foreseen)
+	if err != nil || len(revoked) != 1 {
+		t.Fatalf("revokeFlows: %v, %v; want the flow the guard reset", revoked, err)
+	}
+	if err := srv.nextEnd(t); !isReset(err) {
+		t.Errorf("server side: %v, want a reset", err)
+	}
+}
