@@ -43,11 +43,19 @@ func TestDataPath(t *testing.T) {
 	client := []string{"-g", "owner", "client"}
 	const srv1 = "srv1.postgres.database.azure.com"
 
+	// The name resolves to the endpoint only once its translation is in
+	// place: the first psql after the first answer works, no retry.
+	var addr string
+	if !poll(15*time.Second, func() bool {
+		addr = digAs(t, d, "", "owner", "client", srv1)
+		return strings.HasPrefix(addr, "10.0.2.")
+	}) {
+		t.Fatalf("%s never resolved to the endpoint in the network (last: %q)", srv1, addr)
+	}
 	// Through the endpoint, with verify-full on the usual name: srv1.
-	var out string
-	var err error
-	if !poll(15*time.Second, func() bool { out, err = psqlIn(d, client, srv1, "select name from whoami"); return err == nil }) {
-		t.Fatalf("psql through the endpoint: %v: %s", err, out)
+	out, err := psqlIn(d, client, srv1, "select name from whoami")
+	if err != nil {
+		t.Fatalf("psql right after %s resolved to the endpoint %s: %v: %s", srv1, addr, err, out)
 	}
 	if out != "srv1" {
 		t.Errorf("the endpoint led to %q, want srv1", out)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -113,10 +114,14 @@ type DatapathSnapshot struct {
 type published struct {
 	snap    DatapathSnapshot
 	changed chan struct{}
+	// observed holds, by lower-cased endpoint ID, the revision of the
+	// endpoint document the snapshot was computed from.
+	observed map[string]int64
 }
 
 // Snapshot returns what the controller programmed in its last pass, and a
-// channel closed once a different snapshot replaces it. It is safe for
+// channel closed once a pass publishes a different snapshot, or the same
+// computed from newer documents (see ObservedEndpoint). It is safe for
 // concurrent use.
 func (d *Datapath) Snapshot() (DatapathSnapshot, <-chan struct{}) {
 	p := d.snap.Load()
@@ -129,15 +134,25 @@ func (d *Datapath) Translations() []TranslationInfo {
 	return slices.Clone(d.snap.Load().snap.Translations)
 }
 
-// publish makes s the current snapshot, waking Snapshot's waiters if it
+// publish makes s, computed from the endpoint documents at the revisions
+// in observed, the current snapshot, waking Snapshot's waiters if either
 // differs from the last one.
-func (d *Datapath) publish(s DatapathSnapshot) {
+func (d *Datapath) publish(s DatapathSnapshot, observed map[string]int64) {
 	old := d.snap.Load()
-	if reflect.DeepEqual(old.snap, s) {
+	if reflect.DeepEqual(old.snap, s) && maps.Equal(old.observed, observed) {
 		return
 	}
-	d.snap.Store(&published{snap: s, changed: make(chan struct{})})
+	d.snap.Store(&published{snap: s, changed: make(chan struct{}), observed: observed})
 	close(old.changed)
+}
+
+// ObservedEndpoint reports whether the last pass of the controller was
+// computed from revision rev, or a later one, of the document of private
+// endpoint id: whether the translation it wants (if any) is in place. It
+// is safe for concurrent use.
+func (d *Datapath) ObservedEndpoint(id string, rev int64) bool {
+	got, ok := d.snap.Load().observed[strings.ToLower(id)]
+	return ok && got >= rev
 }
 
 // snatPrefix holds endpoint SNAT addresses: the address a server sees for
@@ -213,6 +228,7 @@ type peInfo struct {
 	id, network, target arm.ResourceID
 	addr                netip.Addr
 	approved            bool
+	rev                 int64 // of the endpoint's document
 }
 
 func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, error) {
@@ -320,7 +336,11 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		failures = append(failures, fmt.Errorf("public paths: %w", err))
 	}
 	d.terminate(ctx, revoked, byService)
-	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos))
+	observed := make(map[string]int64, len(infos))
+	for _, pe := range infos {
+		observed[strings.ToLower(pe.id.String())] = pe.rev
+	}
+	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos), observed)
 	if err := errors.Join(failures...); err != nil {
 		// Typically a server's namespace is not there yet: try again soon.
 		d.log.Debug("data path not fully converged", "err", err)
@@ -407,7 +427,7 @@ func (d *Datapath) parseEndpoint(rd arm.Reader, kv store.KV) (peInfo, bool) {
 	if !addr.IsValid() {
 		return peInfo{}, false
 	}
-	return peInfo{id: pe.id, network: pe.subnet.Parent(), target: pe.target, addr: addr, approved: pe.approved}, true
+	return peInfo{id: pe.id, network: pe.subnet.Parent(), target: pe.target, addr: addr, approved: pe.approved, rev: kv.Revision}, true
 }
 
 // peDoc is what the data path needs of a private endpoint document.

@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	run("dns-registration", controller.NewRegistration(st, log.With("component", "dns-registration")).Run)
-	run("dns-zone-groups", controller.NewZoneGroups(st, log.With("component", "dns-zone-groups")).Run)
+	zoneGroups := controller.NewZoneGroups(st, log.With("component", "dns-zone-groups"))
 	var datapath *controller.Datapath
 	if fab != nil {
 		catalog := dns.NewCatalog()
@@ -175,7 +175,10 @@ func Run(ctx context.Context, cfg Config) error {
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
 		datapath = controller.NewDatapath(st, fab, pgm, log.With("component", "datapath"))
 		run("datapath", datapath.Run)
+		// A name resolves to an endpoint once its translation is there.
+		zoneGroups.FollowDatapath(datapath)
 	}
+	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, datapath, log)
 	if audit != nil {
 		run("audit", audit.Run)

@@ -393,6 +393,9 @@ type EndpointDNS struct {
 	// Zones are the private DNS zones of the group, canonical casing;
 	// they may have been deleted since.
 	Zones []arm.ResourceID
+	// Revision is the store revision of the endpoint's document (0 when
+	// read in the transaction that wrote it).
+	Revision int64
 }
 
 // EndpointsDNS lists every private endpoint that has a private DNS zone
@@ -483,7 +486,7 @@ func (d *EndpointDNSReader) Of(r arm.Reader, endpoint arm.ResourceID) (*Endpoint
 		}
 	}
 	return &EndpointDNS{Endpoint: pe.id, ZoneGroup: g.id, Server: pe.server, ServerName: pe.server.Name(), Addr: addr,
-		Approved: pe.status == postgres.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones)}, nil
+		Approved: pe.status == postgres.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones), Revision: kv.Revision}, nil
 }
 
 // endpointDoc is what EndpointDNS needs of a private endpoint document.
