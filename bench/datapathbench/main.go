@@ -157,7 +157,7 @@ func main() {
 // bench is the daemon, the SDK clients and what the setup made.
 type bench struct {
 	f       flags
-	d       *daemon
+	d       *benchd.PGDaemon
 	dataDir string
 	sub     string
 
@@ -182,11 +182,11 @@ type bench struct {
 
 func run(ctx context.Context, f flags) (err error) {
 	fmt.Printf("machine: %d cores, %s, load average %s\n", numCPU(), kernel(), loadavg())
-	d, err := startDaemon(ctx, f.privlinkd, benchd.NewLogTap(os.Stderr))
+	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.privlinkd, Log: benchd.NewLogTap(os.Stderr)})
 	if err != nil {
 		return err
 	}
-	b := &bench{f: f, d: d, dataDir: d.DataDir, sub: d.Config.Creds.SubscriptionID, privlinkd: d.PID}
+	b := &bench{f: f, d: d, dataDir: d.DataDir(), sub: d.Config.Creds.SubscriptionID, privlinkd: d.PID()}
 	defer func() { err = errors.Join(err, d.Close()) }()
 	if err := b.setup(ctx); err != nil {
 		return err
@@ -915,7 +915,7 @@ func (b *bench) sample() snapshot {
 		}
 	}
 	pm := 0
-	if pids := postmasterPIDs(b.dataDir); len(pids) > 0 {
+	if pids := b.d.Postmasters(); len(pids) > 0 {
 		pm = pids[0]
 	}
 	procs, _ := os.ReadDir("/proc")
@@ -978,34 +978,6 @@ func procStat(pid int) (pstat, bool) {
 	}
 	num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i-3], 64); return v }
 	return pstat{comm: s[lp+1 : rp], state: f[0], ppid: int(num(4)), self: num(14) + num(15), children: num(16) + num(17)}, true
-}
-
-// postmasterPIDs reads the PIDs of the postmasters of privlinkd's clusters.
-func postmasterPIDs(dataDir string) []int {
-	files, _ := filepath.Glob(filepath.Join(dataDir, "pg", "*", "data", "postmaster.pid"))
-	var pids []int
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0])); err == nil && pid > 1 {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// isPostgres tells whether pid is still a postgres process of dataDir.
-func isPostgres(pid int, dataDir string) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	if st, ok := procStat(pid); !ok || st.state == "Z" {
-		return false
-	}
-	return strings.Contains(string(cmdline), "postgres") && strings.Contains(string(cmdline), dataDir)
 }
 
 func loadavg() string {
