@@ -181,7 +181,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, f flags) (err error) {
-	fmt.Printf("machine: %d cores, %s, load average %s\n", numCPU(), kernel(), loadavg())
+	fmt.Printf("machine: %d cores, %s, load average %s\n", numCPU(), kernel(), benchd.LoadAvg())
 	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.privlinkd, Log: benchd.NewLogTap(os.Stderr)})
 	if err != nil {
 		return err
@@ -212,7 +212,7 @@ func run(ctx context.Context, f flags) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nload average at the end: %s\n", loadavg())
+	fmt.Printf("\nload average at the end: %s\n", benchd.LoadAvg())
 	report(f, res, fq)
 	if f.perfDir != "" {
 		if err := b.perf(ctx); err != nil {
@@ -785,7 +785,7 @@ func (b *bench) rounds(ctx context.Context) ([]*result, error) {
 	for i, r := range rows {
 		res[i] = &result{row: r, m: map[pathKind][]measurement{}}
 	}
-	fmt.Printf("\n%d rounds of %d pgbench runs of %s each (load average %s)\n", b.f.rounds, len(rows)*2+1, b.f.duration, loadavg())
+	fmt.Printf("\n%d rounds of %d pgbench runs of %s each (load average %s)\n", b.f.rounds, len(rows)*2+1, b.f.duration, benchd.LoadAvg())
 	for round := range b.f.rounds {
 		for _, res := range res {
 			order := []pathKind{direct, endpoint}
@@ -804,7 +804,7 @@ func (b *bench) rounds(ctx context.Context) ([]*result, error) {
 				res.m[p] = append(res.m[p], m)
 				line = append(line, fmt.Sprintf("%s %.0f tps (idle %.0f%%)", p, m.tps, 100*m.cpu.idle/(m.cpu.busy+m.cpu.idle)))
 			}
-			fmt.Fprintf(os.Stderr, "round %d, %s, %d clients: %s; load %s\n", round+1, res.row.name, res.row.clients, strings.Join(line, ", "), loadavg())
+			fmt.Fprintf(os.Stderr, "round %d, %s, %d clients: %s; load %s\n", round+1, res.row.name, res.row.clients, strings.Join(line, ", "), benchd.LoadAvg())
 		}
 	}
 	return res, nil
@@ -978,15 +978,6 @@ func procStat(pid int) (pstat, bool) {
 	}
 	num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i-3], 64); return v }
 	return pstat{comm: s[lp+1 : rp], state: f[0], ppid: int(num(4)), self: num(14) + num(15), children: num(16) + num(17)}, true
-}
-
-func loadavg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(data))
-	return strings.Join(f[:3], " ")
 }
 
 func numCPU() int {

@@ -186,7 +186,7 @@ type sample struct {
 }
 
 func run(ctx context.Context, f flags) (err error) {
-	fmt.Fprintf(os.Stderr, "machine: %d cores, load average %s\n", runtime.NumCPU(), loadavg())
+	fmt.Fprintf(os.Stderr, "machine: %d cores, load average %s\n", runtime.NumCPU(), benchd.LoadAvg())
 	tap := benchd.NewLogTap(os.Stderr)
 	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.bin, LogLevel: "info", Log: tap})
 	if err != nil {
@@ -207,7 +207,7 @@ func run(ctx context.Context, f flags) (err error) {
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "setup: server and %d networks in %s (load %s)\n", f.networks, lat.Round(time.Since(start)), loadavg())
+	fmt.Fprintf(os.Stderr, "setup: server and %d networks in %s (load %s)\n", f.networks, lat.Round(time.Since(start)), benchd.LoadAvg())
 
 	// Warm-up: one endpoint and one baseline of each kind, deleted.
 	if _, err := b.measure(ctx, b.nets[0], "warm", true); err != nil {
@@ -220,7 +220,7 @@ func run(ctx context.Context, f flags) (err error) {
 	var rounds [][]sample
 	var digs []time.Duration
 	for r := range f.rounds {
-		fmt.Fprintf(os.Stderr, "latency round %d (load %s)\n", r+1, loadavg())
+		fmt.Fprintf(os.Stderr, "latency round %d (load %s)\n", r+1, benchd.LoadAvg())
 		var rs []sample
 		var refs []endpointRef
 		for i, n := range b.nets {
@@ -252,7 +252,7 @@ func run(ctx context.Context, f flags) (err error) {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "load average at the end: %s\n", loadavg())
+	fmt.Fprintf(os.Stderr, "load average at the end: %s\n", benchd.LoadAvg())
 	return nil
 }
 
@@ -453,7 +453,7 @@ func (b *bench) quiesce(ctx context.Context) time.Duration {
 	pid := b.d.PID()
 	prev := cpuTime(pid)
 	for time.Since(start) < 30*time.Second {
-		if sleep(ctx, 300*time.Millisecond) != nil {
+		if benchd.Sleep(ctx, 300*time.Millisecond) != nil {
 			break
 		}
 		cur := cpuTime(pid)
@@ -746,7 +746,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	per := f.scale / f.networks
 	total := per * f.networks
 	pid := b.d.PID()
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := benchd.Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	mem0, err := procmem.Of(pid)
@@ -770,7 +770,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "scale: %d endpoints (%d per network), %d at a time, budget %v (load %s)\n", total, per, f.clients, f.scaleBudget, loadavg())
+	fmt.Fprintf(os.Stderr, "scale: %d endpoints (%d per network), %d at a time, budget %v (load %s)\n", total, per, f.clients, f.scaleBudget, benchd.LoadAvg())
 	var (
 		mu      sync.Mutex
 		ips     = make([][]netip.Addr, f.networks)
@@ -826,7 +826,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 					}
 					checks = append(checks, c)
 					fmt.Fprintf(os.Stderr, "scale: %d endpoints after %s, privlinkd CPU %s, RSS %s (load %s)\n",
-						c.done, lat.Round(c.elapsed), lat.Round(c.cpu), procmem.MiB(c.rss), loadavg())
+						c.done, lat.Round(c.elapsed), lat.Round(c.cpu), procmem.MiB(c.rss), benchd.LoadAvg())
 				}
 				mu.Unlock()
 			}
@@ -854,7 +854,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
+	if err := benchd.Sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	memIdle, err := procmem.Of(pid)
@@ -1059,23 +1059,6 @@ func fileSize(p string) int64 {
 		return 0
 	}
 	return st.Size()
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func to[T any](v T) *T { return &v }

@@ -148,7 +148,7 @@ type restartRound struct {
 }
 
 func run(ctx context.Context, f flags) (err error) {
-	fmt.Fprintf(os.Stderr, "machine: %d cores, load average %s\n", runtime.NumCPU(), loadavg())
+	fmt.Fprintf(os.Stderr, "machine: %d cores, load average %s\n", runtime.NumCPU(), benchd.LoadAvg())
 	tap := benchd.NewLogTap(os.Stderr)
 	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.bin, LogLevel: "info", Log: tap})
 	if err != nil {
@@ -188,13 +188,13 @@ func run(ctx context.Context, f flags) (err error) {
 	for r := range f.rounds {
 		var rd round
 		if !f.skipBaseline {
-			fmt.Fprintf(os.Stderr, "round %d: baseline (load %s)\n", r+1, loadavg())
+			fmt.Fprintf(os.Stderr, "round %d: baseline (load %s)\n", r+1, benchd.LoadAvg())
 			rd.base, err = b.runTest(ctx, "^Benchmark(Create|IdleMemory)$", f.n)
 			if err != nil {
 				return err
 			}
 		}
-		fmt.Fprintf(os.Stderr, "round %d: API (load %s)\n", r+1, loadavg())
+		fmt.Fprintf(os.Stderr, "round %d: API (load %s)\n", r+1, benchd.LoadAvg())
 		names := make([]string, f.n)
 		for i := range f.n {
 			names[i] = fmt.Sprintf("sb-r%d-%02d", r+1, i)
@@ -207,7 +207,7 @@ func run(ctx context.Context, f flags) (err error) {
 			}
 			rd.creates = append(rd.creates, c)
 		}
-		if err := sleep(ctx, f.settle); err != nil {
+		if err := benchd.Sleep(ctx, f.settle); err != nil {
 			return err
 		}
 		for _, name := range names {
@@ -251,7 +251,7 @@ func run(ctx context.Context, f flags) (err error) {
 		}
 		reportRestart(f, created, rr)
 	}
-	fmt.Fprintf(os.Stderr, "load average at the end: %s\n", loadavg())
+	fmt.Fprintf(os.Stderr, "load average at the end: %s\n", benchd.LoadAvg())
 	return nil
 }
 
@@ -319,7 +319,7 @@ func (b *bench) restarts(ctx context.Context) ([]restartRound, time.Duration, er
 	for i := range names {
 		names[i] = fmt.Sprintf("sb-many-%02d", i)
 	}
-	fmt.Fprintf(os.Stderr, "restart: creating %d servers, 4 at a time (load %s)\n", f.restartN, loadavg())
+	fmt.Fprintf(os.Stderr, "restart: creating %d servers, 4 at a time (load %s)\n", f.restartN, benchd.LoadAvg())
 	start := time.Now()
 	if _, err := lat.Drive(ctx, lat.Load{Clients: 4, Ops: f.restartN}, func(ctx context.Context, _, i int) error {
 		_, err := b.create(ctx, names[i])
@@ -340,14 +340,14 @@ func (b *bench) restarts(ctx context.Context) ([]restartRound, time.Duration, er
 	for r := range f.restartRounds {
 		var rr restartRound
 		if !f.skipBaseline {
-			fmt.Fprintf(os.Stderr, "restart round %d: baseline (load %s)\n", r+1, loadavg())
+			fmt.Fprintf(os.Stderr, "restart round %d: baseline (load %s)\n", r+1, benchd.LoadAvg())
 			res, err := b.runTest(ctx, "^BenchmarkColdStart20$", 1)
 			if err != nil {
 				return nil, 0, err
 			}
 			rr.base = res["BenchmarkColdStart20"]
 		}
-		fmt.Fprintf(os.Stderr, "restart round %d: API (load %s)\n", r+1, loadavg())
+		fmt.Fprintf(os.Stderr, "restart round %d: API (load %s)\n", r+1, benchd.LoadAvg())
 		if err := b.restartOnce(ctx, servers, &rr); err != nil {
 			return nil, 0, err
 		}
@@ -674,21 +674,4 @@ func reportRestart(f flags, created time.Duration, rr []restartRound) {
 		fmt.Printf("\nround %d: API states right after /healthz: %v", i+1, r.apiStates)
 	}
 	fmt.Println()
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
