@@ -134,20 +134,7 @@ func (r *Registration) reconcile(ctx context.Context, _ string) (time.Duration, 
 				return err
 			}
 		}
-		for key := range have {
-			if _, ok := want[key]; ok {
-				continue
-			}
-			zk, name, _ := strings.Cut(key, "|")
-			zone, err := arm.ParseID(zk)
-			if err != nil {
-				continue
-			}
-			if _, err := privatedns.DeleteRecordSet(tx, privatedns.RecordSetID(zone, armprivatedns.RecordTypeA, name)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return deleteUnwanted(tx, have, want)
 	})
 	return 0, err
 }
@@ -168,3 +155,22 @@ func aRecords(rs *armprivatedns.RecordSet) []string {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// deleteUnwanted deletes, in tx, the A record sets a controller keeps
+// (have, by "lower zone ID|name") that it no longer wants.
+func deleteUnwanted[V any](tx store.Tx, have map[string]V, want map[string][]string) error {
+	for key := range have {
+		if _, ok := want[key]; ok {
+			continue
+		}
+		zk, name, _ := strings.Cut(key, "|")
+		zone, err := arm.ParseID(zk)
+		if err != nil {
+			continue
+		}
+		if _, err := privatedns.DeleteRecordSet(tx, privatedns.RecordSetID(zone, armprivatedns.RecordTypeA, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -185,20 +185,7 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 				return err
 			}
 		}
-		for key := range have {
-			if _, ok := want[key]; ok {
-				continue
-			}
-			zk, name, _ := strings.Cut(key, "|")
-			zone, err := arm.ParseID(zk)
-			if err != nil {
-				continue
-			}
-			if _, err := privatedns.DeleteRecordSet(tx, privatedns.RecordSetID(zone, armprivatedns.RecordTypeA, name)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return deleteUnwanted(tx, have, want)
 	})
 	return requeue, err
 }
