@@ -135,10 +135,15 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 		if !ep.Approved || !ep.Addr.IsValid() {
 			continue
 		}
-		ready := z.ready(ep, now, waiting)
+		key := func(zone arm.ResourceID) string {
+			return strings.ToLower(zone.String()) + "|" + strings.ToLower(ep.ServerName)
+		}
+		// Only an address some record lacks waits for the data path.
+		ready := !slices.ContainsFunc(ep.Zones, func(zone arm.ResourceID) bool {
+			return !slices.Contains(have[key(zone)], ep.Addr.String())
+		}) || z.ready(ep, now, waiting)
 		for _, zone := range ep.Zones {
-			zk := strings.ToLower(zone.String())
-			k := zk + "|" + strings.ToLower(ep.ServerName)
+			zk, k := strings.ToLower(zone.String()), key(zone)
 			if !ready && !slices.Contains(have[k], ep.Addr.String()) {
 				continue // added on a later pass
 			}
