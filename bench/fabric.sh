@@ -19,7 +19,7 @@ trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/" ./cmd/privlinkd ./bench/fabricbench ./bench/dnsbench
 echo "machine: $(nproc) cores, $(uname -sr), $(go version | cut -d' ' -f3)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-go test -run '^$' -bench . -benchtime 3x ./internal/fabric/
+go test -run '^$' -bench Network -benchtime 3x ./internal/fabric/
 echo
 for store in bolt etcd; do
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
