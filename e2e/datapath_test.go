@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +14,9 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/fabric"
 )
 
 // psqlIn runs psql as the server's admin from inside a NIC (-g rg nic) or
@@ -23,6 +30,38 @@ func psqlIn(d *daemon, where []string, host, query string) (string, error) {
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// sslRequestIn connects from inside the NIC nicID to addr:5432 and sends
+// PostgreSQL's SSLRequest; PostgreSQL answers 'S' (or 'N').
+func sslRequestIn(d *daemon, nicID, addr string) error {
+	id, err := arm.ParseID(nicID)
+	if err != nil {
+		return err
+	}
+	fab, err := fabric.New(d.prefix, nil)
+	if err != nil {
+		return err
+	}
+	cx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := fab.DialContext(cx, fab.NamespaceName(fabric.KindNIC, controller.FabricID(id)), "tcp", net.JoinHostPort(addr, "5432"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+		return fmt.Errorf("send SSLRequest: %w", err)
+	}
+	answer := make([]byte, 1)
+	if _, err := io.ReadFull(c, answer); err != nil {
+		return fmt.Errorf("read the answer to SSLRequest: %w", err)
+	}
+	if answer[0] != 'S' && answer[0] != 'N' {
+		return fmt.Errorf("answer %q to SSLRequest, not PostgreSQL's", answer)
+	}
+	return nil
 }
 
 // TestDataPath sends real PostgreSQL sessions through private endpoints and
@@ -39,7 +78,13 @@ func TestDataPath(t *testing.T) {
 	serverIn(t, d, "owner", "srv1").mustPSQL(t, "create table whoami as select 'srv1' as name")
 	serverIn(t, d, "owner", "srv2").mustPSQL(t, "create table whoami as select 'srv2' as name")
 	owner.network(t, "10.0.2.0/24")
-	owner.endpoint(t, "pe1", owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv1"), false)
+	pe := owner.endpointAlone(t, "pe1", owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv1"), false)
+	// The endpoint's operation finishes once its translation is in place:
+	// PostgreSQL answers at its address right after the poller, no retry.
+	if err := sslRequestIn(d, owner.id("Microsoft.Network/networkInterfaces", "client"), peIP(pe)); err != nil {
+		t.Fatalf("right after the endpoint's operation finished: %v", err)
+	}
+	owner.zoneGroup(t, "pe1")
 	client := []string{"-g", "owner", "client"}
 	const srv1 = "srv1.postgres.database.azure.com"
 

@@ -102,6 +102,15 @@ func (c *customer) network(t *testing.T, peSubnet string) {
 // for approval instead of auto-approval.
 func (c *customer) endpoint(t *testing.T, name, server string, manual bool) armnetwork.PrivateEndpoint {
 	t.Helper()
+	pe := c.endpointAlone(t, name, server, manual)
+	c.zoneGroup(t, name)
+	return pe
+}
+
+// endpointAlone creates the endpoint name to server and waits for its
+// operation, without a zone group.
+func (c *customer) endpointAlone(t *testing.T, name, server string, manual bool) armnetwork.PrivateEndpoint {
+	t.Helper()
 	cx := ctx(t)
 	conn := []*armnetwork.PrivateLinkServiceConnection{{Name: ptr(name), Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
 		PrivateLinkServiceID: &server, GroupIDs: []*string{ptr("postgresqlServer")}, RequestMessage: ptr("from " + c.rg)}}}
@@ -119,6 +128,13 @@ func (c *customer) endpoint(t *testing.T, name, server string, manual bool) armn
 	if err != nil {
 		t.Fatalf("endpoint %s: %v", name, err)
 	}
+	return pe.PrivateEndpoint
+}
+
+// zoneGroup gives endpoint name a DNS zone group with the privatelink zone.
+func (c *customer) zoneGroup(t *testing.T, name string) {
+	t.Helper()
+	cx := ctx(t)
 	gp, err := c.groups.BeginCreateOrUpdate(cx, c.rg, name, "default", armnetwork.PrivateDNSZoneGroup{Properties: &armnetwork.PrivateDNSZoneGroupPropertiesFormat{
 		PrivateDNSZoneConfigs: []*armnetwork.PrivateDNSZoneConfig{{Name: ptr("pl"), Properties: &armnetwork.PrivateDNSZonePropertiesFormat{PrivateDNSZoneID: ptr(c.id("Microsoft.Network/privateDnsZones", plZone))}}}}}, nil)
 	if err != nil {
@@ -127,7 +143,6 @@ func (c *customer) endpoint(t *testing.T, name, server string, manual bool) armn
 	if _, err := gp.PollUntilDone(cx, pollOpts); err != nil {
 		t.Fatal(err)
 	}
-	return pe.PrivateEndpoint
 }
 
 func (c *customer) state(t *testing.T, name string) string {

@@ -228,7 +228,6 @@ type peInfo struct {
 	id, network, target arm.ResourceID
 	addr                netip.Addr
 	approved            bool
-	rev                 int64 // of the endpoint's document
 }
 
 func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, error) {
@@ -245,6 +244,9 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 	var eps []endpoint
 	var infos []peInfo
 	connNames := map[string]string{} // server-side connection names, by lower endpoint ID
+	// observed: the revision of every endpoint document this pass read,
+	// by lower-cased ID, whether it asks for a translation or not.
+	observed := map[string]int64{}
 	for _, kv := range kvs {
 		id, ok := arm.ParseDocKey(kv.Key)
 		if !ok {
@@ -254,6 +256,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		case "microsoft.network/virtualnetworks":
 			networks[FabricID(id)] = id
 		case "microsoft.network/privateendpoints":
+			observed[strings.ToLower(id.String())] = kv.Revision
 			info, ok := d.parseEndpoint(rd, kv)
 			if !ok {
 				continue
@@ -336,10 +339,6 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		failures = append(failures, fmt.Errorf("public paths: %w", err))
 	}
 	d.terminate(ctx, revoked, byService)
-	observed := make(map[string]int64, len(infos))
-	for _, pe := range infos {
-		observed[strings.ToLower(pe.id.String())] = pe.rev
-	}
 	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos), observed)
 	if err := errors.Join(failures...); err != nil {
 		// Typically a server's namespace is not there yet: try again soon.
@@ -427,7 +426,7 @@ func (d *Datapath) parseEndpoint(rd arm.Reader, kv store.KV) (peInfo, bool) {
 	if !addr.IsValid() {
 		return peInfo{}, false
 	}
-	return peInfo{id: pe.id, network: pe.subnet.Parent(), target: pe.target, addr: addr, approved: pe.approved, rev: kv.Revision}, true
+	return peInfo{id: pe.id, network: pe.subnet.Parent(), target: pe.target, addr: addr, approved: pe.approved}, true
 }
 
 // peDoc is what the data path needs of a private endpoint document.

@@ -40,6 +40,9 @@ type Network struct {
 
 	loop *Loop
 	nics *arm.Memo[nicFacts] // decoded NIC documents, by key and revision
+	// wait, once FollowDatapath is called, holds a private endpoint's
+	// operation back until its translation is in place.
+	wait dataPathWait
 
 	mu      sync.Mutex
 	serving map[string]*dnsServing // by network fabric ID
@@ -128,6 +131,14 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 	return items, err
 }
 
+// FollowDatapath makes the controller finish a private endpoint's operation
+// (settle its NIC) only once the data path has processed the endpoint's
+// document as it is (d.ObservedEndpoint): when the SDK's poller completes,
+// an approved endpoint takes connections. Call it before Run.
+func (n *Network) FollowDatapath(d *Datapath) {
+	n.wait = dataPathWait{dp: d, log: n.log, what: "finishing its operation"}
+}
+
 // Run reconciles until ctx ends, then stops serving DNS.
 func (n *Network) Run(ctx context.Context) error {
 	if err := n.fab.EnsureInternet(); err != nil {
@@ -157,7 +168,7 @@ func (n *Network) reconcile(ctx context.Context, item string) (time.Duration, er
 	if kind+"|" == itemNetwork {
 		return 0, n.reconcileNetwork(ctx, id)
 	}
-	return 0, n.reconcileNIC(ctx, id)
+	return n.reconcileNIC(ctx, id, item)
 }
 
 // enqueueAllNetworks asks for every network to be reconciled.
@@ -262,36 +273,47 @@ func decodeNIC(kv store.KV) nicFacts {
 	return f
 }
 
-func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {
+// reconcileNIC converges the NIC id (the loop's item) and settles it. It
+// asks for a retry after the duration it returns while a private
+// endpoint's NIC waits for the data path.
+func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item string) (time.Duration, error) {
 	fid := FabricID(id)
 	var nic armnetwork.Interface
 	ok, err := arm.Load(arm.ReadOnly(ctx, n.st), id, &nic)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !ok {
 		if err := n.fab.DeleteNIC(fid); err != nil {
-			return err
+			return 0, err
 		}
-		return n.settle(ctx, id, nil)
+		return 0, n.settle(ctx, id, nil)
 	}
 	if nic.Properties != nil && nic.Properties.PrivateEndpoint != nil {
 		// A private endpoint's NIC is an address on its network's router,
-		// which the network's reconcile puts there.
+		// which the network's reconcile puts there. Its operation is the
+		// endpoint's: it finishes once the data path has the endpoint as
+		// it is now.
 		if sub, _, ok := primaryIP(&nic); ok {
 			if err := n.reconcileNetwork(ctx, sub.Parent()); err != nil {
-				return err
+				return 0, err
 			}
 		}
-		return n.settle(ctx, id, nil)
+		if pe := nic.Properties.PrivateEndpoint.ID; pe != nil {
+			ready, err := n.endpointReady(ctx, *pe, item)
+			if err != nil || !ready {
+				return holdBackMax, err
+			}
+		}
+		return 0, n.settle(ctx, id, nil)
 	}
 	subnetID, addr, ok := primaryIP(&nic)
 	if !ok {
-		return n.settle(ctx, id, arm.BadRequest("InvalidNetworkInterface", "properties.ipConfigurations", "The NIC has no primary IPv4 configuration."))
+		return 0, n.settle(ctx, id, arm.BadRequest("InvalidNetworkInterface", "properties.ipConfigurations", "The NIC has no primary IPv4 configuration."))
 	}
 	var subnet armnetwork.Subnet
 	if ok, err := arm.Load(arm.ReadOnly(ctx, n.st), subnetID, &subnet); err != nil || !ok {
-		return fmt.Errorf("subnet %s of NIC %s: missing (%v)", subnetID, id, err)
+		return 0, fmt.Errorf("subnet %s of NIC %s: missing (%v)", subnetID, id, err)
 	}
 	var prefix netip.Prefix
 	for _, p := range subnetPrefixes(&subnet) {
@@ -300,7 +322,7 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {
 		}
 	}
 	if !prefix.IsValid() {
-		return fmt.Errorf("NIC %s address %s is outside subnet %s", id, addr, subnetID)
+		return 0, fmt.Errorf("NIC %s address %s is outside subnet %s", id, addr, subnetID)
 	}
 	vnet := subnetID.Parent()
 	spec := fabric.NICSpec{ID: fid, Network: FabricID(vnet), Address: netip.PrefixFrom(addr, prefix.Bits())}
@@ -313,14 +335,34 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID) error {
 	if errors.Is(err, fabric.ErrNotFound) {
 		// The network's router is not there yet: build it first.
 		if err := n.reconcileNetwork(ctx, vnet); err != nil {
-			return err
+			return 0, err
 		}
 		err = n.fab.EnsureNIC(spec)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return n.settle(ctx, id, nil)
+	return 0, n.settle(ctx, id, nil)
+}
+
+// endpointReady reports whether the operation of private endpoint pe may
+// finish: see FollowDatapath. An endpoint that is gone is ready.
+func (n *Network) endpointReady(ctx context.Context, pe, item string) (bool, error) {
+	if n.wait.dp == nil {
+		return true, nil
+	}
+	id, err := arm.ParseID(pe)
+	if err != nil {
+		return true, nil // not an endpoint the data path could know
+	}
+	kv, err := n.st.Get(ctx, arm.DocKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("private endpoint %s: %w", pe, err)
+	}
+	return n.wait.ready(ctx, pe, kv.Revision, item, n.loop.Enqueue), nil
 }
 
 // settle records that a NIC's namespace matches its document: the NIC

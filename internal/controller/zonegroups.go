@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
@@ -30,27 +28,10 @@ type ZoneGroups struct {
 	loop *Loop
 	eps  *network.EndpointDNSReader // remembers decoded documents between passes
 
-	// datapath, when set (see FollowDatapath), holds a new address back
-	// until the data path has the endpoint's translation in place.
-	datapath endpointObserver
-	// waiting holds, by endpoint ID and revision, since when a new address
-	// has been held back; only the loop's goroutine uses it.
-	waiting map[string]time.Time
-	// watching is set while a goroutine waits for the data path's next
-	// pass to look at held-back addresses again.
-	watching atomic.Bool
+	// wait, once FollowDatapath is called, holds a new address back until
+	// the data path has the endpoint's translation in place.
+	wait dataPathWait
 }
-
-// endpointObserver is what ZoneGroups needs of the data path controller.
-type endpointObserver interface {
-	ObservedEndpoint(id string, rev int64) bool
-	Snapshot() (DatapathSnapshot, <-chan struct{})
-}
-
-// holdBackMax bounds how long a new address waits for the data path: past
-// it, the record is written anyway (and a warning logged), so that a data
-// path that cannot keep up never keeps a name from resolving.
-const holdBackMax = 5 * time.Second
 
 // managedBy marks, in a record set's metadata, the records this
 // controller keeps.
@@ -61,7 +42,7 @@ const (
 
 // NewZoneGroups returns the controller.
 func NewZoneGroups(st store.Store, log *slog.Logger) *ZoneGroups {
-	z := &ZoneGroups{st: st, log: log, eps: network.NewEndpointDNSReader(), waiting: map[string]time.Time{}}
+	z := &ZoneGroups{st: st, log: log, eps: network.NewEndpointDNSReader()}
 	z.loop = &Loop{Name: "dns-zone-groups", Prefixes: []string{"arm/", network.EndpointDNSIndexPrefix + "/"},
 		Items: z.items, Reconcile: z.reconcile, Store: st, Log: log}
 	return z
@@ -72,31 +53,12 @@ func NewZoneGroups(st store.Store, log *slog.Logger) *ZoneGroups {
 // is (d.ObservedEndpoint), so that a name never resolves to an endpoint
 // whose translation is not in place yet. Addresses already in a record
 // stay; removals are not held back. Call it before Run.
-func (z *ZoneGroups) FollowDatapath(d *Datapath) { z.datapath = d }
+func (z *ZoneGroups) FollowDatapath(d *Datapath) {
+	z.wait = dataPathWait{dp: d, log: z.log, what: "publishing its address"}
+}
 
 // Run reconciles until ctx ends.
 func (z *ZoneGroups) Run(ctx context.Context) error { return z.loop.Run(ctx) }
-
-// ready reports whether ep's address may be added to records now: no data
-// path is followed, the data path has processed ep's document, or it has
-// been waiting for holdBackMax. waiting collects this pass's waits.
-func (z *ZoneGroups) ready(ep network.EndpointDNS, now time.Time, waiting map[string]time.Time) bool {
-	if z.datapath == nil || ep.Revision == 0 || z.datapath.ObservedEndpoint(ep.Endpoint.String(), ep.Revision) {
-		return true
-	}
-	key := strings.ToLower(ep.Endpoint.String()) + "@" + strconv.FormatInt(ep.Revision, 10)
-	since, ok := z.waiting[key]
-	if !ok {
-		since = now
-	}
-	if now.Sub(since) > holdBackMax {
-		z.log.Warn("the data path has not caught up with an endpoint; publishing its address anyway",
-			"endpoint", ep.Endpoint.String(), "waited", now.Sub(since).Round(time.Millisecond))
-		return true
-	}
-	waiting[key] = since
-	return false
-}
 
 const itemZoneGroups = "zone-groups"
 
@@ -123,12 +85,7 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 	if err != nil {
 		return 0, err
 	}
-	var passed <-chan struct{} // closed at the data path's next pass
-	if z.datapath != nil {
-		_, passed = z.datapath.Snapshot()
-	}
-	now := time.Now()
-	waiting := map[string]time.Time{}
+	held := false                 // some address waits for the data path
 	want := map[string][]string{} // zone|name → addresses
 	zones := map[string]arm.ResourceID{}
 	for _, ep := range eps {
@@ -141,7 +98,8 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 		// Only an address some record lacks waits for the data path.
 		ready := !slices.ContainsFunc(ep.Zones, func(zone arm.ResourceID) bool {
 			return !slices.Contains(have[key(zone)], ep.Addr.String())
-		}) || z.ready(ep, now, waiting)
+		}) || z.wait.ready(ctx, ep.Endpoint.String(), ep.Revision, itemZoneGroups, z.loop.Enqueue)
+		held = held || !ready
 		for _, zone := range ep.Zones {
 			zk, k := strings.ToLower(zone.String()), key(zone)
 			if !ready && !slices.Contains(have[k], ep.Addr.String()) {
@@ -153,23 +111,11 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 			}
 		}
 	}
-	z.waiting = waiting
 	var requeue time.Duration
-	if len(waiting) > 0 {
-		// Again after the data path's next pass, and at the latest when
-		// the wait is over.
+	if held {
+		// Again after the data path's next pass (z.wait enqueues it), and
+		// at the latest when the wait is over.
 		requeue = holdBackMax
-		if !z.watching.Swap(true) {
-			go func() {
-				select {
-				case <-passed:
-					z.watching.Store(false) // before: the pass may need a watch of its own
-					z.loop.Enqueue(itemZoneGroups)
-				case <-ctx.Done():
-					z.watching.Store(false)
-				}
-			}()
-		}
 	}
 	_, err = z.st.Txn(ctx, func(tx store.Tx) error {
 		for key, addrs := range want {

@@ -171,12 +171,15 @@ func Run(ctx context.Context, cfg Config) error {
 		catalog := dns.NewCatalog()
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
 		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
-		run("network", controller.NewNetwork(st, fab, dnsServer, log.With("component", "network")).Run)
-		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
 		datapath = controller.NewDatapath(st, fab, pgm, log.With("component", "datapath"))
-		run("datapath", datapath.Run)
-		// A name resolves to an endpoint once its translation is there.
+		network := controller.NewNetwork(st, fab, dnsServer, log.With("component", "network"))
+		// An endpoint's operation finishes, and a name resolves to it,
+		// once its translation is there.
+		network.FollowDatapath(datapath)
 		zoneGroups.FollowDatapath(datapath)
+		run("network", network.Run)
+		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
+		run("datapath", datapath.Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, datapath, log)
