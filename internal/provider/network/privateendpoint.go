@@ -45,10 +45,11 @@ import (
 // time, and the PUT's long-running operation is recorded on the NIC's ID.
 // Without a NIC controller the NIC is Succeeded at once and so is the
 // operation. With WithMaterializedNICs the NIC is written Updating and the
-// network controller, once the address is on the network's router, settles
-// the NIC (arm.FinishOperations on the NIC's ID), which finishes the
-// endpoint's operation too: the poller completes as soon as the endpoint is
-// usable. A DELETE removes the endpoint, its NIC, its zone group and the
+// network controller, once the address is on the network's router and the
+// data path has processed the endpoint's document (its translation, if
+// approved, is in place), settles the NIC (arm.FinishOperations on the
+// NIC's ID), which finishes the endpoint's operation too: the poller
+// completes as soon as the endpoint is usable. A DELETE removes the endpoint, its NIC, its zone group and the
 // server side of its connection together and completes at once.
 
 const (
