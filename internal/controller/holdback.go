@@ -35,6 +35,8 @@ type dataPathWait struct {
 	dp   endpointObserver
 	log  *slog.Logger
 	what string // what waits, for the warning: "publishing its address"
+	// limit is how long work waits at most; 0 means holdBackMax.
+	limit time.Duration
 
 	mu sync.Mutex
 	// waiting holds, by endpoint ID and document revision, since when
@@ -63,7 +65,7 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, h := range w.waiting {
-		if now.Sub(h.since) > 2*holdBackMax {
+		if now.Sub(h.since) > 2*max(w.limit, holdBackMax) {
 			delete(w.waiting, k) // an endpoint that changed or went away
 		}
 	}
@@ -75,7 +77,11 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 	if !ok {
 		h = heldItem{since: now, item: item}
 	}
-	if now.Sub(h.since) > holdBackMax {
+	limit := w.limit
+	if limit == 0 {
+		limit = holdBackMax
+	}
+	if now.Sub(h.since) > limit {
 		w.log.Warn("the data path has not caught up with an endpoint; "+w.what+" anyway",
 			"endpoint", id, "waited", now.Sub(h.since).Round(time.Millisecond))
 		delete(w.waiting, key)
