@@ -23,9 +23,13 @@ import (
 // an internet host (--internet addr), resolving the server's usual name
 // through that network's DNS and verifying its certificate.
 func psqlIn(d *daemon, where []string, host, query string) (string, error) {
+	return psqlConn(d, where, "host="+host+" user=pgadmin dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert="+filepath.Join(d.dataDir, "ca.pem"), query)
+}
+
+// psqlConn runs psql with the connection string conninfo, as psqlIn.
+func psqlConn(d *daemon, where []string, conninfo, query string) (string, error) {
 	args := append([]string{"--data-dir", d.dataDir, "exec"}, where...)
-	args = append(args, "--", "psql", "host="+host+" user=pgadmin dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
-		"-XAtq", "-c", query)
+	args = append(args, "--", "psql", conninfo, "-XAtq", "-c", query)
 	cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
 	out, err := cmd.CombinedOutput()
@@ -113,6 +117,16 @@ func TestDataPath(t *testing.T) {
 	s2 := serverIn(t, d, "owner", "srv2")
 	if out, err := psqlIn(d, client, "srv2.postgres.database.azure.com hostaddr="+s2.addr, "select 1"); err == nil {
 		t.Errorf("reached srv2's internal address: %s", out)
+	}
+	// Naming srv2 (host, hence SNI) to srv1's endpoint changes nothing:
+	// the translation knows no names. verify-full refuses srv1's
+	// certificate for srv2's name; without verification it is srv1.
+	if out, err := psqlIn(d, client, "srv2.postgres.database.azure.com hostaddr="+peIP(pe), "select name from whoami"); err == nil {
+		t.Errorf("srv2's name through srv1's endpoint passed verify-full: %s", out)
+	}
+	out, err = psqlConn(d, client, "host=srv2.postgres.database.azure.com hostaddr="+peIP(pe)+" user=pgadmin dbname=postgres sslmode=require connect_timeout=5", "select name from whoami")
+	if err != nil || out != "srv1" {
+		t.Errorf("srv2's name through srv1's endpoint, sslmode=require: %v: %q, want srv1", err, out)
 	}
 
 	// Public access: only sources inside a firewall rule.
