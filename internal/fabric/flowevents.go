@@ -12,6 +12,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,7 +81,8 @@ type FlowEvent struct {
 // the namespace must exist (ErrNotFound).
 //
 // It listens to conntrack's NEW, UPDATE and DESTROY events in the router's
-// namespace, after reporting the flows already there as opened. A flow ends
+// namespace, after reporting the flows already there as opened; a socket
+// filter in the kernel passes only those it acts on (see eventFilter). A flow ends
 // when conntrack sees it closed (TIME_WAIT) or reset (CLOSE), at once,
 // with its counters read then (the entry stays for minutes after), or else
 // when its entry goes: revoked if this Fabric revoked it, timeout
@@ -138,7 +140,7 @@ type flowWatch struct {
 	ns     string
 	kind   Kind
 	fn     func(FlowEvent)
-	events *netfilter.Conn
+	events *netlink.Conn // joined to conntrack's event groups, filtered (eventFilter)
 	query  *conntrack.Conn
 	// open holds the flows reported opened and not ended.
 	open map[uint32]openFlow
@@ -148,6 +150,8 @@ type flowWatch struct {
 	closeOnce sync.Once
 	// gone is set when the namespace was deleted under the watch.
 	gone atomic.Bool
+	// received counts the event messages that passed eventFilter.
+	received atomic.Uint64
 }
 
 // watchSet holds a Fabric's running flow watches, by namespace.
@@ -197,6 +201,68 @@ type openFlow struct {
 // (the kernel caps it at net.core.rmem_max).
 const watchReadBuffer = 4 << 20
 
+// eventFilter is a socket filter (classic BPF, run by the kernel on each
+// event before it is queued) that passes only the conntrack events a watch
+// acts on: those of flows with a conntrack mark (every translation sets
+// one; NIC-to-NIC traffic and DNS through the router have none), and of
+// those, creations, destructions, and updates to TCP's TIME_WAIT or CLOSE.
+// Without it, each connection through an endpoint woke privlinkd some seven
+// times (and each DNS lookup in the network three more), for events the
+// watch then dropped. It reads, past the nlmsghdr (16 bytes) and nfgenmsg
+// (4): the message type's low byte (offset 4: IPCTNL_MSG_CT_DELETE is 2),
+// the flags' high byte (offset 7: NLM_F_CREATE is 0x04 there), CTA_MARK
+// (big-endian) and CTA_PROTOINFO / CTA_PROTOINFO_TCP /
+// CTA_PROTOINFO_TCP_STATE, found with the kernel's netlink attribute
+// extensions.
+var eventFilter = mustAssemble([]bpf.Instruction{
+	/* 0 */ bpf.LoadConstant{Dst: bpf.RegA, Val: nlAttrsOffset},
+	/* 1 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaMark},
+	/* 2 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttr},
+	/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 17},
+	/* 4 */ bpf.TAX{},
+	/* 5 */ bpf.LoadIndirect{Off: 4, Size: 4},
+	/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 14},
+	/* 7 */ bpf.LoadAbsolute{Off: 4, Size: 1},
+	/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipctnlMsgCtDelete, SkipTrue: 18},
+	/* 9 */ bpf.LoadAbsolute{Off: 7, Size: 1},
+	/* 10 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: unix.NLM_F_CREATE >> 8, SkipTrue: 16},
+	/* 11 */ bpf.LoadConstant{Dst: bpf.RegA, Val: nlAttrsOffset},
+	/* 12 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaProtoinfo},
+	/* 13 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttr},
+	/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 6},
+	/* 15 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaProtoinfoTCP},
+	/* 16 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttrNested},
+	/* 17 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 3},
+	/* 18 */ bpf.LoadConstant{Dst: bpf.RegX, Val: ctaProtoinfoTCPState},
+	/* 19 */ bpf.LoadExtension{Num: bpf.ExtNetlinkAttrNested},
+	/* 20 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipTrue: 1},
+	/* 21 */ bpf.RetConstant{Val: 0}, // drop
+	/* 22 */ bpf.TAX{},
+	/* 23 */ bpf.LoadIndirect{Off: 4, Size: 1},
+	/* 24 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: tcpTimeWait, SkipTrue: 2},
+	/* 25 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: tcpClose, SkipTrue: 1},
+	/* 26 */ bpf.RetConstant{Val: 0}, // drop
+	/* 27 */ bpf.RetConstant{Val: 0xffffffff}, // pass it whole
+})
+
+// Netlink and ctnetlink numbers eventFilter uses (linux/netfilter/nfnetlink_conntrack.h).
+const (
+	nlAttrsOffset        = unix.NLMSG_HDRLEN + 4 // nlmsghdr, nfgenmsg
+	ipctnlMsgCtDelete    = 2
+	ctaProtoinfo         = 4
+	ctaMark              = 8
+	ctaProtoinfoTCP      = 1
+	ctaProtoinfoTCPState = 1
+)
+
+func mustAssemble(prog []bpf.Instruction) []bpf.RawInstruction {
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		panic(fmt.Sprintf("assemble the conntrack event filter: %v", err))
+	}
+	return raw
+}
+
 func (f *Fabric) openFlowWatch(name string, kind Kind, fn func(FlowEvent)) (*flowWatch, error) {
 	fd, err := openNSFile(name)
 	if err != nil {
@@ -204,7 +270,7 @@ func (f *Fabric) openFlowWatch(name string, kind Kind, fn func(FlowEvent)) (*flo
 	}
 	defer fd.Close()
 	cfg := &netlink.Config{NetNS: int(fd)}
-	events, err := netfilter.Dial(cfg)
+	events, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("conntrack event socket: %w", err)
 	}
@@ -216,9 +282,15 @@ func (f *Fabric) openFlowWatch(name string, kind Kind, fn func(FlowEvent)) (*flo
 	w := &flowWatch{f: f, ns: name, kind: kind, fn: fn, events: events, query: query,
 		open: map[uint32]openFlow{}, ended: map[uint32]bool{}}
 	_ = events.SetReadBuffer(watchReadBuffer) // best effort
-	if err := events.JoinGroups([]netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy}); err != nil {
+	if err := events.SetBPF(eventFilter); err != nil {
 		w.close()
-		return nil, fmt.Errorf("join conntrack event groups: %w", err)
+		return nil, fmt.Errorf("filter conntrack events: %w", err)
+	}
+	for _, g := range []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy} {
+		if err := events.JoinGroup(uint32(g)); err != nil {
+			w.close()
+			return nil, fmt.Errorf("join conntrack event group %d: %w", g, err)
+		}
 	}
 	return w, nil
 }
@@ -252,6 +324,7 @@ func (w *flowWatch) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("receive conntrack events: %w", err)
 		}
+		w.received.Add(uint64(len(msgs)))
 		for _, m := range msgs {
 			var ev conntrack.Event
 			if ev.Unmarshal(m) != nil || ev.Flow == nil {

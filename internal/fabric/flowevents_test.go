@@ -246,3 +246,55 @@ func TestRevocationRacingTheGuard(t *testing.T) {
 		t.Errorf("server side: %v, want a reset", err)
 	}
 }
+
+// TestWatchFlowsFilter checks that the kernel hands a watch only the
+// events it acts on (eventFilter): none for traffic between NICs, none for
+// a translated flow's intermediate TCP states, one when it opens and one
+// when it closes.
+func TestWatchFlowsFilter(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
+	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
+	other := mustEnsureNIC(t, f, "d", "net1", "10.0.1.5/16")
+	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	conns := acceptor(t, f, pg1, "169.254.10.2:5432")
+	mustEnsureEndpoints(t, f, "net1", pe1())
+
+	// The first flow is told from the table: then the watch listens.
+	client, server := pair(t, f, conns, nic, "10.0.2.5:5432")
+	w := watchFlows(t, f, KindNetwork, "net1")
+	if ev := w.next(t); ev.Type != FlowOpened {
+		t.Fatalf("first event %+v, want the open flow", ev)
+	}
+	received := func() uint64 {
+		f.watches.mu.Lock()
+		defer f.watches.mu.Unlock()
+		var n uint64
+		for fw := range f.watches.m[f.NamespaceName(KindNetwork, "net1")] {
+			n += fw.received.Load()
+		}
+		return n
+	}
+	// Connections between NICs cross the router's conntrack too.
+	peer := serve(t, f, other, "10.0.1.5:7000", "d")
+	for range 5 {
+		mustCall(t, f, nic, peer, "d 10.0.1.4")
+	}
+	client.Close()
+	server.Close()
+	if ev := w.next(t); ev.Type != FlowEnded || ev.End != FlowClosed {
+		t.Fatalf("end of the first flow: %+v", ev)
+	}
+	if n := received(); n != 1 {
+		t.Errorf("%d event messages after 5 connections between NICs and one translated close, want 1 (TIME_WAIT)", n)
+	}
+	second, _ := pair(t, f, conns, nic, "10.0.2.5:5432")
+	defer second.Close()
+	if ev := w.next(t); ev.Type != FlowOpened {
+		t.Fatalf("open event %+v", ev)
+	}
+	if n := received(); n != 2 {
+		t.Errorf("%d event messages after a translated flow opened, want 2", n)
+	}
+}
