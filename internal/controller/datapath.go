@@ -41,6 +41,10 @@ type Datapath struct {
 	// converged holds, by network fabric ID, the translations each router
 	// last converged to (fmt %v); only the loop's goroutine uses it.
 	converged map[string]string
+	// convergedPublic is what the internet router last converged to
+	// (fmt %v of the public paths), "" when unknown; only the loop's
+	// goroutine uses it.
+	convergedPublic string
 
 	// snap is what the last reconcile programmed (see Snapshot).
 	snap atomic.Pointer[published]
@@ -181,10 +185,11 @@ func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *
 func (d *Datapath) Run(ctx context.Context) error { return d.loop.Run(ctx) }
 
 // One item: the whole data path is computed in one pass and each router
-// converges in one nftables batch. A pass converges only the routers whose
-// translations changed since they last converged; the resync item, every
-// 30 s, converges every router, which heals drift (a router rebuilt by
-// the network controller, a ruleset changed by hand).
+// converges in one nftables batch. A pass converges only the routers
+// (networks' and the internet's) whose translations changed since they
+// last converged; the resync item, every 30 s, converges every router,
+// which heals drift (a router rebuilt by the network controller, a
+// ruleset changed by hand).
 const (
 	itemDatapath       = "datapath"
 	itemDatapathResync = "datapath/resync"
@@ -334,11 +339,20 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		pubs = append(pubs, p)
 		pubInfos = append(pubInfos, info)
 	}
-	revoked, err := d.fab.EnsurePublic(pubs)
-	if err != nil {
-		failures = append(failures, fmt.Errorf("public paths: %w", err))
+	// As routers: only a change converges the internet router (each
+	// pass would otherwise check every server's link and dump its
+	// conntrack table, under the fabric's lock), and the resync all.
+	slices.SortFunc(pubs, func(a, b fabric.PublicNAT) int { return strings.Compare(a.Name, b.Name) })
+	if want := fmt.Sprintf("%v", pubs); want != d.convergedPublic || item == itemDatapathResync {
+		d.convergedPublic = ""
+		revoked, err := d.fab.EnsurePublic(pubs)
+		if err != nil {
+			failures = append(failures, fmt.Errorf("public paths: %w", err))
+		} else {
+			d.convergedPublic = want
+		}
+		d.terminate(ctx, revoked, byService)
 	}
-	d.terminate(ctx, revoked, byService)
 	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos), observed)
 	if err := errors.Join(failures...); err != nil {
 		// Typically a server's namespace is not there yet: try again soon.
