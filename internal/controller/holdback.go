@@ -52,7 +52,7 @@ type heldItem struct {
 
 // ready reports whether work on revision rev of endpoint id's document may
 // go ahead: no data path is followed, it has processed that revision (or a
-// later one), or the work has waited holdBackMax. When it may not, item is
+// later one), or the work has waited its limit (holdBackMax by default). When it may not, item is
 // enqueued again through enqueue at the data path's next pass.
 func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item string, enqueue func(string)) bool {
 	if w.dp == nil || rev == 0 {
@@ -64,9 +64,12 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	limit := w.maxWait()
 	for k, h := range w.waiting {
-		if now.Sub(h.since) > 2*max(w.limit, holdBackMax) {
-			delete(w.waiting, k) // an endpoint that changed or went away
+		// Well past any wait (and its requeue): an endpoint that changed
+		// or went away.
+		if now.Sub(h.since) > 2*max(limit, holdBackMax) {
+			delete(w.waiting, k)
 		}
 	}
 	if w.dp.ObservedEndpoint(id, rev) {
@@ -76,10 +79,6 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 	h, ok := w.waiting[key]
 	if !ok {
 		h = heldItem{since: now, item: item}
-	}
-	limit := w.limit
-	if limit == 0 {
-		limit = holdBackMax
 	}
 	if now.Sub(h.since) > limit {
 		w.log.Warn("the data path has not caught up with an endpoint; "+w.what+" anyway",
@@ -96,6 +95,14 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 		go w.wake(ctx, passed, enqueue)
 	}
 	return false
+}
+
+// maxWait is how long work waits at most.
+func (w *dataPathWait) maxWait() time.Duration {
+	if w.limit == 0 {
+		return holdBackMax
+	}
+	return w.limit
 }
 
 // wake enqueues every held-back item once passed is closed.

@@ -4,24 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// enqueued records what a dataPathWait enqueues.
-type enqueued struct {
-	mu    sync.Mutex
-	items []string
-	got   chan string
-}
+// enqueued hands over what a dataPathWait enqueues.
+type enqueued struct{ got chan string }
 
-func (e *enqueued) enqueue(item string) {
-	e.mu.Lock()
-	e.items = append(e.items, item)
-	e.mu.Unlock()
-	e.got <- item
-}
+func (e *enqueued) enqueue(item string) { e.got <- item }
 
 // newWaitOn returns a dataPathWait on a Datapath that never runs: the test
 // publishes its passes, as its reconcile would.

@@ -301,8 +301,13 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item stri
 		}
 		if pe := nic.Properties.PrivateEndpoint.ID; pe != nil {
 			ready, err := n.endpointReady(ctx, *pe, item)
-			if err != nil || !ready {
-				return holdBackMax, err
+			if err != nil {
+				return 0, err
+			}
+			if !ready {
+				// Again at the data path's next pass (n.wait enqueues
+				// it), and at the latest when the wait is over.
+				return holdBackMax, nil
 			}
 		}
 		return 0, n.settle(ctx, id, nil)

@@ -82,10 +82,10 @@ type FlowEvent struct {
 //
 // It listens to conntrack's NEW, UPDATE and DESTROY events in the router's
 // namespace, after reporting the flows already there as opened; a socket
-// filter in the kernel passes only those it acts on (see eventFilter). A flow ends
-// when conntrack sees it closed (TIME_WAIT) or reset (CLOSE), at once,
-// with its counters read then (the entry stays for minutes after), or else
-// when its entry goes: revoked if this Fabric revoked it, timeout
+// filter in the kernel passes only those it acts on (see eventFilter). A
+// flow ends when conntrack sees it closed (TIME_WAIT) or reset (CLOSE), at
+// once, with its counters read then (the entry stays for minutes after),
+// or else when its entry goes: revoked if this Fabric revoked it, timeout
 // otherwise. Each flow ends once. The counters and timestamps come from
 // conntrack's accounting, which the data path's Ensure calls turn on in
 // the router. Only flows whose conntrack mark is their translation's (see

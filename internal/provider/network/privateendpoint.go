@@ -49,8 +49,9 @@ import (
 // data path has processed the endpoint's document (its translation, if
 // approved, is in place), settles the NIC (arm.FinishOperations on the
 // NIC's ID), which finishes the endpoint's operation too: the poller
-// completes as soon as the endpoint is usable. A DELETE removes the endpoint, its NIC, its zone group and the
-// server side of its connection together and completes at once.
+// completes as soon as the endpoint is usable. A DELETE removes the
+// endpoint, its NIC, its zone group and the server side of its connection
+// together and completes at once.
 
 const (
 	typeEndpoint       = "Microsoft.Network/privateEndpoints"
