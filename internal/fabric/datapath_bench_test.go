@@ -37,8 +37,8 @@ const (
 
 func newBenchPath(b *testing.B) *benchPath {
 	f := newTestFabric(b)
-	mustEnsureNetworkWithEndpoints(b, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	p := &benchPath{f: f, nic: mustEnsureNIC(b, f, "c", "net1", "10.0.1.4/16"), svc: mustEnsureService(b, f, "pg1", "169.254.10.2")}
+	p := &benchPath{f: f}
+	_, p.nic, p.svc = pe1Network(b, f)
 	mustEnsureEndpoints(b, f, "net1", pe1())
 	ln, err := f.ListenTCP(p.svc, benchDirect)
 	if err != nil {

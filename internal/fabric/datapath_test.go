@@ -429,6 +429,16 @@ func TestSYNPacket(t *testing.T) {
 }
 
 // pe1 is the translation most tests use: 10.0.2.5:5432 to pg1.
+// pe1Network builds what most data path tests share: the network net1
+// (10.0.0.0/16) with the endpoint address 10.0.2.5, its NIC c (10.0.1.4)
+// and the service pg1 (169.254.10.2), which pe1 translates to; it returns
+// the three namespaces. The test starts its server and applies pe1.
+func pe1Network(t testing.TB, f *Fabric) (router, nic, svc string) {
+	t.Helper()
+	router = mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
+	return router, mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16"), mustEnsureService(t, f, "pg1", "169.254.10.2")
+}
+
 func pe1() EndpointNAT {
 	return EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")}
 }
@@ -607,9 +617,7 @@ func TestOverlappingNetworksOneService(t *testing.T) {
 func TestEndpointRevocation(t *testing.T) {
 	t.Parallel()
 	f := newTestFabric(t)
-	router := mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
-	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	router, nic, pg1 := pe1Network(t, f)
 	srv := startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
 	mustEnsureEndpoints(t, f, "net1", pe1())
 
@@ -726,9 +734,7 @@ func writeThenRead(c net.Conn) error {
 func TestRevocationPaths(t *testing.T) {
 	t.Parallel()
 	f := newTestFabric(t)
-	router := mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
-	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	router, nic, pg1 := pe1Network(t, f)
 	conns := acceptor(t, f, pg1, "169.254.10.2:5432")
 	mustEnsureEndpoints(t, f, "net1", pe1())
 
@@ -970,9 +976,7 @@ func TestEndpointAndPublicTogether(t *testing.T) {
 // holds no more file descriptors or goroutines afterwards.
 func TestDataPathNoLeak(t *testing.T) {
 	f := newTestFabric(t)
-	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
-	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	_, nic, pg1 := pe1Network(t, f)
 	srv := startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
 	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), Enabled: true}
 	cycle := func() {

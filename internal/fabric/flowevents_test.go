@@ -162,9 +162,7 @@ func TestWatchFlows(t *testing.T) {
 func TestWatchFlowsNamespaceDeleted(t *testing.T) {
 	t.Parallel()
 	f := newTestFabric(t)
-	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
-	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	_, nic, pg1 := pe1Network(t, f)
 	conns := acceptor(t, f, pg1, "169.254.10.2:5432")
 	mustEnsureEndpoints(t, f, "net1", pe1())
 	pair(t, f, conns, nic, "10.0.2.5:5432")
@@ -203,9 +201,7 @@ func TestWatchFlowsNamespaceDeleted(t *testing.T) {
 func TestRevocationRacingTheGuard(t *testing.T) {
 	t.Parallel()
 	f := newTestFabric(t)
-	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
-	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	_, nic, pg1 := pe1Network(t, f)
 	srv := startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
 	mustEnsureEndpoints(t, f, "net1", pe1())
 	w := watchFlows(t, f, KindNetwork, "net1")
@@ -254,10 +250,8 @@ func TestRevocationRacingTheGuard(t *testing.T) {
 func TestWatchFlowsFilter(t *testing.T) {
 	t.Parallel()
 	f := newTestFabric(t)
-	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5")
-	nic := mustEnsureNIC(t, f, "c", "net1", "10.0.1.4/16")
+	_, nic, pg1 := pe1Network(t, f)
 	other := mustEnsureNIC(t, f, "d", "net1", "10.0.1.5/16")
-	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
 	conns := acceptor(t, f, pg1, "169.254.10.2:5432")
 	mustEnsureEndpoints(t, f, "net1", pe1())
 
