@@ -396,18 +396,15 @@ func TestRanges(t *testing.T) {
 	if want := []AddrRange{r("10.0.0.1", "10.0.0.9"), r("10.0.0.20", "10.0.0.30")}; !slices.Equal(merged, want) {
 		t.Errorf("mergeRanges = %v, want %v", merged, want)
 	}
-	// As nft writes them: a leading interval end, starts, ends one past.
-	got := elementKeys(intervalElements([]AddrRange{r("198.18.7.0", "198.18.7.255"), r("255.255.255.0", "255.255.255.255")}))
-	want := elementKeys([]nftables.SetElement{
-		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true},
-		{Key: []byte{198, 18, 7, 0}}, {Key: []byte{198, 18, 8, 0}, IntervalEnd: true},
-		{Key: []byte{255, 255, 255, 0}},
-	})
-	if !slices.Equal(got, want) {
-		t.Errorf("intervalElements = %q, want %q", got, want)
+	// One element per merged range, the public address before it.
+	pub := mustAddr("198.18.0.10")
+	got := allowElements("p", pub, []AddrRange{r("198.18.7.0", "198.18.7.255"), r("198.18.7.200", "198.18.8.3"), r("255.255.255.0", "255.255.255.255")})
+	want := []string{"c612000ac6120700-c612000ac6120803", "c612000affffff00-c612000affffffff"}
+	if !slices.Equal(elementKeys(got), want) || got[0].Comment != "p" {
+		t.Errorf("allowElements = %q (%+v), want %q", elementKeys(got), got, want)
 	}
-	if got := intervalElements(nil); len(got) != 0 {
-		t.Errorf("intervalElements(nil) = %v", got)
+	if got := allowElements("p", pub, nil); len(got) != 0 {
+		t.Errorf("allowElements(nil) = %v", got)
 	}
 	if n1, n2 := ServiceLinkNames("net1", "pg1"); len(n1) > 15 || len(n2) > 15 || n1[0] != 's' || n2[0] != 'r' || n1[1:] != n2[1:] {
 		t.Errorf("ServiceLinkNames = %q %q", n1, n2)

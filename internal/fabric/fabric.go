@@ -42,6 +42,7 @@ import (
 	"os"
 	"regexp"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,6 +107,8 @@ type Fabric struct {
 	// watches are the running flow watches, which a namespace's deletion
 	// ends (see WatchFlows).
 	watches watchSet
+	// fault is the fault hook of tests (SetFaultHook), or nil.
+	fault atomic.Pointer[func(FaultPoint, string) error]
 }
 
 // New returns a Fabric owning the namespaces whose names start with prefix
