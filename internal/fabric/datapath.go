@@ -278,7 +278,7 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 	res := f.convergeTable(router, endpointTable(network, ok))
 	translated := time.Now()
 	if res.changed && res.err == nil {
-		f.log.Info("endpoint translations converged", "ns", router.name, "network", network, "translations", len(ok))
+		f.log.Info("endpoint translations converged", "ns", router.name, "network", network, "translations", len(ok), "batches", res.batches)
 	}
 	// The flows of what went are cut whether or not the kernel took the
 	// change: a withdrawal that failed is held closed (or said to be
@@ -502,7 +502,7 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 	foreseen, _ := f.foreseeRevocations(inet, revoke)
 	res := f.convergeTable(inet, publicTable(ok))
 	if res.changed && res.err == nil {
-		f.log.Info("public paths converged", "ns", inet.name, "paths", len(ok))
+		f.log.Info("public paths converged", "ns", inet.name, "paths", len(ok), "batches", res.batches)
 	}
 	// As for endpoints: the flows of what went are cut in any case.
 	acctErr := ensureFlowAccounting(inet)

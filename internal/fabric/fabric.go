@@ -109,6 +109,9 @@ type Fabric struct {
 	watches watchSet
 	// fault is the fault hook of tests (SetFaultHook), or nil.
 	fault atomic.Pointer[func(FaultPoint, string) error]
+	// batchBudget, when not 0, replaces nftBatchBudget (tests of changes
+	// split into several batches).
+	batchBudget int
 }
 
 // New returns a Fabric owning the namespaces whose names start with prefix

@@ -95,8 +95,7 @@ type TranslationError struct {
 }
 
 func (e *TranslationError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "namespace %s: ", e.Router)
+	var b strings.Builder // e.Err names the namespace
 	if len(e.Failed) > 0 {
 		fmt.Fprintf(&b, "%d translations not in place (%s): ", len(e.Failed), strings.Join(firstNames(e.Failed, 5), ", "))
 	}
@@ -285,8 +284,10 @@ type opGroup struct {
 
 // convergeResult is what convergeTable did.
 type convergeResult struct {
-	// changed tells whether it wrote.
+	// changed tells whether it wrote; batches counts the batches of
+	// elements it sent.
 	changed bool
+	batches int
 	// failed and held are as in TranslationError; err joins the failures
 	// (nil: the table is the spec's).
 	failed map[string]error
@@ -353,6 +354,9 @@ func (f *Fabric) convergeTable(r *nsRef, spec tableSpec) convergeResult {
 
 	// The elements.
 	budget := nftBatchBudget(sndbuf)
+	if f.batchBudget > 0 {
+		budget = f.batchBudget
+	}
 	for start := 0; start < len(groups); {
 		end, size := start, 0
 		for end < len(groups) && (end == start || size+groups[end].size <= budget) {
@@ -377,6 +381,7 @@ func (f *Fabric) convergeTable(r *nsRef, spec tableSpec) convergeResult {
 			return res
 		}
 		res.changed = true
+		res.batches++
 		start = end
 	}
 	return res

@@ -25,7 +25,10 @@ import (
 //     translated flow reach the router's own stack, which resets them;
 //   - the service routes each SNAT address back through the link of the
 //     network it belongs to, and the emulated internet (198.18.0.0/15)
-//     through the internet's link, via the internet router's 198.18.0.1.
+//     through the internet's link, via the internet router's 198.18.0.1;
+//   - both ends know each other's addresses as permanent neighbours, so
+//     that a thousand endpoints do not fill the kernel's neighbour table
+//     (see ensureStaticNeighbors).
 //
 // Every address on a service link is the service's own, an SNAT address
 // (both from 169.254.0.0/16) or an internet address, so no address of a
@@ -66,6 +69,15 @@ type serviceLink struct {
 }
 
 func (l serviceLink) names() (string, string) { return ServiceLinkNames(l.network, l.service) }
+
+// peerAddrs are the addresses the service reaches through the link: the
+// SNAT addresses, or the internet router's address.
+func (l serviceLink) peerAddrs() []netip.Addr {
+	if l.network == "" {
+		return []netip.Addr{InternetGateway}
+	}
+	return l.local
+}
 
 // backRoutes returns the routes the service namespace needs through its end
 // sl of the link.
@@ -132,6 +144,11 @@ func (f *Fabric) ensureServiceLink(router *nsRef, l serviceLink) error {
 		func() error { return ensureAlias(svc, sl, peerAlias) },
 		func() error { return ensureUp(svc, sl) },
 		func() error { return ensureLinkRoutes(svc, sl, l.backRoutes(sl)) },
+		// Static neighbours on both ends (see ensureStaticNeighbors).
+		func() error {
+			return ensureStaticNeighbors(router, rl, []netip.Addr{l.serviceAddr}, sl.Attrs().HardwareAddr)
+		},
+		func() error { return ensureStaticNeighbors(svc, sl, l.peerAddrs(), rl.Attrs().HardwareAddr) },
 		func() error { return waitLinks(f, router, rName, svc, sName) },
 	} {
 		if err := step(); err != nil {
