@@ -249,6 +249,11 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 	if put || in.Tags != nil {
 		next.Tags = in.Tags
 	}
+	if next.SKU != nil && (cur.SKU == nil || next.SKU.Name != cur.SKU.Name) {
+		if err := settingsFit(tx, id, limitsOf(&next)); err != nil {
+			return nil, err
+		}
+	}
 	d, err := loadDesiredOf(tx, id)
 	if err != nil {
 		return nil, err
