@@ -190,7 +190,9 @@ func TestFailedGenerationRollsBack(t *testing.T) {
 	mc := e.getConfig("rg", "rbk", "max_connections")
 	if *sb.Properties.Source != sourceDefault || *sb.Properties.Value != "16384" || *sb.Properties.IsConfigPendingRestart ||
 		*mc.Properties.Source != sourceUser || *mc.Properties.Value != "200" || *mc.Properties.IsConfigPendingRestart {
-		t.Errorf("configurations after the failure: shared_buffers %+v, max_connections %+v", sb.Properties, mc.Properties)
+		t.Errorf("configurations after the failure: shared_buffers %s (%s, pending %v), max_connections %s (%s, pending %v)",
+			*sb.Properties.Value, *sb.Properties.Source, *sb.Properties.IsConfigPendingRestart,
+			*mc.Properties.Value, *mc.Properties.Source, *mc.Properties.IsConfigPendingRestart)
 	}
 	// A stale generation changes nothing more.
 	e.txn(func(tx store.Tx) error {
