@@ -26,11 +26,8 @@ import (
 	"github.com/privlink/privlink/internal/identity"
 	"github.com/privlink/privlink/internal/pgserver"
 	"github.com/privlink/privlink/internal/pki"
-	"github.com/privlink/privlink/internal/provider/authorization"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
-	"github.com/privlink/privlink/internal/provider/privatedns"
-	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/store/bolt"
 	"github.com/privlink/privlink/internal/store/etcd"
@@ -126,11 +123,10 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("not running as root: virtual networks are recorded but not materialized (no namespaces, no DNS); run privlinkd as root", "err", err)
 		fab = nil
 	}
-	var netOpts []network.Option
-	var pgOpts []postgres.Option
+	var opts APIOptions
 	var pgm *pgserver.Manager
 	if fab != nil {
-		netOpts = append(netOpts, network.WithMaterializedNICs())
+		opts.Network = append(opts.Network, network.WithMaterializedNICs())
 		pgm, err = pgserver.NewManager(pgserver.Config{DataDir: cfg.DataDir, CA: ca, Fabric: fab, Log: log})
 		if err != nil {
 			return fmt.Errorf("PostgreSQL servers: %w", err)
@@ -138,17 +134,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if len(pgm.Versions()) == 0 {
 			log.Warn("no PostgreSQL is installed: flexible servers cannot be created; apt-get install postgresql-15")
 		}
-		pgOpts = append(pgOpts, postgres.WithController(), postgres.WithVersions(pgm.Versions()))
+		opts.Postgres = append(opts.Postgres, postgres.WithController(), postgres.WithVersions(pgm.Versions()))
 	}
-
-	router := arm.NewRouter(st, directory{ids}, log.With("component", "arm"))
-	var all []*arm.ResourceType
-	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
-	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
-	register(authorization.New(st, ids).Types()...)
-	register(network.New(st, netOpts...).Types()...)
-	register(privatedns.New(st).Types()...)
-	register(postgres.New(st, pgOpts...).Types()...)
+	router := NewAPI(st, ids, log.With("component", "arm"), opts)
 
 	// Controllers make the world match the store until ctx ends.
 	var wg sync.WaitGroup

@@ -80,7 +80,6 @@ const (
 	codeDelegatedSubnet     = "PrivateEndpointCreationNotAllowedAsSubnetIsDelegated"
 	codeOneZoneGroup        = "OnlyOnePrivateDnsZoneGroupPermitted"
 	codeTooManyZoneConfigs  = "PrivateDnsZoneGroupHasTooManyZoneConfigs"
-	codeLinkedAuthorization = "LinkedAuthorizationFailed" // ARM's, for a referenced resource
 )
 
 func badRequest(code, target, format string, args ...any) *arm.Error {

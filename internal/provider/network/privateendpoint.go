@@ -375,7 +375,7 @@ func connect(tx store.Tx, r *arm.Request, spec *endpointSpec, w *endpointWrite, 
 	}
 	st := postgres.AwaitingApproval(spec.message)
 	if cur == nil {
-		if !spec.manual && postgres.MayWriteServer(r.Caller, w.target.ID) {
+		if !spec.manual && r.LinkAllowed(endpointTargetLink, w.target.ID) {
 			st = postgres.AutoApproved()
 		}
 	} else {

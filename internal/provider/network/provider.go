@@ -79,13 +79,13 @@ func (p *Provider) Types() []*arm.ResourceType {
 	v := APIVersions
 	return []*arm.ResourceType{
 		{Type: typeVNet, APIVersions: v, Get: p.getVNet, List: p.listVNets, Put: p.putVNet,
-			Patch: p.patchVNet, Delete: p.deleteVNet, BeforeGroupDelete: p.vnetGroupDelete},
+			Patch: p.patchVNet, Delete: p.deleteVNet, Links: vnetLinks, BeforeGroupDelete: p.vnetGroupDelete},
 		{Type: typeSubnet, APIVersions: v, Get: p.getSubnet, List: p.listSubnets, Put: p.putSubnet,
-			Delete: p.deleteSubnet},
+			Delete: p.deleteSubnet, Links: subnetLinks},
 		{Type: typeNSG, APIVersions: v, Get: p.getNSG, List: p.listNSGs, Put: p.putNSG,
-			Patch: p.patchNSG, Delete: p.deleteNSG, BeforeGroupDelete: p.nsgGroupDelete},
+			Patch: p.patchNSG, Delete: p.deleteNSG, Links: nsgLinks, BeforeGroupDelete: p.nsgGroupDelete},
 		{Type: typeRule, APIVersions: v, Get: p.getRule, List: p.listRules, Put: p.putRule,
-			Delete: p.deleteRule},
+			Delete: p.deleteRule, Links: ruleLinks},
 		{Type: typeDefaultRule, APIVersions: v, Get: p.getDefaultRule, List: p.listDefaultRules},
 		{Type: typeASG, APIVersions: v, Get: p.getASG, List: p.listASGs, Put: p.putASG,
 			Patch: p.patchASG, Delete: p.deleteASG, BeforeGroupDelete: p.asgGroupDelete},
@@ -95,12 +95,12 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{Type: typeRoute, APIVersions: v, Get: p.getRoute, List: p.listRoutes, Put: p.putRoute,
 			Delete: p.deleteRoute},
 		{Type: typeNIC, APIVersions: v, Get: p.getNIC, List: p.listNICs, Put: p.putNIC,
-			Patch: p.patchNIC, Delete: p.deleteNIC},
+			Patch: p.patchNIC, Delete: p.deleteNIC, Links: nicLinks},
 		{Type: typeIPConfig, APIVersions: v, Get: p.getIPConfig, List: p.listIPConfigs},
 		{Type: typeEndpoint, APIVersions: v, Get: p.getEndpoint, List: p.listEndpoints, Put: p.putEndpoint,
-			Patch: p.patchEndpoint, Delete: p.deleteEndpoint, BeforeGroupDelete: p.endpointGroupDelete},
+			Patch: p.patchEndpoint, Delete: p.deleteEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete},
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
-			Delete: p.deleteZoneGroup},
+			Delete: p.deleteZoneGroup, Links: zoneGroupLinks},
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -38,8 +37,6 @@ const (
 	typeZoneGroup = "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"
 	// maxZoneConfigs is Azure's limit of zone configs in a group.
 	maxZoneConfigs = 5
-	// joinZoneAction is what a principal needs on a zone to use it.
-	joinZoneAction = "Microsoft.Network/privateDnsZones/join/action"
 	// EndpointDNSIndexPrefix indexes the private endpoints that have a
 	// zone group, across subscriptions: EndpointDNSIndexPrefix +
 	// {lower-cased endpoint ID} → the group's ID. It is written and
@@ -202,8 +199,8 @@ func (p *Provider) putZoneGroup(ctx context.Context, r *arm.Request) (*arm.Respo
 }
 
 // resolveZone checks that a zone config's zone exists (in any
-// subscription) and that the caller may join it; it returns the zone's ID
-// in canonical casing.
+// subscription; the router has checked that the caller may join it,
+// zoneGroupLinks) and returns the zone's ID in canonical casing.
 func resolveZone(tx store.Tx, r *arm.Request, s zoneConfigSpec) (arm.ResourceID, error) {
 	target := s.path + ".properties.privateDnsZoneId"
 	var h header
@@ -219,15 +216,6 @@ func resolveZone(tx store.Tx, r *arm.Request, s zoneConfigSpec) (arm.ResourceID,
 	zone, err := arm.ParseID(h.ID)
 	if err != nil {
 		zone = s.zone
-	}
-	if c := r.Caller; c == nil || c.Grants == nil || !c.Grants.Allowed(joinZoneAction, zone.String()) {
-		client, object := "", ""
-		if c != nil {
-			client, object = c.ClientID, c.ObjectID
-		}
-		return zone, arm.Errorf(http.StatusForbidden, codeLinkedAuthorization,
-			"The client '%s' with object id '%s' has permission to perform action 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups/write' on scope '%s'; however, it does not have permission to perform action '%s' on the linked scope '%s'.",
-			client, object, r.ID, joinZoneAction, zone).WithTarget(target)
 	}
 	return zone, nil
 }

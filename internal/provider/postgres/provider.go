@@ -113,6 +113,12 @@ func (p *Provider) Types() []*arm.ResourceType {
 			Get: p.getServer, List: p.listServers, Put: p.putServer, Patch: p.patchServer, Delete: p.deleteServer,
 			Actions:           map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer},
 			BeforeGroupDelete: p.serverGroupDelete,
+			// Virtual network integration is refused (features.go), but
+			// its references are checked first, as ARM does.
+			Links: []arm.Link{
+				{Path: "properties.network.delegatedSubnetResourceId", Type: "Microsoft.Network/virtualNetworks/subnets", Action: arm.JoinSubnetAction},
+				{Path: "properties.network.privateDnsZoneArmResourceId", Type: "Microsoft.Network/privateDnsZones", Action: arm.JoinPrivateZoneAction},
+			},
 		},
 		{Type: typeFirewallRule, APIVersions: v, Get: p.getFirewallRule, List: p.listFirewallRules,
 			Put: p.putFirewallRule, Delete: p.deleteFirewallRule},

@@ -1,0 +1,36 @@
+package daemon
+
+import (
+	"log/slog"
+
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/identity"
+	"github.com/privlink/privlink/internal/provider/authorization"
+	"github.com/privlink/privlink/internal/provider/network"
+	"github.com/privlink/privlink/internal/provider/postgres"
+	"github.com/privlink/privlink/internal/provider/privatedns"
+	"github.com/privlink/privlink/internal/provider/resources"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// APIOptions are the providers' options: what the controllers running
+// beside the API will materialize.
+type APIOptions struct {
+	Network  []network.Option
+	Postgres []postgres.Option
+}
+
+// NewAPI returns privlinkd's ARM router over st, authenticating through
+// ids, with every resource provider registered. Tests build the same API
+// with it (daemontest).
+func NewAPI(st store.Store, ids *identity.Service, log *slog.Logger, opts APIOptions) *arm.Router {
+	router := arm.NewRouter(st, directory{ids}, log)
+	var all []*arm.ResourceType
+	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
+	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
+	register(authorization.New(st, ids).Types()...)
+	register(network.New(st, opts.Network...).Types()...)
+	register(privatedns.New(st).Types()...)
+	register(postgres.New(st, opts.Postgres...).Types()...)
+	return router
+}
