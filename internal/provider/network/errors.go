@@ -53,6 +53,9 @@ const (
 	codeIPAllocated = "PrivateIPAddressIsAllocated"
 	// azure-docs #88211, karpenter-provider-azure #734.
 	codeSubnetFull = "SubnetIsFull"
+	// codeNoIPv4Prefix: an IPv4 configuration in a subnet with IPv6
+	// prefixes only.
+	codeNoIPv4Prefix = "SubnetWithoutIPv4AddressPrefix"
 	// Azure's common deployment errors; LinkedInvalidPropertyId is ARM's
 	// code for a malformed ID in a reference.
 	codeInvalidReference = "InvalidResourceReference"

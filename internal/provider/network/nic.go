@@ -381,6 +381,11 @@ func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
 		if err != nil {
 			return err
 		}
+		if len(pl.prefixes) == 0 {
+			return badRequest(codeNoIPv4Prefix, pl.spec.path+".properties.subnet.id",
+				"Subnet %s has no IPv4 address prefix; privlink allocates IPv4 private addresses only. Add an IPv4 prefix to the subnet (addressPrefixes), or use a subnet that has one.",
+				pl.subnet.ID.Name())
+		}
 		if a, ok := keptAddress(pl, m); ok {
 			pl.addr = a
 		} else if a, ok := lowestFree(pl.prefixes, m); ok {

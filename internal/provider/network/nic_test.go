@@ -411,3 +411,19 @@ func TestNICRawBodies(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6OnlySubnet: an IPv4 configuration in a subnet with IPv6 prefixes
+// only is told what is missing (it used to read "address prefix  ... 0
+// usable", an empty prefix).
+func TestIPv6OnlySubnet(t *testing.T) {
+	e := newEnv(t)
+	e.group("rg")
+	v := vnetBody("10.0.0.0/24", "v4=10.0.0.0/26")
+	v.Properties.AddressSpace.AddressPrefixes = append(v.Properties.AddressSpace.AddressPrefixes, to.Ptr("fd00:db8::/48"))
+	v.Properties.Subnets = append(v.Properties.Subnets, &armnetwork.Subnet{Name: to.Ptr("v6"),
+		Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to.Ptr("fd00:db8::/64")}})
+	e.mustVNet("rg", "v", v)
+	_, err := e.putNIC("rg", "nic", nicBody(subnetID("rg", "v", "v6")))
+	wantTarget(t, wantErr(t, err, 400, codeNoIPv4Prefix), "properties.ipConfigurations[0].properties.subnet.id", "v6", "no IPv4 address prefix")
+	e.mustNIC("rg", "nic", nicBody(subnetID("rg", "v", "v4")))
+}
