@@ -9,6 +9,7 @@ import (
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/provider/privatedns"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -29,7 +30,9 @@ func NewAPI(st store.Store, ids *identity.Service, log *slog.Logger, opts APIOpt
 	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
 	register(authorization.New(st, ids).Types()...)
-	register(network.New(st, opts.Network...).Types()...)
+	// The kinds of resource a private endpoint may lead to.
+	targets := privatelink.NewKinds(postgres.Kind)
+	register(network.New(st, append([]network.Option{network.WithTargets(targets)}, opts.Network...)...).Types()...)
 	register(privatedns.New(st).Types()...)
 	register(postgres.New(st, opts.Postgres...).Types()...)
 	return router

@@ -25,6 +25,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/google/uuid"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -55,6 +56,8 @@ type Provider struct {
 	st              store.Store
 	materializeNICs bool
 	nicSummaries    *arm.Memo[nicSummary] // see (*Provider).newUsage
+	// targets are the kinds of resource private endpoints lead to.
+	targets *privatelink.Kinds
 }
 
 // New returns the provider over st.
@@ -73,6 +76,10 @@ type Option func(*Provider)
 // NIC and finishes NIC operations once it has: NIC writes then report
 // Updating until the namespace exists.
 func WithMaterializedNICs() Option { return func(p *Provider) { p.materializeNICs = true } }
+
+// WithTargets names the kinds of private-link resource that private
+// endpoints may lead to (without it, none: every endpoint is refused).
+func WithTargets(k *privatelink.Kinds) Option { return func(p *Provider) { p.targets = k } }
 
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -125,8 +126,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
 			Put: p.putConfig, Patch: p.putConfig},
 		{Type: typePrivateLink, APIVersions: v, Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
-		{Type: typeConnection, APIVersions: v, Get: p.getConnection, List: p.listConnections,
-			Put: p.putConnection, Delete: p.deleteConnection},
+		privatelink.ConnectionsType(p.st, Kind, v),
 		// POST /subscriptions/{s}/providers/Microsoft.DBforPostgreSQL/checkNameAvailability:
 		// the router resolves an action on a bare namespace to the type
 		// named by the namespace alone.
