@@ -532,17 +532,7 @@ func (rt *Router) writeResponse(w http.ResponseWriter, req *Request, resp *Respo
 	writeJSON(w, resp.Status, resp.Body)
 }
 
-func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	ae, known := AsError(err)
-	if !known {
-		rt.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	if ae.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="`+baseURL(r)+`/", error="invalid_token"`)
-	}
-	w.Header().Set("x-ms-error-code", ae.Code)
-	writeJSON(w, ae.Status, map[string]any{"error": ae})
-}
+func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, rt.log, err) }
 
 func forbidden(c *Caller, method string, id ResourceID) error {
 	verb := map[string]string{http.MethodGet: "read", http.MethodDelete: "delete"}[method]

@@ -168,6 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 		run("network", network.Run)
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
 		run("datapath", datapath.Run)
+		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, datapath, log)
@@ -191,7 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/subscriptions/", router)
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))
-	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab)))
+	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab, st)))
 	mux.Handle("POST "+postgres.PrivateDNSZoneSuffixPath, authenticated(ids, http.HandlerFunc(postgres.ServePrivateDNSZoneSuffix)))
 	mux.Handle("/", ids.Handler())
 

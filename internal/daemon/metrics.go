@@ -39,18 +39,18 @@ func metricsHandler(ids *identity.Service, m *telemetry.Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := ids.Authenticate(r)
 		if err != nil {
-			writeErr(w, toARM(err))
+			writeErr(w, r, toARM(err))
 			return
 		}
 		visible := telemetry.Visible(telemetry.All)
 		if !p.Admin {
 			g, err := ids.Grants(r.Context(), p)
 			if err != nil {
-				writeErr(w, err)
+				writeErr(w, r, err)
 				return
 			}
 			if len(g.Assignments()) == 0 {
-				writeErr(w, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
+				writeErr(w, r, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
 					"The client '%s' holds no role assignment, so it may not read metrics.", p.ClientID))
 				return
 			}
