@@ -532,7 +532,9 @@ func (rt *Router) writeResponse(w http.ResponseWriter, req *Request, resp *Respo
 	writeJSON(w, resp.Status, resp.Body)
 }
 
-func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, rt.log, err) }
+func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	WriteError(w, r, rt.log, err)
+}
 
 func forbidden(c *Caller, method string, id ResourceID) error {
 	verb := map[string]string{http.MethodGet: "read", http.MethodDelete: "delete"}[method]

@@ -555,4 +555,3 @@ func (p *Provider) serverGroupDelete(tx store.Tx, id arm.ResourceID) error {
 func newSystemData(c *arm.Caller, now time.Time) *systemData { return arm.NewSystemData(c, now) }
 
 func touch(sd *systemData, c *arm.Caller, now time.Time) { sd.Touch(c, now) }
-
