@@ -6,7 +6,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
+	"github.com/privlink/privlink/internal/names"
 	"github.com/privlink/privlink/internal/pgserver"
 	"github.com/privlink/privlink/internal/pki"
 	"github.com/privlink/privlink/internal/provider/network"
@@ -54,28 +54,8 @@ type Config struct {
 const (
 	CredentialsFile = "credentials.json"
 	CAFile          = "ca.pem"
-	// RuntimeFile tells the CLI how to find this daemon's namespaces.
-	RuntimeFile = "runtime.json"
-	storeFile   = "privlink.db"
+	storeFile       = "privlink.db"
 )
-
-// Runtime is the content of RuntimeFile.
-type Runtime struct {
-	NetnsPrefix string `json:"netnsPrefix"`
-	ARMEndpoint string `json:"armEndpoint"`
-	PID         int    `json:"pid"`
-}
-
-func writeRuntime(cfg Config, base string) error {
-	b, err := json.MarshalIndent(Runtime{NetnsPrefix: cfg.NetnsPrefix, ARMEndpoint: base, PID: os.Getpid()}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, RuntimeFile), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", RuntimeFile, err)
-	}
-	return nil
-}
 
 // Run starts privlinkd and serves until ctx ends. It returns nil after a
 // clean shutdown.
@@ -175,7 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if audit != nil {
 		run("audit", audit.Run)
 	}
-	if err := writeRuntime(cfg, base); err != nil {
+	if err := names.WriteRuntime(cfg.DataDir, names.Runtime{NetnsPrefix: cfg.NetnsPrefix, ARMEndpoint: base, PID: os.Getpid()}); err != nil {
 		return err
 	}
 
