@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,6 +262,16 @@ func dig(t *testing.T, d *daemon, nic, name string) string {
 // default one), for a NIC in resource group rg.
 func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
 	t.Helper()
+	got, err := digResult(d, creds, rg, nic, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// digResult is digAs that returns a failure to resolve (no DNS server
+// answering, as right after a restart) as an error.
+func digResult(d *daemon, creds, rg, nic, name string) (string, error) {
 	args := []string{"--data-dir", d.dataDir}
 	if creds != "" {
 		args = append(args, "--credentials", creds)
@@ -268,12 +279,12 @@ func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
 	args = append(args, "exec", "-g", rg, nic, "--", "dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", name)
 	out, err := exec.Command(filepath.Join(binDir, "privlink"), args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("dig %s in %s: %v\n%s", name, nic, err, out)
+		return "", fmt.Errorf("dig %s in %s: %v\n%s", name, nic, err, out)
 	}
 	s := string(out)
 	if i := strings.Index(s, "status: "); i >= 0 {
 		if status := strings.Fields(s[i+8:])[0]; strings.TrimSuffix(status, ",") != "NOERROR" {
-			return strings.TrimSuffix(status, ",")
+			return strings.TrimSuffix(status, ","), nil
 		}
 	}
 	var addrs []string
@@ -283,7 +294,7 @@ func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
 			addrs = append(addrs, f[4])
 		}
 	}
-	return strings.Join(addrs, ",")
+	return strings.Join(addrs, ","), nil
 }
 
 // waitDig waits until name resolves to want inside nic: store changes
@@ -296,9 +307,10 @@ func waitDig(t *testing.T, d *daemon, nic, name, want string) {
 func waitDigAs(t *testing.T, d *daemon, creds, rg, nic, name, want string) {
 	t.Helper()
 	var got string
-	ok := poll(10*time.Second, func() bool { got = digAs(t, d, creds, rg, nic, name); return got == want })
+	var err error
+	ok := poll(10*time.Second, func() bool { got, err = digResult(d, creds, rg, nic, name); return err == nil && got == want })
 	if !ok {
-		t.Errorf("dig %s in %s = %q, want %q", name, nic, got, want)
+		t.Errorf("dig %s in %s = %q (%v), want %q", name, nic, got, err, want)
 	}
 }
 

@@ -105,7 +105,9 @@ func startDaemon(t *testing.T, backend string) *daemon {
 func (d *daemon) start() {
 	t := d.t
 	t.Helper()
-	d.log = &bytes.Buffer{}
+	if d.log == nil {
+		d.log = &bytes.Buffer{} // one log across restarts: a failure shows every run
+	}
 	d.cmd = exec.Command(filepath.Join(binDir, "privlinkd"), d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
