@@ -94,11 +94,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
 	}
-	st, err := openStore(ctx, cfg)
+	raw, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer raw.Close()
+	// Role assignments go with the scope they hang off, in the
+	// transaction that deletes it, whoever deletes it.
+	st := arm.WithScopeHooks(raw, identity.DeleteRoleAssignmentsUnder)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -113,6 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	caPath := filepath.Join(cfg.DataDir, CAFile)
 	if err := bootstrap(ctx, ids, cfg.DataDir, caPath, base, log); err != nil {
+		return err
+	}
+	if err := pruneRoleAssignments(ctx, ids, log); err != nil {
 		return err
 	}
 
@@ -145,7 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var all []*arm.ResourceType
 	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
-	register(authorization.New(st, ids).Types()...)
+	register(authorization.New(ids).Types()...)
 	register(network.New(st, netOpts...).Types()...)
 	register(privatedns.New(st).Types()...)
 	register(postgres.New(st, pgOpts...).Types()...)
@@ -299,6 +305,21 @@ func bootstrap(ctx context.Context, ids *identity.Service, dataDir, caPath, base
 	}
 	old.ARMEndpoint, old.AuthorityHost, old.Audience, old.CAFile = base, base+"/", Audience, caPath
 	return identity.WriteCredentialsFile(path, old)
+}
+
+// pruneRoleAssignments removes the role assignments whose resource group
+// or resource is gone: left by deletions made before assignments went
+// with their scope, they would otherwise apply again to a new resource of
+// the same name.
+func pruneRoleAssignments(ctx context.Context, ids *identity.Service, log *slog.Logger) error {
+	n, err := ids.PruneRoleAssignments(ctx, func(tx store.Tx, scope string) (bool, error) { return arm.ScopeExists(tx, scope) })
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Warn("removed role assignments whose scope no longer exists", "count", n)
+	}
+	return nil
 }
 
 // pruneOperations removes long-finished operations every few minutes.
