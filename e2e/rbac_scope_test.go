@@ -122,6 +122,10 @@ func testResourceScope(t *testing.T, d *daemon, grantee *azconfig.Config) {
 	if got := assignmentsOf(t, d.cfg, rg, oid); slices.Contains(got, onVNet) || !slices.Contains(got, onVX) {
 		t.Errorf("after deleting v, the grantee's assignments in res are %q: want %s (vx) and not %s (v)", got, onVX, onVNet)
 	}
+	// Nor can one be made at the scope while it is gone.
+	if resp := putRole(t, d.cfg, vnetScope, oid, contributorRole); resp.StatusCode != http.StatusNotFound || armCode(resp) != "ResourceNotFound" {
+		t.Errorf("assign at the deleted v: %d, want 404 ResourceNotFound", resp.StatusCode)
+	}
 	if _, err := putVNet(t, n, "res", "v", vnetBody("10.0.0.0/16", nil)); err != nil {
 		t.Fatal(err)
 	}
