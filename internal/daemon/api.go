@@ -21,6 +21,13 @@ type APIOptions struct {
 	Postgres []postgres.Option
 }
 
+// ScopedStore wraps privlinkd's store so that deleting a resource's
+// document deletes the role assignments at and under its scope in the same
+// transaction (arm.WithScopeHooks). Everything privlinkd runs uses it.
+func ScopedStore(raw store.Store) store.Store {
+	return arm.WithScopeHooks(raw, identity.DeleteRoleAssignmentsUnder)
+}
+
 // NewAPI returns privlinkd's ARM router over st, authenticating through
 // ids, with every resource provider registered. Tests build the same API
 // with it (daemontest).
@@ -29,7 +36,7 @@ func NewAPI(st store.Store, ids *identity.Service, log *slog.Logger, opts APIOpt
 	var all []*arm.ResourceType
 	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
-	register(authorization.New(st, ids).Types()...)
+	register(authorization.New(ids).Types()...)
 	// The kinds of resource a private endpoint may lead to.
 	targets := privatelink.NewKinds(postgres.Kind)
 	register(network.New(st, append([]network.Option{network.WithTargets(targets)}, opts.Network...)...).Types()...)

@@ -71,11 +71,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
 	}
-	st, err := openStore(ctx, cfg)
+	raw, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer raw.Close()
+	// Role assignments go with the scope they hang off, in the
+	// transaction that deletes it, whoever deletes it.
+	st := ScopedStore(raw)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -90,6 +93,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	caPath := filepath.Join(cfg.DataDir, CAFile)
 	if err := bootstrap(ctx, ids, cfg.DataDir, caPath, base, log); err != nil {
+		return err
+	}
+	if err := pruneRoleAssignments(ctx, ids, log); err != nil {
 		return err
 	}
 
@@ -268,6 +274,21 @@ func bootstrap(ctx context.Context, ids *identity.Service, dataDir, caPath, base
 	}
 	old.ARMEndpoint, old.AuthorityHost, old.Audience, old.CAFile = base, base+"/", Audience, caPath
 	return identity.WriteCredentialsFile(path, old)
+}
+
+// pruneRoleAssignments removes the role assignments whose resource group
+// or resource is gone: left by deletions made before assignments went
+// with their scope, they would otherwise apply again to a new resource of
+// the same name.
+func pruneRoleAssignments(ctx context.Context, ids *identity.Service, log *slog.Logger) error {
+	n, err := ids.PruneRoleAssignments(ctx, func(tx store.Tx, scope string) (bool, error) { return arm.ScopeExists(tx, scope) })
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Warn("removed role assignments whose scope no longer exists", "count", n)
+	}
+	return nil
 }
 
 // pruneOperations removes long-finished operations every few minutes.

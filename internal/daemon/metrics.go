@@ -25,11 +25,13 @@ func newTelemetry(fab *fabric.Fabric, dp *controller.Datapath, log *slog.Logger)
 
 // metricsHandler serves GET /metrics, in the Prometheus text format, to a
 // principal holding a role somewhere, or the operator. The operator sees
-// every series. Another principal sees the daemon's own metrics and the
-// data path's series of the private endpoints, servers and networks it may
-// read (their type's read action at their scope, as a GET would need), so
-// one tenant never learns another's resource IDs or traffic; the internet
-// router's total is the operator's alone.
+// every series. Another principal sees only the data path's series of the
+// private endpoints, servers and networks it may read (their type's read
+// action at their scope, as a GET would need), so one tenant never learns
+// another's resource IDs or traffic. Daemon-wide series (Go runtime,
+// process, audit, the internet router's total, collection errors) sum up
+// every tenant's activity: they are the operator's alone (visible("") is
+// false for everyone else).
 //
 // Why a bearer token rather than no authentication on a loopback listener:
 // series name every tenant's resources, and loopback is reachable by every

@@ -60,11 +60,12 @@ func (p *Principal) Sub() string { return p.Creds.SubscriptionID }
 func New(t testing.TB) *API {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := bolt.Open(filepath.Join(dir, "privlink.db"))
+	raw, err := bolt.Open(filepath.Join(dir, "privlink.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { raw.Close() })
+	st := daemon.ScopedStore(raw)
 	ca, err := pki.LoadOrCreateCA(dir)
 	if err != nil {
 		t.Fatal(err)
