@@ -94,6 +94,14 @@ func TestLinkedAuthorizationSweep(t *testing.T) {
 	// An endpoint in the caller's group, for its zone groups.
 	put(limited, mine+net+"privateEndpoints/pe0", endpointBody(loc, mine+net+"virtualNetworks/vnet/subnets/pe", server(mine)))
 
+	// pe0's connection on the caller's server, for the connection fixture.
+	var conns struct{ Value []struct{ ID string } }
+	a.Do(t, owner, http.MethodGet, server(mine)+"/privateEndpointConnections"+apiVersion(server(mine)), nil).JSON(t, &conns)
+	if len(conns.Value) != 1 {
+		t.Fatalf("server connections = %+v", conns)
+	}
+	connPath := conns.Value[0].ID
+
 	// existing names, by the SDK model's struct type, the resource of that
 	// type in a group.
 	existing := map[string]func(g string) string{
@@ -194,8 +202,13 @@ func TestLinkedAuthorizationSweep(t *testing.T) {
 			body: func(int) map[string]any { return serverBody(loc) }},
 		"Microsoft.DBforPostgreSQL/flexibleServers/firewallRules":  {model: pg.FirewallRule{}},
 		"Microsoft.DBforPostgreSQL/flexibleServers/configurations": {model: pg.Configuration{}},
+		// A connection's privateEndpoint is fixed by the endpoint that
+		// requested it: a PUT only decides.
 		"Microsoft.DBforPostgreSQL/flexibleServers/privateEndpointConnections": {model: pg.PrivateEndpointConnection{},
-			skip: "a connection's privateEndpoint is fixed by the endpoint that requested it: a PUT only decides (TestConnectionEndpointFixed)"},
+			path: func(int) string { return connPath },
+			body: func(int) map[string]any {
+				return map[string]any{"properties": map[string]any{"privateLinkServiceConnectionState": map[string]any{"status": "Approved"}}}
+			}},
 	}
 	for _, rs := range armprivatedns.PossibleRecordTypeValues() {
 		fixtures["Microsoft.Network/privateDnsZones/"+string(rs)] = fixture{model: armprivatedns.RecordSet{}}
