@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // The largest shared_buffers of Standard_E96ds_v5 (672 GiB): 75% of its
@@ -58,7 +59,7 @@ func responseError(t *testing.T, err error, code string) *azcore.ResponseError {
 // Ready on its old settings, with its data, and takes new values,
 // restarts and stops again.
 func TestBrick(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	requireUnmappable(t)
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })

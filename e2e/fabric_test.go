@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,30 +16,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/names"
+	"github.com/privlink/privlink/internal/testkit"
 )
-
-// requireRoot skips a test that builds namespaces when not root; under CI
-// (which runs as root) it fails instead, so nothing is silently skipped.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root (it creates network namespaces), and CI must run as root")
-		}
-		t.Skip("this test needs root: it creates network namespaces")
-	}
-	for _, tool := range []string{"ip", "dig"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: run scripts/test, which installs iproute2 and dnsutils", tool)
-		}
-	}
-}
 
 // TestFabric materializes networks and NICs as namespaces and checks what
 // a program run in a NIC sees: its own network, and its network's DNS.
 func TestFabric(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) { testFabric(t, startDaemon(t, backend)) })
 	}
@@ -163,7 +148,7 @@ func testFabric(t *testing.T, d *daemon) {
 		t.Fatalf("ip netns delete %s: %v %s", ns, err, out)
 	}
 	d.start()
-	waitFor(t, 30*time.Second, func() bool { _, err := os.Stat(filepath.Join("/run/netns", ns)); return err == nil })
+	testkit.WaitFor(t, 30*time.Second, "the deleted namespace back", func() error { _, err := os.Stat(names.Path(ns)); return err })
 	serve(t, d, "a2", "0.0.0.0:8081", "a2-again")
 	if got := dial(t, d, "a1", "10.0.2.4:8081"); got != "a2-again" {
 		t.Errorf("after restart a1 -> a2: %q", got)
@@ -189,24 +174,26 @@ func testFabric(t *testing.T, d *daemon) {
 		t.Fatal(err)
 	}
 	// b1's registration went with it.
-	waitFor(t, 10*time.Second, func() bool {
-		_, err := z.records.Get(c, "fab", "reg.internal", armprivatedns.RecordTypeA, "b1", nil)
-		return err != nil
+	testkit.WaitFor(t, 10*time.Second, "b1's registration gone", func() error {
+		if _, err := z.records.Get(c, "fab", "reg.internal", armprivatedns.RecordTypeA, "b1", nil); err == nil {
+			return errors.New("the record is still there")
+		}
+		return nil
 	})
 	routerOf := func(vnet string) string {
 		id, _ := arm.ParseID("/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/" + vnet)
-		return d.prefix + "vnet-" + controller.FabricID(id)
+		return names.Namespace(d.prefix, names.KindNetwork, names.Key(id))
 	}
 	nsB = append(nsB, routerOf("b"))
-	waitFor(t, 30*time.Second, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "network B's namespaces gone", func() error {
 		for _, name := range nsB {
-			if _, err := os.Stat(filepath.Join("/run/netns", name)); err == nil {
-				return false
+			if _, err := os.Stat(names.Path(name)); err == nil {
+				return fmt.Errorf("%s is still there", name)
 			}
 		}
-		return true
+		return nil
 	})
-	if _, err := os.Stat(filepath.Join("/run/netns", routerOf("a"))); err != nil {
+	if _, err := os.Stat(names.Path(routerOf("a"))); err != nil {
 		t.Errorf("network A's router is gone with B's: %v", err)
 	}
 }
@@ -308,28 +295,8 @@ func waitDigAs(t *testing.T, d *daemon, creds, rg, nic, name, want string) {
 	t.Helper()
 	var got string
 	var err error
-	ok := poll(10*time.Second, func() bool { got, err = digResult(d, creds, rg, nic, name); return err == nil && got == want })
+	ok := testkit.Poll(10*time.Second, func() bool { got, err = digResult(d, creds, rg, nic, name); return err == nil && got == want })
 	if !ok {
 		t.Errorf("dig %s in %s = %q (%v), want %q", name, nic, got, err, want)
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("condition not met within %v", timeout)
-	}
-}
-
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/controller"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestJoinNeedsTheSubnet reproduces issue 14's first defect: a principal
@@ -22,7 +23,7 @@ import (
 // owner grants a role on the network, the same NIC is accepted and is in
 // that network: the check is what kept it out.
 func TestJoinNeedsTheSubnet(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	cx := ctx(t)
@@ -49,7 +50,7 @@ func TestJoinNeedsTheSubnet(t *testing.T) {
 	vnet := theirs.id("Microsoft.Network/virtualNetworks", "vnet")
 
 	_, err = putNIC(t, n, "mine", "intruder", vnet+"/subnets/clients", "")
-	wantCode(t, err, http.StatusForbidden, "LinkedAuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "LinkedAuthorizationFailed")
 	if err != nil && !strings.Contains(err.Error(), "Microsoft.Network/virtualNetworks/subnets/join/action") {
 		t.Errorf("the refusal does not name the linked action: %v", err)
 	}
@@ -60,7 +61,7 @@ func TestJoinNeedsTheSubnet(t *testing.T) {
 			PrivateLinkServiceConnections: []*armnetwork.PrivateLinkServiceConnection{{Name: ptr("c"), Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
 				PrivateLinkServiceID: ptr(theirs.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv-linked")), GroupIDs: []*string{ptr("postgresqlServer")}}}},
 		}}, nil)
-	wantCode(t, err, http.StatusForbidden, "LinkedAuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "LinkedAuthorizationFailed")
 	nics, _ := armnetwork.NewInterfacesClient(sub, d.cfg.Credential, d.opts())
 	if _, err := nics.Get(cx, "mine", "intruder", nil); err == nil {
 		t.Error("the refused NIC exists")

@@ -10,6 +10,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/privlink/privlink/internal/azconfig"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 const contributorRole = "b24988ac-6180-42a0-ab88-20f7382dd24c"
@@ -67,10 +68,10 @@ func testGroupScope(t *testing.T, d *daemon, grantee *azconfig.Config) {
 		t.Errorf("assignments of the grantee at the re-created adv: %q, want none", got)
 	}
 	_, err = theirs.Update(c, "adv", tag, nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	vnets, _ := armnetwork.NewVirtualNetworksClient(d.creds.SubscriptionID, grantee.Credential, grantee.ClientOptions())
 	_, err = vnets.BeginCreateOrUpdate(c, "adv", "planted", vnetBody("10.9.0.0/16", nil), nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	// adv2's assignment still works.
 	if _, err := theirs.Update(c, "adv2", tag, nil); err != nil {
 		t.Errorf("Contributor on adv2 after adv's deletion: %v", err)
@@ -133,7 +134,7 @@ func testResourceScope(t *testing.T, d *daemon, grantee *azconfig.Config) {
 		t.Errorf("GET the assignment at the re-created v: %d, want 404", resp.StatusCode)
 	}
 	_, err = theirs.UpdateTags(c, "res", "v", tags, nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	if _, err := theirs.UpdateTags(c, "res", "vx", tags, nil); err != nil {
 		t.Errorf("Contributor on vx after v's deletion: %v", err)
 	}

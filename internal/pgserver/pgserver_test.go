@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestServer walks one server through its life: create from the template,
@@ -429,7 +430,7 @@ func TestSupervisorRestartsKilledPostmaster(t *testing.T) {
 		}
 		t0 := time.Now()
 		var now int
-		waitFor(t, time.Minute, "postmaster back after kill -9", func() error {
+		testkit.WaitFor(t, time.Minute, "postmaster back after kill -9", func() error {
 			st, _ := m.Status(s.ID)
 			if st.State != StateReady || st.PID == pid {
 				return fmt.Errorf("status %+v", st)
@@ -547,7 +548,7 @@ func TestTerminateBackends(t *testing.T) {
 	if n, err := e.m.TerminateBackends(ctx, s.ID, []netip.Prefix{netip.PrefixFrom(s.Addr, 32)}); err != nil || n != 1 {
 		t.Errorf("terminate %v: %d, %v; want 1", s.Addr, n, err)
 	}
-	waitFor(t, 10*time.Second, "terminated session fails", func() error {
+	testkit.WaitFor(t, 10*time.Second, "terminated session fails", func() error {
 		if _, err := session.Exec(ctx, "SELECT 1"); err == nil {
 			return errors.New("session still works")
 		}

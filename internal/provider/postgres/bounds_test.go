@@ -9,6 +9,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestSKUBounds: shared_buffers is bounded by 75% of the compute size's
@@ -50,7 +51,7 @@ func TestSKUBounds(t *testing.T) {
 		}
 		for _, v := range []int64{c.max + 1, 1073741823} {
 			_, err := e.setConfig("rg", name, "shared_buffers", to.Ptr(fmt.Sprint(v)), "user-override", false)
-			re := wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+			re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 			for _, want := range []string{"shared_buffers", fmt.Sprint(v), fmt.Sprintf("16-%d", c.max), c.sku, fmt.Sprintf("%d GiB", c.gib), "75%"} {
 				if !strings.Contains(re.Error(), want) {
 					t.Errorf("%s: shared_buffers=%d: %q missing from %v", c.sku, v, want, re)
@@ -76,7 +77,7 @@ func TestSKUBounds(t *testing.T) {
 		body := serverBody()
 		body.SKU = &pg.SKU{Name: to.Ptr(sku)}
 		_, err := e.create("rg", "odd-size", body)
-		re := wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+		re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 		if !strings.Contains(re.Error(), sku) || !strings.Contains(re.Error(), `"target": "sku.name"`) {
 			t.Errorf("%s: %v", sku, re)
 		}
@@ -99,7 +100,7 @@ func TestSKUChangeKeepsSettingsInBounds(t *testing.T) {
 	}
 	down := pg.ServerForPatch{SKU: &pg.SKUForPatch{Name: to.Ptr("Standard_B1ms"), Tier: to.Ptr(pg.SKUTierBurstable)}}
 	_, err := e.update("rg", "scale", down)
-	re := wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+	re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 	for _, want := range []string{"shared_buffers", "786432", "16-196608", "Standard_B1ms", "2 GiB", `"target": "sku.name"`} {
 		if !strings.Contains(re.Error(), want) {
 			t.Errorf("%q missing from %v", want, re)
@@ -112,7 +113,7 @@ func TestSKUChangeKeepsSettingsInBounds(t *testing.T) {
 	// A PUT of the whole server is checked the same way.
 	body.SKU = &pg.SKU{Name: to.Ptr("Standard_B2s"), Tier: to.Ptr(pg.SKUTierBurstable)}
 	_, err = e.create("rg", "scale", body)
-	wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 	// Larger is fine, and advertises the larger bound.
 	if _, err := e.update("rg", "scale", pg.ServerForPatch{SKU: &pg.SKUForPatch{Name: to.Ptr("Standard_D4ds_v5")}}); err != nil {
 		t.Fatal(err)
@@ -173,7 +174,7 @@ func TestFailedGenerationRollsBack(t *testing.T) {
 		return err
 	})
 	_, err = pr.PollUntilDone(e.ctx, poll)
-	re := wantCode(t, err, http.StatusOK, codeStartFailed)
+	re := testkit.WantResponseError(t, err, http.StatusOK, codeStartFailed)
 	for _, want := range []string{"could not map anonymous shared memory", "shared_buffers from 100000 back to 16384", "max_connections from 300 back to 200"} {
 		if !strings.Contains(re.Error(), want) {
 			t.Errorf("%q missing from %v", want, re)
@@ -229,7 +230,7 @@ func TestFailedGenerationRollsBack(t *testing.T) {
 		return err
 	})
 	_, err = ps.PollUntilDone(e.ctx, poll)
-	wantCode(t, err, http.StatusOK, codeStartFailed)
+	testkit.WantResponseError(t, err, http.StatusOK, codeStartFailed)
 	if d, _ := e.desired("rg", "rbk"); d.Running {
 		t.Error("a failed start left the server meant to run")
 	}

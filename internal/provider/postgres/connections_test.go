@@ -11,6 +11,7 @@ import (
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // The network provider's side of private endpoints has its own tests
@@ -104,7 +105,7 @@ func TestConnectionsServerSide(t *testing.T) {
 	// With a connection, HA and replicas are refused for that reason.
 	_, err = e.update("rg", "srv1", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeSameZone)}}})
-	if re := wantCode(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "private endpoint") {
+	if re := testkit.WantResponseError(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "private endpoint") {
 		t.Errorf("error = %v", re)
 	}
 
@@ -136,9 +137,9 @@ func TestConnectionsServerSide(t *testing.T) {
 	}
 	_, err = e.update("rg", "srv1", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeSameZone)}}})
-	wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	_, err = conns.Get(e.ctx, "rg", "srv1", c.ID.Name(), nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 
 	// RemoveConnection, as an endpoint delete does.
 	pe2 := endpointID(t, "crg", "pe2")
@@ -163,7 +164,7 @@ func TestConnectionsServerSide(t *testing.T) {
 		t.Errorf("connection documents left: %v", keys)
 	}
 	_, err = conns.Get(e.ctx, "rg", "srv1", c.ID.Name(), nil)
-	wantCode(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 }
 
 // TestReplicaFromServerWithEndpoints: createMode Replica, PointInTimeRestore
@@ -178,7 +179,7 @@ func TestReplicaFromServerWithEndpoints(t *testing.T) {
 		body.Properties.CreateMode = to.Ptr(mode)
 		body.Properties.SourceServerResourceID = to.Ptr(serverPath("rg", "src"))
 		_, err := e.create("rg", "copy", body)
-		if re := wantCode(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "properties.sourceServerResourceId") {
+		if re := testkit.WantResponseError(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "properties.sourceServerResourceId") {
 			t.Errorf("%s: %v", mode, re)
 		}
 	}
@@ -187,5 +188,5 @@ func TestReplicaFromServerWithEndpoints(t *testing.T) {
 	body.Properties.CreateMode = to.Ptr(pg.CreateModeReplica)
 	body.Properties.SourceServerResourceID = to.Ptr("not an id")
 	_, err := e.create("rg", "copy", body)
-	wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 }
