@@ -266,17 +266,10 @@ func postmasterPID(t *testing.T, d *daemon, rg, name string) int {
 }
 
 // stopPostmasters ends the postmasters the daemon started (they outlive
-// privlinkd on purpose), by the PIDs in their clusters' postmaster.pid.
+// privlinkd on purpose).
 func stopPostmasters(t *testing.T, d *daemon) {
-	files, _ := filepath.Glob(filepath.Join(d.dataDir, "pg", "*", "data", "postmaster.pid"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && pid > 1 {
-			_ = syscall.Kill(pid, syscall.SIGQUIT)
-		}
+	if err := d.proc.StopPostmasters(syscall.SIGQUIT, 30*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 
