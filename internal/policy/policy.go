@@ -279,19 +279,8 @@ func (n *Network) matches(m Match, addr netip.Addr) bool {
 		return true
 	}
 	for _, t := range m.Tags {
-		switch {
-		case strings.EqualFold(t, TagVirtualNetwork):
-			if n.InNetwork(addr) || slices.ContainsFunc(n.Peered, func(p netip.Prefix) bool { return p.Contains(addr) }) {
-				return true
-			}
-		case strings.EqualFold(t, TagInternet):
-			if InternetPrefix.Contains(addr) {
-				return true
-			}
-		case strings.EqualFold(t, TagAzureLoadBalancer):
-			if addr == PlatformAddr {
-				return true
-			}
+		if slices.ContainsFunc(n.TagPrefixes(t), func(p netip.Prefix) bool { return p.Contains(addr) }) {
+			return true
 		}
 	}
 	if len(m.ASGs) > 0 {
@@ -332,4 +321,38 @@ func (n *Network) first(rules []Rule, f Flow) (Rule, bool) {
 		}
 	}
 	return Rule{}, false
+}
+
+// Expand returns the prefixes m stands for in n: its own, its service
+// tags' (VirtualNetwork: the space and the peered spaces; Internet: the
+// emulated internet; AzureLoadBalancer: 168.63.129.16) and its ASGs'
+// members' addresses; every address for Any.
+func (n *Network) Expand(m Match) []netip.Prefix {
+	if m.Any {
+		return []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	}
+	out := slices.Clone(m.Prefixes)
+	for _, t := range m.Tags {
+		out = append(out, n.TagPrefixes(t)...)
+	}
+	for _, c := range n.NICs {
+		if slices.ContainsFunc(m.ASGs, func(a string) bool { return slices.Contains(c.ASGs, a) }) {
+			out = append(out, netip.PrefixFrom(c.Addr, c.Addr.BitLen()))
+		}
+	}
+	return out
+}
+
+// TagPrefixes returns the prefixes of a service tag in n (none for a tag
+// that has no meaning here).
+func (n *Network) TagPrefixes(tag string) []netip.Prefix {
+	switch {
+	case strings.EqualFold(tag, TagVirtualNetwork):
+		return append(slices.Clone(n.Space), n.Peered...)
+	case strings.EqualFold(tag, TagInternet):
+		return []netip.Prefix{InternetPrefix}
+	case strings.EqualFold(tag, TagAzureLoadBalancer):
+		return []netip.Prefix{netip.PrefixFrom(PlatformAddr, 32)}
+	}
+	return nil
 }

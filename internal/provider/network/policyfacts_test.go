@@ -2,6 +2,7 @@ package network
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -81,5 +82,70 @@ func TestPolicyNetwork(t *testing.T) {
 	}
 	if r := n.NextHop(lkey(subnetID("rg", "v", "clients")), netip.MustParseAddr("10.0.9.1")); r.Source != policy.SourceUser || r.Name != "blackhole" {
 		t.Errorf("route = %+v", r)
+	}
+}
+
+// TestEffectiveRulesAndRoutes reads a NIC's effective security rules and
+// routes through the SDK's long-running calls.
+func TestEffectiveRulesAndRoutes(t *testing.T) {
+	e := newEnv(t)
+	e.group("rg")
+	deny := ruleProps(100)
+	deny.Access = to.Ptr(armnetwork.SecurityRuleAccessDeny)
+	nsg := e.mustNSG("rg", "nsg", &armnetwork.SecurityRule{Name: to.Ptr("deny-pg"), Properties: deny})
+	if _, err := e.putTable("rg", "rt", armnetwork.RouteTable{Location: to.Ptr("westeurope"), Properties: &armnetwork.RouteTablePropertiesFormat{
+		Routes: []*armnetwork.Route{{Name: to.Ptr("nva"), Properties: &armnetwork.RoutePropertiesFormat{AddressPrefix: to.Ptr("10.0.5.0/24"),
+			NextHopType: to.Ptr(armnetwork.RouteNextHopTypeVirtualAppliance), NextHopIPAddress: to.Ptr("10.0.1.10")}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	v := vnetBody("10.0.0.0/16", "clients=10.0.1.0/24")
+	v.Properties.Subnets[0].Properties.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: nsg.ID}
+	v.Properties.Subnets[0].Properties.RouteTable = &armnetwork.RouteTable{ID: to.Ptr(resID("rg", "routeTables", "rt"))}
+	e.mustVNet("rg", "v", v)
+	e.mustNIC("rg", "c1", nicBody(subnetID("rg", "v", "clients")))
+
+	p, err := e.nics.BeginListEffectiveNetworkSecurityGroups(e.ctx, "rg", "c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := p.PollUntilDone(e.ctx, poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups.Value) != 1 || lkey(str(groups.Value[0].NetworkSecurityGroup.ID)) != lkey(str(nsg.ID)) ||
+		groups.Value[0].Association.Subnet == nil {
+		t.Fatalf("effective NSGs = %+v", groups.Value)
+	}
+	var names []string
+	for _, r := range groups.Value[0].EffectiveSecurityRules {
+		names = append(names, str(r.Name))
+	}
+	want := []string{"securityRules/deny-pg", "defaultSecurityRules/AllowVnetInBound", "defaultSecurityRules/AllowAzureLoadBalancerInBound",
+		"defaultSecurityRules/DenyAllInBound", "defaultSecurityRules/AllowVnetOutBound", "defaultSecurityRules/AllowInternetOutBound", "defaultSecurityRules/DenyAllOutBound"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("rules = %v", names)
+	}
+	first := groups.Value[0].EffectiveSecurityRules[0]
+	if len(first.ExpandedSourceAddressPrefix) != 1 || str(first.ExpandedSourceAddressPrefix[0]) != "10.0.0.0/16" || str(first.DestinationPortRanges[0]) != "5432-5432" {
+		t.Errorf("deny-pg = %+v (VirtualNetwork must expand to the space)", first)
+	}
+
+	rp, err := e.nics.BeginGetEffectiveRouteTable(e.ctx, "rg", "c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := rp.PollUntilDone(e.ctx, poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range routes.Value {
+		got[str(r.AddressPrefix[0])] = string(*r.NextHopType) + "/" + string(*r.Source)
+	}
+	for prefix, hop := range map[string]string{"10.0.0.0/16": "VnetLocal/Default", "0.0.0.0/0": "Internet/Default",
+		"10.0.5.0/24": "VirtualAppliance/User", "192.168.0.0/16": "None/Default"} {
+		if got[prefix] != hop {
+			t.Errorf("route %s = %q, want %s (all: %v)", prefix, got[prefix], hop, got)
+		}
 	}
 }
