@@ -188,6 +188,7 @@ func TestLinkedAuthorizationSweep(t *testing.T) {
 					map[string]any{"name": "pg", "properties": map[string]any{"privateDnsZoneId": byType["microsoft.network/privatednszones"](mine)}}}}}
 			}},
 		"Microsoft.Network/privateDnsZones": {model: armprivatedns.PrivateZone{}},
+		"Microsoft.Network/networkWatchers": {model: armnetwork.Watcher{}},
 		"Microsoft.Network/privateDnsZones/virtualNetworkLinks": {model: armprivatedns.VirtualNetworkLink{},
 			path: func(n int) string {
 				return fmt.Sprintf("%s%sprivateDnsZones/privatelink.postgres.database.azure.com/virtualNetworkLinks/sweep%d", mine, net, n)

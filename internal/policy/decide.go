@@ -180,6 +180,18 @@ func (n *Network) Decide(f Flow) (Verdict, error) {
 	return v, nil
 }
 
+// Verify is IP flow verify: what the NSGs of nic do with f in direction
+// d. It returns the check that decided (the first deny, or the last NSG's
+// allowing rule), nil when no NSG applies (all traffic passes).
+func (n *Network) Verify(nic *NIC, d Direction, f Flow) *Check {
+	var v Verdict
+	n.cross(&v, nic, d, f)
+	if len(v.Checks) == 0 {
+		return nil
+	}
+	return &v.Checks[len(v.Checks)-1]
+}
+
 // cross applies the NSGs of nic in direction d to f, recording each
 // check; it reports false, with v Denied, at the first deny.
 func (n *Network) cross(v *Verdict, nic *NIC, d Direction, f Flow) bool {

@@ -98,6 +98,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 			Delete: p.deleteRoute},
 		p.nics().register(&arm.ResourceType{Type: typeNIC, APIVersions: v, Put: p.putNIC, Links: nicLinks,
 			Actions: map[string]arm.Handler{"effectiveNetworkSecurityGroups": p.effectiveNSGs, "effectiveRouteTable": p.effectiveRoutes}}),
+		p.watchers().register(&arm.ResourceType{Type: typeWatcher, APIVersions: v, Put: p.putWatcher,
+			Actions: map[string]arm.Handler{"ipFlowVerify": p.ipFlowVerify, "nextHop": p.nextHop, "connectivityCheck": p.connectivityCheck}}),
 		{Type: typeIPConfig, APIVersions: v, Get: p.getIPConfig, List: p.listIPConfigs},
 		p.endpoints().register(&arm.ResourceType{Type: typeEndpoint, APIVersions: v, Put: p.putEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete}),
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
