@@ -104,7 +104,9 @@ type Verdict struct {
 
 // Allowed reports whether the flow passes the policies: delivered, or
 // handed on (to an appliance, to the internet, to the platform).
-func (v Verdict) Allowed() bool { return v.Outcome != Denied && v.Outcome != Dropped && v.Outcome != Unreachable }
+func (v Verdict) Allowed() bool {
+	return v.Outcome != Denied && v.Outcome != Dropped && v.Outcome != Unreachable
+}
 
 // Rule is the rule that decided: the denying one, or the last allowing
 // one; nil when no NSG applied.

@@ -79,16 +79,19 @@ func TestNetworkWatcherChecks(t *testing.T) {
 		return res.ConnectivityInformation
 	}
 	issue := func(ci armnetwork.ConnectivityInformation) (string, map[string]string) {
+		// The first issue of any hop.
 		for _, h := range ci.Hops {
-			for _, is := range h.Issues {
-				ctx := map[string]string{}
-				for _, kv := range is.Context {
-					for k, v := range kv {
-						ctx[k] = str(v)
-					}
-				}
-				return string(*is.Type), ctx
+			if len(h.Issues) == 0 {
+				continue
 			}
+			is := h.Issues[0]
+			ctx := map[string]string{}
+			for _, kv := range is.Context {
+				for k, v := range kv {
+					ctx[k] = str(v)
+				}
+			}
+			return string(*is.Type), ctx
 		}
 		return "", nil
 	}
