@@ -17,6 +17,7 @@ import (
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/controller"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // psqlIn runs psql as the server's admin from inside a NIC (-g rg nic) or
@@ -71,7 +72,7 @@ func sslRequestIn(d *daemon, nicID, addr string) error {
 // TestDataPath sends real PostgreSQL sessions through private endpoints and
 // public access, and withdraws them.
 func TestDataPath(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	cx := ctx(t)
@@ -95,7 +96,7 @@ func TestDataPath(t *testing.T) {
 	// The name resolves to the endpoint only once its translation is in
 	// place: the first psql after the first answer works, no retry.
 	var addr string
-	if !poll(15*time.Second, func() bool {
+	if !testkit.Poll(15*time.Second, func() bool {
 		addr = digAs(t, d, "", "owner", "client", srv1)
 		return strings.HasPrefix(addr, "10.0.2.")
 	}) {
@@ -142,7 +143,7 @@ func TestDataPath(t *testing.T) {
 	if _, err := fp.PollUntilDone(cx, pollOpts); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		out, err = psqlIn(d, internet("198.18.7.9"), srv1, "select client_addr from pg_stat_activity where pid = pg_backend_pid()")
 		return err == nil
 	}) {
@@ -170,7 +171,7 @@ func TestDataPath(t *testing.T) {
 		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
 		return out == "1"
 	}
-	if !poll(10*time.Second, sleeping) {
+	if !testkit.Poll(10*time.Second, sleeping) {
 		t.Fatal("the session to cancel did not start")
 	}
 	_ = cancel.Process.Signal(syscall.SIGINT)
@@ -191,7 +192,7 @@ func TestDataPath(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- long.Wait() }()
 	t.Cleanup(func() { _ = long.Process.Kill() })
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
 		return out == "1"
 	}) {
@@ -214,7 +215,7 @@ func TestDataPath(t *testing.T) {
 
 // TestQuickstart runs `privlink quickstart` and connects the way it says.
 func TestQuickstart(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	out := d.cli("--data-dir", d.dataDir, "quickstart", "--server", "qs-e2e", "--password", adminPassword)
@@ -225,7 +226,7 @@ func TestQuickstart(t *testing.T) {
 	}
 	var got string
 	var err error
-	if !poll(15*time.Second, func() bool {
+	if !testkit.Poll(15*time.Second, func() bool {
 		got, err = psqlIn(d, []string{"-g", "quickstart", "qs-client"}, "qs-e2e.postgres.database.azure.com", "select current_user")
 		return err == nil
 	}) {
@@ -239,7 +240,7 @@ func TestQuickstart(t *testing.T) {
 // TestDataPathAcrossTenants: a second tenant's overlapping network gets in
 // only once approved; public access rules; sessions survive privlinkd.
 func TestDataPathAcrossTenants(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	cx := ctx(t)
@@ -267,7 +268,7 @@ func TestDataPathAcrossTenants(t *testing.T) {
 		t.Helper()
 		var out string
 		var err error
-		if !poll(15*time.Second, func() bool { out, err = f(); return err == nil }) {
+		if !testkit.Poll(15*time.Second, func() bool { out, err = f(); return err == nil }) {
 			t.Fatalf("%s: %v: %s", what, err, out)
 		}
 	}
@@ -316,7 +317,7 @@ func TestDataPathAcrossTenants(t *testing.T) {
 	if _, err := up.PollUntilDone(cx, pollOpts); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		_, err := psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1")
 		return err != nil
 	}) {
@@ -335,7 +336,7 @@ func TestDataPathAcrossTenants(t *testing.T) {
 	if err := long.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
 		return out == "1"
 	}) {
@@ -358,7 +359,7 @@ func TestDataPathAcrossTenants(t *testing.T) {
 	if _, err := dp.PollUntilDone(cx, pollOpts); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		_, e1 := psqlOther("select 1")
 		_, e2 := psqlIn(d, []string{"--internet", "198.18.9.9"}, srv1, "select 1")
 		return e1 != nil && e2 != nil

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/privlink/privlink/internal/azconfig"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // customer is one principal's view: its subscription and SDK clients.
@@ -205,7 +206,7 @@ func setConnection(t *testing.T, owner *customer, server, pe, status string) err
 // TestPrivateEndpoints walks the approval workflow across tenants and
 // checks DNS inside each network follows it.
 func TestPrivateEndpoints(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) { testPrivateEndpoints(t, startDaemon(t, backend)) })
 	}
@@ -258,7 +259,7 @@ func testPrivateEndpoints(t *testing.T, d *daemon) {
 	// The other tenant cannot approve or reject through the server.
 	otherConns, _ := armpostgresqlflexibleservers.NewPrivateEndpointConnectionsClient(d.creds.SubscriptionID, other.cfg.Credential, other.cfg.ClientOptions())
 	_, err := otherConns.Get(cx, "owner", "srv1", "x", nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 
 	// Reject → the record goes; re-request → Pending; approve → back.
 	if err := setConnection(t, owner, "srv1", "pe-other", "Rejected"); err != nil {
@@ -320,7 +321,7 @@ func testPrivateEndpoints(t *testing.T, d *daemon) {
 	owner.endpoint(t, "pe-owner2", server, false)
 	waitDigAs(t, d, "", "owner", "client", name, "10.0.2.4")
 	var out string
-	if !poll(15*time.Second, func() bool {
+	if !testkit.Poll(15*time.Second, func() bool {
 		out, err = psqlIn(d, []string{"-g", "owner", "client"}, name, "select 1")
 		return err == nil
 	}) {

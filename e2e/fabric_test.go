@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,30 +16,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/names"
+	"github.com/privlink/privlink/internal/testkit"
 )
-
-// requireRoot skips a test that builds namespaces when not root; under CI
-// (which runs as root) it fails instead, so nothing is silently skipped.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root (it creates network namespaces), and CI must run as root")
-		}
-		t.Skip("this test needs root: it creates network namespaces")
-	}
-	for _, tool := range []string{"ip", "dig"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: run scripts/test, which installs iproute2 and dnsutils", tool)
-		}
-	}
-}
 
 // TestFabric materializes networks and NICs as namespaces and checks what
 // a program run in a NIC sees: its own network, and its network's DNS.
 func TestFabric(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) { testFabric(t, startDaemon(t, backend)) })
 	}
@@ -162,7 +148,7 @@ func testFabric(t *testing.T, d *daemon) {
 		t.Fatalf("ip netns delete %s: %v %s", ns, err, out)
 	}
 	d.start()
-	waitFor(t, 30*time.Second, func() bool { _, err := os.Stat(filepath.Join("/run/netns", ns)); return err == nil })
+	testkit.WaitFor(t, 30*time.Second, "the deleted namespace back", func() error { _, err := os.Stat(names.Path(ns)); return err })
 	serve(t, d, "a2", "0.0.0.0:8081", "a2-again")
 	if got := dial(t, d, "a1", "10.0.2.4:8081"); got != "a2-again" {
 		t.Errorf("after restart a1 -> a2: %q", got)
@@ -188,24 +174,26 @@ func testFabric(t *testing.T, d *daemon) {
 		t.Fatal(err)
 	}
 	// b1's registration went with it.
-	waitFor(t, 10*time.Second, func() bool {
-		_, err := z.records.Get(c, "fab", "reg.internal", armprivatedns.RecordTypeA, "b1", nil)
-		return err != nil
+	testkit.WaitFor(t, 10*time.Second, "b1's registration gone", func() error {
+		if _, err := z.records.Get(c, "fab", "reg.internal", armprivatedns.RecordTypeA, "b1", nil); err == nil {
+			return errors.New("the record is still there")
+		}
+		return nil
 	})
 	routerOf := func(vnet string) string {
 		id, _ := arm.ParseID("/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/virtualNetworks/" + vnet)
-		return d.prefix + "vnet-" + controller.FabricID(id)
+		return names.Namespace(d.prefix, names.KindNetwork, names.Key(id))
 	}
 	nsB = append(nsB, routerOf("b"))
-	waitFor(t, 30*time.Second, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "network B's namespaces gone", func() error {
 		for _, name := range nsB {
-			if _, err := os.Stat(filepath.Join("/run/netns", name)); err == nil {
-				return false
+			if _, err := os.Stat(names.Path(name)); err == nil {
+				return fmt.Errorf("%s is still there", name)
 			}
 		}
-		return true
+		return nil
 	})
-	if _, err := os.Stat(filepath.Join("/run/netns", routerOf("a"))); err != nil {
+	if _, err := os.Stat(names.Path(routerOf("a"))); err != nil {
 		t.Errorf("network A's router is gone with B's: %v", err)
 	}
 }
@@ -261,6 +249,16 @@ func dig(t *testing.T, d *daemon, nic, name string) string {
 // default one), for a NIC in resource group rg.
 func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
 	t.Helper()
+	got, err := digResult(d, creds, rg, nic, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// digResult is digAs that returns a failure to resolve (no DNS server
+// answering, as right after a restart) as an error.
+func digResult(d *daemon, creds, rg, nic, name string) (string, error) {
 	args := []string{"--data-dir", d.dataDir}
 	if creds != "" {
 		args = append(args, "--credentials", creds)
@@ -268,12 +266,12 @@ func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
 	args = append(args, "exec", "-g", rg, nic, "--", "dig", "+time=2", "+tries=1", "+noall", "+answer", "+comments", name)
 	out, err := exec.Command(filepath.Join(binDir, "privlink"), args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("dig %s in %s: %v\n%s", name, nic, err, out)
+		return "", fmt.Errorf("dig %s in %s: %v\n%s", name, nic, err, out)
 	}
 	s := string(out)
 	if i := strings.Index(s, "status: "); i >= 0 {
 		if status := strings.Fields(s[i+8:])[0]; strings.TrimSuffix(status, ",") != "NOERROR" {
-			return strings.TrimSuffix(status, ",")
+			return strings.TrimSuffix(status, ","), nil
 		}
 	}
 	var addrs []string
@@ -283,7 +281,7 @@ func digAs(t *testing.T, d *daemon, creds, rg, nic, name string) string {
 			addrs = append(addrs, f[4])
 		}
 	}
-	return strings.Join(addrs, ",")
+	return strings.Join(addrs, ","), nil
 }
 
 // waitDig waits until name resolves to want inside nic: store changes
@@ -296,28 +294,9 @@ func waitDig(t *testing.T, d *daemon, nic, name, want string) {
 func waitDigAs(t *testing.T, d *daemon, creds, rg, nic, name, want string) {
 	t.Helper()
 	var got string
-	ok := poll(10*time.Second, func() bool { got = digAs(t, d, creds, rg, nic, name); return got == want })
+	var err error
+	ok := testkit.Poll(10*time.Second, func() bool { got, err = digResult(d, creds, rg, nic, name); return err == nil && got == want })
 	if !ok {
-		t.Errorf("dig %s in %s = %q, want %q", name, nic, got, want)
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("condition not met within %v", timeout)
-	}
-}
-
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
+		t.Errorf("dig %s in %s = %q (%v), want %q", name, nic, got, err, want)
 	}
 }

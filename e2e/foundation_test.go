@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	armruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -22,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/google/uuid"
 	"github.com/privlink/privlink/internal/azconfig"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestFoundation runs the control-plane suite on each store backend.
@@ -160,7 +159,7 @@ func testResourceGroups(t *testing.T, d *daemon) {
 		t.Fatal(err)
 	}
 	_, err = rgs.Get(c, "rg-page-4", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceGroupNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceGroupNotFound")
 }
 
 func testErrors(t *testing.T, d *daemon) {
@@ -170,12 +169,12 @@ func testErrors(t *testing.T, d *daemon) {
 	o.APIVersion = "2019-01-01"
 	rgs, _ := armresources.NewResourceGroupsClient(d.creds.SubscriptionID, d.cfg.Credential, o)
 	_, err := rgs.Get(c, "rg-page-0", nil)
-	wantCode(t, err, http.StatusBadRequest, "InvalidApiVersionParameter")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidApiVersionParameter")
 
 	// A subscription that does not exist.
 	rgs, _ = armresources.NewResourceGroupsClient("11111111-2222-3333-4444-555555555555", d.cfg.Credential, d.opts())
 	_, err = rgs.Get(c, "x", nil)
-	wantCode(t, err, http.StatusNotFound, "SubscriptionNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "SubscriptionNotFound")
 
 	// Malformed JSON.
 	resp := send(t, d.cfg, http.MethodPut, "/subscriptions/"+d.creds.SubscriptionID+"/resourcegroups/bad?api-version=2021-04-01", []byte(`{"location": `))
@@ -224,9 +223,11 @@ func testRBAC(t *testing.T, d *daemon) {
 			t.Fatal(err)
 		}
 	}
-	other := d.principal(true)
-	if other.Creds.TenantID == d.creds.TenantID || other.Creds.SubscriptionID == d.creds.SubscriptionID {
-		t.Fatalf("--new-tenant principal shares tenant or subscription with the default one: %+v", other.Creds)
+	// Of the same tenant: a principal of another one cannot be granted a
+	// role here (rbac_scope_test.go).
+	other := d.principal(false)
+	if other.Creds.SubscriptionID == d.creds.SubscriptionID {
+		t.Fatalf("a new principal shares the default one's subscription: %+v", other.Creds)
 	}
 	// The other principal works in its own subscription...
 	mine, _ := armresources.NewResourceGroupsClient(other.Creds.SubscriptionID, other.Credential, other.ClientOptions())
@@ -236,9 +237,9 @@ func testRBAC(t *testing.T, d *daemon) {
 	// ...and sees nothing of the first one's.
 	theirs, _ := armresources.NewResourceGroupsClient(d.creds.SubscriptionID, other.Credential, other.ClientOptions())
 	_, err := theirs.Get(c, "rbac-a", nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	_, err = theirs.NewListPager(nil).NextPage(c)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 
 	// Reader on rbac-a: it reads rbac-a only, and writes nothing.
 	oid := jwtClaims(t, token(t, other))["oid"].(string)
@@ -248,13 +249,13 @@ func testRBAC(t *testing.T, d *daemon) {
 		t.Errorf("reader get rbac-a: %v", err)
 	}
 	_, err = theirs.Get(c, "rbac-b", nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	page, err := theirs.NewListPager(nil).NextPage(c)
 	if err != nil || len(page.Value) != 1 || *page.Value[0].Name != "rbac-a" {
 		t.Errorf("reader list: %v, %d groups", err, len(page.Value))
 	}
 	_, err = theirs.Update(c, "rbac-a", armresources.ResourceGroupPatchable{Tags: map[string]*string{"x": ptr("y")}}, nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	// A reader cannot grant itself more.
 	resp := putRole(t, other, scopeA, oid, "8e3af657-a8ff-443c-a75c-2fe8c4bcb635")
 	if resp.StatusCode != http.StatusForbidden {
@@ -279,7 +280,7 @@ func testRBAC(t *testing.T, d *daemon) {
 	}
 	deleteRole(listRoleAssignments(t, d.cfg, scopeA, oid))
 	_, err = theirs.Get(c, "rbac-a", nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 }
 
 // assignRole grants role (a built-in role GUID) at scope and returns the
@@ -367,19 +368,6 @@ func armCode(resp *http.Response) string {
 	b, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(b, &e)
 	return e.Error.Code
-}
-
-// wantCode asserts that err is an *azcore.ResponseError with status and code.
-func wantCode(t *testing.T, err error, status int, code string) {
-	t.Helper()
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		t.Errorf("error = %v, want a ResponseError %d %s", err, status, code)
-		return
-	}
-	if re.StatusCode != status || re.ErrorCode != code {
-		t.Errorf("error = %d %s, want %d %s\n%v", re.StatusCode, re.ErrorCode, status, code, err)
-	}
 }
 
 func token(t *testing.T, cfg *azconfig.Config) string {

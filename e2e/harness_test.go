@@ -5,11 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +18,7 @@ import (
 	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/google/uuid"
 	"github.com/privlink/privlink/internal/azconfig"
-	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/daemon/daemonproc"
 	"github.com/privlink/privlink/internal/store/etcd/etcdtest"
 )
 
@@ -64,10 +60,8 @@ type daemon struct {
 	prefix  string // of its network namespaces
 	dataDir string
 	listen  string
-	args    []string
-	cmd     *exec.Cmd
-	log     *bytes.Buffer
-	exited  chan struct{}
+	proc    *daemonproc.Proc
+	log     *bytes.Buffer // one log across restarts: a failure shows every run
 	creds   azconfig.Credentials
 	cfg     *azconfig.Config
 }
@@ -80,21 +74,29 @@ func backends(t *testing.T) []string { return []string{"bolt", "etcd"} }
 // and stops it when the test ends.
 func startDaemon(t *testing.T, backend string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, dataDir: t.TempDir(), listen: freeAddr(t), prefix: "pe2e" + uuid.NewString()[:6] + "-"}
+	d := &daemon{t: t, log: &bytes.Buffer{}}
+	dir := t.TempDir()
 	// PostgreSQL runs as the postgres user, who must pass through the
 	// directories above the data directory (t.TempDir makes them 0700).
-	if err := os.Chmod(filepath.Dir(d.dataDir), 0o711); err != nil {
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	d.args = []string{"--data-dir", d.dataDir, "--listen", d.listen, "--netns-prefix", d.prefix, "--log-level", "debug"}
+	o := daemonproc.Options{Binary: filepath.Join(binDir, "privlinkd"), Dir: dir,
+		Prefix: "pe2e" + uuid.NewString()[:6] + "-", LogLevel: "debug", Log: d.log}
 	if backend == "etcd" {
-		ep := etcdtest.Start(t)
-		d.args = append(d.args, "--store", "etcd", "--etcd-endpoints", ep, "--etcd-prefix", "/"+strings.ReplaceAll(t.Name(), "/", "_")+"/")
+		o.EtcdEndpoints, o.EtcdPrefix = etcdtest.Start(t), "/"+strings.ReplaceAll(t.Name(), "/", "_")+"/"
 	}
+	p, err := daemonproc.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.proc, d.prefix, d.dataDir, d.listen = p, p.Prefix, p.DataDir, p.Listen
 	d.start()
 	t.Cleanup(func() {
 		d.stop(syscall.SIGTERM)
-		d.removeNamespaces()
+		if err := daemonproc.RemoveNamespaces(d.prefix); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
 			t.Logf("privlinkd log:\n%s", d.log.String())
 		}
@@ -105,44 +107,16 @@ func startDaemon(t *testing.T, backend string) *daemon {
 func (d *daemon) start() {
 	t := d.t
 	t.Helper()
-	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(filepath.Join(binDir, "privlinkd"), d.args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start privlinkd: %v", err)
+	if err := d.proc.Start(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, d.log.String())
 	}
-	d.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(d.cmd, d.exited)
-	d.waitHealthy()
-	c, err := azconfig.Load(filepath.Join(d.dataDir, "credentials.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.creds = c
-	d.cfg, err = azconfig.New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d.cfg, d.creds = d.proc.Config, d.proc.Config.Creds
 }
 
 // stop ends the daemon with sig (SIGTERM: clean; SIGKILL: a crash).
 func (d *daemon) stop(sig syscall.Signal) {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-d.exited:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(sig)
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		d.t.Errorf("privlinkd did not stop within 30s of %v", sig)
+	if err := d.proc.Stop(sig, 30*time.Second); err != nil {
+		d.t.Error(err)
 	}
 }
 
@@ -153,37 +127,6 @@ func (d *daemon) restart(sig syscall.Signal) {
 	d.start()
 }
 
-func (d *daemon) waitHealthy() {
-	t := d.t
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-d.exited:
-			t.Fatalf("privlinkd exited during start:\n%s", d.log.String())
-		default:
-		}
-		pem, err := os.ReadFile(filepath.Join(d.dataDir, "ca.pem"))
-		if err != nil {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-		resp, err := hc.Get("https://" + d.listen + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("privlinkd not healthy after 60s:\n%s", d.log.String())
-}
-
-// opts returns ARM client options for the default principal.
 func (d *daemon) opts() *arm.ClientOptions { return d.cfg.ClientOptions() }
 
 // principal runs `privlink principal create` and returns an SDK
@@ -232,16 +175,6 @@ func (d *daemon) cliResult(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -249,22 +182,3 @@ func ctx(t *testing.T) context.Context {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// removeNamespaces deletes every namespace the daemon made (they outlive
-// it on purpose: a restarted privlinkd finds them) and checks none is left.
-func (d *daemon) removeNamespaces() {
-	if os.Geteuid() != 0 {
-		return
-	}
-	fab, err := fabric.New(d.prefix, nil)
-	if err != nil {
-		d.t.Errorf("clean up namespaces: %v", err)
-		return
-	}
-	if err := fab.RemoveStale(func(string) bool { return false }); err != nil {
-		d.t.Errorf("clean up namespaces: %v", err)
-	}
-	if left, _ := fab.ListOwned(); len(left) > 0 {
-		d.t.Errorf("namespaces left behind: %v", left)
-	}
-}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // netClients are the armnetwork clients of one principal.
@@ -137,7 +138,7 @@ func testNetwork(t *testing.T, d *daemon) {
 		t.Fatal(err)
 	}
 	_, err = n.rules.BeginCreateOrUpdate(c, "net", "nsg1", "dup", *rule("dup", 100, "22"), nil)
-	wantCode(t, err, http.StatusBadRequest, "SecurityRuleConflict")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "SecurityRuleConflict")
 
 	// ASG and route table.
 	ap, err := n.asgs.BeginCreateOrUpdate(c, "net", "asg1", armnetwork.ApplicationSecurityGroup{Location: ptr("westeurope")}, nil)
@@ -176,7 +177,7 @@ func testNetwork(t *testing.T, d *daemon) {
 	}
 	for ip, code := range map[string]string{"10.0.1.10": "PrivateIPAddressIsAllocated", "10.0.1.2": "PrivateIPAddressInReservedRange", "10.0.9.9": "PrivateIPAddressNotInSubnet"} {
 		_, err := putNIC(t, n, "net", "nic-bad", *s1.ID, ip)
-		wantCode(t, err, http.StatusBadRequest, code)
+		testkit.WantARMError(t, err, http.StatusBadRequest, code)
 	}
 	pager := n.nics.NewListAllPager(nil)
 	count := 0
@@ -194,11 +195,11 @@ func testNetwork(t *testing.T, d *daemon) {
 	// Bad networks: overlapping subnets, a subnet outside the space, a
 	// forbidden address space, malformed JSON, an unknown api-version.
 	_, err = putVNet(t, n, "net", "bad", vnetBody("10.1.0.0/16", map[string]string{"a": "10.1.0.0/24", "b": "10.1.0.128/25"}))
-	wantCode(t, err, http.StatusBadRequest, "NetcfgSubnetRangesOverlap")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "NetcfgSubnetRangesOverlap")
 	_, err = putVNet(t, n, "net", "bad", vnetBody("10.1.0.0/16", map[string]string{"a": "10.2.0.0/24"}))
-	wantCode(t, err, http.StatusBadRequest, "NetcfgSubnetRangeOutsideVnet")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "NetcfgSubnetRangeOutsideVnet")
 	_, err = putVNet(t, n, "net", "bad", vnetBody("169.254.0.0/16", nil))
-	wantCode(t, err, http.StatusBadRequest, "NetcfgInvalidIPAddressPrefix")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "NetcfgInvalidIPAddressPrefix")
 	resp := send(t, d.cfg, http.MethodPut, "/subscriptions/"+d.creds.SubscriptionID+"/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/bad?api-version=2025-01-01", []byte(`{"location":"westeurope","properties":{`))
 	if resp.StatusCode != http.StatusBadRequest || armCode(resp) != "InvalidRequestContent" {
 		t.Errorf("malformed JSON: %d %s", resp.StatusCode, armCode(resp))
@@ -207,11 +208,11 @@ func testNetwork(t *testing.T, d *daemon) {
 	o.APIVersion = "2017-01-01"
 	old, _ := armnetwork.NewVirtualNetworksClient(d.creds.SubscriptionID, d.cfg.Credential, o)
 	_, err = old.Get(c, "net", "vnet1", nil)
-	wantCode(t, err, http.StatusBadRequest, "NoRegisteredProviderFound")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "NoRegisteredProviderFound")
 
 	// A subnet with NICs cannot go; without them it can.
 	_, err = n.subnets.BeginDelete(c, "net", "vnet1", "s1", nil)
-	wantCode(t, err, http.StatusBadRequest, "InUseSubnetCannotBeDeleted")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "InUseSubnetCannotBeDeleted")
 	dp, err := n.nics.BeginDelete(c, "net", "nic2", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +249,7 @@ func testNetwork(t *testing.T, d *daemon) {
 	}
 	createGroup(t, d, "net-tmp")
 	_, err = n.vnets.Get(c, "net-tmp", "v", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 }
 
 var afterRestart atomic.Int64

@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 const adminPassword = "Str0ng-Passw0rd!"
@@ -108,7 +109,7 @@ func (s server) mustPSQL(t *testing.T, query string) string {
 // TestPostgres runs flexible servers for real and drives them with
 // armpostgresqlflexibleservers/v5.
 func TestPostgres(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	if _, err := exec.LookPath("psql"); err != nil {
 		t.Fatal("psql not found: run scripts/test, which installs postgresql-15")
 	}
@@ -148,7 +149,7 @@ func TestPostgres(t *testing.T) {
 	// which is the server's public IP from 198.18.0.0/15.
 	var out []byte
 	var err error
-	ok := poll(10*time.Second, func() bool {
+	ok := testkit.Poll(10*time.Second, func() bool {
 		out, err = exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "--internet", "198.18.7.9", "--",
 			"dig", "+short", "+time=2", "+tries=1", "srv1.postgres.database.azure.com").CombinedOutput()
 		return err == nil && strings.Contains(string(out), "srv1.privatelink.postgres.database.azure.com.") && strings.Contains(string(out), "198.18.")
@@ -171,7 +172,7 @@ func TestPostgres(t *testing.T) {
 	}
 	_, err = p.configs.BeginPut(c, "pg", "srv1", "work_mem", armpostgresqlflexibleservers.ConfigurationForUpdate{
 		Properties: &armpostgresqlflexibleservers.ConfigurationProperties{Value: ptr("lots")}}, nil)
-	wantCode(t, err, http.StatusBadRequest, "InvalidParameterValue")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidParameterValue")
 
 	// Firewall rules: stored, validated.
 	if _, err := p.firewalls.BeginCreateOrUpdate(c, "pg", "srv1", "office", armpostgresqlflexibleservers.FirewallRule{
@@ -180,13 +181,13 @@ func TestPostgres(t *testing.T) {
 	}
 	_, err = p.firewalls.BeginCreateOrUpdate(c, "pg", "srv1", "bad", armpostgresqlflexibleservers.FirewallRule{
 		Properties: &armpostgresqlflexibleservers.FirewallRuleProperties{StartIPAddress: ptr("10.0.0.9"), EndIPAddress: ptr("10.0.0.1")}}, nil)
-	wantCode(t, err, http.StatusBadRequest, "InvalidParameterValue")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidParameterValue")
 
 	// Another tenant sees nothing of it.
 	other := d.principal(true)
 	theirs, _ := armpostgresqlflexibleservers.NewServersClient(d.creds.SubscriptionID, other.Credential, other.ClientOptions())
 	_, err = theirs.Get(c, "pg", "srv1", nil)
-	wantCode(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 
 	// PostgreSQL listens only inside the server's namespace.
 	if out, _ := exec.Command("ss", "-Hltnp").CombinedOutput(); strings.Contains(string(out), "postgres") {
@@ -198,7 +199,7 @@ func TestPostgres(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(30*time.Second, func() bool { _, err := s.psql(adminPassword, "verify-full", "select 1"); return err == nil }) {
+	if !testkit.Poll(30*time.Second, func() bool { _, err := s.psql(adminPassword, "verify-full", "select 1"); return err == nil }) {
 		t.Fatal("the server did not come back after kill -9 of its postmaster")
 	}
 
@@ -265,24 +266,17 @@ func postmasterPID(t *testing.T, d *daemon, rg, name string) int {
 }
 
 // stopPostmasters ends the postmasters the daemon started (they outlive
-// privlinkd on purpose), by the PIDs in their clusters' postmaster.pid.
+// privlinkd on purpose).
 func stopPostmasters(t *testing.T, d *daemon) {
-	files, _ := filepath.Glob(filepath.Join(d.dataDir, "pg", "*", "data", "postmaster.pid"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && pid > 1 {
-			_ = syscall.Kill(pid, syscall.SIGQUIT)
-		}
+	if err := d.proc.StopPostmasters(syscall.SIGQUIT, 30*time.Second); err != nil {
+		t.Error(err)
 	}
 }
 
 // TestPostgresTwenty creates 20 servers at once through the API: all
 // become Ready and accept a TLS login from inside their namespaces.
 func TestPostgresTwenty(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	createGroup(t, d, "many")

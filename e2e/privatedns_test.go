@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 type dnsClients struct {
@@ -91,10 +92,10 @@ func testPrivateDNS(t *testing.T, d *daemon) {
 	// ETags: a stale If-Match and If-None-Match on an existing set fail.
 	_, err = z.records.CreateOrUpdate(c, "dns", plZone, armprivatedns.RecordTypeA, "srv1", armprivatedns.RecordSet{Properties: &armprivatedns.RecordSetProperties{
 		TTL: ptr[int64](10), ARecords: []*armprivatedns.ARecord{{IPv4Address: ptr("10.0.1.6")}}}}, &armprivatedns.RecordSetsClientCreateOrUpdateOptions{IfMatch: ptr(`"stale"`)})
-	wantCode(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = z.records.CreateOrUpdate(c, "dns", plZone, armprivatedns.RecordTypeA, "srv1", armprivatedns.RecordSet{Properties: &armprivatedns.RecordSetProperties{
 		TTL: ptr[int64](10), ARecords: []*armprivatedns.ARecord{{IPv4Address: ptr("10.0.1.6")}}}}, &armprivatedns.RecordSetsClientCreateOrUpdateOptions{IfNoneMatch: ptr("*")})
-	wantCode(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	if _, err := z.records.CreateOrUpdate(c, "dns", plZone, armprivatedns.RecordTypeA, "srv1", armprivatedns.RecordSet{Properties: &armprivatedns.RecordSetProperties{
 		TTL: ptr[int64](10), ARecords: []*armprivatedns.ARecord{{IPv4Address: ptr("10.0.1.5")}, {IPv4Address: ptr("10.0.1.6")}}}},
 		&armprivatedns.RecordSetsClientCreateOrUpdateOptions{IfMatch: a.Etag}); err != nil {
@@ -143,5 +144,5 @@ func checkPrivateDNSSurvives(t *testing.T, d *daemon) {
 		t.Errorf("link after restart: %v", err)
 	}
 	_, err = z.zones.Get(ctx(t), "dns", "b.example", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 }

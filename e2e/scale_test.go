@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // scaleEndpoints is how many approved endpoints TestManyEndpointsOneNetwork
@@ -20,7 +22,7 @@ const scaleEndpoints = 100
 // it, a login through it works) and rejecting one of them closes it (its
 // live session ends, a new login fails), while the others keep working.
 func TestManyEndpointsOneNetwork(t *testing.T) {
-	requireRoot(t)
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig")
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	owner := newCustomer(t, d, d.cfg, "owner")
@@ -96,7 +98,7 @@ func TestManyEndpointsOneNetwork(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- long.Wait() }()
 	t.Cleanup(func() { _ = long.Process.Kill() })
-	if !poll(15*time.Second, func() bool {
+	if !testkit.Poll(15*time.Second, func() bool {
 		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
 		return out == "1"
 	}) {

@@ -9,14 +9,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/azconfig"
-	"github.com/privlink/privlink/internal/controller"
-	"github.com/privlink/privlink/internal/daemon"
+	"github.com/privlink/privlink/internal/names"
 )
 
 const nicAPIVersion = "2025-01-01"
@@ -54,27 +52,15 @@ func nicNamespace(ctx context.Context, cfg *azconfig.Config, dataDir, group, tar
 	if nic.Properties.PrivateEndpoint != nil {
 		return "", fmt.Errorf("%s belongs to private endpoint %s: it has no namespace to run in; use a NIC of your own in the same network", id, nic.Properties.PrivateEndpoint.ID)
 	}
-	rt, err := readRuntime(dataDir)
+	rt, err := names.ReadRuntime(dataDir)
 	if err != nil {
 		return "", err
 	}
-	ns := rt.NetnsPrefix + "nic-" + controller.FabricID(id)
-	if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {
+	ns := names.Namespace(rt.NetnsPrefix, names.KindNIC, names.Key(id))
+	if _, err := os.Stat(names.Path(ns)); err != nil {
 		return "", fmt.Errorf("namespace %s of %s does not exist (provisioningState %s): is privlinkd running as root?", ns, id, nic.Properties.ProvisioningState)
 	}
 	return ns, nil
-}
-
-func readRuntime(dataDir string) (daemon.Runtime, error) {
-	var rt daemon.Runtime
-	b, err := os.ReadFile(filepath.Join(dataDir, daemon.RuntimeFile))
-	if err != nil {
-		return rt, fmt.Errorf("read privlinkd's runtime file: %w (is privlinkd running with --data-dir %s?)", err, dataDir)
-	}
-	if err := json.Unmarshal(b, &rt); err != nil {
-		return rt, fmt.Errorf("parse %s: %w", daemon.RuntimeFile, err)
-	}
-	return rt, nil
 }
 
 // internetNamespace asks privlinkd for an internet host with addr.

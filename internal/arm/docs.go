@@ -146,6 +146,9 @@ func LoadAll[T any](r Reader, coll ResourceID) ([]T, error) {
 
 // Delete removes the document of id and the documents of all its
 // descendants (child resources of any type). Missing documents are fine.
+// On the daemon's store, deleting a document also removes, in tx, what
+// hangs off the resource as a scope, role assignments at and under it
+// (WithScopeHooks).
 func Delete(tx store.Tx, id ResourceID) error {
 	if err := tx.Delete(DocKey(id)); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w", id, err)

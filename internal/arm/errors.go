@@ -3,6 +3,7 @@ package arm
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/privlink/privlink/internal/store"
@@ -89,4 +90,21 @@ func NotFound(id ResourceID) *Error {
 // Conflict is a 409 with a specific code.
 func Conflict(code, format string, args ...any) *Error {
 	return &Error{Status: http.StatusConflict, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WriteError is the one place an error becomes an ARM error body: the
+// router's, and the few handlers mounted beside it (privlink's own
+// /privlink/v1 calls, getPrivateDnsZoneSuffix). An error that is not an
+// *Error is logged to log (when not nil) and answered as a 500 without
+// internals; a 401 says how to authenticate.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	ae, known := AsError(err)
+	if !known && log != nil {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if ae.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="`+baseURL(r)+`/", error="invalid_token"`)
+	}
+	w.Header().Set("x-ms-error-code", ae.Code)
+	writeJSON(w, ae.Status, map[string]any{"error": ae})
 }

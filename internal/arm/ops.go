@@ -48,6 +48,10 @@ type Operation struct {
 	Subscription string     `json:"subscription"`
 	Namespace    string     `json:"namespace"`
 	Location     string     `json:"location"`
+	// Result is what the Location URL answers once the operation
+	// succeeded (an action's result, e.g. a NIC's effective routes); none
+	// answers 204.
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 // Done reports whether the operation reached a terminal state.
@@ -66,6 +70,22 @@ func (op *Operation) StatusPath() string { return op.basePath() + "/operations/"
 
 // ResultPath is the path of the Location URL.
 func (op *Operation) ResultPath() string { return op.basePath() + "/operationResults/" + op.Name }
+
+// StartOperationWithResult records, in tx, an operation on id that is
+// already done and whose Location URL answers result (200): the shape of
+// an action Azure makes long-running even when it is quick.
+func StartOperationWithResult(tx store.Tx, id ResourceID, location string, result any) (*Operation, error) {
+	b, err := json.Marshal(result)
+	if err != nil {
+		return nil, fmt.Errorf("encode the result of an operation on %s: %w", id, err)
+	}
+	op, err := StartOperation(tx, id, location, true)
+	if err != nil {
+		return nil, err
+	}
+	op.Result = b
+	return op, putOp(tx, op)
+}
 
 // StartOperation records a new operation on id in tx. With done it is
 // created Succeeded (the work is already complete); otherwise InProgress.
@@ -186,6 +206,12 @@ func (rt *Router) serveOperation(w http.ResponseWriter, r *http.Request, id Reso
 			w.Header().Set("Location", base+op.ResultPath())
 			w.WriteHeader(http.StatusAccepted)
 		case OpSucceeded:
+			if len(op.Result) > 0 {
+				w.Header().Set("Content-Type", "application/json; charset=utf-8")
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write(op.Result)
+				return
+			}
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			e := op.Error

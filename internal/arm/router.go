@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -78,6 +80,10 @@ type ResourceType struct {
 	NoResourceGroup bool
 	// NoParentCheck skips the check that a child's parent document exists.
 	NoParentCheck bool
+	// Links are the references to other resources that a PUT or PATCH
+	// body of this type may hold; the router checks each one's linked
+	// action before the handler runs (links.go).
+	Links []Link
 	// BeforeGroupDelete runs inside the transaction that deletes a
 	// resource group, once for each resource of this type in the group,
 	// before any document goes. Return an error to refuse the deletion
@@ -172,6 +178,13 @@ func (rt *Router) Register(types ...*ResourceType) {
 		}
 		rt.types[k] = t
 	}
+}
+
+// Types returns the registered resource types, sorted by type.
+func (rt *Router) Types() []*ResourceType {
+	out := slices.Collect(maps.Values(rt.types))
+	slices.SortFunc(out, func(a, b *ResourceType) int { return strings.Compare(a.Type, b.Type) })
+	return out
 }
 
 // Store returns the router's store.
@@ -291,6 +304,16 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req.Body = body
+		if err := checkMediaType(r, body); err != nil {
+			rt.writeError(w, r, err)
+			return
+		}
+		if r.Method != http.MethodPost {
+			if err := checkLinks(typ, req, action); err != nil {
+				rt.writeError(w, r, err)
+				return
+			}
+		}
 	}
 	resp, err := handler(ctx, req)
 	if err != nil {
@@ -361,6 +384,24 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 	}
 	return nil, nil, nil, "", Errorf(http.StatusNotFound, "InvalidResourceType",
 		"The resource type '%s' could not be found in the namespace '%s'.", strings.TrimPrefix(full, id.Namespace+"/"), id.Namespace)
+}
+
+// checkMediaType refuses a body that is not sent as JSON, as ARM does: a
+// client that labels it otherwise (or not at all) is told what to send.
+func checkMediaType(r *http.Request, body []byte) error {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	if ct == "" {
+		ct = "(none)"
+	}
+	return Errorf(http.StatusUnsupportedMediaType, "UnsupportedMediaType",
+		"The content media type '%s' is not supported. Only 'application/json' is supported: send the body with Content-Type: application/json.", ct)
 }
 
 func methodNotAllowed(method, typ string) error {
@@ -492,15 +533,7 @@ func (rt *Router) writeResponse(w http.ResponseWriter, req *Request, resp *Respo
 }
 
 func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	ae, known := AsError(err)
-	if !known {
-		rt.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	if ae.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="`+baseURL(r)+`/", error="invalid_token"`)
-	}
-	w.Header().Set("x-ms-error-code", ae.Code)
-	writeJSON(w, ae.Status, map[string]any{"error": ae})
+	WriteError(w, r, rt.log, err)
 }
 
 func forbidden(c *Caller, method string, id ResourceID) error {

@@ -455,9 +455,12 @@ func endpointStatuses(revs map[string]int64, infos []peInfo, eps []endpoint, net
 	for _, ep := range eps {
 		wants[strings.ToLower(ep.id.String())] = true
 	}
-	netOf := map[string]string{}
+	netOf := map[string]string{}  // endpoint key → its network's fabric ID
+	nameOf := map[string]string{} // endpoint key → its translation's name
 	for _, pe := range infos {
-		netOf[strings.ToLower(pe.id.String())] = FabricID(pe.network)
+		key := strings.ToLower(pe.id.String())
+		netOf[key] = FabricID(pe.network)
+		nameOf[key] = FabricID(pe.id)
 	}
 	out := make(map[string]endpointStatus, len(revs))
 	for key, rev := range revs {
@@ -471,7 +474,7 @@ func endpointStatuses(revs map[string]int64, infos []peInfo, eps []endpoint, net
 		case !exists:
 			st.state = EndpointPending // its network is not there (yet)
 		case converged && err != nil:
-			st.state, st.err = endpointResult(fabricIDOf(key), wants[key], err)
+			st.state, st.err = endpointResult(nameOf[key], wants[key], err)
 		}
 		out[key] = st
 	}

@@ -2,36 +2,27 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/names"
 	"github.com/privlink/privlink/internal/store"
 )
 
 // FabricID is the fabric's short key of a resource: a hash of its
 // lower-cased ARM ID, so names stay short and stable across restarts.
-func FabricID(id arm.ResourceID) string { return fabricIDOf(strings.ToLower(id.String())) }
-
-// fabricIDOf is FabricID of a lower-cased ARM ID.
-func fabricIDOf(lowerID string) string {
-	sum := sha256.Sum256([]byte(lowerID))
-	return hex.EncodeToString(sum[:8])
-}
+func FabricID(id arm.ResourceID) string { return names.Key(id) }
 
 // Network materializes virtual networks and NICs: a router namespace per
 // network with the network's DNS at 168.63.129.16, a namespace per NIC.
@@ -129,7 +120,7 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 	}
 	err = n.fab.RemoveStale(func(name string) bool {
 		// Internet hosts and service namespaces have owners of their own.
-		return keep[name] || strings.HasPrefix(name, n.fab.Prefix()+"ih-") || strings.HasPrefix(name, n.fab.Prefix()+"svc-")
+		return keep[name] || strings.HasPrefix(name, n.fab.NamespaceName(fabric.KindInternetHost, "")) || strings.HasPrefix(name, n.fab.NamespaceName(fabric.KindService, ""))
 	})
 	return items, err
 }
@@ -426,7 +417,7 @@ func View(vnet arm.ResourceID) string { return strings.ToLower(vnet.String()) }
 // the old one).
 func (n *Network) ensureDNS(vnet arm.ResourceID, fid string) error {
 	ns := n.fab.NamespaceName(fabric.KindNetwork, fid)
-	ino, err := nsInode(ns)
+	ino, err := n.fab.NamespaceInode(ns)
 	if err != nil {
 		return err
 	}
@@ -497,18 +488,6 @@ func (n *Network) serveInternet(ctx context.Context) {
 		}
 		sleep(ctx, time.Second)
 	}
-}
-
-func nsInode(name string) (uint64, error) {
-	fi, err := os.Stat("/run/netns/" + name)
-	if err != nil {
-		return 0, fmt.Errorf("namespace %s: %w", name, err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, fmt.Errorf("namespace %s: no inode", name)
-	}
-	return st.Ino, nil
 }
 
 // subnetPrefixes returns a subnet's IPv4 prefixes.

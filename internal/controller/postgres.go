@@ -26,11 +26,15 @@ type Postgres struct {
 	pg   *pgserver.Manager
 	log  *slog.Logger
 	loop *Loop
+	// started is when the controller was made; limit bounds the time it
+	// spends on one generation of a server (see overdue).
+	started time.Time
+	limit   time.Duration
 }
 
 // NewPostgres returns the controller.
 func NewPostgres(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Postgres {
-	c := &Postgres{st: st, fab: fab, pg: pg, log: log}
+	c := &Postgres{st: st, fab: fab, pg: pg, log: log, started: time.Now(), limit: reconcileLimit}
 	c.loop = &Loop{Name: "postgres", Prefixes: []string{postgres.DesiredPrefix + "/"}, Items: c.items,
 		Resync: c.resync, ResyncEvery: 30 * time.Second, Reconcile: c.reconcile, Store: st, Log: log}
 	return c
@@ -140,26 +144,20 @@ func (c *Postgres) reconcile(ctx context.Context, item string) (time.Duration, e
 		return 0, err
 	}
 	if err := c.fab.EnsureService(fabric.ServiceSpec{ID: fid, Address: netip.PrefixFrom(d.ServiceAddr, 32)}); err != nil {
-		return 0, err
+		return c.retry(ctx, id, &d, fmt.Errorf("server %s: %w", d.Name, err))
 	}
-	settings := postgres.DefaultSettings()
-	maps.Copy(settings, d.Settings)
-	status, err := c.pg.Ensure(ctx, pgserver.Spec{
-		ID: fid, Name: d.Name, Version: d.Version, Addr: d.ServiceAddr,
-		AdminLogin: d.AdminLogin, AdminVerifier: d.AdminVerifier,
-		Settings: settings, Running: d.Running, RestartGeneration: d.RestartGeneration,
-	})
+	status, err := c.pg.Ensure(ctx, spec(fid, &d, d.Settings, d.Running))
 	if err != nil {
 		var verr *pgserver.VersionError
-		if errors.As(err, &verr) {
+		switch {
+		case errors.As(err, &verr):
 			// Nothing will make it work: fail the operation, clearly.
-			_, terr := c.st.Txn(ctx, func(tx store.Tx) error {
-				_, err := postgres.Failed(tx, id, d.Generation, arm.BadRequest("UnsupportedVersion", "properties.version", "%v", err))
-				return err
-			})
-			return 0, terr
+			return 0, c.fail(ctx, id, &d, arm.BadRequest("UnsupportedVersion", "properties.version", "%v", err), false)
+		case errors.Is(err, pgserver.ErrStartFailed), errors.Is(err, pgserver.ErrInvalid):
+			// The same spec fails the same way: back to the last good one.
+			return c.rollBack(ctx, id, fid, &d, err)
 		}
-		return 0, fmt.Errorf("server %s: %w", d.Name, err)
+		return c.retry(ctx, id, &d, fmt.Errorf("server %s: %w", d.Name, err))
 	}
 	want := pgserver.StateStopped
 	if d.Running {
@@ -167,11 +165,103 @@ func (c *Postgres) reconcile(ctx context.Context, item string) (time.Duration, e
 	}
 	if status.State != want {
 		// Starting or recovering: look again shortly.
-		return 500 * time.Millisecond, nil
+		return 500 * time.Millisecond, c.failOverdue(ctx, id, &d, fmt.Errorf("it is %s, not %s", status.State, want))
 	}
 	_, err = c.st.Txn(ctx, func(tx store.Tx) error {
 		_, err := postgres.Reconciled(tx, id, d.Generation)
 		return err
 	})
 	return 0, err
+}
+
+// spec is the pgserver spec of a server with the given settings and
+// running state (those of d, or its last good ones).
+func spec(fid string, d *postgres.Desired, settings map[string]string, running bool) pgserver.Spec {
+	all := postgres.DefaultSettings()
+	maps.Copy(all, settings)
+	return pgserver.Spec{
+		ID: fid, Name: d.Name, Version: d.Version, Addr: d.ServiceAddr,
+		AdminLogin: d.AdminLogin, AdminVerifier: d.AdminVerifier,
+		Settings: all, Running: running, RestartGeneration: d.RestartGeneration,
+	}
+}
+
+// rollBack handles a generation whose cluster does not come up (or whose
+// settings PostgreSQL refuses): the cluster is brought back to the last
+// good settings first, then the generation fails (postgres.Failed, which
+// restores the Desired record and the configurations), so that when the
+// user's poller reports the failure the server runs as before. The
+// restored record is a new generation, which the loop applies next.
+func (c *Postgres) rollBack(ctx context.Context, id arm.ResourceID, fid string, d *postgres.Desired, cause error) (time.Duration, error) {
+	c.log.Warn("server does not come up with its new settings; going back to the last good ones", "server", d.Name, "err", cause)
+	back := false
+	if good := d.LastGood; good != nil && (good.Running != d.Running || !maps.Equal(good.Settings, d.Settings)) {
+		if _, err := c.pg.Ensure(ctx, spec(fid, d, good.Settings, good.Running)); err != nil {
+			c.log.Error("server does not come up with its last good settings either", "server", d.Name, "err", err)
+		} else {
+			back = true
+		}
+	}
+	var opErr error
+	start, settings := (*pgserver.StartError)(nil), (*pgserver.SettingsError)(nil)
+	switch {
+	case errors.As(cause, &start):
+		opErr = postgres.StartFailure(d.Name, start.Reason)
+	case errors.As(cause, &settings):
+		opErr = postgres.SettingsRefused(d.Name, settings.Reason)
+	default:
+		opErr = postgres.SettingsRefused(d.Name, "privlinkd refuses the server's spec; its log has the details")
+	}
+	if err := c.fail(ctx, id, d, opErr, !back); err != nil {
+		return 0, err
+	}
+	if !back {
+		return 0, cause // retried with back-off
+	}
+	return 0, nil
+}
+
+// reconcileLimit bounds how long the controller tries to apply one
+// generation of a server before it fails the server's operations; it is
+// longer than a start (pgserver's bound is 2 minutes) and a stop.
+const reconcileLimit = 5 * time.Minute
+
+// retry returns cause, for the loop to retry with back-off, once
+// failOverdue has looked at the generation.
+func (c *Postgres) retry(ctx context.Context, id arm.ResourceID, d *postgres.Desired, cause error) (time.Duration, error) {
+	return 0, errors.Join(cause, c.failOverdue(ctx, id, d, cause))
+}
+
+// failOverdue fails generation d (postgres.Failed, with cause as the
+// last error) once the controller has tried to apply it for longer than
+// its limit, counted from privlinkd's start at the earliest, so that no
+// operation stays in progress forever; before that it does nothing.
+func (c *Postgres) failOverdue(ctx context.Context, id arm.ResourceID, d *postgres.Desired, cause error) error {
+	since := d.ChangedAt
+	if since.Before(c.started) {
+		since = c.started
+	}
+	if time.Since(since) < c.limit {
+		return nil
+	}
+	c.log.Error("server did not reach its desired state in time; failing its operations", "server", d.Name, "limit", c.limit, "err", cause)
+	return c.fail(ctx, id, d, postgres.Timeout(d.Name, c.limit), true)
+}
+
+// fail fails generation d of server id with opErr (postgres.Failed);
+// with down, the cluster is known not to run as it should, and a server
+// that should run reports Starting until the controller has it back.
+func (c *Postgres) fail(ctx context.Context, id arm.ResourceID, d *postgres.Desired, opErr error, down bool) error {
+	_, err := c.st.Txn(ctx, func(tx store.Tx) error {
+		ok, err := postgres.Failed(tx, id, d.Generation, opErr)
+		if err != nil || !ok || !down {
+			return err
+		}
+		_, err = postgres.Recovering(tx, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("server %s: record the failure: %w", d.Name, err)
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,13 +23,11 @@ import (
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
+	"github.com/privlink/privlink/internal/names"
 	"github.com/privlink/privlink/internal/pgserver"
 	"github.com/privlink/privlink/internal/pki"
-	"github.com/privlink/privlink/internal/provider/authorization"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
-	"github.com/privlink/privlink/internal/provider/privatedns"
-	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/store/bolt"
 	"github.com/privlink/privlink/internal/store/etcd"
@@ -57,28 +54,8 @@ type Config struct {
 const (
 	CredentialsFile = "credentials.json"
 	CAFile          = "ca.pem"
-	// RuntimeFile tells the CLI how to find this daemon's namespaces.
-	RuntimeFile = "runtime.json"
-	storeFile   = "privlink.db"
+	storeFile       = "privlink.db"
 )
-
-// Runtime is the content of RuntimeFile.
-type Runtime struct {
-	NetnsPrefix string `json:"netnsPrefix"`
-	ARMEndpoint string `json:"armEndpoint"`
-	PID         int    `json:"pid"`
-}
-
-func writeRuntime(cfg Config, base string) error {
-	b, err := json.MarshalIndent(Runtime{NetnsPrefix: cfg.NetnsPrefix, ARMEndpoint: base, PID: os.Getpid()}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, RuntimeFile), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", RuntimeFile, err)
-	}
-	return nil
-}
 
 // Run starts privlinkd and serves until ctx ends. It returns nil after a
 // clean shutdown.
@@ -94,11 +71,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
 	}
-	st, err := openStore(ctx, cfg)
+	raw, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer raw.Close()
+	// Role assignments go with the scope they hang off, in the
+	// transaction that deletes it, whoever deletes it.
+	st := ScopedStore(raw)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -115,6 +95,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := bootstrap(ctx, ids, cfg.DataDir, caPath, base, log); err != nil {
 		return err
 	}
+	if err := pruneRoleAssignments(ctx, ids, log); err != nil {
+		return err
+	}
 
 	// The fabric needs root. Without it privlinkd still serves the whole
 	// control plane, and says that nothing is materialized.
@@ -126,11 +109,10 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("not running as root: virtual networks are recorded but not materialized (no namespaces, no DNS); run privlinkd as root", "err", err)
 		fab = nil
 	}
-	var netOpts []network.Option
-	var pgOpts []postgres.Option
+	var opts APIOptions
 	var pgm *pgserver.Manager
 	if fab != nil {
-		netOpts = append(netOpts, network.WithMaterializedNICs())
+		opts.Network = append(opts.Network, network.WithMaterializedNICs())
 		pgm, err = pgserver.NewManager(pgserver.Config{DataDir: cfg.DataDir, CA: ca, Fabric: fab, Log: log})
 		if err != nil {
 			return fmt.Errorf("PostgreSQL servers: %w", err)
@@ -138,17 +120,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if len(pgm.Versions()) == 0 {
 			log.Warn("no PostgreSQL is installed: flexible servers cannot be created; apt-get install postgresql-15")
 		}
-		pgOpts = append(pgOpts, postgres.WithController(), postgres.WithVersions(pgm.Versions()))
+		opts.Postgres = append(opts.Postgres, postgres.WithController(), postgres.WithVersions(pgm.Versions()))
 	}
-
-	router := arm.NewRouter(st, directory{ids}, log.With("component", "arm"))
-	var all []*arm.ResourceType
-	register := func(ts ...*arm.ResourceType) { router.Register(ts...); all = append(all, ts...) }
-	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
-	register(authorization.New(st, ids).Types()...)
-	register(network.New(st, netOpts...).Types()...)
-	register(privatedns.New(st).Types()...)
-	register(postgres.New(st, pgOpts...).Types()...)
+	router := NewAPI(st, ids, log.With("component", "arm"), opts)
 
 	// Controllers make the world match the store until ctx ends.
 	var wg sync.WaitGroup
@@ -180,13 +154,14 @@ func Run(ctx context.Context, cfg Config) error {
 		run("network", network.Run)
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
 		run("datapath", datapath.Run)
+		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, datapath, log)
 	if audit != nil {
 		run("audit", audit.Run)
 	}
-	if err := writeRuntime(cfg, base); err != nil {
+	if err := names.WriteRuntime(cfg.DataDir, names.Runtime{NetnsPrefix: cfg.NetnsPrefix, ARMEndpoint: base, PID: os.Getpid()}); err != nil {
 		return err
 	}
 
@@ -203,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/subscriptions/", router)
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))
-	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab)))
+	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab, st)))
 	mux.Handle("POST "+postgres.PrivateDNSZoneSuffixPath, authenticated(ids, http.HandlerFunc(postgres.ServePrivateDNSZoneSuffix)))
 	mux.Handle("/", ids.Handler())
 
@@ -299,6 +274,21 @@ func bootstrap(ctx context.Context, ids *identity.Service, dataDir, caPath, base
 	}
 	old.ARMEndpoint, old.AuthorityHost, old.Audience, old.CAFile = base, base+"/", Audience, caPath
 	return identity.WriteCredentialsFile(path, old)
+}
+
+// pruneRoleAssignments removes the role assignments whose resource group
+// or resource is gone: left by deletions made before assignments went
+// with their scope, they would otherwise apply again to a new resource of
+// the same name.
+func pruneRoleAssignments(ctx context.Context, ids *identity.Service, log *slog.Logger) error {
+	n, err := ids.PruneRoleAssignments(ctx, func(tx store.Tx, scope string) (bool, error) { return arm.ScopeExists(tx, scope) })
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Warn("removed role assignments whose scope no longer exists", "count", n)
+	}
+	return nil
 }
 
 // pruneOperations removes long-finished operations every few minutes.

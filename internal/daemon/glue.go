@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/controller"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
+	"github.com/privlink/privlink/internal/store"
 )
 
 // directory adapts the identity service to what the ARM router needs.
@@ -64,7 +67,7 @@ type principalKey struct{}
 func authenticated(ids *identity.Service, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := ids.Authenticate(r); err != nil {
-			writeErr(w, toARM(err))
+			writeErr(w, r, toARM(err))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -77,11 +80,11 @@ func adminOnly(ids *identity.Service, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := ids.Authenticate(r)
 		if err != nil {
-			writeErr(w, toARM(err))
+			writeErr(w, r, toARM(err))
 			return
 		}
 		if !p.Admin {
-			writeErr(w, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
+			writeErr(w, r, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
 				"Only privlink's operator principal (DATA/credentials.json) may manage principals."))
 			return
 		}
@@ -100,13 +103,13 @@ func principalsHandler(ids *identity.Service, caPath string) http.Handler {
 		}
 		if r.ContentLength != 0 {
 			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&in); err != nil {
-				writeErr(w, arm.InvalidRequestContent(err))
+				writeErr(w, r, arm.InvalidRequestContent(err))
 				return
 			}
 		}
 		creds, err := ids.CreatePrincipal(r.Context(), identity.CreatePrincipalOptions{NewTenant: in.NewTenant, DisplayName: in.DisplayName}, caPath)
 		if err != nil {
-			writeErr(w, toARM(err))
+			writeErr(w, r, toARM(err))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -115,41 +118,48 @@ func principalsHandler(ids *identity.Service, caPath string) http.Handler {
 	})
 }
 
-func writeErr(w http.ResponseWriter, err error) {
-	ae, _ := arm.AsError(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("x-ms-error-code", ae.Code)
-	w.WriteHeader(ae.Status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": ae})
-}
+// writeErr answers err as an ARM error body (arm.WriteError).
+func writeErr(w http.ResponseWriter, r *http.Request, err error) { arm.WriteError(w, r, nil, err) }
 
-// internetHostsHandler creates an internet host: POST
-// /privlink/v1/internet-hosts with {"address":"198.18.7.9"}; it answers
-// {"namespace": "..."} for `privlink exec --internet`.
-func internetHostsHandler(fab *fabric.Fabric) http.Handler {
+// internetHostsHandler asks for an internet host: POST
+// /privlink/v1/internet-hosts with {"address":"198.18.7.9"} records it
+// (controller.RequestInternetHost) and answers, once the internet hosts
+// controller has built it, {"namespace": "..."} for `privlink exec
+// --internet`.
+func internetHostsHandler(fab *fabric.Fabric, st store.Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fab == nil {
-			writeErr(w, arm.Errorf(http.StatusNotImplemented, "FabricUnavailable", "privlinkd runs without root, so it has no namespaces; restart it as root."))
+			writeErr(w, r, arm.Errorf(http.StatusNotImplemented, "FabricUnavailable", "privlinkd runs without root, so it has no namespaces; restart it as root."))
 			return
 		}
 		var in struct {
 			Address string `json:"address"`
 		}
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&in); err != nil {
-			writeErr(w, arm.InvalidRequestContent(err))
+			writeErr(w, r, arm.InvalidRequestContent(err))
 			return
 		}
 		addr, err := netip.ParseAddr(in.Address)
 		if err != nil || !fabric.InternetPrefix.Contains(addr) || addr == fabric.InternetGateway {
-			writeErr(w, arm.InvalidParameter("address", "'%s' is not an internet host address: use one from %s other than %s.", in.Address, fabric.InternetPrefix, fabric.InternetGateway))
+			writeErr(w, r, arm.InvalidParameter("address", "'%s' is not an internet host address: use one from %s other than %s.", in.Address, fabric.InternetPrefix, fabric.InternetGateway))
 			return
 		}
-		ns, err := fab.EnsureInternetHost(addr)
-		if err != nil {
-			writeErr(w, err)
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		h, err := controller.RequestInternetHost(ctx, st, addr)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			writeErr(w, r, arm.Errorf(http.StatusGatewayTimeout, "InternetHostNotReady",
+				"The internet host %s was not built within 30 s; privlinkd's log says why. Try again.", addr))
+			return
+		case err != nil:
+			writeErr(w, r, err)
+			return
+		case h.Error != "":
+			writeErr(w, r, arm.Errorf(http.StatusInternalServerError, "InternetHostFailed", "The internet host %s could not be built: %s", addr, h.Error))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"namespace": ns})
+		_ = json.NewEncoder(w).Encode(map[string]string{"namespace": h.Namespace})
 	})
 }

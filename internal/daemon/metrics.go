@@ -25,11 +25,13 @@ func newTelemetry(fab *fabric.Fabric, dp *controller.Datapath, log *slog.Logger)
 
 // metricsHandler serves GET /metrics, in the Prometheus text format, to a
 // principal holding a role somewhere, or the operator. The operator sees
-// every series. Another principal sees the daemon's own metrics and the
-// data path's series of the private endpoints, servers and networks it may
-// read (their type's read action at their scope, as a GET would need), so
-// one tenant never learns another's resource IDs or traffic; the internet
-// router's total is the operator's alone.
+// every series. Another principal sees only the data path's series of the
+// private endpoints, servers and networks it may read (their type's read
+// action at their scope, as a GET would need), so one tenant never learns
+// another's resource IDs or traffic. Daemon-wide series (Go runtime,
+// process, audit, the internet router's total, collection errors) sum up
+// every tenant's activity: they are the operator's alone (visible("") is
+// false for everyone else).
 //
 // Why a bearer token rather than no authentication on a loopback listener:
 // series name every tenant's resources, and loopback is reachable by every
@@ -39,18 +41,18 @@ func metricsHandler(ids *identity.Service, m *telemetry.Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := ids.Authenticate(r)
 		if err != nil {
-			writeErr(w, toARM(err))
+			writeErr(w, r, toARM(err))
 			return
 		}
 		visible := telemetry.Visible(telemetry.All)
 		if !p.Admin {
 			g, err := ids.Grants(r.Context(), p)
 			if err != nil {
-				writeErr(w, err)
+				writeErr(w, r, err)
 				return
 			}
 			if len(g.Assignments()) == 0 {
-				writeErr(w, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
+				writeErr(w, r, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
 					"The client '%s' holds no role assignment, so it may not read metrics.", p.ClientID))
 				return
 			}

@@ -43,7 +43,9 @@ import (
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
+	"github.com/privlink/privlink/internal/names"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,15 +76,15 @@ var (
 
 // Kind is the kind of a namespace the fabric owns; it is part of the
 // namespace's name.
-type Kind string
+type Kind = names.Kind
 
-// The kinds of namespaces.
+// The kinds of namespaces (names.Kind*).
 const (
-	KindNetwork      Kind = "vnet" // a virtual network's router
-	KindNIC          Kind = "nic"  // a network interface in a virtual network
-	KindInternet     Kind = "inet" // the emulated internet's router (one per Fabric)
-	KindInternetHost Kind = "ih"   // a host on the emulated internet
-	KindService      Kind = "svc"  // a service instance (a PostgreSQL server)
+	KindNetwork      = names.KindNetwork
+	KindNIC          = names.KindNIC
+	KindInternet     = names.KindInternet
+	KindInternetHost = names.KindInternetHost
+	KindService      = names.KindService
 )
 
 var (
@@ -145,10 +147,21 @@ func (f *Fabric) Prefix() string { return f.prefix }
 // as `ip netns exec` knows it. For KindInternet id is ignored; for
 // KindInternetHost id is the host's address (see InternetHostNamespace).
 func (f *Fabric) NamespaceName(kind Kind, id string) string {
-	if kind == KindInternet {
-		return f.prefix + string(KindInternet)
+	return names.Namespace(f.prefix, kind, id)
+}
+
+// NamespaceInode returns the inode of the named namespace: it changes when
+// the namespace is deleted and made again.
+func (f *Fabric) NamespaceInode(name string) (uint64, error) {
+	fi, err := os.Stat(names.Path(name))
+	if err != nil {
+		return 0, fmt.Errorf("namespace %s: %w", name, err)
 	}
-	return f.prefix + string(kind) + "-" + id
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("namespace %s: no inode", name)
+	}
+	return st.Ino, nil
 }
 
 // InternetHostNamespace returns the namespace name of the internet host with

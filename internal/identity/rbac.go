@@ -179,14 +179,107 @@ func principalIndexKey(ra RoleAssignment) string {
 	return prefixRBAC + strings.ToLower(ra.PrincipalID) + "/" + strings.ToLower(ra.Name)
 }
 
+// assignmentKeys are the three keys an assignment is stored under: by
+// name, by principal (Grants) and by scope (lists, and deletion with the
+// scope).
+func assignmentKeys(ra RoleAssignment) []string {
+	return []string{prefixAssignments + ra.Name, principalIndexKey(ra), scopeIndexKey(ra)}
+}
+
+// deleteAssignmentTx removes ra under all its keys.
+func deleteAssignmentTx(tx store.Tx, ra RoleAssignment) error {
+	for _, key := range assignmentKeys(ra) {
+		if err := tx.Delete(key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// DeleteRoleAssignmentsUnder deletes, in tx, every role assignment at
+// scope or at a scope under it (whole segments: an assignment at group
+// "adv2" is not under "adv"), with all its keys. It is the ScopeHook
+// (arm.WithScopeHooks) by which assignments go with the resource or
+// resource group they hang off, in the transaction that deletes it, as
+// in Azure. A malformed scope is an error; the root scope is refused,
+// since it would delete every assignment.
+func DeleteRoleAssignmentsUnder(tx store.Tx, scope string) error {
+	sc, err := parseScope(scope)
+	if err != nil {
+		return fmt.Errorf("identity: delete role assignments under %q: %w", scope, err)
+	}
+	if len(sc) == 0 {
+		return errors.New("identity: delete role assignments under the root scope: refused")
+	}
+	kvs, err := tx.List(sc.keyPrefix())
+	if err != nil {
+		return fmt.Errorf("identity: list role assignments under %s: %w", scope, err)
+	}
+	for _, kv := range kvs {
+		var ra RoleAssignment
+		if err := json.Unmarshal(kv.Value, &ra); err != nil {
+			return fmt.Errorf("identity: decode %s: %w", kv.Key, err)
+		}
+		if err := deleteAssignmentTx(tx, ra); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+	}
+	return nil
+}
+
+// PruneRoleAssignments deletes, in one transaction, the assignments whose
+// scope exists reports gone, and returns how many went. The daemon runs it
+// at start with arm.ScopeExists, so that assignments left behind by
+// deletions made before scopes took their assignments with them (or by
+// any other path) cannot come back to life when a resource of the same
+// name is created.
+func (s *Service) PruneRoleAssignments(ctx context.Context, exists func(r store.Tx, scope string) (bool, error)) (int, error) {
+	var n int
+	_, err := s.st.Txn(ctx, func(tx store.Tx) error {
+		n = 0
+		kvs, err := tx.List(prefixRBACScope + "/")
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			var ra RoleAssignment
+			if err := json.Unmarshal(kv.Value, &ra); err != nil {
+				return fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			ok, err := exists(tx, ra.Scope)
+			if err != nil {
+				return fmt.Errorf("does scope %s exist: %w", ra.Scope, err)
+			}
+			if ok {
+				continue
+			}
+			if err := deleteAssignmentTx(tx, ra); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("identity: prune role assignments: %w", err)
+	}
+	return n, nil
+}
+
 // CreateRoleAssignment validates and stores ra. Name must be a GUID, the
 // role a built-in one, the principal an existing service principal of the
-// scope's tenant, the scope's subscription must exist. CreatedOn/UpdatedOn
+// scope's tenant (as in Entra ID: 400 PrincipalNotFound for a principal of
+// another directory), the scope's subscription must exist. CreatedOn/UpdatedOn
 // are set now; RoleDefinitionID is canonicalized to the scope's
 // subscription. Re-creating an identical assignment (same name, scope,
 // role, principal) returns the stored one; anything else that collides is
 // an *Error (RoleAssignmentExists, RoleAssignmentUpdateNotPermitted).
-func (s *Service) CreateRoleAssignment(ctx context.Context, ra RoleAssignment) (RoleAssignment, error) {
+//
+// Each of checks runs in the transaction that writes the assignment, and
+// an error from one refuses it: the ARM layer checks there that the
+// scope's resource exists, so that an assignment cannot be written after
+// a concurrent deletion of its scope took the others with it.
+func (s *Service) CreateRoleAssignment(ctx context.Context, ra RoleAssignment, checks ...func(tx store.Tx) error) (RoleAssignment, error) {
 	now := s.now().UTC()
 	ra.CreatedOn, ra.UpdatedOn = now, now
 	if ra.UpdatedBy == "" {
@@ -194,6 +287,11 @@ func (s *Service) CreateRoleAssignment(ctx context.Context, ra RoleAssignment) (
 	}
 	var out RoleAssignment
 	_, err := s.st.Txn(ctx, func(tx store.Tx) error {
+		for _, check := range checks {
+			if err := check(tx); err != nil {
+				return err
+			}
+		}
 		r := ra
 		existing, err := s.createRoleAssignmentTx(tx, &r)
 		if err != nil {
@@ -256,13 +354,16 @@ func (s *Service) createRoleAssignmentTx(tx store.Tx, ra *RoleAssignment) (*Role
 	if !IsGUID(ra.PrincipalID) {
 		return nil, armError(http.StatusBadRequest, CodePrincipalNotFound, "Principal %s does not exist in the directory %s.", ra.PrincipalID, tenantID)
 	}
-	// Unlike Entra ID, a principal of another tenant may be granted a role:
-	// in privlink tenants are customers, and this is how one customer lets
-	// another act on its resources (Azure needs a guest account for it).
-	if err := txGetJSON(tx, prefixPrincipals+ra.PrincipalID, &p); errors.Is(err, ErrNotFound) {
+	// As in Entra ID, the principal must be of the scope's own directory:
+	// one of another tenant is unknown there (Azure needs a guest account
+	// for it). A scope outside every subscription has no directory to
+	// check against.
+	err = txGetJSON(tx, prefixPrincipals+ra.PrincipalID, &p)
+	if errors.Is(err, ErrNotFound) || err == nil && tenantID != "" && !strings.EqualFold(p.TenantID, tenantID) {
 		return nil, armError(http.StatusBadRequest, CodePrincipalNotFound,
 			"Principal %s does not exist in the directory %s. Check that you have the correct principal ID.", ra.PrincipalID, tenantID)
-	} else if err != nil {
+	}
+	if err != nil {
 		return nil, err
 	}
 	if ra.PrincipalType == "" {
@@ -300,7 +401,7 @@ func (s *Service) createRoleAssignmentTx(tx store.Tx, ra *RoleAssignment) (*Role
 			return nil, armError(http.StatusConflict, CodeRoleAssignmentExists, "The role assignment already exists. The ID of the existing role assignment is %s.", o.Name)
 		}
 	}
-	for _, key := range []string{prefixAssignments + ra.Name, principalIndexKey(*ra), scopeIndexKey(*ra)} {
+	for _, key := range assignmentKeys(*ra) {
 		if err := txPutJSON(tx, key, ra); err != nil {
 			return nil, err
 		}
@@ -326,12 +427,7 @@ func (s *Service) DeleteRoleAssignment(ctx context.Context, scope, name string) 
 		if err := txGetJSON(tx, prefixRBACScope+strings.ToLower(roleAssignmentID(scope, name)), &ra); err != nil {
 			return err
 		}
-		for _, key := range []string{prefixAssignments + ra.Name, principalIndexKey(ra), scopeIndexKey(ra)} {
-			if err := tx.Delete(key); err != nil {
-				return fmt.Errorf("delete %s: %w", key, err)
-			}
-		}
-		return nil
+		return deleteAssignmentTx(tx, ra)
 	})
 	if err != nil {
 		return fmt.Errorf("identity: delete role assignment %s at %s: %w", name, scope, err)

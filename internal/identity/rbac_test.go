@@ -399,15 +399,22 @@ func TestRoleAssignmentValidation(t *testing.T) {
 		})
 	}
 
-	// A principal of another tenant may be granted a role (privlink's
-	// tenants are customers sharing resources), and then it holds it.
-	cross, err := f.svc.CreateRoleAssignment(t.Context(), with(func(ra *RoleAssignment) { ra.PrincipalID = otherRec.ObjectID }))
-	if err != nil {
-		t.Fatalf("assign a principal of another tenant: %v", err)
+	// A principal of another tenant is unknown in the scope's directory,
+	// as in Entra ID: it is refused and holds nothing.
+	_, err = f.svc.CreateRoleAssignment(t.Context(), with(func(ra *RoleAssignment) { ra.PrincipalID = otherRec.ObjectID }))
+	var ie *Error
+	if !errors.As(err, &ie) || ie.Code != CodePrincipalNotFound || ie.StatusCode != 400 ||
+		!strings.Contains(ie.Message, otherRec.ObjectID) || !strings.Contains(ie.Message, "directory "+f.admin.TenantID) {
+		t.Fatalf("assign a principal of another tenant: %v, want 400 PrincipalNotFound naming it and the directory %s", err, f.admin.TenantID)
 	}
 	og, err := f.svc.Grants(t.Context(), Principal{TenantID: otherRec.TenantID, ObjectID: otherRec.ObjectID, ClientID: otherRec.ClientID})
-	if err != nil || !og.Allowed("Microsoft.Network/virtualNetworks/read", cross.Scope+"/providers/Microsoft.Network/virtualNetworks/v") {
-		t.Fatalf("cross-tenant reader cannot read at %s: %v", cross.Scope, err)
+	if err != nil || og.Allowed("Microsoft.Network/virtualNetworks/read", base.Scope+"/providers/Microsoft.Network/virtualNetworks/v") {
+		t.Fatalf("cross-tenant principal can read at %s: %v", base.Scope, err)
+	}
+	// A check the caller passes runs in the transaction and refuses.
+	refused := errors.New("scope gone")
+	if _, err := f.svc.CreateRoleAssignment(t.Context(), with(func(*RoleAssignment) {}), func(store.Tx) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("create with a failing check: %v", err)
 	}
 
 	// Identical re-creation is idempotent.

@@ -335,7 +335,7 @@ func (c *cluster) writeConf(ctx context.Context, m *Manager, root *os.Root, want
 	if ctx.Err() != nil {
 		return false, errors.Join(fmt.Errorf("check settings: %w", ctx.Err()), restore)
 	}
-	return false, errors.Join(fmt.Errorf("PostgreSQL refuses the settings (kept the previous ones): %s: %w", pgMessages(out), ErrInvalid), restore)
+	return false, errors.Join(&SettingsError{Reason: pgMessages(out)}, restore)
 }
 
 // pgMessages extracts the messages from PostgreSQL log lines (dropping
@@ -589,6 +589,11 @@ func (c *cluster) start(ctx context.Context, m *Manager) error {
 	c.setState(StateStarting, p.pid, "")
 	m.log.Debug("started postmaster", "server", c.id, "pid", p.pid, "ns", c.nsName(m))
 	if err := c.waitReady(ctx, m, p, off); err != nil {
+		if errors.Is(err, ErrStartFailed) && p.alive() {
+			// Up but not accepting connections: stopped, so that the
+			// cluster is in one known state, not running.
+			err = errors.Join(err, c.stop(ctx, m))
+		}
 		return err
 	}
 	m.log.Info("postmaster ready", "server", c.id, "pid", p.pid, "took", time.Since(p.started).Round(time.Millisecond))
@@ -596,9 +601,11 @@ func (c *cluster) start(ctx context.Context, m *Manager) error {
 }
 
 // waitReady waits until postmaster.pid says p is ready and an admin
-// connection succeeds. It fails when p exits (quoting the postmaster's log
-// from offset logOff, when not negative) or after startTimeout.
+// connection succeeds. It fails with a *StartError when p exits (quoting
+// the postmaster's log from offset logOff, when not negative) or after
+// startTimeout, and with ctx's error when ctx ends first.
 func (c *cluster) waitReady(ctx context.Context, m *Manager, p *proc, logOff int64) error {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	t := time.NewTicker(pollInterval)
@@ -606,11 +613,11 @@ func (c *cluster) waitReady(ctx context.Context, m *Manager, p *proc, logOff int
 	var lastErr error
 	for {
 		if !p.alive() {
-			msg := fmt.Sprintf("postmaster %d exited (%s)", p.pid, p.exitStatus())
+			reason := "it exited (" + p.exitStatus() + ")"
 			if logOff >= 0 {
-				msg += ": " + logTail(filepath.Join(c.dir, logName), logOff)
+				reason = logTail(filepath.Join(c.dir, logName), logOff) + " (" + p.exitStatus() + ")"
 			}
-			return errors.New(msg)
+			return &StartError{PID: p.pid, Reason: reason}
 		}
 		if pf, err := readPidFile(c.dataDir); err == nil && pf.pid == p.pid && pf.status == "ready" {
 			conn, err := m.connect(ctx, c)
@@ -625,7 +632,10 @@ func (c *cluster) waitReady(ctx context.Context, m *Manager, p *proc, logOff int
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("postmaster %d not ready: %w (last error: %v)", p.pid, ctx.Err(), lastErr)
+			if parent.Err() != nil {
+				return fmt.Errorf("postmaster %d not ready: %w", p.pid, parent.Err())
+			}
+			return &StartError{PID: p.pid, Reason: fmt.Sprintf("it did not accept connections within %v (last error: %v)", startTimeout, lastErr)}
 		case <-p.done: // nil (never ready) for adopted processes
 		case <-t.C:
 		}

@@ -166,7 +166,41 @@ var (
 	// ErrNotRunning marks an admin call on a server whose postmaster is
 	// not running (or not ready).
 	ErrNotRunning = errors.New("server not running")
+	// ErrStartFailed marks a postmaster that did not come up (see
+	// StartError).
+	ErrStartFailed = errors.New("postmaster did not come up")
 )
+
+// SettingsError says why PostgreSQL refuses a spec's settings (checked
+// with postgres -C before they are used; the previous ones stay). It
+// unwraps to ErrInvalid.
+type SettingsError struct {
+	Reason string // what PostgreSQL said
+}
+
+func (e *SettingsError) Error() string {
+	return "PostgreSQL refuses the settings (kept the previous ones): " + e.Reason
+}
+
+// Unwrap returns ErrInvalid.
+func (e *SettingsError) Unwrap() error { return ErrInvalid }
+
+// StartError says why a postmaster did not come up: it exited while
+// starting (Reason quotes its log: the FATAL line and its hints) or did
+// not accept connections within the start bound. Starting it again with
+// the same files most likely fails the same way. It unwraps to
+// ErrStartFailed.
+type StartError struct {
+	PID    int    // the postmaster's process id
+	Reason string // what the postmaster logged, or the wait that ran out
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("postmaster %d did not come up: %s", e.PID, e.Reason)
+}
+
+// Unwrap returns ErrStartFailed.
+func (e *StartError) Unwrap() error { return ErrStartFailed }
 
 // VersionError says which version is missing, what is installed and how
 // to install the missing one. It unwraps to ErrVersionNotInstalled.

@@ -25,20 +25,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/pki"
+	"github.com/privlink/privlink/internal/testkit"
 )
-
-// requireRoot skips a test that needs root when not root, and fails it
-// under CI (which runs as root, so a skip there would hide a broken setup).
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("pgserver tests need root: they run PostgreSQL as the postgres user in network namespaces (CI=true, so not skipping)")
-	}
-	t.Skip("pgserver tests need root: they run PostgreSQL as the postgres user in network namespaces")
-}
 
 // requireVersion skips (or under CI fails) when PostgreSQL version is not
 // installed.
@@ -109,7 +97,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	requireRoot(t)
+	testkit.RequireRoot(t, "pgserver tests run PostgreSQL as the postgres user in network namespaces")
 	goroutines := runtime.NumGoroutine()
 	// The Go runtime opens its poller (an epoll and an eventfd) the first
 	// time a pollable file is used, and keeps it: use one before counting,
@@ -293,23 +281,6 @@ func (e *env) dial(ctx context.Context, s *server) (*pgx.Conn, error) {
 		return e.fab.DialContext(ctx, e.ns(s), network, addr)
 	}
 	return pgx.ConnectConfig(ctx, cc)
-}
-
-// waitFor polls cond every 50ms until it holds or bound passes (a bound
-// generous enough that only a broken server misses it).
-func waitFor(t testing.TB, bound time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, bound, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // scramVerifier computes a SCRAM-SHA-256 verifier for password as

@@ -323,8 +323,10 @@ func (m *Manager) lockCluster(id string) *cluster {
 //
 // The namespace (fabric.EnsureService) must exist before a server starts.
 // Ensure fails with ErrInvalid for a spec it refuses, with a
-// *VersionError for a version not installed, and with net.ErrClosed after
-// Close.
+// *StartError when the postmaster does not come up (then the cluster does
+// not run, and Run waits out a back-off before starting it again with the
+// same files), with a *VersionError for a version not installed, and with
+// net.ErrClosed after Close.
 func (m *Manager) Ensure(ctx context.Context, spec Spec) (Status, error) {
 	cfg, err := validate(spec)
 	if err != nil {
@@ -346,6 +348,11 @@ func (m *Manager) Ensure(ctx context.Context, spec Spec) (Status, error) {
 			// A refused spec leaves the server as it was (running with
 			// what it had); anything else means it does not run right.
 			c.fail(err)
+			if errors.Is(err, ErrStartFailed) {
+				// Run would only start it again with the same files:
+				// it waits, which leaves the caller time to change them.
+				c.backOff()
+			}
 		}
 		return c.getStatus(), err
 	}

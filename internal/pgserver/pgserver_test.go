@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestServer walks one server through its life: create from the template,
@@ -428,7 +430,7 @@ func TestSupervisorRestartsKilledPostmaster(t *testing.T) {
 		}
 		t0 := time.Now()
 		var now int
-		waitFor(t, time.Minute, "postmaster back after kill -9", func() error {
+		testkit.WaitFor(t, time.Minute, "postmaster back after kill -9", func() error {
 			st, _ := m.Status(s.ID)
 			if st.State != StateReady || st.PID == pid {
 				return fmt.Errorf("status %+v", st)
@@ -546,7 +548,7 @@ func TestTerminateBackends(t *testing.T) {
 	if n, err := e.m.TerminateBackends(ctx, s.ID, []netip.Prefix{netip.PrefixFrom(s.Addr, 32)}); err != nil || n != 1 {
 		t.Errorf("terminate %v: %d, %v; want 1", s.Addr, n, err)
 	}
-	waitFor(t, 10*time.Second, "terminated session fails", func() error {
+	testkit.WaitFor(t, 10*time.Second, "terminated session fails", func() error {
 		if _, err := session.Exec(ctx, "SELECT 1"); err == nil {
 			return errors.New("session still works")
 		}
@@ -692,5 +694,109 @@ func TestEnsureErrors(t *testing.T) {
 		if _, err := e.m.Ensure(ctx, spec); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// unmappableSharedBuffers returns a shared_buffers value that PostgreSQL
+// accepts (postgres -C) but cannot allocate at start on this machine:
+// twice its memory and swap, which the kernel's overcommit heuristic
+// refuses. It skips the test where the kernel would map it anyway
+// (vm.overcommit_memory = 1).
+func unmappableSharedBuffers(t *testing.T) string {
+	t.Helper()
+	mode, err := os.ReadFile("/proc/sys/vm/overcommit_memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(mode)) == "1" {
+		t.Skip("vm.overcommit_memory = 1: the kernel maps any shared memory size, so no shared_buffers value fails the start")
+	}
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb int64
+	for line := range strings.Lines(string(meminfo)) {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "MemTotal:" || f[0] == "SwapTotal:") {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			kb += n
+		}
+	}
+	gb := 2*kb>>20 + 1
+	if gb >= 8192 {
+		t.Skipf("%d GB of memory and swap: more than shared_buffers can ask for", kb>>20)
+	}
+	return fmt.Sprintf("%dGB", gb)
+}
+
+// TestStartFailure: settings PostgreSQL accepts but cannot start with (a
+// shared_buffers larger than the machine) make Ensure fail at once with a
+// StartError that quotes the postmaster's FATAL line; the cluster does not
+// run, the supervisor holds back, and Ensure with the previous settings
+// brings it back with its data.
+func TestStartFailure(t *testing.T) {
+	e := newEnv(t)
+	s := e.newServer()
+	huge := unmappableSharedBuffers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e.ensure(e.m, s)
+	if _, err := e.psql(s, s.password, e.verifyFull(s.Name+".postgres.database.azure.com"), "CREATE TABLE kept (v int)", "INSERT INTO kept VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	stop := func() func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.m.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+	}()
+	defer stop()
+
+	good := s.Spec
+	s.Settings = map[string]string{"shared_buffers": huge}
+	s.RestartGeneration++
+	_, err := e.m.Ensure(ctx, s.Spec)
+	var se *StartError
+	if !errors.Is(err, ErrStartFailed) || !errors.As(err, &se) {
+		t.Fatalf("ensure with shared_buffers = %s: %v, want a StartError", huge, err)
+	}
+	if !strings.Contains(se.Reason, "could not map anonymous shared memory") {
+		t.Errorf("reason %q does not quote the FATAL line", se.Reason)
+	}
+	if st := e.mustStatus(s); st.State != StateFailed || st.PID != 0 {
+		t.Errorf("status after a failed start: %+v", st)
+	}
+	e.m.mu.Lock()
+	c := e.m.clusters[s.ID]
+	e.m.mu.Unlock()
+	c.mu.Lock()
+	held := c.retryAt.After(time.Now())
+	c.mu.Unlock()
+	if !held {
+		t.Error("the supervisor may start the failed settings again at once")
+	}
+	if pm := postmasters(t, c.dataDir); len(pm) != 0 {
+		t.Errorf("postmasters after a failed start: %v", pm)
+	}
+
+	// Back to the previous settings, with the restart generation the
+	// failed spec had: it starts and has its data.
+	good.RestartGeneration = s.RestartGeneration
+	s.Spec = good
+	if st := e.ensure(e.m, s); st.State != StateReady {
+		t.Fatalf("status with the previous settings: %+v", st)
+	}
+	out, err := e.psql(s, s.password, e.verifyFull(s.Name+".postgres.database.azure.com"), "SELECT v FROM kept")
+	if err != nil || out != "42" {
+		t.Fatalf("after going back: %q %v", out, err)
+	}
+	if v, _ := e.m.Show(ctx, s.ID, "shared_buffers"); v == huge {
+		t.Errorf("shared_buffers = %s after going back", v)
 	}
 }

@@ -134,12 +134,19 @@ func (c *cluster) restart(ctx context.Context, m *Manager) {
 		if ctx.Err() != nil {
 			return // shutting down; the next Run or Ensure picks up
 		}
-		backoff := min(time.Second<<min(c.failures, 5), restartBackoffMax)
-		c.failures++
-		c.retryAt = time.Now().Add(backoff)
+		backoff := c.backOff()
 		c.fail(fmt.Errorf("restart: %w", err))
 		m.log.Error("restarting postmaster failed", "server", c.id, "err", err, "retry_in", backoff)
 		return
 	}
 	c.setStatus(Status{State: StateReady, PID: c.proc.pid, Addr: c.spec.Addr, Version: c.spec.Version})
+}
+
+// backOff counts a failed start and holds Run's next restart back: 1s,
+// 2s, 4s ... up to restartBackoffMax; c.mu is held. It returns the wait.
+func (c *cluster) backOff() time.Duration {
+	backoff := min(time.Second<<min(c.failures, 5), restartBackoffMax)
+	c.failures++
+	c.retryAt = time.Now().Add(backoff)
+	return backoff
 }

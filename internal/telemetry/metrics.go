@@ -42,7 +42,9 @@ type Paths interface {
 // Visible decides which series a scrape shows: it reports whether the
 // caller may see the metrics of the resource with the given ARM ID (a
 // private endpoint, a flexible server, a virtual network), or, for "",
-// those of the emulated internet as a whole.
+// the daemon-wide series: the emulated internet's router as a whole, the
+// collector's errors and everything in the Registry (Go, process, build,
+// audit), which are about every tenant at once.
 type Visible func(resourceID string) bool
 
 // All shows everything (the operator).
@@ -134,7 +136,8 @@ func NewMetrics(fab Fabric, paths Paths, log *slog.Logger) *Metrics {
 }
 
 // Registry is the registry of the daemon's own metrics, for other parts to
-// register theirs.
+// register theirs. Its series are daemon-wide: a scrape shows them only
+// when visible("") (the operator).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Collector returns a collector of the data path's metrics that shows
@@ -148,7 +151,10 @@ func (m *Metrics) Collector(visible Visible) prometheus.Collector {
 // the caller decides visible from the request's principal.
 func (m *Metrics) Handler(visible Visible) http.Handler {
 	reg := prometheus.NewRegistry()
-	g := prometheus.Gatherers{m.reg}
+	var g prometheus.Gatherers
+	if visible("") {
+		g = append(g, m.reg)
+	}
 	if m.fab != nil && m.paths != nil {
 		reg.MustRegister(m.Collector(visible))
 		g = append(g, reg)
@@ -184,7 +190,9 @@ func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
 		c.collectNetwork(ch, n, byNetwork[n.Fabric])
 	}
 	c.collectPublic(ch, public)
-	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(c.m.errors.Load()))
+	if c.visible("") {
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(c.m.errors.Load()))
+	}
 }
 
 // failed counts and logs a failed read; a router not there yet is no

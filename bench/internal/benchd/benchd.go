@@ -7,22 +7,17 @@ package benchd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/privlink/privlink/internal/azconfig"
-	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/daemon/daemonproc"
 	"github.com/privlink/privlink/internal/store/etcd/etcdtest"
 )
 
@@ -50,33 +45,30 @@ type Daemon struct {
 	EtcdEndpoint string
 
 	dir      string
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	proc     *daemonproc.Proc
 	stopEtcd func()
 }
 
 // UniquePrefix returns a namespace prefix no other run uses: tag, eight
 // random hex digits and a dash ("pbf" → "pbf1a2b3c4d-").
-func UniquePrefix(tag string) (string, error) {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random prefix: %w", err)
-	}
-	return tag + hex.EncodeToString(b[:]) + "-", nil
-}
+func UniquePrefix(tag string) (string, error) { return daemonproc.UniquePrefix(tag) }
 
 // Start starts privlinkd and waits until /healthz answers and its
 // credentials are usable. On failure it has cleaned up after itself.
-func Start(ctx context.Context, o Options) (d *Daemon, err error) {
-	if o.Binary == "" {
-		return nil, errors.New("benchd: no privlinkd binary given")
+func Start(ctx context.Context, o Options) (*Daemon, error) {
+	d, err := prepare(o)
+	if err != nil {
+		return nil, err
 	}
-	if o.LogLevel == "" {
-		o.LogLevel = "warn"
+	if err := d.start(ctx); err != nil {
+		return nil, errors.Join(err, d.Close())
 	}
-	if o.Log == nil {
-		o.Log = os.Stderr
-	}
+	return d, nil
+}
+
+// prepare makes the daemon's directory, its etcd if it wants one, and its
+// arguments.
+func prepare(o Options) (d *Daemon, err error) {
 	prefix, err := UniquePrefix("pb")
 	if err != nil {
 		return nil, err
@@ -92,12 +84,7 @@ func Start(ctx context.Context, o Options) (d *Daemon, err error) {
 			d = nil
 		}
 	}()
-	listen, err := freeAddr()
-	if err != nil {
-		return d, err
-	}
-	dataDir := filepath.Join(dir, "data")
-	args := []string{"--data-dir", dataDir, "--listen", listen, "--netns-prefix", prefix, "--log-level", o.LogLevel}
+	po := daemonproc.Options{Binary: o.Binary, Dir: dir, Prefix: prefix, LogLevel: o.LogLevel, Log: o.Log}
 	switch o.Store {
 	case "", "bolt":
 	case "etcd":
@@ -105,67 +92,42 @@ func Start(ctx context.Context, o Options) (d *Daemon, err error) {
 		if err != nil {
 			return d, fmt.Errorf("benchd: start etcd: %w", err)
 		}
-		d.stopEtcd, d.EtcdEndpoint = stop, ep
-		args = append(args, "--store", "etcd", "--etcd-endpoints", ep)
+		d.stopEtcd, d.EtcdEndpoint, po.EtcdEndpoints = stop, ep, ep
 	default:
 		return d, fmt.Errorf("benchd: unknown store %q: want bolt or etcd", o.Store)
 	}
-	cmd := exec.Command(o.Binary, args...)
-	cmd.Stdout, cmd.Stderr = o.Log, o.Log
-	// Its own process group: a Ctrl-C at the terminal reaches only the
-	// benchmark, which then stops the daemon in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return d, fmt.Errorf("benchd: start %s: %w", o.Binary, err)
+	if d.proc, err = daemonproc.New(po); err != nil {
+		return d, err
 	}
-	d.cmd = cmd
-	d.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(d.exited) }()
-	d.Config, err = d.waitReady(ctx, filepath.Join(dataDir, "credentials.json"))
-	return d, err
+	return d, nil
 }
 
-// waitReady polls /healthz with the daemon's own credentials until it
-// answers 200.
-func (d *Daemon) waitReady(ctx context.Context, credsPath string) (*azconfig.Config, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	var last error
-	for {
-		cfg, err := ready(credsPath)
-		if err == nil {
-			return cfg, nil
-		}
-		last = err
-		select {
-		case <-d.exited:
-			return nil, fmt.Errorf("benchd: privlinkd exited during start: %v", d.cmd.ProcessState)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("benchd: privlinkd not ready: %w (last: %v)", ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
+func (d *Daemon) start(ctx context.Context) error {
+	if err := d.proc.Start(ctx); err != nil {
+		return err
 	}
+	d.Config = d.proc.Config
+	return nil
 }
 
-func ready(credsPath string) (*azconfig.Config, error) {
-	c, err := azconfig.Load(credsPath)
-	if err != nil {
-		return nil, err
+// DataDir is privlinkd's --data-dir.
+func (d *Daemon) DataDir() string { return filepath.Join(d.dir, "data") }
+
+// PID is the process ID of the running privlinkd (0 when none runs).
+func (d *Daemon) PID() int {
+	if d.proc == nil {
+		return 0
 	}
-	cfg, err := azconfig.New(c)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := cfg.HTTPClient.Get(c.ARMEndpoint + "/healthz")
-	if err != nil {
-		return nil, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("healthz: %s", resp.Status)
-	}
-	return cfg, nil
+	return d.proc.PID()
+}
+
+// Postmasters returns the PIDs of the data directory's live postmasters.
+func (d *Daemon) Postmasters() []int { return d.proc.Postmasters() }
+
+// StopPostmasters stops every postmaster of the data directory with sig
+// and waits (daemonproc.Proc.StopPostmasters).
+func (d *Daemon) StopPostmasters(sig syscall.Signal, timeout time.Duration) error {
+	return d.proc.StopPostmasters(sig, timeout)
 }
 
 // Close stops privlinkd (SIGTERM, SIGKILL after 30 s) and etcd, removes
@@ -173,26 +135,13 @@ func ready(credsPath string) (*azconfig.Config, error) {
 // purpose) and the data directory, and reports what it could not remove.
 func (d *Daemon) Close() error {
 	var errs []error
-	if d.cmd != nil && d.cmd.Process != nil {
-		select {
-		case <-d.exited:
-		default:
-			_ = d.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.exited:
-			case <-time.After(30 * time.Second):
-				_ = d.cmd.Process.Kill()
-				<-d.exited
-				errs = append(errs, errors.New("benchd: privlinkd did not stop within 30s of SIGTERM; killed"))
-			}
-		}
+	if d.proc != nil {
+		errs = append(errs, d.proc.Stop(syscall.SIGTERM, 30*time.Second))
 	}
 	if d.stopEtcd != nil {
 		d.stopEtcd()
 	}
-	if err := RemoveNamespaces(d.Prefix); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, RemoveNamespaces(d.Prefix))
 	if err := os.RemoveAll(d.dir); err != nil {
 		errs = append(errs, fmt.Errorf("benchd: %w", err))
 	}
@@ -200,37 +149,8 @@ func (d *Daemon) Close() error {
 }
 
 // RemoveNamespaces deletes every network namespace (and /etc/netns entry)
-// whose name starts with prefix, and checks that none is left. Without
-// root there is nothing to remove: privlinkd then creates no namespaces.
-func RemoveNamespaces(prefix string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	fab, err := fabric.New(prefix, nil)
-	if err != nil {
-		return fmt.Errorf("benchd: remove namespaces of %s: %w", prefix, err)
-	}
-	if err := fab.RemoveStale(func(string) bool { return false }); err != nil {
-		return fmt.Errorf("benchd: remove namespaces of %s: %w", prefix, err)
-	}
-	left, err := fab.ListOwned()
-	if err != nil {
-		return fmt.Errorf("benchd: list namespaces of %s: %w", prefix, err)
-	}
-	if len(left) > 0 {
-		return fmt.Errorf("benchd: namespaces of %s left behind: %v", prefix, left)
-	}
-	return nil
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("benchd: find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// whose name starts with prefix, and checks that none is left.
+func RemoveNamespaces(prefix string) error { return daemonproc.RemoveNamespaces(prefix) }
 
 // LoadAvg returns the machine's 1, 5 and 15 minute load averages, as
 // /proc/loadavg has them ("?" when it cannot be read): the benchmark

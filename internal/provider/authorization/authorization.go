@@ -21,12 +21,11 @@ var APIVersions = []string{"2022-04-01", "2020-10-01-preview", "2020-04-01-previ
 
 // Provider serves Microsoft.Authorization.
 type Provider struct {
-	st  store.Store
 	ids *identity.Service
 }
 
 // New returns the provider.
-func New(st store.Store, ids *identity.Service) *Provider { return &Provider{st: st, ids: ids} }
+func New(ids *identity.Service) *Provider { return &Provider{ids: ids} }
 
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
@@ -46,25 +45,29 @@ func scopeOf(id arm.ResourceID) string {
 	return arm.ResourceID{Subscription: id.Subscription, ResourceGroup: id.ResourceGroup}.String()
 }
 
-// checkScopeExists answers 404 when an assignment's resource scope is gone.
-func (p *Provider) checkScopeExists(ctx context.Context, id arm.ResourceID) error {
-	if id.Scope == nil {
-		return nil // subscription and group scopes are checked by the router
-	}
-	ok, err := arm.Exists(arm.ReadOnly(ctx, p.st), *id.Scope)
-	if err != nil {
-		return err
-	}
-	if !ok {
+// scopeExists answers 404 when an assignment's resource group or resource
+// scope has no document. It runs in the transaction that writes the
+// assignment: a scope deleted meanwhile takes its assignments with it (see
+// arm.WithScopeHooks), so one written after that must be refused.
+func scopeExists(id arm.ResourceID) func(tx store.Tx) error {
+	return func(tx store.Tx) error {
+		if id.Scope == nil && id.ResourceGroup == "" {
+			return nil // a subscription: identity checks it
+		}
+		ok, err := arm.ScopeExists(tx, scopeOf(id))
+		switch {
+		case err != nil:
+			return err
+		case ok:
+			return nil
+		case id.Scope == nil:
+			return arm.Errorf(http.StatusNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", id.ResourceGroup)
+		}
 		return arm.NotFound(*id.Scope)
 	}
-	return nil
 }
 
 func (p *Provider) putAssignment(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	if err := p.checkScopeExists(ctx, r.ID); err != nil {
-		return nil, err
-	}
 	var in struct {
 		Properties *struct {
 			RoleDefinitionID string `json:"roleDefinitionId"`
@@ -89,7 +92,7 @@ func (p *Provider) putAssignment(ctx context.Context, r *arm.Request) (*arm.Resp
 		Name: r.ID.Name(), Scope: scopeOf(r.ID), RoleDefinitionID: in.Properties.RoleDefinitionID,
 		PrincipalID: in.Properties.PrincipalID, PrincipalType: in.Properties.PrincipalType,
 		Description: in.Properties.Description, CreatedBy: r.Caller.ObjectID,
-	})
+	}, scopeExists(r.ID))
 	if err != nil {
 		return nil, toARM(err)
 	}

@@ -1,13 +1,19 @@
 package network
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
 )
 
-// Address rules and private address allocation.
+// Address rules and private address allocation: the one place NICs and
+// private endpoints get their private addresses (allocate) and MAC
+// addresses (macFor).
 //
 // Allocation has no records of its own: the addresses in use in a subnet
 // are exactly the privateIPAddress values of the NIC ipConfigurations that
@@ -203,4 +209,157 @@ func formatPrefixes(ps []netip.Prefix) string {
 		s[i] = p.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// placed is an ipConfiguration whose subnet has been resolved.
+type placed struct {
+	spec     ipcSpec
+	subnet   resolved
+	prefixes []netip.Prefix
+	cur      *armnetwork.InterfaceIPConfiguration // the stored one of that name, if any
+	addr     netip.Addr
+	asgs     []*armnetwork.ApplicationSecurityGroup
+}
+
+// name is the ipConfiguration's name, in the casing it was created with.
+func (pl *placed) name() string {
+	if pl.cur != nil && pl.cur.Name != nil {
+		return *pl.cur.Name
+	}
+	return pl.spec.name
+}
+
+// allocate gives every ipConfiguration its address: Static ones the
+// requested address (which must be inside the subnet, not reserved and not
+// held by anyone else), Dynamic ones the address they already hold in the
+// same subnet, or else the lowest free one. Statics are placed first so a
+// Dynamic one never takes an address another ipConfiguration of the same
+// request asks for.
+func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
+	used := map[string]map[netip.Addr]string{} // by subnet
+	usedIn := func(pl *placed) (map[netip.Addr]string, error) {
+		k := lkey(pl.subnet.String())
+		if used[k] == nil {
+			m, err := u.usedAddresses(pl.subnet.String(), nic.String())
+			if err != nil {
+				return nil, err
+			}
+			used[k] = m
+		}
+		return used[k], nil
+	}
+	self := func(pl *placed) string { return nic.String() + "/ipConfigurations/" + pl.name() }
+	for _, pl := range ipcs {
+		if !pl.spec.static {
+			continue
+		}
+		m, err := usedIn(pl)
+		if err != nil {
+			return err
+		}
+		target := pl.spec.path + ".properties.privateIPAddress"
+		p, ok := containing(pl.prefixes, pl.spec.addr)
+		switch {
+		case !ok:
+			return badRequest(codeIPNotInSubnet, target,
+				"Private static IP address %s does not belong to the range of subnet %s (%s). Choose an address inside the subnet.",
+				pl.spec.addr, pl.subnet, formatPrefixes(pl.prefixes))
+		case reservedIn(p, pl.spec.addr):
+			return badRequest(codeIPReserved, target,
+				"Private static IP address %s falls within reserved IP range of subnet prefix %s: Azure keeps the network address, the next three and the broadcast address. Choose another address.",
+				pl.spec.addr, p)
+		}
+		if holder, taken := m[pl.spec.addr]; taken {
+			return badRequest(codeIPAllocated, target,
+				"IP configuration %s is using the private IP address %s which is already allocated to resource %s. Choose a free address, or use Dynamic allocation.",
+				self(pl), pl.spec.addr, holder)
+		}
+		pl.addr = pl.spec.addr
+		m[pl.addr] = self(pl)
+	}
+	for _, pl := range ipcs {
+		if pl.spec.static {
+			continue
+		}
+		m, err := usedIn(pl)
+		if err != nil {
+			return err
+		}
+		if len(pl.prefixes) == 0 {
+			return badRequest(codeNoIPv4Prefix, pl.spec.path+".properties.subnet.id",
+				"Subnet %s has no IPv4 address prefix; privlink allocates IPv4 private addresses only. Add an IPv4 prefix to the subnet (addressPrefixes), or use a subnet that has one.",
+				pl.subnet.ID.Name())
+		}
+		if a, ok := keptAddress(pl, m); ok {
+			pl.addr = a
+		} else if a, ok := lowestFree(pl.prefixes, m); ok {
+			pl.addr = a
+		} else {
+			return badRequest(codeSubnetFull, pl.spec.path+".properties.subnet.id",
+				"Subnet %s with address prefix %s does not have enough capacity for 1 IP addresses (%d usable addresses, all taken). Use a larger subnet or free an address.",
+				pl.subnet.ID.Name(), formatPrefixes(pl.prefixes), usableV4(pl.prefixes))
+		}
+		m[pl.addr] = self(pl)
+	}
+	return nil
+}
+
+// keptAddress returns the address a Dynamic ipConfiguration already holds,
+// when it stays valid: same subnet, inside it, not reserved, not taken.
+func keptAddress(pl *placed, used map[netip.Addr]string) (netip.Addr, bool) {
+	if pl.cur == nil || pl.cur.Properties == nil || pl.cur.Properties.Subnet == nil ||
+		lkey(str(pl.cur.Properties.Subnet.ID)) != lkey(pl.subnet.String()) {
+		return netip.Addr{}, false
+	}
+	a, ok := parseIPv4(str(pl.cur.Properties.PrivateIPAddress))
+	if !ok {
+		return netip.Addr{}, false
+	}
+	p, in := containing(pl.prefixes, a)
+	if _, taken := used[a]; !in || taken || reservedIn(p, a) {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// macFor returns the NIC's MAC address: the one it has, or one derived
+// from its ID (in the Microsoft OUI 00-0D-3A, as Azure's) that no other NIC
+// of the subscription has.
+func macFor(u *usage, id arm.ResourceID, cur *armnetwork.Interface) (string, error) {
+	if cur != nil && cur.Properties != nil && str(cur.Properties.MacAddress) != "" {
+		return *cur.Properties.MacAddress, nil
+	}
+	nics, err := u.NICSummaries()
+	if err != nil {
+		return "", err
+	}
+	taken := map[string]bool{}
+	for _, n := range nics {
+		if n.mac != "" && !strings.EqualFold(n.id, id.String()) {
+			taken[strings.ToUpper(n.mac)] = true
+		}
+	}
+	for i := 0; ; i++ {
+		h := sha256.Sum256([]byte(lkey(id.String()) + "#" + strconv.Itoa(i)))
+		mac := fmt.Sprintf("00-0D-3A-%02X-%02X-%02X", h[0], h[1], h[2])
+		if !taken[mac] {
+			return mac, nil
+		}
+	}
+}
+
+// usedAddresses returns the addresses held in a subnet, and by whom,
+// leaving out the ipConfigurations of the NIC except (being rewritten).
+func (u *usage) usedAddresses(subnet, except string) (map[netip.Addr]string, error) {
+	refs, err := u.inSubnet(subnet)
+	if err != nil {
+		return nil, err
+	}
+	used := map[netip.Addr]string{}
+	for _, r := range refs {
+		if r.Address.IsValid() && !strings.EqualFold(r.NIC, except) {
+			used[r.Address] = r.ID
+		}
+	}
+	return used, nil
 }

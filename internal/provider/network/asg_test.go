@@ -5,6 +5,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestASGLifecycle(t *testing.T) {
@@ -40,7 +41,7 @@ func TestASGLifecycle(t *testing.T) {
 		t.Fatalf("tags = %v %v", tg.Tags, err)
 	}
 	_, err = e.asgs.UpdateTags(e.ctx, "rg", "nope", armnetwork.TagsObject{}, nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 	_, err = e.putASG("rg", "bad/name%")
 	if err == nil {
 		t.Error("a bad name was accepted")
@@ -49,15 +50,15 @@ func TestASGLifecycle(t *testing.T) {
 	if err == nil {
 		_, err = noLoc.PollUntilDone(e.ctx, poll)
 	}
-	wantErr(t, err, 400, "LocationRequired")
+	testkit.WantARMError(t, err, 400, "LocationRequired")
 	_, err = e.asgs.BeginCreateOrUpdate(e.ctx, "rg", "web", armnetwork.ApplicationSecurityGroup{Location: to.Ptr("eastus")}, nil)
-	wantErr(t, err, 400, "InvalidResourceLocation")
+	testkit.WantARMError(t, err, 400, "InvalidResourceLocation")
 
 	if err := e.deleteASG("rg", "web"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.asgs.Get(e.ctx, "rg", "web", nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 }
 
 func TestASGInUse(t *testing.T) {
@@ -72,7 +73,7 @@ func TestASGInUse(t *testing.T) {
 		t.Fatalf("nic asgs = %v", g)
 	}
 	err := e.deleteASG("rg", "web")
-	wantTarget(t, wantErr(t, err, 400, codeASGInUse), "", str(nic.Properties.IPConfigurations[0].ID))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeASGInUse), "", str(nic.Properties.IPConfigurations[0].ID))
 	if err := e.deleteNIC("rg", "nic"); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestASGInUse(t *testing.T) {
 	r.DestinationApplicationSecurityGroups = []*armnetwork.ApplicationSecurityGroup{{ID: a.ID}}
 	e.mustNSG("rg", "nsg", &armnetwork.SecurityRule{Name: to.Ptr("to-web"), Properties: r})
 	err = e.deleteASG("rg", "web")
-	wantTarget(t, wantErr(t, err, 400, codeASGInUse), "", "securityRules/to-web")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeASGInUse), "", "securityRules/to-web")
 	if err := e.deleteNSG("rg", "nsg"); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 )
 
 // Azure's error codes for the rules this provider enforces, all with HTTP
@@ -53,6 +54,9 @@ const (
 	codeIPAllocated = "PrivateIPAddressIsAllocated"
 	// azure-docs #88211, karpenter-provider-azure #734.
 	codeSubnetFull = "SubnetIsFull"
+	// codeNoIPv4Prefix: an IPv4 configuration in a subnet with IPv6
+	// prefixes only.
+	codeNoIPv4Prefix = "SubnetWithoutIPv4AddressPrefix"
 	// Azure's common deployment errors; LinkedInvalidPropertyId is ARM's
 	// code for a malformed ID in a reference.
 	codeInvalidReference = "InvalidResourceReference"
@@ -80,7 +84,6 @@ const (
 	codeDelegatedSubnet     = "PrivateEndpointCreationNotAllowedAsSubnetIsDelegated"
 	codeOneZoneGroup        = "OnlyOnePrivateDnsZoneGroupPermitted"
 	codeTooManyZoneConfigs  = "PrivateDnsZoneGroupHasTooManyZoneConfigs"
-	codeLinkedAuthorization = "LinkedAuthorizationFailed" // ARM's, for a referenced resource
 )
 
 func badRequest(code, target, format string, args ...any) *arm.Error {
@@ -139,6 +142,22 @@ func errLinkedID(target, ref, want string) error {
 	return badRequest(codeLinkedInvalidID, target,
 		"Property id '%s' at path '%s' is invalid. Expect the fully qualified ID of a %s: %s.",
 		ref, target, want, exampleID(want))
+}
+
+// errTargetID is errLinkedID for a private endpoint's target, which may be
+// of any kind of private-link resource.
+func errTargetID(target, ref string, kinds *privatelink.Kinds) error {
+	all := kinds.All()
+	if len(all) == 1 {
+		return errLinkedID(target, ref, all[0].Type)
+	}
+	var types []string
+	for _, k := range all {
+		types = append(types, k.Type)
+	}
+	return badRequest(codeLinkedInvalidID, target,
+		"Property id '%s' at path '%s' is invalid. Expect the fully qualified ID of a private-link resource, one of: %s.",
+		ref, target, strings.Join(types, ", "))
 }
 
 // exampleID renders the ID pattern of a resource type, e.g.

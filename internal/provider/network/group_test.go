@@ -6,6 +6,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // groupKeys counts the documents the store holds for a resource group.
@@ -73,10 +74,10 @@ func TestGroupDeleteRefusedForForeignUsers(t *testing.T) {
 
 	// net's VNet holds app's NIC.
 	err = e.deleteGroup("net")
-	wantTarget(t, wantErr(t, err, 400, codeSubnetInUse), "", str(nic.Properties.IPConfigurations[0].ID))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeSubnetInUse), "", str(nic.Properties.IPConfigurations[0].ID))
 	// sec's NSG is on net's subnet.
 	err = e.deleteGroup("sec")
-	code := wantErr(t, err, 400, codeNSGInUse)
+	code := testkit.WantARMError(t, err, 400, codeNSGInUse)
 	wantTarget(t, code, "", subnetID("net", "v", "a"))
 	// Nothing went.
 	if _, err := e.vnets.Get(e.ctx, "net", "v", nil); err != nil {
@@ -90,13 +91,13 @@ func TestGroupDeleteRefusedForForeignUsers(t *testing.T) {
 	v.Properties.Subnets[0].Properties.NetworkSecurityGroup = nil
 	v.Properties.Subnets[0].Properties.RouteTable = &armnetwork.RouteTable{ID: rt.ID}
 	e.mustVNet("net", "v", v)
-	wantTarget(t, wantErr(t, e.deleteGroup("sec"), 400, codeRouteTableInUse), "", subnetID("net", "v", "a"))
+	wantTarget(t, testkit.WantARMError(t, e.deleteGroup("sec"), 400, codeRouteTableInUse), "", subnetID("net", "v", "a"))
 	v.Properties.Subnets[0].Properties.RouteTable = nil
 	e.mustVNet("net", "v", v)
 	n := nicBody(subnetID("net", "v", "a"))
 	n.Properties.IPConfigurations[0].Properties.ApplicationSecurityGroups = []*armnetwork.ApplicationSecurityGroup{{ID: asg.ID}}
 	e.mustNIC("app", "nic", n)
-	wantTarget(t, wantErr(t, e.deleteGroup("sec"), 400, codeASGInUse), "", str(nic.Properties.IPConfigurations[0].ID))
+	wantTarget(t, testkit.WantARMError(t, e.deleteGroup("sec"), 400, codeASGInUse), "", str(nic.Properties.IPConfigurations[0].ID))
 
 	// Deleting app releases everything that blocked.
 	if err := e.deleteGroup("app"); err != nil {

@@ -2,7 +2,6 @@ package network
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -21,6 +19,7 @@ import (
 	"github.com/privlink/privlink/internal/provider/resources"
 	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/store/bolt"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 const sub = armtest.Subscription
@@ -332,35 +331,8 @@ func ipOf(n armnetwork.Interface) string {
 	return str(n.Properties.IPConfigurations[0].Properties.PrivateIPAddress)
 }
 
-// armErr is the error body of a failed response.
-type armErr struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Target  string `json:"target"`
-}
-
-// wantErr asserts that err is an *azcore.ResponseError with the status and
-// code, and returns the decoded error body.
-func wantErr(t *testing.T, err error, status int, code string) armErr {
-	t.Helper()
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		t.Fatalf("got error %v, want a %d %s ResponseError", err, status, code)
-	}
-	if re.StatusCode != status || re.ErrorCode != code {
-		t.Fatalf("got %d %s, want %d %s:\n%v", re.StatusCode, re.ErrorCode, status, code, err)
-	}
-	var body struct {
-		Error armErr `json:"error"`
-	}
-	if b, perr := runtime.Payload(re.RawResponse); perr == nil {
-		_ = json.Unmarshal(b, &body)
-	}
-	return body.Error
-}
-
 // wantTarget asserts err's body names target and mentions each of words.
-func wantTarget(t *testing.T, e armErr, target string, words ...string) {
+func wantTarget(t *testing.T, e testkit.ARMError, target string, words ...string) {
 	t.Helper()
 	if e.Target != target {
 		t.Errorf("target = %q, want %q (message: %s)", e.Target, target, e.Message)

@@ -16,6 +16,7 @@ import (
 	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/store/etcd"
 	"github.com/privlink/privlink/internal/store/etcd/etcdtest"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 var macPattern = regexp.MustCompile(`^00-0D-3A-[0-9A-F]{2}-[0-9A-F]{2}-[0-9A-F]{2}$`)
@@ -69,7 +70,7 @@ func TestNICLifecycle(t *testing.T) {
 		t.Fatalf("get ipConfiguration = %v %v", gi, err)
 	}
 	_, err = e.ipcs.Get(e.ctx, "rg", "nic1", "nope", nil)
-	wantErr(t, err, 404, "NotFound")
+	testkit.WantARMError(t, err, 404, "NotFound")
 	if l := collect(t, e.ctx, e.ipcs.NewListPager("rg", "nic1", nil), func(p armnetwork.InterfaceIPConfigurationsClientListResponse) []*armnetwork.InterfaceIPConfiguration {
 		return p.Value
 	}); len(l) != 1 {
@@ -117,7 +118,7 @@ func TestNICLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.nics.Get(e.ctx, "rg", "nic1", nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 	if n4 := e.mustNIC("rg", "nic4", nicBody(subnetID("rg", "v", "a"))); ipOf(n4) != "10.0.1.4" {
 		t.Errorf("after deletes the lowest address is %s, want 10.0.1.4", ipOf(n4))
 	}
@@ -208,7 +209,7 @@ func TestNICValidation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := e.putNIC("rg", "nic", c.nic)
-			wantTarget(t, wantErr(t, err, 400, c.code), c.target, c.words...)
+			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target, c.words...)
 		})
 	}
 	// Two ipConfigurations in two subnets of one VNet are fine: a Static one
@@ -236,12 +237,12 @@ func TestAddressFollowsChanges(t *testing.T) {
 	a := subnetID("rg", "v", "a")
 	e.mustNIC("rg", "first", staticNIC(a, "10.0.1.10"))
 	_, err := e.putNIC("rg", "second", staticNIC(a, "10.0.1.10"))
-	wantErr(t, err, 400, codeIPAllocated)
+	testkit.WantARMError(t, err, 400, codeIPAllocated)
 
 	e.mustNIC("rg", "first", staticNIC(a, "10.0.1.11")) // moves
 	e.mustNIC("rg", "second", staticNIC(a, "10.0.1.10"))
 	_, err = e.putNIC("rg", "third", staticNIC(a, "10.0.1.11"))
-	wantErr(t, err, 400, codeIPAllocated)
+	testkit.WantARMError(t, err, 400, codeIPAllocated)
 
 	p, err := e.nics.BeginDelete(e.ctx, "rg", "first", nil)
 	if err != nil {
@@ -267,7 +268,7 @@ func TestSubnetIsFull(t *testing.T) {
 		}
 	}
 	_, err := e.putNIC("rg", "nic3", nicBody(subnetID("rg", "v", "tiny")))
-	wantTarget(t, wantErr(t, err, 400, codeSubnetFull), "properties.ipConfigurations[0].properties.subnet.id", "tiny", "10.0.0.8/29", "3 usable addresses")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeSubnetFull), "properties.ipConfigurations[0].properties.subnet.id", "tiny", "10.0.0.8/29", "3 usable addresses")
 	if err := e.deleteNIC("rg", "nic1"); err != nil {
 		t.Fatal(err)
 	}
@@ -355,11 +356,11 @@ func TestManagedNIC(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.putNIC("rg", "pe1.nic.1", nicBody(subnetID("rg", "v", "a")))
-	wantTarget(t, wantErr(t, err, 400, codeManagedNIC), "", pe, "can not be modified")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeManagedNIC), "", pe, "can not be modified")
 	_, err = e.nics.UpdateTags(e.ctx, "rg", "pe1.nic.1", armnetwork.TagsObject{Tags: map[string]*string{}}, nil)
-	wantErr(t, err, 400, codeManagedNIC)
+	testkit.WantARMError(t, err, 400, codeManagedNIC)
 	err = e.deleteNIC("rg", "pe1.nic.1")
-	wantTarget(t, wantErr(t, err, 400, codeManagedNIC), "", "can not be deleted")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeManagedNIC), "", "can not be deleted")
 	g, err := e.nics.Get(e.ctx, "rg", "pe1.nic.1", nil)
 	if err != nil || str(g.Properties.PrivateEndpoint.ID) != pe {
 		t.Fatalf("get managed nic = %v %v", g.Properties, err)
@@ -410,4 +411,20 @@ func TestNICRawBodies(t *testing.T) {
 			t.Errorf("PATCH %s = %d %s", typ, code, body)
 		}
 	}
+}
+
+// TestIPv6OnlySubnet: an IPv4 configuration in a subnet with IPv6 prefixes
+// only is told what is missing (it used to read "address prefix  ... 0
+// usable", an empty prefix).
+func TestIPv6OnlySubnet(t *testing.T) {
+	e := newEnv(t)
+	e.group("rg")
+	v := vnetBody("10.0.0.0/24", "v4=10.0.0.0/26")
+	v.Properties.AddressSpace.AddressPrefixes = append(v.Properties.AddressSpace.AddressPrefixes, to.Ptr("fd00:db8::/48"))
+	v.Properties.Subnets = append(v.Properties.Subnets, &armnetwork.Subnet{Name: to.Ptr("v6"),
+		Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to.Ptr("fd00:db8::/64")}})
+	e.mustVNet("rg", "v", v)
+	_, err := e.putNIC("rg", "nic", nicBody(subnetID("rg", "v", "v6")))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeNoIPv4Prefix), "properties.ipConfigurations[0].properties.subnet.id", "v6", "no IPv4 address prefix")
+	e.mustNIC("rg", "nic", nicBody(subnetID("rg", "v", "v4")))
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // rule is a valid inbound TCP rule with the given name and priority.
@@ -81,7 +82,7 @@ func TestNSGLifecycle(t *testing.T) {
 		t.Errorf("missing default rules %v", want)
 	}
 	_, err = e.defs.Get(e.ctx, "rg", "nsg1", "Nope", nil)
-	wantErr(t, err, 404, "NotFound")
+	testkit.WantARMError(t, err, 404, "NotFound")
 
 	// Child rules.
 	r, err := e.putRule("rg", "nsg1", "Allow-HTTPS", armnetwork.SecurityRule{Properties: &armnetwork.SecurityRulePropertiesFormat{
@@ -125,7 +126,7 @@ func TestNSGLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.rules.Get(e.ctx, "rg", "nsg1", "allow-pg", nil)
-	wantErr(t, err, 404, "NotFound")
+	testkit.WantARMError(t, err, 404, "NotFound")
 
 	// Lists, tags, delete.
 	e.mustNSG("rg2", "nsg2")
@@ -143,9 +144,9 @@ func TestNSGLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.nsgs.Get(e.ctx, "rg", "nsg1", nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 	_, err = e.rules.Get(e.ctx, "rg", "nsg1", "allow-https", nil)
-	wantErr(t, err, 404, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ParentResourceNotFound")
 }
 
 func TestSecurityRuleValidation(t *testing.T) {
@@ -226,7 +227,7 @@ func TestSecurityRuleValidation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := e.putRule("rg", "nsg", "new", c.rule)
-			wantTarget(t, wantErr(t, err, 400, c.code), c.target, c.words...)
+			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target, c.words...)
 		})
 	}
 	// The same direction with another priority, the other direction with the
@@ -248,17 +249,17 @@ func TestSecurityRuleValidation(t *testing.T) {
 	// Inline rules: conflicts name both rules, targets name the index.
 	_, err = e.putNSG("rg", "nsg2", armnetwork.SecurityGroup{Location: to.Ptr("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{
 		SecurityRules: []*armnetwork.SecurityRule{rule("a", 150), rule("b", 160), rule("c", 150)}}})
-	wantTarget(t, wantErr(t, err, 400, codeRuleConflict), "properties.securityRules[2].properties.priority", "Security rule c conflicts with rule a")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeRuleConflict), "properties.securityRules[2].properties.priority", "Security rule c conflicts with rule a")
 	bad := rule("b", 160)
 	bad.Properties.SourcePortRange = to.Ptr("99999")
 	_, err = e.putNSG("rg", "nsg2", armnetwork.SecurityGroup{Location: to.Ptr("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{
 		SecurityRules: []*armnetwork.SecurityRule{rule("a", 150), bad}}})
-	wantTarget(t, wantErr(t, err, 400, codeRulePortRange), "properties.securityRules[1].properties.sourcePortRange")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeRulePortRange), "properties.securityRules[1].properties.sourcePortRange")
 	_, err = e.putNSG("rg", "nsg2", armnetwork.SecurityGroup{Location: to.Ptr("westeurope"), Properties: &armnetwork.SecurityGroupPropertiesFormat{
 		SecurityRules: []*armnetwork.SecurityRule{rule("a", 150), rule("A", 151)}}})
-	wantTarget(t, wantErr(t, err, 400, codeInvalidParameter), "properties.securityRules[1].name")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeInvalidParameter), "properties.securityRules[1].name")
 	_, err = e.nsgs.Get(e.ctx, "rg", "nsg2", nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 }
 
 func TestNSGInUse(t *testing.T) {
@@ -269,7 +270,7 @@ func TestNSGInUse(t *testing.T) {
 	v.Properties.Subnets[0].Properties.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: nsg.ID}
 	e.mustVNet("rg", "v", v)
 	err := e.deleteNSG("rg", "nsg")
-	wantTarget(t, wantErr(t, err, 400, codeNSGInUse), "", subnetID("rg", "v", "a"), "remove the association")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeNSGInUse), "", subnetID("rg", "v", "a"), "remove the association")
 
 	// Associated with a NIC only.
 	e.mustVNet("rg", "v", vnetBody("10.0.0.0/16", "a=10.0.1.0/24"))
@@ -284,7 +285,7 @@ func TestNSGInUse(t *testing.T) {
 		t.Errorf("nsg associations: subnets %v nics %v", g.Properties.Subnets, g.Properties.NetworkInterfaces)
 	}
 	err = e.deleteNSG("rg", "nsg")
-	wantTarget(t, wantErr(t, err, 400, codeNSGInUse), "", str(nic.ID))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeNSGInUse), "", str(nic.ID))
 	if err := e.deleteNIC("rg", "nic"); err != nil {
 		t.Fatal(err)
 	}

@@ -10,25 +10,27 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/google/uuid"
 	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/provider/postgres"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
 // Private endpoints: a private address in a consumer's subnet that leads to
-// exactly one Azure Database for PostgreSQL flexible server (group ID
-// postgresqlServer). The server may live in any subscription or tenant;
-// the endpoint's privateLinkServiceId names it and its document is read
-// directly from the store (the router authorized the caller for the
-// endpoint's scope only).
+// exactly one private-link resource: a resource of a kind registered with
+// WithTargets (privatelink.Kind; today Azure Database for PostgreSQL
+// flexible servers, group ID postgresqlServer). The target may live in any
+// subscription or tenant; the endpoint's privateLinkServiceId names it and
+// its document is read directly from the store, through its kind's Lookup
+// (the router authorized the caller for the endpoint's scope only).
 //
 // One endpoint PUT writes, in one store transaction:
 //   - the endpoint's document, with its one connection (in
 //     privateLinkServiceConnections or manualPrivateLinkServiceConnections)
 //     and that connection's privateLinkServiceConnectionState;
-//   - the server side of the connection (postgres.RequestConnection), a
-//     child document of the server: Approved at once ("Auto-Approved") when
-//     the connection is in privateLinkServiceConnections and the caller may
-//     write the server, Pending otherwise;
+//   - the target's side of the connection (privatelink.RequestConnection),
+//     a child document of the target: Approved at once ("Auto-Approved")
+//     when the connection is in privateLinkServiceConnections and the caller
+//     holds the target's approval action (endpointTargetLink), Pending
+//     otherwise;
 //   - the endpoint's managed NIC (properties.privateEndpoint set, so users
 //     cannot change or delete it), named customNetworkInterfaceName or
 //     "{endpoint}.nic.{guid}", whose one ipConfiguration
@@ -36,8 +38,8 @@ import (
 //     subnet: allocated like any NIC address (addr.go), dynamic, or static
 //     through the endpoint's ipConfigurations.
 //
-// The server's owner approves, rejects or deletes the connection on the
-// server (postgres/connections.go), which mirrors the state here. PUTting
+// The target's owner approves, rejects or deletes the connection on the
+// target (privatelink), which mirrors the state here. PUTting
 // a Rejected or Disconnected endpoint again re-requests its connection: it
 // goes back to Pending.
 //
@@ -54,12 +56,11 @@ import (
 // together and completes at once.
 
 const (
-	typeEndpoint       = "Microsoft.Network/privateEndpoints"
-	typeConnection     = "Microsoft.Network/privateEndpoints/privateLinkServiceConnections"
-	typeManual         = "Microsoft.Network/privateEndpoints/manualPrivateLinkServiceConnections"
-	typeEndpointIPC    = "Microsoft.Network/privateEndpoints/ipConfigurations"
-	typeFlexibleServer = "Microsoft.DBforPostgreSQL/flexibleServers"
-	typePLS            = "Microsoft.Network/privateLinkServices"
+	typeEndpoint    = "Microsoft.Network/privateEndpoints"
+	typeConnection  = "Microsoft.Network/privateEndpoints/privateLinkServiceConnections"
+	typeManual      = "Microsoft.Network/privateEndpoints/manualPrivateLinkServiceConnections"
+	typeEndpointIPC = "Microsoft.Network/privateEndpoints/ipConfigurations"
+	typePLS         = "Microsoft.Network/privateLinkServices"
 	// maxRequestMessage is Azure's limit on requestMessage.
 	maxRequestMessage = 140
 	// ipcPrefix names the ipConfiguration of an endpoint's NIC.
@@ -74,14 +75,15 @@ type endpointSpec struct {
 	manual   bool           // conn is in manualPrivateLinkServiceConnections
 	connPath string         // JSON path of conn, e.g. "properties.privateLinkServiceConnections[0]"
 	server   arm.ResourceID // the target, as given
-	message  string         // requestMessage
-	static   bool           // an ipConfiguration asks for an address
+	kind     *privatelink.Kind
+	message  string // requestMessage
+	static   bool   // an ipConfiguration asks for an address
 	addr     netip.Addr
 	ipc      *armnetwork.PrivateEndpointIPConfiguration
 	nicName  string // customNetworkInterfaceName
 }
 
-func decodeEndpoint(r *arm.Request) (*endpointSpec, error) {
+func decodeEndpoint(r *arm.Request, kinds *privatelink.Kinds) (*endpointSpec, error) {
 	s := &endpointSpec{}
 	if err := r.Decode(&s.in); err != nil {
 		return nil, err
@@ -96,12 +98,12 @@ func decodeEndpoint(r *arm.Request) (*endpointSpec, error) {
 	if props == nil || props.Subnet == nil || strings.TrimSpace(str(props.Subnet.ID)) == "" {
 		return nil, errMissing("properties.subnet.id", "The subnet of a private endpoint")
 	}
-	if err := s.decodeConnection(props); err != nil {
+	if err := s.decodeConnection(props, kinds); err != nil {
 		return nil, err
 	}
 	if len(props.IPConfigurations) > 1 {
 		return nil, errInvalid("properties.ipConfigurations",
-			"A private endpoint to a flexible server has one member, postgresqlServer, so at most one ipConfiguration; this one has %d.", len(props.IPConfigurations))
+			"A private endpoint to a %s has one member, %s, so at most one ipConfiguration; this one has %d.", s.kind.Title, s.kind.GroupID, len(props.IPConfigurations))
 	}
 	for i, ic := range props.IPConfigurations {
 		if err := s.decodeIPConfig(arm.Field("properties.ipConfigurations", i), ic); err != nil {
@@ -119,7 +121,7 @@ func decodeEndpoint(r *arm.Request) (*endpointSpec, error) {
 }
 
 // decodeConnection checks the endpoint's one connection.
-func (s *endpointSpec) decodeConnection(props *armnetwork.PrivateEndpointProperties) error {
+func (s *endpointSpec) decodeConnection(props *armnetwork.PrivateEndpointProperties, kinds *privatelink.Kinds) error {
 	type entry struct {
 		c      *armnetwork.PrivateLinkServiceConnection
 		path   string
@@ -138,7 +140,7 @@ func (s *endpointSpec) decodeConnection(props *armnetwork.PrivateEndpointPropert
 			"A private endpoint's connection (one entry in privateLinkServiceConnections or in manualPrivateLinkServiceConnections)")
 	case len(all) > 1:
 		return badRequest(codeOneConnection, all[1].path,
-			"A private endpoint to an Azure Database for PostgreSQL flexible server has exactly one connection; this one has %d (privateLinkServiceConnections and manualPrivateLinkServiceConnections together). Use one endpoint per connection.", len(all))
+			"A private endpoint has exactly one connection; this one has %d (privateLinkServiceConnections and manualPrivateLinkServiceConnections together). Use one endpoint per connection.", len(all))
 	}
 	e := all[0]
 	s.conn, s.connPath, s.manual = e.c, e.path, e.manual
@@ -153,33 +155,36 @@ func (s *endpointSpec) decodeConnection(props *armnetwork.PrivateEndpointPropert
 	p := e.c.Properties
 	if p == nil || strings.TrimSpace(str(p.PrivateLinkServiceID)) == "" {
 		return badRequest(codeMissingOnConnection, pp+"privateLinkServiceId",
-			"Private link service connection %s is missing required parameter 'privateLinkServiceId': set it to the ID of the flexible server to connect to.", *e.c.Name)
+			"Private link service connection %s is missing required parameter 'privateLinkServiceId': set it to the ID of the resource to connect to.", *e.c.Name)
 	}
 	raw := strings.TrimSpace(*p.PrivateLinkServiceID)
 	id, err := arm.ParseID(raw)
+	var kind *privatelink.Kind
+	if err == nil {
+		kind = kinds.Of(id)
+	}
 	switch {
-	case err == nil && strings.EqualFold(id.Type(), typePLS):
+	case kind == nil && err == nil && strings.EqualFold(id.Type(), typePLS):
 		return errUnsupported(pp+"privateLinkServiceId",
 			"privlink's private endpoints connect to Azure Database for PostgreSQL flexible servers; private link services are not served yet. Use the ID of a flexible server.")
-	case err != nil || id.Scope != nil || id.IsCollection() || len(id.Names) != 1 || id.ResourceGroup == "" ||
-		!strings.EqualFold(id.Type(), typeFlexibleServer):
-		return errLinkedID(pp+"privateLinkServiceId", raw, typeFlexibleServer)
+	case kind == nil:
+		return errTargetID(pp+"privateLinkServiceId", raw, kinds)
 	}
-	s.server = id
+	s.server, s.kind = id, kind
 	switch len(p.GroupIDs) {
 	case 0:
 		return badRequest(codeMissingOnConnection, pp+"groupIds",
-			"Private link service connection %s is missing required parameter 'group Id'. A flexible server's group ID is '%s'.", *e.c.Name, postgres.GroupID)
+			"Private link service connection %s is missing required parameter 'group Id'. A %s's group ID is '%s'.", *e.c.Name, kind.Title, kind.GroupID)
 	case 1:
 	default:
 		return badRequest(codeOneGroupID, pp+"groupIds",
 			"Private link service connection %s has %d group Ids. Only one group Id is permitted when connecting to a first-party resource (%s): use ['%s'].",
-			*e.c.Name, len(p.GroupIDs), raw, postgres.GroupID)
+			*e.c.Name, len(p.GroupIDs), raw, kind.GroupID)
 	}
-	if g := strings.TrimSpace(str(p.GroupIDs[0])); !strings.EqualFold(g, postgres.GroupID) {
+	if g := strings.TrimSpace(str(p.GroupIDs[0])); !strings.EqualFold(g, kind.GroupID) {
 		return badRequest(codeInvalidGroupID, pp+"groupIds[0]",
-			"The group Id '%s' of private link service connection %s is not valid for %s: a flexible server has one group Id, '%s'.",
-			g, *e.c.Name, raw, postgres.GroupID)
+			"The group Id '%s' of private link service connection %s is not valid for %s: a %s has one group Id, '%s'.",
+			g, *e.c.Name, raw, kind.Title, kind.GroupID)
 	}
 	s.message = strings.TrimSpace(str(p.RequestMessage))
 	if n := utf8.RuneCountInString(s.message); n > maxRequestMessage {
@@ -189,7 +194,7 @@ func (s *endpointSpec) decodeConnection(props *armnetwork.PrivateEndpointPropert
 }
 
 // decodeIPConfig checks an ipConfiguration, which asks for a static
-// address for the member postgresqlServer.
+// address for the target kind's one member (postgresqlServer for a server).
 func (s *endpointSpec) decodeIPConfig(path string, ic *armnetwork.PrivateEndpointIPConfiguration) error {
 	if ic == nil || strings.TrimSpace(str(ic.Name)) == "" {
 		return errMissing(path+".name", "An ipConfiguration's name")
@@ -209,10 +214,10 @@ func (s *endpointSpec) decodeIPConfig(path string, ic *armnetwork.PrivateEndpoin
 	}{{"groupId", p.GroupID}, {"memberName", p.MemberName}} {
 		v := strings.TrimSpace(str(f.v))
 		if v == "" {
-			return errMissing(pp+f.name, "An ipConfiguration's "+f.name+" ('"+postgres.GroupID+"')")
+			return errMissing(pp+f.name, "An ipConfiguration's "+f.name+" ('"+s.kind.GroupID+"')")
 		}
-		if !strings.EqualFold(v, postgres.GroupID) {
-			return errInvalid(pp+f.name, "The %s '%s' is not valid: a flexible server's only group and member is '%s'.", f.name, v, postgres.GroupID)
+		if !strings.EqualFold(v, s.kind.GroupID) {
+			return errInvalid(pp+f.name, "The %s '%s' is not valid: a %s's only group and member is '%s'.", f.name, v, s.kind.Title, s.kind.GroupID)
 		}
 	}
 	raw := strings.TrimSpace(str(p.PrivateIPAddress))
@@ -234,13 +239,13 @@ type endpointWrite struct {
 	loc    string
 	subnet resolved
 	prefix []netip.Prefix
-	target *postgres.Target // nil when the server no longer exists
-	state  postgres.ConnectionState
+	target *privatelink.Target // nil when the target no longer exists
+	state  privatelink.ConnectionState
 	asgs   []*armnetwork.ApplicationSecurityGroup
 }
 
 func (p *Provider) putEndpoint(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	spec, err := decodeEndpoint(r)
+	spec, err := decodeEndpoint(r, p.targets)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +348,7 @@ func (p *Provider) resolveEndpoint(tx store.Tx, r *arm.Request, spec *endpointSp
 		}
 		w.asgs = append(w.asgs, &armnetwork.ApplicationSecurityGroup{ID: ptr(asg.String())})
 	}
-	if w.target, err = postgres.LookupTarget(tx, spec.server); err != nil {
+	if w.target, err = p.targets.Lookup(tx, spec.server); err != nil {
 		return nil, err
 	}
 	if w.state, err = connect(tx, r, spec, w, cur); err != nil {
@@ -357,37 +362,38 @@ func (p *Provider) resolveEndpoint(tx store.Tx, r *arm.Request, spec *endpointSp
 // caller may write the server, else Pending; on update the server's
 // decision stands, except that a Rejected or Disconnected connection is
 // requested again (Pending).
-func connect(tx store.Tx, r *arm.Request, spec *endpointSpec, w *endpointWrite, cur *armnetwork.PrivateEndpoint) (postgres.ConnectionState, error) {
+func connect(tx store.Tx, r *arm.Request, spec *endpointSpec, w *endpointWrite, cur *armnetwork.PrivateEndpoint) (privatelink.ConnectionState, error) {
 	target := connectionTarget(spec, cur)
 	if w.target == nil {
 		if cur == nil {
-			return postgres.ConnectionState{}, badRequest(codeInvalidReference, spec.connPath+".properties.privateLinkServiceId",
-				"The flexible server %s referenced by private endpoint %s was not found. Create the server first, or check the ID.", target, w.id)
+			return privatelink.ConnectionState{}, badRequest(codeInvalidReference, spec.connPath+".properties.privateLinkServiceId",
+				"The %s %s referenced by private endpoint %s was not found. Create the %s first, or check the ID.", spec.kind.Title, target, w.id, spec.kind.Noun)
 		}
-		// The server is gone: the endpoint stays as it is, disconnected.
-		st := postgres.Disconnected(fmt.Sprintf("Server '%s' does not exist", spec.server.Name()))
+		// The target is gone: the endpoint stays as it is, disconnected.
+		noun := spec.kind.Noun
+		st := privatelink.Disconnected(fmt.Sprintf("%s '%s' does not exist", strings.ToUpper(noun[:1])+noun[1:], spec.server.Name()))
 		if c := storedConnection(cur); c != nil && c.Properties != nil && c.Properties.PrivateLinkServiceConnectionState != nil &&
-			str(c.Properties.PrivateLinkServiceConnectionState.Status) == postgres.StatusDisconnected {
+			str(c.Properties.PrivateLinkServiceConnectionState.Status) == privatelink.StatusDisconnected {
 			s := c.Properties.PrivateLinkServiceConnectionState
-			st = postgres.ConnectionState{Status: str(s.Status), Description: str(s.Description), ActionsRequired: str(s.ActionsRequired)}
+			st = privatelink.ConnectionState{Status: str(s.Status), Description: str(s.Description), ActionsRequired: str(s.ActionsRequired)}
 		}
 		return st, nil
 	}
-	st := postgres.AwaitingApproval(spec.message)
+	st := spec.kind.AwaitingApproval(spec.message)
 	if cur == nil {
-		if !spec.manual && postgres.MayWriteServer(r.Caller, w.target.ID) {
-			st = postgres.AutoApproved()
+		if !spec.manual && r.LinkAllowed(endpointTargetLink, w.target.ID) {
+			st = privatelink.AutoApproved()
 		}
 	} else {
-		c, err := postgres.ConnectionOf(tx, w.target.ID, w.id)
+		c, err := privatelink.ConnectionOf(tx, w.target.ID, w.id)
 		if err != nil {
 			return st, err
 		}
-		if c != nil && c.State.Status != postgres.StatusRejected {
-			return c.State, nil // the server's decision stands
+		if c != nil && c.State.Status != privatelink.StatusRejected {
+			return c.State, nil // the target's decision stands
 		}
 	}
-	_, err := postgres.RequestConnection(tx, w.target, w.id, st, r.Caller)
+	_, err := privatelink.RequestConnection(tx, w.target, w.id, st, r.Caller)
 	return st, err
 }
 
@@ -583,7 +589,7 @@ func (p *Provider) endpointNIC(tx store.Tx, spec *endpointSpec, w *endpointWrite
 					ApplicationSecurityGroups: w.asgs,
 					ProvisioningState:         ptr(state),
 					PrivateLinkConnectionProperties: &armnetwork.InterfaceIPConfigurationPrivateLinkConnectionProperties{
-						GroupID: ptr(postgres.GroupID), RequiredMemberName: ptr(postgres.GroupID), Fqdns: []*string{ptr(fqdn)},
+						GroupID: ptr(spec.kind.GroupID), RequiredMemberName: ptr(spec.kind.GroupID), Fqdns: []*string{ptr(fqdn)},
 					},
 				},
 			}},
@@ -591,12 +597,12 @@ func (p *Provider) endpointNIC(tx store.Tx, spec *endpointSpec, w *endpointWrite
 	}, nil
 }
 
-// serverFQDN is the DNS name of the endpoint's server.
+// serverFQDN is the DNS name of the endpoint's target.
 func serverFQDN(w *endpointWrite, spec *endpointSpec) string {
 	if w.target != nil {
 		return w.target.FQDN
 	}
-	return spec.server.Name() + "." + postgres.DNSSuffix
+	return spec.kind.FQDN(spec.server.Name())
 }
 
 // buildEndpoint composes the endpoint's document.
@@ -619,7 +625,7 @@ func buildEndpoint(spec *endpointSpec, w *endpointWrite, nic *armnetwork.Interfa
 		ID: ptr(w.id.String() + "/" + coll + "/" + connName), Name: ptr(connName), Type: ptr(typ), Etag: ptr(etag),
 		Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
 			PrivateLinkServiceID: ptr(serverID),
-			GroupIDs:             []*string{ptr(postgres.GroupID)},
+			GroupIDs:             []*string{ptr(spec.kind.GroupID)},
 			PrivateLinkServiceConnectionState: &armnetwork.PrivateLinkServiceConnectionState{
 				Status: ptr(w.state.Status), Description: ptr(w.state.Description), ActionsRequired: ptr(w.state.ActionsRequired),
 			},
@@ -658,7 +664,7 @@ func buildEndpoint(spec *endpointSpec, w *endpointWrite, nic *armnetwork.Interfa
 		props.IPConfigurations = append(props.IPConfigurations, &armnetwork.PrivateEndpointIPConfiguration{
 			Name: spec.ipc.Name, Type: ptr(typeEndpointIPC), Etag: ptr(etag),
 			Properties: &armnetwork.PrivateEndpointIPConfigurationProperties{
-				GroupID: ptr(postgres.GroupID), MemberName: ptr(postgres.GroupID), PrivateIPAddress: ptr(addr),
+				GroupID: ptr(spec.kind.GroupID), MemberName: ptr(spec.kind.GroupID), PrivateIPAddress: ptr(addr),
 			},
 		})
 	}
@@ -691,97 +697,6 @@ func endpointView(r arm.Reader, pe armnetwork.PrivateEndpoint) (armnetwork.Priva
 	return pe, nil
 }
 
-func (p *Provider) getEndpoint(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	rd := arm.ReadOnly(ctx, p.st)
-	var pe armnetwork.PrivateEndpoint
-	ok, err := arm.Load(rd, r.ID, &pe)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, arm.NotFound(r.ID)
-	}
-	v, err := endpointView(rd, pe)
-	if err != nil {
-		return nil, err
-	}
-	return arm.OK(v), nil
-}
-
-func (p *Provider) listEndpoints(ctx context.Context, r *arm.Request) ([]any, error) {
-	rd := arm.ReadOnly(ctx, p.st)
-	all, err := arm.LoadAll[armnetwork.PrivateEndpoint](rd, r.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]any, 0, len(all))
-	for _, pe := range all {
-		v, err := endpointView(rd, pe)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-func (p *Provider) patchEndpoint(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var body armnetwork.PrivateEndpoint
-	err := p.patchTags(ctx, r, func(tx store.Tx, tags map[string]*string, set bool) error {
-		var pe armnetwork.PrivateEndpoint
-		if err := loadForPatch(tx, r, &pe, func() string { return str(pe.Etag) }); err != nil {
-			return err
-		}
-		if set {
-			pe.Tags = tags
-		}
-		pe.Etag = ptr(arm.NewETag())
-		if err := arm.Save(tx, r.ID, &pe); err != nil {
-			return err
-		}
-		var err error
-		body, err = endpointView(tx, pe)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return arm.OK(body), nil
-}
-
-func (p *Provider) deleteEndpoint(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var op *arm.Operation
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		op = nil
-		var cur armnetwork.PrivateEndpoint
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		if !exists {
-			return nil
-		}
-		if err := releaseEndpoint(tx, r.ID, &cur); err != nil {
-			return err
-		}
-		if err := arm.Delete(tx, r.ID); err != nil {
-			return err
-		}
-		op, err = arm.StartOperation(tx, r.ID, str(cur.Location), true)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if op == nil {
-		return noContent(), nil
-	}
-	return deleted(op), nil
-}
-
 // releaseEndpoint removes what an endpoint holds outside its own documents:
 // the server side of its connection, its NIC (and so its address) and its
 // entry in the zone group index.
@@ -792,7 +707,7 @@ func releaseEndpoint(tx store.Tx, id arm.ResourceID, pe *armnetwork.PrivateEndpo
 	}
 	if c := storedConnection(pe); c != nil && c.Properties != nil {
 		if server, err := arm.ParseID(str(c.Properties.PrivateLinkServiceID)); err == nil {
-			if err := postgres.RemoveConnection(tx, server, canon); err != nil {
+			if err := privatelink.RemoveConnection(tx, server, canon); err != nil {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestEndpointAutoApproved: an endpoint whose caller may write the server
@@ -166,15 +167,15 @@ func TestEndpointPending(t *testing.T) {
 	}
 	// The network contributor may neither approve nor delete it.
 	_, err := e.decide(n, "rg", "srv1", mine, pg.PrivateEndpointServiceConnectionStatusApproved, "")
-	wantErr(t, err, http.StatusForbidden, "AuthorizationFailed")
-	wantErr(t, e.deleteConnection(n, "rg", "srv1", mine), http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, e.deleteConnection(n, "rg", "srv1", mine), http.StatusForbidden, "AuthorizationFailed")
 	// Nor may a principal allowed privateEndpointConnections/write but
 	// not to write the server: the router lets it through, the handler
 	// does not.
 	cw := e.as("connwriter", sub)
 	_, err = e.decide(cw, "rg", "srv1", mine, pg.PrivateEndpointServiceConnectionStatusApproved, "")
-	wantTarget(t, wantErr(t, err, http.StatusForbidden, "AuthorizationFailed"), "", "Microsoft.DBforPostgreSQL/flexibleServers/write")
-	wantErr(t, e.deleteConnection(cw, "rg", "srv1", mine), http.StatusForbidden, "AuthorizationFailed")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed"), "", "Microsoft.DBforPostgreSQL/flexibleServers/write")
+	testkit.WantARMError(t, e.deleteConnection(cw, "rg", "srv1", mine), http.StatusForbidden, "AuthorizationFailed")
 	wantState(t, e.getEndpoint(n, "rg", "byNetadmin"), "Pending")
 	// The owner approves it.
 	sc, err := e.decide(o, "rg", "srv1", mine, pg.PrivateEndpointServiceConnectionStatusApproved, "")
@@ -219,9 +220,9 @@ func TestEndpointCrossTenant(t *testing.T) {
 	// The consumer has no role in the server's subscription.
 	cs := e.as("consumer", sub)
 	_, err := cs.conns.Get(e.ctx, "rg", "srv1", name, nil)
-	wantErr(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	_, err = e.decide(cs, "rg", "srv1", name, pg.PrivateEndpointServiceConnectionStatusApproved, "")
-	wantErr(t, err, http.StatusForbidden, "AuthorizationFailed")
+	testkit.WantARMError(t, err, http.StatusForbidden, "AuthorizationFailed")
 	wantState(t, e.getEndpoint(c, "crg", "pe-theirs"), "Pending")
 
 	if _, err := e.decide(o, "rg", "srv1", name, pg.PrivateEndpointServiceConnectionStatusApproved, "welcome"); err != nil {
@@ -266,7 +267,7 @@ func TestConnectionStates(t *testing.T) {
 	}
 	// A rejected connection cannot be approved on the server's side.
 	_, err = e.decide(o, "rg", "srv1", name, pg.PrivateEndpointServiceConnectionStatusApproved, "")
-	if b := wantErr(t, err, http.StatusBadRequest, "InvalidParameterValue"); b.Target != "properties.privateLinkServiceConnectionState.status" || !strings.Contains(b.Message, "re-request") {
+	if b := testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidParameterValue"); b.Target != "properties.privateLinkServiceConnectionState.status" || !strings.Contains(b.Message, "re-request") {
 		t.Errorf("error = %+v", b)
 	}
 	// The endpoint's owner re-requests it.
@@ -281,7 +282,7 @@ func TestConnectionStates(t *testing.T) {
 	wantState(t, e.getEndpoint(o, "rg", "pe1"), "Approved", "Approved by c-owner")
 	// Approved cannot go back to Pending; it can be rejected.
 	_, err = e.decide(o, "rg", "srv1", name, pg.PrivateEndpointServiceConnectionStatusPending, "")
-	wantErr(t, err, http.StatusBadRequest, "InvalidParameterValue")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidParameterValue")
 	// Confirming the current status changes nothing.
 	sc, err = e.decide(o, "rg", "srv1", name, pg.PrivateEndpointServiceConnectionStatusApproved, "")
 	if err != nil || str(sc.Properties.PrivateLinkServiceConnectionState.Description) != "Approved by c-owner" {
@@ -300,7 +301,7 @@ func TestConnectionStates(t *testing.T) {
 		{`{"properties":{"privateLinkServiceConnectionState":{"status":"Disconnected"}}}`, "InvalidParameterValue", "properties.privateLinkServiceConnectionState.status"},
 	} {
 		code, b, _ := e.rawAs("owner", http.MethodPut, path, c.body)
-		var res struct{ Error armErr }
+		var res struct{ Error testkit.ARMError }
 		_ = json.Unmarshal(b, &res)
 		if code != http.StatusBadRequest || res.Error.Code != c.code || res.Error.Target != c.target {
 			t.Errorf("PUT %s = %d %s", c.body, code, b)
@@ -308,7 +309,7 @@ func TestConnectionStates(t *testing.T) {
 	}
 	// A connection that does not exist.
 	_, err = e.decide(o, "rg", "srv1", "nope.00000000-0000-0000-0000-000000000000", pg.PrivateEndpointServiceConnectionStatusApproved, "")
-	wantErr(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 }
 
 // TestConnectionDeletes: deleting the connection on the server's side
@@ -348,7 +349,7 @@ func TestConnectionDeletes(t *testing.T) {
 	}
 	nicID, _ := arm.ParseID(str(pe.Properties.NetworkInterfaces[0].ID))
 	_, err := o.nics.Get(e.ctx, "rg", nicID.Name(), nil)
-	wantErr(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 	sn, _ := o.subnets.Get(e.ctx, "rg", "vnet", "pe", nil)
 	if len(sn.Properties.PrivateEndpoints) != 0 || len(sn.Properties.IPConfigurations) != 0 {
 		t.Errorf("subnet still lists %v", sn.Properties.PrivateEndpoints)
@@ -399,7 +400,7 @@ func TestEndpointHoldsSubnetAndNIC(t *testing.T) {
 	if err == nil {
 		_, err = p.PollUntilDone(e.ctx, poll)
 	}
-	b := wantErr(t, err, http.StatusBadRequest, "InUseSubnetCannotBeDeleted")
+	b := testkit.WantARMError(t, err, http.StatusBadRequest, "InUseSubnetCannotBeDeleted")
 	if !strings.Contains(b.Message, str(pe.ID)) {
 		t.Errorf("message %q does not name the endpoint", b.Message)
 	}
@@ -407,7 +408,7 @@ func TestEndpointHoldsSubnetAndNIC(t *testing.T) {
 	if err == nil {
 		_, err = pv.PollUntilDone(e.ctx, poll)
 	}
-	wantErr(t, err, http.StatusBadRequest, "InUseSubnetCannotBeDeleted")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "InUseSubnetCannotBeDeleted")
 
 	nicID, _ := arm.ParseID(str(pe.Properties.NetworkInterfaces[0].ID))
 	nic, err := o.nics.Get(e.ctx, "rg", nicID.Name(), nil)
@@ -418,14 +419,14 @@ func TestEndpointHoldsSubnetAndNIC(t *testing.T) {
 	if err == nil {
 		_, err = pn.PollUntilDone(e.ctx, poll)
 	}
-	wantErr(t, err, http.StatusBadRequest, "CannotModifyNicAttachedToPrivateEndpoint")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "CannotModifyNicAttachedToPrivateEndpoint")
 	_, err = o.nics.UpdateTags(e.ctx, "rg", nicID.Name(), armnetwork.TagsObject{Tags: map[string]*string{"a": to.Ptr("b")}}, nil)
-	wantErr(t, err, http.StatusBadRequest, "CannotModifyNicAttachedToPrivateEndpoint")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "CannotModifyNicAttachedToPrivateEndpoint")
 	pd, err := o.nics.BeginDelete(e.ctx, "rg", nicID.Name(), nil)
 	if err == nil {
 		_, err = pd.PollUntilDone(e.ctx, poll)
 	}
-	wantErr(t, err, http.StatusBadRequest, "CannotModifyNicAttachedToPrivateEndpoint")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "CannotModifyNicAttachedToPrivateEndpoint")
 
 	// A resource group with the network, the endpoint and the server goes
 	// as a whole.
@@ -499,7 +500,7 @@ func TestEndpointValidation(t *testing.T) {
 			body := endpointBody(subnet, server, false, "")
 			c.edit(&body)
 			_, err := e.putEndpoint(o, "rg", "bad", body)
-			wantTarget(t, wantErr(t, err, http.StatusBadRequest, c.code), c.target, c.word)
+			wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, c.code), c.target, c.word)
 		})
 	}
 	if _, err := o.endpoints.Get(e.ctx, "rg", "bad", nil); err == nil {
@@ -528,11 +529,11 @@ func TestEndpointValidation(t *testing.T) {
 	body2 := endpointBody(subnet, server, false, "")
 	body2.Properties.IPConfigurations = body.Properties.IPConfigurations
 	_, err = e.putEndpoint(o, "rg", "other", body2)
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "PrivateIPAddressIsAllocated"), "properties.ipConfigurations[0].properties.privateIPAddress", "10.0.1.10")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "PrivateIPAddressIsAllocated"), "properties.ipConfigurations[0].properties.privateIPAddress", "10.0.1.10")
 	body3 := endpointBody(subnet, server, false, "")
 	body3.Properties.CustomNetworkInterfaceName = to.Ptr("my-pe-nic")
 	_, err = e.putEndpoint(o, "rg", "other", body3)
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "InvalidParameter"), "properties.customNetworkInterfaceName", "my-pe-nic")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidParameter"), "properties.customNetworkInterfaceName", "my-pe-nic")
 
 	// What an endpoint is cannot change.
 	p2, err := o.vnets.BeginCreateOrUpdate(e.ctx, "rg", "vnet2", vnetBody("10.1.0.0/16", "pe=10.1.1.0/24"), nil)
@@ -544,12 +545,12 @@ func TestEndpointValidation(t *testing.T) {
 	}
 	moved := endpointBody(subnetIDIn(sub, "rg", "vnet2", "pe"), server, false, "")
 	_, err = e.putEndpoint(o, "rg", "static", moved)
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "PrivateEndpointPropertyCannotBeChanged"), "properties.subnet.id", "subnet")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "PrivateEndpointPropertyCannotBeChanged"), "properties.subnet.id", "subnet")
 	e.server(o, "rg", "srv2")
 	retarget := endpointBody(subnet, serverIDIn(sub, "rg", "srv2"), false, "")
 	retarget.Properties.IPConfigurations = body.Properties.IPConfigurations
 	_, err = e.putEndpoint(o, "rg", "static", retarget)
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "PrivateEndpointPropertyCannotBeChanged"), conn+".properties.privateLinkServiceId", "target")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "PrivateEndpointPropertyCannotBeChanged"), conn+".properties.privateLinkServiceId", "target")
 	// Moving the static address within the subnet is fine.
 	body.Properties.IPConfigurations[0].Properties.PrivateIPAddress = to.Ptr("10.0.1.11")
 	if pe := e.mustEndpoint(o, "rg", "static", body); str(pe.Properties.CustomDNSConfigs[0].IPAddresses[0]) != "10.0.1.11" {
@@ -567,7 +568,7 @@ func TestEndpointValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.putEndpoint(o, "rg", "indelegated", endpointBody(subnetIDIn(sub, "rg", "vnet", "delegated"), server, false, ""))
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "PrivateEndpointCreationNotAllowedAsSubnetIsDelegated"), "properties.subnet.id", "delegated")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "PrivateEndpointCreationNotAllowedAsSubnetIsDelegated"), "properties.subnet.id", "delegated")
 }
 
 // TestEndpointFull: a full subnet answers SubnetIsFull on the endpoint's
@@ -589,7 +590,7 @@ func TestEndpointFull(t *testing.T) {
 		e.mustEndpoint(o, "rg", n, body)
 	}
 	_, err = e.putEndpoint(o, "rg", "d", body)
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "SubnetIsFull"), "properties.subnet.id", "capacity")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "SubnetIsFull"), "properties.subnet.id", "capacity")
 }
 
 // TestEndpointWire checks status codes and LRO headers of endpoints and
@@ -712,9 +713,9 @@ func TestFeatureMatrix(t *testing.T) {
 		return err
 	}
 	ha := pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeZoneRedundant)}}}
-	b := wantErr(t, patch("withpe", ha), http.StatusBadRequest, "FeatureNotSupportedWithPrivateEndpoints")
+	b := testkit.WantARMError(t, patch("withpe", ha), http.StatusBadRequest, "FeatureNotSupportedWithPrivateEndpoints")
 	wantTarget(t, b, "properties.highAvailability.mode", "private endpoint", "withpe")
-	b = wantErr(t, patch("plain", ha), http.StatusBadRequest, "FeatureNotSupported")
+	b = testkit.WantARMError(t, patch("plain", ha), http.StatusBadRequest, "FeatureNotSupported")
 	if strings.Contains(b.Message, "private endpoint") {
 		t.Errorf("not-offered message mentions endpoints: %s", b.Message)
 	}
@@ -725,13 +726,13 @@ func TestFeatureMatrix(t *testing.T) {
 	}
 	for _, mode := range []pg.CreateMode{pg.CreateModeReplica, pg.CreateModePointInTimeRestore, pg.CreateModeGeoRestore} {
 		_, err := e.createServer(o, "rg", "copy", from(mode, "withpe"))
-		b := wantErr(t, err, http.StatusBadRequest, "FeatureNotSupportedWithPrivateEndpoints")
+		b := testkit.WantARMError(t, err, http.StatusBadRequest, "FeatureNotSupportedWithPrivateEndpoints")
 		wantTarget(t, b, "properties.sourceServerResourceId", "private endpoint")
 		_, err = e.createServer(o, "rg", "copy", from(mode, "plain"))
-		wantErr(t, err, http.StatusBadRequest, "FeatureNotSupported")
+		testkit.WantARMError(t, err, http.StatusBadRequest, "FeatureNotSupported")
 	}
 	role := pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{ReplicationRole: to.Ptr(pg.ReplicationRoleAsyncReplica)}}
-	wantErr(t, patch("withpe", role), http.StatusBadRequest, "FeatureNotSupportedWithPrivateEndpoints")
+	testkit.WantARMError(t, patch("withpe", role), http.StatusBadRequest, "FeatureNotSupportedWithPrivateEndpoints")
 
 	// Still allowed with endpoints: Entra ID settings, pgbouncer.
 	auth := pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{AuthConfig: &pg.AuthConfigForPatch{
@@ -758,7 +759,7 @@ func TestFeatureMatrix(t *testing.T) {
 		if !errors.As(err, &re) {
 			t.Fatalf("version change on %s: %v", s, err)
 		}
-		if b := wantErr(t, err, http.StatusBadRequest, re.ErrorCode); strings.Contains(b.Message, "private endpoint") {
+		if b := testkit.WantARMError(t, err, http.StatusBadRequest, re.ErrorCode); strings.Contains(b.Message, "private endpoint") {
 			t.Errorf("version change on %s blames endpoints: %s", s, b.Message)
 		}
 	}

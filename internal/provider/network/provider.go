@@ -25,6 +25,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/google/uuid"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -55,6 +56,8 @@ type Provider struct {
 	st              store.Store
 	materializeNICs bool
 	nicSummaries    *arm.Memo[nicSummary] // see (*Provider).newUsage
+	// targets are the kinds of resource private endpoints lead to.
+	targets *privatelink.Kinds
 }
 
 // New returns the provider over st.
@@ -74,33 +77,33 @@ type Option func(*Provider)
 // Updating until the namespace exists.
 func WithMaterializedNICs() Option { return func(p *Provider) { p.materializeNICs = true } }
 
+// WithTargets names the kinds of private-link resource that private
+// endpoints may lead to (without it, none: every endpoint is refused).
+func WithTargets(k *privatelink.Kinds) Option { return func(p *Provider) { p.targets = k } }
+
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
 	v := APIVersions
 	return []*arm.ResourceType{
-		{Type: typeVNet, APIVersions: v, Get: p.getVNet, List: p.listVNets, Put: p.putVNet,
-			Patch: p.patchVNet, Delete: p.deleteVNet, BeforeGroupDelete: p.vnetGroupDelete},
+		p.vnets().register(&arm.ResourceType{Type: typeVNet, APIVersions: v, Put: p.putVNet, Links: vnetLinks, BeforeGroupDelete: p.vnetGroupDelete}),
 		{Type: typeSubnet, APIVersions: v, Get: p.getSubnet, List: p.listSubnets, Put: p.putSubnet,
-			Delete: p.deleteSubnet},
-		{Type: typeNSG, APIVersions: v, Get: p.getNSG, List: p.listNSGs, Put: p.putNSG,
-			Patch: p.patchNSG, Delete: p.deleteNSG, BeforeGroupDelete: p.nsgGroupDelete},
+			Delete: p.deleteSubnet, Links: subnetLinks},
+		p.nsgs().register(&arm.ResourceType{Type: typeNSG, APIVersions: v, Put: p.putNSG, Links: nsgLinks, BeforeGroupDelete: p.nsgGroupDelete}),
 		{Type: typeRule, APIVersions: v, Get: p.getRule, List: p.listRules, Put: p.putRule,
-			Delete: p.deleteRule},
+			Delete: p.deleteRule, Links: ruleLinks},
 		{Type: typeDefaultRule, APIVersions: v, Get: p.getDefaultRule, List: p.listDefaultRules},
-		{Type: typeASG, APIVersions: v, Get: p.getASG, List: p.listASGs, Put: p.putASG,
-			Patch: p.patchASG, Delete: p.deleteASG, BeforeGroupDelete: p.asgGroupDelete},
-		{Type: typeRouteTable, APIVersions: v, Get: p.getRouteTable, List: p.listRouteTables,
-			Put: p.putRouteTable, Patch: p.patchRouteTable, Delete: p.deleteRouteTable,
-			BeforeGroupDelete: p.routeTableGroupDelete},
+		p.asgs().register(&arm.ResourceType{Type: typeASG, APIVersions: v, Put: p.putASG, BeforeGroupDelete: p.asgGroupDelete}),
+		p.routeTables().register(&arm.ResourceType{Type: typeRouteTable, APIVersions: v, Put: p.putRouteTable, BeforeGroupDelete: p.routeTableGroupDelete}),
 		{Type: typeRoute, APIVersions: v, Get: p.getRoute, List: p.listRoutes, Put: p.putRoute,
 			Delete: p.deleteRoute},
-		{Type: typeNIC, APIVersions: v, Get: p.getNIC, List: p.listNICs, Put: p.putNIC,
-			Patch: p.patchNIC, Delete: p.deleteNIC},
+		p.nics().register(&arm.ResourceType{Type: typeNIC, APIVersions: v, Put: p.putNIC, Links: nicLinks,
+			Actions: map[string]arm.Handler{"effectiveNetworkSecurityGroups": p.effectiveNSGs, "effectiveRouteTable": p.effectiveRoutes}}),
+		p.watchers().register(&arm.ResourceType{Type: typeWatcher, APIVersions: v, Put: p.putWatcher,
+			Actions: map[string]arm.Handler{"ipFlowVerify": p.ipFlowVerify, "nextHop": p.nextHop, "connectivityCheck": p.connectivityCheck}}),
 		{Type: typeIPConfig, APIVersions: v, Get: p.getIPConfig, List: p.listIPConfigs},
-		{Type: typeEndpoint, APIVersions: v, Get: p.getEndpoint, List: p.listEndpoints, Put: p.putEndpoint,
-			Patch: p.patchEndpoint, Delete: p.deleteEndpoint, BeforeGroupDelete: p.endpointGroupDelete},
+		p.endpoints().register(&arm.ResourceType{Type: typeEndpoint, APIVersions: v, Put: p.putEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete}),
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
-			Delete: p.deleteZoneGroup},
+			Delete: p.deleteZoneGroup, Links: zoneGroupLinks},
 	}
 }
 

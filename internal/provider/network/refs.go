@@ -75,3 +75,54 @@ func resolveSameRegion(r arm.Reader, referrer arm.ResourceID, location, target s
 	}
 	return res, nil
 }
+
+// The references each type's body may hold, and the linked action the
+// router checks on each (arm.Link). A reference resolved here must be
+// declared there: the linked-authorization sweep (daemon tests) sends
+// every reference the SDK's model has and fails on one that is stored
+// without its check.
+var (
+	subnetLinks = []arm.Link{
+		{Path: "properties.networkSecurityGroup.id", Type: typeNSG, Action: arm.JoinNSGAction},
+		{Path: "properties.routeTable.id", Type: typeRouteTable, Action: arm.JoinRouteTableAction},
+		{Path: "properties.natGateway.id", Type: "Microsoft.Network/natGateways", Action: arm.JoinNatGatewayAction},
+	}
+	vnetLinks = append(prefixLinks("properties.subnets[].", subnetLinks),
+		arm.Link{Path: "properties.ddosProtectionPlan.id", Type: "Microsoft.Network/ddosProtectionPlans", Action: arm.JoinDDoSPlanAction})
+	ruleLinks = []arm.Link{
+		{Path: "properties.sourceApplicationSecurityGroups[].id", Type: typeASG, Action: arm.JoinASGRuleAction},
+		{Path: "properties.destinationApplicationSecurityGroups[].id", Type: typeASG, Action: arm.JoinASGRuleAction},
+	}
+	nsgLinks = prefixLinks("properties.securityRules[].", ruleLinks)
+	nicLinks = []arm.Link{
+		{Path: "properties.networkSecurityGroup.id", Type: typeNSG, Action: arm.JoinNSGAction},
+		{Path: "properties.ipConfigurations[].properties.subnet.id", Type: typeSubnet, Action: arm.JoinSubnetAction},
+		{Path: "properties.ipConfigurations[].properties.applicationSecurityGroups[].id", Type: typeASG, Action: arm.JoinASGAction},
+		{Path: "properties.ipConfigurations[].properties.publicIPAddress.id", Type: "Microsoft.Network/publicIPAddresses", Action: arm.JoinPublicIPAction},
+	}
+	// endpointTargetLink is an endpoint's automatic connection: a caller
+	// holding the target's approval action is approved at once.
+	endpointTargetLink = arm.Link{Path: "properties.privateLinkServiceConnections[].properties.privateLinkServiceId", Action: arm.ApprovalAction, Kind: arm.LinkApproval}
+	endpointLinks      = []arm.Link{
+		{Path: "properties.subnet.id", Type: typeSubnet, Action: arm.JoinSubnetAction},
+		{Path: "properties.applicationSecurityGroups[].id", Type: typeASG, Action: arm.JoinASGAction},
+		endpointTargetLink,
+		// A manual request always waits for the owner, whatever the
+		// caller may do on the target.
+		{Path: "properties.manualPrivateLinkServiceConnections[].properties.privateLinkServiceId", Action: arm.ApprovalAction, Kind: arm.LinkApproval},
+	}
+	zoneGroupLinks = []arm.Link{
+		{Path: "properties.privateDnsZoneConfigs[].properties.privateDnsZoneId", Type: "Microsoft.Network/privateDnsZones", Action: arm.JoinPrivateZoneAction},
+	}
+)
+
+// prefixLinks returns links with their paths under prefix: the links of a
+// child type as they appear inline in its parent's body.
+func prefixLinks(prefix string, links []arm.Link) []arm.Link {
+	out := make([]arm.Link, len(links))
+	for i, l := range links {
+		l.Path = prefix + l.Path
+		out[i] = l
+	}
+	return out
+}

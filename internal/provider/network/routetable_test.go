@@ -6,6 +6,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func route(name, prefix string, hop armnetwork.RouteNextHopType, nextHop string) *armnetwork.Route {
@@ -76,7 +77,7 @@ func TestRouteTableLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.routes.Get(e.ctx, "rg", "rt", "blackhole", nil)
-	wantErr(t, err, 404, "NotFound")
+	testkit.WantARMError(t, err, 404, "NotFound")
 	cleared, err := e.putTable("rg", "rt", armnetwork.RouteTable{Location: to.Ptr("westeurope"),
 		Properties: &armnetwork.RouteTablePropertiesFormat{Routes: []*armnetwork.Route{}}})
 	if err != nil || len(cleared.Properties.Routes) != 0 {
@@ -102,13 +103,13 @@ func TestRouteTableLifecycle(t *testing.T) {
 	v.Properties.Subnets[0].Properties.RouteTable = &armnetwork.RouteTable{ID: tbl.ID}
 	e.mustVNet("rg", "v", v)
 	err = e.deleteTable("rg", "rt")
-	wantTarget(t, wantErr(t, err, 400, codeRouteTableInUse), "", subnetID("rg", "v", "a"))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeRouteTableInUse), "", subnetID("rg", "v", "a"))
 	e.mustVNet("rg", "v", vnetBody("10.0.0.0/16", "a=10.0.1.0/24"))
 	if err := e.deleteTable("rg", "rt"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.tables.Get(e.ctx, "rg", "rt", nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 }
 
 func TestRouteValidation(t *testing.T) {
@@ -143,7 +144,7 @@ func TestRouteValidation(t *testing.T) {
 				c.code = codeMissingParameter
 			}
 			_, err := e.putRoute("rg", "rt", "r", *c.route)
-			wantTarget(t, wantErr(t, err, 400, c.code), c.target)
+			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target)
 			// The same route inline names its index.
 			_, err = e.putTable("rg", "rt2", armnetwork.RouteTable{Location: to.Ptr("westeurope"), Properties: &armnetwork.RouteTablePropertiesFormat{
 				Routes: []*armnetwork.Route{route("ok", "10.8.0.0/16", armnetwork.RouteNextHopTypeNone, ""), c.route}}})
@@ -151,13 +152,13 @@ func TestRouteValidation(t *testing.T) {
 				return // no conflict inside the inline set
 			}
 			if c.route.Name == nil {
-				wantTarget(t, wantErr(t, err, 400, codeMissingParameter), "properties.routes[1].name")
+				wantTarget(t, testkit.WantARMError(t, err, 400, codeMissingParameter), "properties.routes[1].name")
 				return
 			}
-			wantTarget(t, wantErr(t, err, 400, c.code), "properties.routes[1]."+c.target)
+			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), "properties.routes[1]."+c.target)
 		})
 	}
 	_, err := e.putTable("rg", "rt2", armnetwork.RouteTable{Location: to.Ptr("westeurope"), Properties: &armnetwork.RouteTablePropertiesFormat{
 		Routes: []*armnetwork.Route{route("a", "10.8.0.0/16", armnetwork.RouteNextHopTypeNone, ""), route("b", "10.8.0.0/16", armnetwork.RouteNextHopTypeInternet, "")}}})
-	wantTarget(t, wantErr(t, err, 400, codeRouteConflict), "properties.routes[1].properties.addressPrefix", "b", "a")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeRouteConflict), "properties.routes[1].properties.addressPrefix", "b", "a")
 }

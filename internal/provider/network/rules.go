@@ -9,6 +9,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/policy"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -39,38 +40,23 @@ var serviceTags = map[string]bool{
 	"powerbi": true, "azureconnectors": true, "azureupdatedelivery": true, "azurebotservice": true,
 }
 
-// defaultRule is one row of the table of default rules (reference §2.4).
-type defaultRule struct {
-	name, desc, dir, src, dst, access string
-	priority                          int32
-}
-
-var defaultRuleTable = []defaultRule{
-	{"AllowVnetInBound", "Allow inbound traffic from all VMs in VNET", "Inbound", "VirtualNetwork", "VirtualNetwork", "Allow", 65000},
-	{"AllowAzureLoadBalancerInBound", "Allow inbound traffic from azure load balancer", "Inbound", "AzureLoadBalancer", "*", "Allow", 65001},
-	{"DenyAllInBound", "Deny all inbound traffic", "Inbound", "*", "*", "Deny", 65500},
-	{"AllowVnetOutBound", "Allow outbound traffic from all VMs to all VMs in VNET", "Outbound", "VirtualNetwork", "VirtualNetwork", "Allow", 65000},
-	{"AllowInternetOutBound", "Allow outbound traffic from all VMs to Internet", "Outbound", "*", "Internet", "Allow", 65001},
-	{"DenyAllOutBound", "Deny all outbound traffic", "Outbound", "*", "*", "Deny", 65500},
-}
-
 // defaultRules synthesizes an NSG's default rules, shaped as in spec
 // example DefaultSecurityRuleGet.json (empty arrays included).
 func defaultRules(nsg, etag string) []*armnetwork.SecurityRule {
-	out := make([]*armnetwork.SecurityRule, 0, len(defaultRuleTable))
-	for _, d := range defaultRuleTable {
+	out := make([]*armnetwork.SecurityRule, 0, len(policy.DefaultRules))
+	for _, d := range policy.DefaultRules {
 		out = append(out, &armnetwork.SecurityRule{
-			ID: ptr(nsg + "/defaultSecurityRules/" + d.name), Name: ptr(d.name), Type: ptr(typeDefaultRule), Etag: ptr(etag),
+			ID: ptr(nsg + "/defaultSecurityRules/" + d.Name), Name: ptr(d.Name), Type: ptr(typeDefaultRule), Etag: ptr(etag),
 			Properties: &armnetwork.SecurityRulePropertiesFormat{
-				Description:                ptr(d.desc),
+				Description:                ptr(d.Description),
 				Protocol:                   ptr(armnetwork.SecurityRuleProtocolAsterisk),
 				SourcePortRange:            ptr("*"),
 				DestinationPortRange:       ptr("*"),
-				SourceAddressPrefix:        ptr(d.src),
-				DestinationAddressPrefix:   ptr(d.dst),
-				Access:                     ptr(armnetwork.SecurityRuleAccess(d.access)),
-				Priority:                   ptr(d.priority),
-				Direction:                  ptr(armnetwork.SecurityRuleDirection(d.dir)),
+				SourceAddressPrefix:        ptr(d.Source),
+				DestinationAddressPrefix:   ptr(d.Dest),
+				Access:                     ptr(armnetwork.SecurityRuleAccess(d.Access)),
+				Priority:                   ptr(d.Priority),
+				Direction:                  ptr(armnetwork.SecurityRuleDirection(d.Direction)),
 				ProvisioningState:          ptr(armnetwork.ProvisioningStateSucceeded),
 				SourcePortRanges:           []*string{},
 				DestinationPortRanges:      []*string{},

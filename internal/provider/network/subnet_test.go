@@ -6,6 +6,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestSubnetLifecycle(t *testing.T) {
@@ -100,12 +101,12 @@ func TestSubnetLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.subnet.Get(e.ctx, "rg", "v", "sub1", nil)
-	wantErr(t, err, 404, "NotFound")
+	testkit.WantARMError(t, err, 404, "NotFound")
 	if err := e.deleteSubnet("rg", "v", "sub1"); err != nil {
 		t.Fatalf("second delete: %v", err)
 	}
 	_, err = e.subnet.Get(e.ctx, "rg", "nope", "sub1", nil)
-	wantErr(t, err, 404, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ParentResourceNotFound")
 }
 
 func TestSubnetValidation(t *testing.T) {
@@ -182,13 +183,13 @@ func TestSubnetValidation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := e.putSubnet("rg", "v", "b", c.subnet)
-			wantTarget(t, wantErr(t, err, 400, c.code), c.target, c.words...)
+			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target, c.words...)
 		})
 	}
 	_, err := e.putSubnet("rg", "v", "bad!", armnetwork.Subnet{Properties: prefix("10.0.2.0/24")})
-	wantErr(t, err, 400, "InvalidResourceName")
+	testkit.WantARMError(t, err, 400, "InvalidResourceName")
 	_, err = e.putSubnet("rg", "missing", "b", armnetwork.Subnet{Properties: prefix("10.0.2.0/24")})
-	wantErr(t, err, 404, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ParentResourceNotFound")
 	if list := collect(t, e.ctx, e.subnet.NewListPager("rg", "v", nil), func(p armnetwork.SubnetsClientListResponse) []*armnetwork.Subnet { return p.Value }); len(list) != 1 {
 		t.Errorf("%d subnets after failed writes, want 1", len(list))
 	}
@@ -209,10 +210,10 @@ func TestSubnetInUse(t *testing.T) {
 		t.Fatalf("ipConfigurations = %v, want %s", ics, icID)
 	}
 	err = e.deleteSubnet("rg", "v", "a")
-	wantTarget(t, wantErr(t, err, 400, codeSubnetInUse), "", "Subnet a is in use by "+icID, "aka.ms/deletesubnet")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeSubnetInUse), "", "Subnet a is in use by "+icID, "aka.ms/deletesubnet")
 	// Resizing so that the NIC's address (10.0.1.4) falls outside is refused.
 	_, err = e.putSubnet("rg", "v", "a", armnetwork.Subnet{Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to.Ptr("10.0.1.128/25")}})
-	wantTarget(t, wantErr(t, err, 400, codeInvalidSubnet), "properties.addressPrefix", "10.0.1.4")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeInvalidSubnet), "properties.addressPrefix", "10.0.1.4")
 	// Growing it is fine.
 	if _, err := e.putSubnet("rg", "v", "a", armnetwork.Subnet{Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to.Ptr("10.0.0.0/23")}}); err != nil {
 		t.Fatal(err)

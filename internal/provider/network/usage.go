@@ -199,22 +199,6 @@ func (u *usage) inVNet(vnet string) ([]ipConfigRef, error) {
 	return u.ipConfigs(func(s string) bool { return strings.HasPrefix(s, k) })
 }
 
-// usedAddresses returns the addresses held in a subnet, and by whom,
-// leaving out the ipConfigurations of the NIC except (being rewritten).
-func (u *usage) usedAddresses(subnet, except string) (map[netip.Addr]string, error) {
-	refs, err := u.inSubnet(subnet)
-	if err != nil {
-		return nil, err
-	}
-	used := map[netip.Addr]string{}
-	for _, r := range refs {
-		if r.Address.IsValid() && !strings.EqualFold(r.NIC, except) {
-			used[r.Address] = r.ID
-		}
-	}
-	return used, nil
-}
-
 // subnetsReferencing lists the IDs of subnets whose NSG (nsg true) or route
 // table reference is id.
 func (u *usage) subnetsReferencing(id string, nsg bool) ([]string, error) {

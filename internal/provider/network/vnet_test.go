@@ -7,6 +7,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestVNetLifecycle(t *testing.T) {
@@ -101,9 +102,9 @@ func TestVNetLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.vnets.Get(e.ctx, "rg1", "vnet1", nil)
-	wantErr(t, err, 404, "ResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ResourceNotFound")
 	_, err = e.subnet.Get(e.ctx, "rg1", "vnet1", "default", nil)
-	wantErr(t, err, 404, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, 404, "ParentResourceNotFound")
 	// Deleting again is a 204, which the poller accepts.
 	if err := e.deleteVNet("rg1", "vnet1"); err != nil {
 		t.Fatalf("second delete: %v", err)
@@ -174,7 +175,7 @@ func TestVNetValidation(t *testing.T) {
 				name = strings.Repeat("n", 81)
 			}
 			_, err := e.putVNet("rg", name, c.vnet)
-			wantTarget(t, wantErr(t, err, 400, c.code), c.target, c.words...)
+			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target, c.words...)
 		})
 	}
 	// Nothing was written by the failures.
@@ -212,7 +213,7 @@ func TestVNetSubnetsSemantics(t *testing.T) {
 	if _, err := e.subnet.Get(e.ctx, "rg", "v", "b", nil); err == nil {
 		t.Error("dropped subnet b still exists")
 	} else {
-		wantErr(t, err, 404, "NotFound")
+		testkit.WantARMError(t, err, 404, "NotFound")
 	}
 	// null deletes them all.
 	path := "/subscriptions/" + sub + "/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"
@@ -240,13 +241,13 @@ func TestVNetSubnetsSemantics(t *testing.T) {
 	e.mustVNet("rg", "v", vnetBody("10.0.0.0/16", "a=10.0.1.0/24", "b=10.0.2.0/24"))
 	nic := e.mustNIC("rg", "nic1", nicBody(subnetID("rg", "v", "b")))
 	_, err = e.putVNet("rg", "v", vnetBody("10.0.0.0/16", "a=10.0.1.0/24"))
-	wantTarget(t, wantErr(t, err, 400, codeSubnetInUse), "", "b", str(nic.Properties.IPConfigurations[0].ID))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeSubnetInUse), "", "b", str(nic.Properties.IPConfigurations[0].ID))
 	_, err = e.putVNet("rg", "v", empty)
-	wantErr(t, err, 400, codeSubnetInUse)
+	testkit.WantARMError(t, err, 400, codeSubnetInUse)
 	_, err = e.putVNet("rg", "v", vnetBody("10.0.0.0/23"))
-	wantTarget(t, wantErr(t, err, 400, codeSubnetOutsideVNet), "properties.addressSpace.addressPrefixes", "'b'", "10.0.2.0/24")
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeSubnetOutsideVNet), "properties.addressSpace.addressPrefixes", "'b'", "10.0.2.0/24")
 	err = e.deleteVNet("rg", "v")
-	wantErr(t, err, 400, codeSubnetInUse)
+	testkit.WantARMError(t, err, 400, codeSubnetInUse)
 	// Dropping a, keeping b with its NIC, works.
 	got = e.mustVNet("rg", "v", vnetBody("10.0.0.0/16", "b=10.0.2.0/24"))
 	if names := subnetNames(got); names != "b" {
@@ -258,7 +259,7 @@ func TestVNetSubnetsSemantics(t *testing.T) {
 	}
 	// Shrinking b under its NIC's address is refused.
 	_, err = e.putVNet("rg", "v", vnetBody("10.0.0.0/16", "b=10.0.2.128/25"))
-	wantTarget(t, wantErr(t, err, 400, codeInvalidSubnet), "properties.subnets[0].properties.addressPrefix", ipOf(nic))
+	wantTarget(t, testkit.WantARMError(t, err, 400, codeInvalidSubnet), "properties.subnets[0].properties.addressPrefix", ipOf(nic))
 	if err := e.deleteNIC("rg", "nic1"); err != nil {
 		t.Fatal(err)
 	}

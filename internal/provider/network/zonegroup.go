@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,8 +12,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/provider/privatedns"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -38,8 +37,6 @@ const (
 	typeZoneGroup = "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"
 	// maxZoneConfigs is Azure's limit of zone configs in a group.
 	maxZoneConfigs = 5
-	// joinZoneAction is what a principal needs on a zone to use it.
-	joinZoneAction = "Microsoft.Network/privateDnsZones/join/action"
 	// EndpointDNSIndexPrefix indexes the private endpoints that have a
 	// zone group, across subscriptions: EndpointDNSIndexPrefix +
 	// {lower-cased endpoint ID} → the group's ID. It is written and
@@ -175,7 +172,7 @@ func (p *Provider) putZoneGroup(ctx context.Context, r *arm.Request) (*arm.Respo
 			Properties: &armnetwork.PrivateDNSZoneGroupPropertiesFormat{ProvisioningState: ptr(armnetwork.ProvisioningStateSucceeded)},
 		}
 		for _, s := range specs {
-			zone, err := resolveZone(tx, r, s)
+			zone, err := resolveZone(tx, r, s, p.targets)
 			if err != nil {
 				return err
 			}
@@ -202,9 +199,9 @@ func (p *Provider) putZoneGroup(ctx context.Context, r *arm.Request) (*arm.Respo
 }
 
 // resolveZone checks that a zone config's zone exists (in any
-// subscription) and that the caller may join it; it returns the zone's ID
-// in canonical casing.
-func resolveZone(tx store.Tx, r *arm.Request, s zoneConfigSpec) (arm.ResourceID, error) {
+// subscription; the router has checked that the caller may join it,
+// zoneGroupLinks) and returns the zone's ID in canonical casing.
+func resolveZone(tx store.Tx, r *arm.Request, s zoneConfigSpec, kinds *privatelink.Kinds) (arm.ResourceID, error) {
 	target := s.path + ".properties.privateDnsZoneId"
 	var h header
 	ok, err := arm.Load(tx, s.zone, &h)
@@ -213,23 +210,24 @@ func resolveZone(tx store.Tx, r *arm.Request, s zoneConfigSpec) (arm.ResourceID,
 	}
 	if !ok {
 		return s.zone, badRequest(codeInvalidReference, target,
-			"The private DNS zone %s referenced by private DNS zone group %s was not found. Create the zone first (for a flexible server, %s).",
-			s.zone, r.ID, postgres.PrivateDNSZone)
+			"The private DNS zone %s referenced by private DNS zone group %s was not found. Create the zone first (%s).",
+			s.zone, r.ID, zoneHint(kinds))
 	}
 	zone, err := arm.ParseID(h.ID)
 	if err != nil {
 		zone = s.zone
 	}
-	if c := r.Caller; c == nil || c.Grants == nil || !c.Grants.Allowed(joinZoneAction, zone.String()) {
-		client, object := "", ""
-		if c != nil {
-			client, object = c.ClientID, c.ObjectID
-		}
-		return zone, arm.Errorf(http.StatusForbidden, codeLinkedAuthorization,
-			"The client '%s' with object id '%s' has permission to perform action 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups/write' on scope '%s'; however, it does not have permission to perform action '%s' on the linked scope '%s'.",
-			client, object, r.ID, joinZoneAction, zone).WithTarget(target)
-	}
 	return zone, nil
+}
+
+// zoneHint names the zone each kind of target uses, e.g. "for a flexible
+// server, privatelink.postgres.database.azure.com".
+func zoneHint(kinds *privatelink.Kinds) string {
+	var out []string
+	for _, k := range kinds.All() {
+		out = append(out, "for a "+k.Title+", "+k.Zone)
+	}
+	return strings.Join(out, "; ")
 }
 
 // zoneGroupView composes a stored group with the record sets its zones
@@ -486,7 +484,7 @@ func (d *EndpointDNSReader) Of(r arm.Reader, endpoint arm.ResourceID) (*Endpoint
 		}
 	}
 	return &EndpointDNS{Endpoint: pe.id, ZoneGroup: g.id, Server: pe.server, ServerName: pe.server.Name(), Addr: addr,
-		Approved: pe.status == postgres.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones), Revision: kv.Revision}, nil
+		Approved: pe.status == privatelink.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones), Revision: kv.Revision}, nil
 }
 
 // endpointDoc is what EndpointDNS needs of a private endpoint document.
@@ -580,7 +578,7 @@ func decodeNICAddr(kv store.KV) netip.Addr {
 
 // IsEndpointDNSKey reports whether a store key is one whose change may
 // change EndpointsDNS: a private endpoint's document, a zone group's, a
-// flexible server's private endpoint connection's, or the zone group
+// private-link resource's private endpoint connection's, or the zone group
 // index. (A connection decided on the server's side rewrites its
 // endpoint's document in the same transaction, so endpoint keys alone
 // already see every state change.)
@@ -594,7 +592,7 @@ func IsEndpointDNSKey(key string) bool {
 	}
 	t := id.Type()
 	return strings.EqualFold(t, typeEndpoint) || strings.EqualFold(t, typeZoneGroup) ||
-		strings.EqualFold(t, typeFlexibleServer+"/privateEndpointConnections")
+		strings.HasSuffix(strings.ToLower(t), "/"+strings.ToLower(privatelink.Segment))
 }
 
 // EndpointOfKey returns the private endpoint a store key concerns (its ID

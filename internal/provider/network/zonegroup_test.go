@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 const pgZone = "privatelink.postgres.database.azure.com"
@@ -87,14 +88,14 @@ func TestZoneGroup(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := e.putGroup(o, "rg", "pe1", "default", c.body)
-			wantTarget(t, wantErr(t, err, http.StatusBadRequest, c.code), c.target, c.word)
+			wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, c.code), c.target, c.word)
 		})
 	}
 	e.zone(o, "rg", pgZone)
 	_, err := e.putGroup(o, "rg", "pe1", "default", groupBody(zone, strings.ToUpper(zone)))
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "InvalidParameter"), list+"[1].properties.privateDnsZoneId", "twice")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "InvalidParameter"), list+"[1].properties.privateDnsZoneId", "twice")
 	_, err = e.putGroup(o, "rg", "nosuch", "default", groupBody(zone))
-	wantErr(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 
 	// Status codes: 201, then 200.
 	b, _ := json.Marshal(groupBody(zone))
@@ -111,7 +112,7 @@ func TestZoneGroup(t *testing.T) {
 		t.Fatalf("group = %+v %v", g, err)
 	}
 	_, err = e.putGroup(o, "rg", "pe1", "second", groupBody(zone))
-	wantTarget(t, wantErr(t, err, http.StatusBadRequest, "OnlyOnePrivateDnsZoneGroupPermitted"), "name", "default")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, "OnlyOnePrivateDnsZoneGroupPermitted"), "name", "default")
 
 	// The read API.
 	all := e.dns()
@@ -189,7 +190,7 @@ func TestZoneGroup(t *testing.T) {
 	e.network(c, "crg", "cvnet")
 	e.mustEndpoint(c, "crg", "cpe", endpointBody(subnetIDIn(sub2, "crg", "cvnet", "pe"), serverIDIn(sub, "rg", "srv1"), false, ""))
 	_, err = e.putGroup(c, "crg", "cpe", "default", groupBody(zone))
-	wantTarget(t, wantErr(t, err, http.StatusForbidden, "LinkedAuthorizationFailed"), list+"[0].properties.privateDnsZoneId", "privateDnsZones/join/action")
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusForbidden, "LinkedAuthorizationFailed"), list+"[0].properties.privateDnsZoneId", "privateDnsZones/join/action")
 	e.zone(c, "crg", pgZone)
 	if _, err := e.putGroup(c, "crg", "cpe", "default", groupBody(zoneIDIn(sub2, "crg", pgZone))); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,39 @@ type setting struct {
 	allowed     string   // allowedValues for String settings
 	check       func(string) bool
 	docs        string // PostgreSQL docs page, or a full URL
+	// memoryMax, when set, bounds an Integer setting by the memory of
+	// the server's compute size: the largest value a size with gib GiB
+	// allows. memoryRule says how, for messages.
+	memoryMax  func(gib int64) int64
+	memoryRule string
 }
+
+// limits is what bounds a server's settings beyond the catalog: its
+// compute size and that size's memory (0 when unknown, which leaves the
+// catalog's bounds).
+type limits struct {
+	sku    string
+	memGiB int64
+}
+
+// limitsOf returns the limits of a server.
+func limitsOf(doc *serverDoc) limits {
+	if doc.SKU == nil {
+		return limits{}
+	}
+	gib, _ := skuMemoryGiB(doc.SKU.Name)
+	return limits{sku: doc.SKU.Name, memGiB: gib}
+}
+
+// pagesPerGiB is the number of 8 kB pages (PostgreSQL's block size, the
+// unit of shared_buffers) in a GiB.
+const pagesPerGiB = 1 << 30 / 8192
+
+// sharedBuffersMax is Azure's upper bound of shared_buffers: 75% of the
+// compute size's memory ("Allowed values are inside the range of 10% -
+// 75% of available memory", Azure's server parameter reference for
+// shared_buffers), and never more than PostgreSQL's own maximum.
+func sharedBuffersMax(gib int64) int64 { return min(gib*pagesPerGiB*3/4, 1073741823) }
 
 const maxInt32 = math.MaxInt32
 
@@ -90,7 +122,8 @@ var catalog = []setting{
 		description: "Whether client connections must use TLS.",
 		docs:        "https://learn.microsoft.com/azure/postgresql/flexible-server/security-tls"},
 	{name: "shared_buffers", dataType: dtInteger, def: "16384", unit: "8KB", dynamic: false, min: 16, max: 1073741823,
-		description: "The memory the server uses for shared memory buffers. Takes effect at the next restart.", docs: "runtime-config-resource.html"},
+		memoryMax: sharedBuffersMax, memoryRule: "at most 75% of it, in 8 kB pages",
+		description: "The memory the server uses for shared memory buffers; at most 75% of the compute size's memory. Takes effect at the next restart.", docs: "runtime-config-resource.html"},
 	{name: "statement_timeout", dataType: dtInteger, def: "0", unit: "milliseconds", dynamic: true, min: 0, max: maxInt32,
 		description: "Aborts any statement that takes longer than this; 0 disables the timeout.", docs: "runtime-config-client.html"},
 	{name: "timezone", dataType: dtString, def: "UTC", dynamic: true, allowed: "[A-Za-z0-9/_+-]+", check: validTimeZone,
@@ -135,15 +168,37 @@ func validTimeZone(v string) bool {
 	return err == nil
 }
 
-// allowedValues renders Azure's allowedValues: "on,off", "25-5000".
-func (s *setting) allowedValues() string {
+// bounds returns the range of a numeric setting on a server with limits
+// l: the catalog's, narrowed by the compute size's memory for a
+// memory-bound setting.
+func (s *setting) bounds(l limits) (lo, hi float64) {
+	lo, hi = s.min, s.max
+	if s.memoryMax != nil && l.memGiB > 0 {
+		hi = min(hi, float64(s.memoryMax(l.memGiB)))
+	}
+	return lo, hi
+}
+
+// allowedValues renders Azure's allowedValues for a server with limits
+// l: "on,off", "25-5000", "16-196608" (shared_buffers on 2 GiB).
+func (s *setting) allowedValues(l limits) string {
 	switch s.dataType {
 	case dtBoolean, dtEnumeration:
 		return strings.Join(s.values, ",")
 	case dtInteger, dtNumeric:
-		return formatNumber(s.min, s.dataType) + "-" + formatNumber(s.max, s.dataType)
+		lo, hi := s.bounds(l)
+		return formatNumber(lo, s.dataType) + "-" + formatNumber(hi, s.dataType)
 	}
 	return s.allowed
+}
+
+// boundBy says, for messages, what bounds a memory-bound setting on a
+// server with limits l; "" for other settings.
+func (s *setting) boundBy(l limits) string {
+	if s.memoryMax == nil || l.memGiB == 0 {
+		return ""
+	}
+	return fmt.Sprintf("compute size %s has %d GiB of memory, and %s takes %s", l.sku, l.memGiB, s.name, s.memoryRule)
 }
 
 func formatNumber(f float64, dataType string) string {
@@ -153,13 +208,17 @@ func formatNumber(f float64, dataType string) string {
 	return strconv.FormatFloat(f, 'g', 6, 64)
 }
 
-// normalize validates a value for the setting and returns its canonical
-// form.
-func (s *setting) normalize(v string) (string, error) {
+// normalize validates a value for the setting on a server with limits l
+// and returns its canonical form.
+func (s *setting) normalize(v string, l limits) (string, error) {
 	v = strings.TrimSpace(v)
 	bad := func() (string, error) {
-		return "", errInvalid("properties.value", "Invalid value given for parameter %s: '%s'. Allowed values: %s.", s.name, v, s.allowedValues())
+		if why := s.boundBy(l); why != "" {
+			return "", errInvalid("properties.value", "Invalid value given for parameter %s: '%s'. Allowed values: %s (%s).", s.name, v, s.allowedValues(l), why)
+		}
+		return "", errInvalid("properties.value", "Invalid value given for parameter %s: '%s'. Allowed values: %s.", s.name, v, s.allowedValues(l))
 	}
+	lo, hi := s.bounds(l)
 	switch s.dataType {
 	case dtBoolean, dtEnumeration:
 		for _, a := range s.values {
@@ -170,13 +229,13 @@ func (s *setting) normalize(v string) (string, error) {
 		return bad()
 	case dtInteger:
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || float64(n) < s.min || float64(n) > s.max {
+		if err != nil || float64(n) < lo || float64(n) > hi {
 			return bad()
 		}
 		return strconv.FormatInt(n, 10), nil
 	case dtNumeric:
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < s.min || f > s.max {
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < lo || f > hi {
 			return bad()
 		}
 		return strconv.FormatFloat(f, 'g', -1, 64), nil
@@ -202,7 +261,7 @@ func configView(server *serverDoc, s *setting, ov *configOverride, running map[s
 		ID: server.ID + "/configurations/" + s.name, Name: s.name, Type: typeConfig,
 		Properties: configProps{
 			Value: s.def, Source: sourceDefault, Description: s.description, DefaultValue: s.def,
-			DataType: s.dataType, AllowedValues: s.allowedValues(), Unit: s.unit,
+			DataType: s.dataType, AllowedValues: s.allowedValues(limitsOf(server)), Unit: s.unit,
 			IsDynamicConfig: s.dynamic, DocumentationLink: s.docLink(server.Properties.Version),
 		},
 	}
@@ -298,16 +357,8 @@ func (p *Provider) putConfig(ctx context.Context, r *arm.Request) (*arm.Response
 	if err != nil {
 		return nil, err
 	}
-	var value *string // nil: back to the default
-	if source == sourceUser {
-		if in.Properties.Value == nil {
-			return nil, errMissing("properties.value", "The configuration's value")
-		}
-		v, err := s.normalize(*in.Properties.Value)
-		if err != nil {
-			return nil, err
-		}
-		value = &v
+	if source == sourceUser && in.Properties.Value == nil {
+		return nil, errMissing("properties.value", "The configuration's value")
 	}
 	var resp *arm.Response
 	_, err = p.st.Txn(ctx, func(tx store.Tx) error {
@@ -315,6 +366,15 @@ func (p *Provider) putConfig(ctx context.Context, r *arm.Request) (*arm.Response
 		server, ovs, _, err := serverConfigs(tx, r.ID.Parent())
 		if err != nil {
 			return err
+		}
+		var value *string // nil: back to the default
+		if source == sourceUser {
+			// The bounds depend on the server's compute size.
+			v, err := s.normalize(*in.Properties.Value, limitsOf(server))
+			if err != nil {
+				return err
+			}
+			value = &v
 		}
 		serverID, err := arm.ParseID(server.ID)
 		if err != nil {
@@ -366,6 +426,32 @@ func (p *Provider) putConfig(ctx context.Context, r *arm.Request) (*arm.Response
 	return resp, nil
 }
 
+// settingsFit checks, before a server changes its compute size, that
+// every setting the user set fits the new size's limits l. Azure keeps
+// the values on a change of compute size and only advises adjusting
+// them (its server parameter reference for shared_buffers: "Every time
+// you change the product assigned to an instance, you should also adjust
+// the value"); privlink refuses the change instead, so that no stored
+// value is ever outside what the server's configurations advertise, nor
+// one that the next restart would fail on.
+func settingsFit(tx store.Tx, serverID arm.ResourceID, l limits) error {
+	ovs, err := arm.LoadAll[configOverride](tx, serverID.ChildCollection("configurations"))
+	if err != nil {
+		return err
+	}
+	for _, ov := range ovs {
+		s, ok := lookupSetting(ov.Name)
+		if !ok || s.memoryMax == nil {
+			continue
+		}
+		if _, err := s.normalize(ov.Value, l); err != nil {
+			return errInvalid("sku.name", "Invalid value given for parameter sku.name: '%s'. The server's %s is %s, outside what %s allows (%s; %s). Change %s first.",
+				l.sku, s.name, ov.Value, l.sku, s.allowedValues(l), s.boundBy(l), s.name)
+		}
+	}
+	return nil
+}
+
 // saveOverride stores (value set) or removes (value nil) the override of a
 // setting; it returns the override now in force.
 func saveOverride(tx store.Tx, serverID arm.ResourceID, s *setting, cur *configOverride, value *string, c *arm.Caller) (*configOverride, error) {
@@ -384,6 +470,24 @@ func saveOverride(tx store.Tx, serverID arm.ResourceID, s *setting, cur *configO
 		ov.SystemData = &sd
 	}
 	return ov, arm.Save(tx, id, ov)
+}
+
+// restoreOverride puts the override of a setting back to its value in
+// good (the settings a server last ran with), or removes it when good
+// does not set it: what a failed generation's roll-back does. The
+// override's systemData stays that of the user's last change.
+func restoreOverride(tx store.Tx, serverID arm.ResourceID, s *setting, good map[string]string) error {
+	id := serverID.Child("configurations", s.name)
+	v, ok := good[s.name]
+	if !ok {
+		return arm.Delete(tx, id)
+	}
+	ov := configOverride{ID: id.String(), Name: s.name}
+	if _, err := arm.Load(tx, id, &ov); err != nil {
+		return err
+	}
+	ov.Value = v
+	return arm.Save(tx, id, &ov)
 }
 
 // setSetting puts a setting's override (or its absence) into the Desired

@@ -8,6 +8,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func (e *env) setConfig(rg, server, name string, value *string, source string, patch bool) (pg.Configuration, error) {
@@ -136,7 +137,7 @@ func TestConfigurations(t *testing.T) {
 	}
 	e.action(t, "stop", "rg", "cfg")
 	_, err = e.setConfig("rg", "cfg", "work_mem", to.Ptr("4096"), "user-override", false)
-	wantCode(t, err, http.StatusConflict, codeUnavailable)
+	testkit.WantResponseError(t, err, http.StatusConflict, codeUnavailable)
 	e.action(t, "start", "rg", "cfg")
 	if d, _ := e.desired("rg", "cfg"); d.Settings["max_connections"] != "" {
 		t.Errorf("after start: %v", d.Settings)
@@ -166,21 +167,21 @@ func TestConfigurations(t *testing.T) {
 		{"timezone", "../../etc/passwd", "[A-Za-z0-9/_+-]+"},
 	} {
 		_, err := e.setConfig("rg", "cfg", c.name, &c.value, "user-override", false)
-		re := wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+		re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 		if !strings.Contains(re.Error(), c.name) || !strings.Contains(re.Error(), c.want) {
 			t.Errorf("%s=%s: %v", c.name, c.value, re)
 		}
 	}
 	_, err = e.setConfig("rg", "cfg", "work_mem", nil, "user-override", false)
-	wantCode(t, err, http.StatusBadRequest, codeMissingParameter)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeMissingParameter)
 	_, err = e.setConfig("rg", "cfg", "work_mem", to.Ptr("1"), "admin-override", false)
-	wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 	_, err = e.setConfig("rg", "cfg", "fsync", to.Ptr("off"), "user-override", false)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 	_, err = e.configs.Get(e.ctx, "rg", "cfg", "fsync", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 	_, err = e.configs.Get(e.ctx, "rg", "nosuch", "work_mem", nil)
-	wantCode(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 
 	// DefaultSettings agrees with the catalog's defaults.
 	defs := DefaultSettings()

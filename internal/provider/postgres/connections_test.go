@@ -9,7 +9,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // The network provider's side of private endpoints has its own tests
@@ -27,9 +29,9 @@ func endpointID(t *testing.T, rg, name string) arm.ResourceID {
 
 // connect stores a stand-in endpoint to server and requests its
 // connection with st, as the network provider does.
-func (e *env) connect(server, endpoint arm.ResourceID, st ConnectionState) *Connection {
+func (e *env) connect(server, endpoint arm.ResourceID, st privatelink.ConnectionState) *privatelink.Connection {
 	e.t.Helper()
-	var c *Connection
+	var c *privatelink.Connection
 	_, err := e.st.Txn(e.ctx, func(tx store.Tx) error {
 		pe := armnetwork.PrivateEndpoint{ID: to.Ptr(endpoint.String()), Name: to.Ptr(endpoint.Name()), Properties: &armnetwork.PrivateEndpointProperties{
 			ManualPrivateLinkServiceConnections: []*armnetwork.PrivateLinkServiceConnection{{
@@ -40,14 +42,14 @@ func (e *env) connect(server, endpoint arm.ResourceID, st ConnectionState) *Conn
 		if err := arm.Save(tx, endpoint, &pe); err != nil {
 			return err
 		}
-		target, err := LookupTarget(tx, server)
+		target, err := privatelink.NewKinds(Kind).Lookup(tx, server)
 		if err != nil {
 			return err
 		}
 		if target == nil {
 			return arm.NotFound(server)
 		}
-		c, err = RequestConnection(tx, target, endpoint, st, &arm.Caller{ClientID: "c"})
+		c, err = privatelink.RequestConnection(tx, target, endpoint, st, &arm.Caller{ClientID: "c"})
 		return err
 	})
 	if err != nil || c == nil {
@@ -77,17 +79,17 @@ func TestConnectionsServerSide(t *testing.T) {
 	}
 	conns := f.NewPrivateEndpointConnectionsClient()
 
-	if tg, err := LookupTarget(arm.ReadOnly(e.ctx, e.st), serverID(t, "RG", "SRV1")); err != nil || tg == nil ||
+	if tg, err := lookupTarget(arm.ReadOnly(e.ctx, e.st), serverID(t, "RG", "SRV1")); err != nil || tg == nil ||
 		tg.ID.String() != server.String() || tg.Name != "srv1" || tg.FQDN != "srv1.postgres.database.azure.com" {
-		t.Fatalf("LookupTarget = %+v %v", tg, err)
+		t.Fatalf("lookupTarget = %+v %v", tg, err)
 	}
-	if tg, err := LookupTarget(arm.ReadOnly(e.ctx, e.st), serverID(t, "rg", "nosuch")); err != nil || tg != nil {
+	if tg, err := lookupTarget(arm.ReadOnly(e.ctx, e.st), serverID(t, "rg", "nosuch")); err != nil || tg != nil {
 		t.Fatalf("LookupTarget of nothing = %+v %v", tg, err)
 	}
 
 	pe := endpointID(t, "crg", "pe1")
-	c := e.connect(server, pe, AwaitingApproval("hello"))
-	if !strings.HasPrefix(c.ID.Name(), "pe1.") || c.State.Status != StatusPending || c.State.Description != "Awaiting approval by the server's owner: hello" {
+	c := e.connect(server, pe, Kind.AwaitingApproval("hello"))
+	if !strings.HasPrefix(c.ID.Name(), "pe1.") || c.State.Status != privatelink.StatusPending || c.State.Description != "Awaiting approval by the server's owner: hello" {
 		t.Fatalf("connection = %+v", c)
 	}
 	got, err := conns.Get(e.ctx, "rg", "srv1", c.ID.Name(), nil)
@@ -103,7 +105,7 @@ func TestConnectionsServerSide(t *testing.T) {
 	// With a connection, HA and replicas are refused for that reason.
 	_, err = e.update("rg", "srv1", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeSameZone)}}})
-	if re := wantCode(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "private endpoint") {
+	if re := testkit.WantResponseError(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "private endpoint") {
 		t.Errorf("error = %v", re)
 	}
 
@@ -118,7 +120,7 @@ func TestConnectionsServerSide(t *testing.T) {
 		str(res.Properties.PrivateLinkServiceConnectionState.ActionsRequired) != "Rotate the password" {
 		t.Fatalf("approve = %+v %v", res.Properties, err)
 	}
-	if m := e.mirrored(pe); str(m.Status) != StatusApproved || str(m.Description) != "Approved by c" || str(m.ActionsRequired) != "Rotate the password" {
+	if m := e.mirrored(pe); str(m.Status) != privatelink.StatusApproved || str(m.Description) != "Approved by c" || str(m.ActionsRequired) != "Rotate the password" {
 		t.Errorf("mirrored = %+v", m)
 	}
 
@@ -130,39 +132,39 @@ func TestConnectionsServerSide(t *testing.T) {
 	if _, err := d.PollUntilDone(e.ctx, poll); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.mirrored(pe); str(m.Status) != StatusDisconnected || !strings.Contains(str(m.Description), "deleted on server 'srv1'") {
+	if m := e.mirrored(pe); str(m.Status) != privatelink.StatusDisconnected || !strings.Contains(str(m.Description), "deleted on server 'srv1'") {
 		t.Errorf("mirrored after delete = %+v", m)
 	}
 	_, err = e.update("rg", "srv1", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeSameZone)}}})
-	wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	_, err = conns.Get(e.ctx, "rg", "srv1", c.ID.Name(), nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 
 	// RemoveConnection, as an endpoint delete does.
 	pe2 := endpointID(t, "crg", "pe2")
-	e.connect(server, pe2, AutoApproved())
-	if _, err := e.st.Txn(e.ctx, func(tx store.Tx) error { return RemoveConnection(tx, server, pe2) }); err != nil {
+	e.connect(server, pe2, privatelink.AutoApproved())
+	if _, err := e.st.Txn(e.ctx, func(tx store.Tx) error { return privatelink.RemoveConnection(tx, server, pe2) }); err != nil {
 		t.Fatal(err)
 	}
-	if has, err := HasConnections(arm.ReadOnly(e.ctx, e.st), server); err != nil || has {
+	if has, err := privatelink.HasConnections(arm.ReadOnly(e.ctx, e.st), server); err != nil || has {
 		t.Errorf("HasConnections after RemoveConnection = %v %v", has, err)
 	}
 
 	// Deleting the server: Disconnected, the connections go with it.
 	pe3 := endpointID(t, "crg", "pe3")
-	e.connect(server, pe3, AutoApproved())
+	e.connect(server, pe3, privatelink.AutoApproved())
 	if err := e.deleteServer("rg", "srv1"); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.mirrored(pe3); str(m.Status) != StatusDisconnected || str(m.Description) != "Server 'srv1' was deleted" || str(m.ActionsRequired) == "" {
+	if m := e.mirrored(pe3); str(m.Status) != privatelink.StatusDisconnected || str(m.Description) != "Server 'srv1' was deleted" || str(m.ActionsRequired) == "" {
 		t.Errorf("mirrored after server delete = %+v", m)
 	}
 	if keys := e.keys("arm/" + sub + "/microsoft.dbforpostgresql:flexibleservers:privateendpointconnections/"); len(keys) != 0 {
 		t.Errorf("connection documents left: %v", keys)
 	}
 	_, err = conns.Get(e.ctx, "rg", "srv1", c.ID.Name(), nil)
-	wantCode(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 }
 
 // TestReplicaFromServerWithEndpoints: createMode Replica, PointInTimeRestore
@@ -171,13 +173,13 @@ func TestReplicaFromServerWithEndpoints(t *testing.T) {
 	e := newEnv(t)
 	e.group("rg")
 	e.mustCreate("rg", "src")
-	e.connect(serverID(t, "rg", "src"), endpointID(t, "crg", "pe1"), AwaitingApproval(""))
+	e.connect(serverID(t, "rg", "src"), endpointID(t, "crg", "pe1"), Kind.AwaitingApproval(""))
 	for _, mode := range []pg.CreateMode{pg.CreateModeReplica, pg.CreateModePointInTimeRestore, pg.CreateModeGeoRestore} {
 		body := serverBody()
 		body.Properties.CreateMode = to.Ptr(mode)
 		body.Properties.SourceServerResourceID = to.Ptr(serverPath("rg", "src"))
 		_, err := e.create("rg", "copy", body)
-		if re := wantCode(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "properties.sourceServerResourceId") {
+		if re := testkit.WantResponseError(t, err, http.StatusBadRequest, codePrivateEndpoints); !strings.Contains(re.Error(), "properties.sourceServerResourceId") {
 			t.Errorf("%s: %v", mode, re)
 		}
 	}
@@ -186,38 +188,5 @@ func TestReplicaFromServerWithEndpoints(t *testing.T) {
 	body.Properties.CreateMode = to.Ptr(pg.CreateModeReplica)
 	body.Properties.SourceServerResourceID = to.Ptr("not an id")
 	_, err := e.create("rg", "copy", body)
-	wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
-}
-
-func TestTransition(t *testing.T) {
-	c := &arm.Caller{ClientID: "app"}
-	pending, approved, rejected := AwaitingApproval("m"), AutoApproved(), ConnectionState{StatusRejected, "no", actionsReRequest}
-	desc := "custom"
-	for _, tc := range []struct {
-		cur      ConnectionState
-		status   string
-		desc     *string
-		want     string // description, or "" for an error
-		wantActs string
-	}{
-		{pending, StatusApproved, nil, "Approved by app", actionsNone},
-		{pending, StatusRejected, nil, "Rejected by app", actionsReRequest},
-		{pending, StatusRejected, &desc, "custom", actionsReRequest},
-		{pending, StatusPending, nil, pending.Description, actionsPending},
-		{approved, StatusRejected, nil, "Rejected by app", actionsReRequest},
-		{approved, StatusApproved, nil, "Auto-Approved", actionsNone},
-		{approved, StatusApproved, &desc, "custom", actionsNone},
-		{approved, StatusPending, nil, "", ""},
-		{rejected, StatusApproved, nil, "", ""},
-		{rejected, StatusPending, nil, "", ""},
-		{rejected, StatusRejected, nil, "no", actionsReRequest},
-	} {
-		got, err := transition(tc.cur, tc.status, tc.desc, nil, c)
-		switch {
-		case tc.want == "" && err == nil:
-			t.Errorf("%s → %s: no error", tc.cur.Status, tc.status)
-		case tc.want != "" && (err != nil || got.Status != tc.status || got.Description != tc.want || got.ActionsRequired != tc.wantActs):
-			t.Errorf("%s → %s = %+v %v", tc.cur.Status, tc.status, got, err)
-		}
-	}
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 }

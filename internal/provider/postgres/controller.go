@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/store"
@@ -20,9 +24,17 @@ import (
 //     Reconciled(tx, id, g) in a store transaction: if no newer write came
 //     meanwhile, the server goes to Ready (or Stopped when
 //     Desired.Running is false) and its operations succeed.
+//   - Reconciled also records what the cluster runs with as
+//     Desired.LastGood (settings, running or not).
 //   - If it cannot apply generation g, it calls Failed(tx, id, g, err):
-//     the operations fail with err (an *arm.Error chooses the code) and the
-//     state leaves its transitional value (Stopped after a failed start).
+//     the operations fail with err (an *arm.Error chooses the code), the
+//     Desired record goes back to LastGood (as a new generation, which the
+//     controller then applies), the configurations the user set with it
+//     too, and the state leaves its transitional value (Stopped after a
+//     failed start). It does so when the postmaster does not come up with
+//     the generation's settings, and for any generation the controller
+//     could not apply within its bound (Desired.ChangedAt): no operation
+//     stays in progress forever.
 //   - A Desired record without an ARM document is a server being deleted:
 //     the controller stops and removes the cluster, then calls
 //     Deleted(tx, id), which removes the Desired record, frees the name and
@@ -43,6 +55,13 @@ func Reconciled(tx store.Tx, id arm.ResourceID, gen int64) (bool, error) {
 	}
 	if err := arm.FinishOperations(tx, id, nil); err != nil {
 		return false, err
+	}
+	if now := d.applied(); d.LastGood == nil || !d.LastGood.equal(now) {
+		// The same generation: nothing for the controller to apply.
+		d.LastGood = now
+		if err := putDesired(tx, id, &d); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
 }
@@ -68,11 +87,16 @@ func Recovering(tx store.Tx, id arm.ResourceID) (bool, error) {
 
 // Failed records that the controller could not apply generation gen of
 // server id: its pending operations fail with opErr (an *arm.Error
-// chooses the code) and the server leaves its transitional state for the
-// one its cluster is most likely in: Stopped after a failed start, Ready
-// after a failed stop, else Ready or Stopped as Desired.Running says. The
-// user can then try again. It reports false, changing nothing, when the
-// record has moved on (a newer write is pending) or is gone.
+// chooses the code; its message then also says which settings went
+// back), the Desired record returns to LastGood as a new generation, with
+// the configurations the user set in the failed generation back at their
+// last good values, and the server leaves its transitional state for the
+// one LastGood says, Ready or Stopped (without LastGood: Stopped after a
+// failed start, Ready after a failed stop, else as Desired.Running
+// says). The controller makes the cluster match the restored record; the
+// user can then try again. It reports false, changing
+// nothing, when the record has moved on (a newer write is pending) or is
+// gone.
 func Failed(tx store.Tx, id arm.ResourceID, gen int64, opErr error) (bool, error) {
 	if opErr == nil {
 		opErr = errors.New("the postgres controller failed")
@@ -81,15 +105,28 @@ func Failed(tx store.Tx, id arm.ResourceID, gen int64, opErr error) (bool, error
 	if err != nil || !ok || d.Generation != gen {
 		return false, err
 	}
+	restored, err := rollBack(tx, id, &d)
+	if err != nil {
+		return false, err
+	}
+	if ae := (*arm.Error)(nil); errors.As(opErr, &ae) && restored != "" {
+		c := *ae
+		c.Message = strings.TrimSpace(c.Message) + " The server was put back to its last good state: " + restored + "."
+		opErr = &c
+	}
 	err = updateDoc(tx, id, func(doc *serverDoc) {
-		switch doc.Properties.State {
-		case stateStarting:
-			doc.Properties.State = stateStopped
-		case stateStopping:
-			doc.Properties.State = stateReady
-		default:
-			doc.Properties.State = steadyState(d.Running)
+		state := steadyState(d.Running)
+		if d.LastGood == nil {
+			// Nothing known good to go back to: the state the cluster
+			// is most likely in.
+			switch doc.Properties.State {
+			case stateStarting:
+				state = stateStopped
+			case stateStopping:
+				state = stateReady
+			}
 		}
+		doc.Properties.State = state
 	})
 	if err != nil {
 		return false, err
@@ -98,6 +135,58 @@ func Failed(tx store.Tx, id arm.ResourceID, gen int64, opErr error) (bool, error
 		return false, err
 	}
 	return true, nil
+}
+
+// rollBack returns d, in tx, to its LastGood settings and running state
+// when they differ, as a new generation, and the configurations the user
+// set with the failed generation to their last good values (removed
+// where the last good value was the default). It returns what it changed
+// ("shared_buffers from 66060288 back to 16384"), "" when nothing.
+func rollBack(tx store.Tx, id arm.ResourceID, d *Desired) (string, error) {
+	good := d.LastGood
+	if good == nil || good.equal(d.applied()) {
+		return "", nil
+	}
+	var changed []string
+	for _, name := range slices.Sorted(maps.Keys(union(d.Settings, good.Settings))) {
+		bad, had := d.Settings[name]
+		was, ok := good.Settings[name]
+		if had == ok && bad == was {
+			continue
+		}
+		s, known := lookupSetting(name)
+		if known {
+			def := s.def
+			if !had {
+				bad = def
+			}
+			if !ok {
+				was = def
+			}
+			if err := restoreOverride(tx, id, s, good.Settings); err != nil {
+				return "", err
+			}
+		}
+		changed = append(changed, fmt.Sprintf("%s from %s back to %s", name, bad, was))
+	}
+	if d.Running != good.Running {
+		changed = append(changed, map[bool]string{true: "running", false: "stopped"}[good.Running])
+	}
+	d.Settings, d.Running = maps.Clone(good.Settings), good.Running
+	if err := saveDesired(tx, id, d); err != nil {
+		return "", err
+	}
+	return strings.Join(changed, ", "), nil
+}
+
+// union returns a map with the keys of a and b.
+func union(a, b map[string]string) map[string]string {
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, b)
+	return out
 }
 
 // Deleted completes the deletion of server id once the controller has
@@ -160,6 +249,12 @@ func updateDoc(tx store.Tx, id arm.ResourceID, fn func(*serverDoc)) error {
 // saveDesired writes a Desired record as a new generation.
 func saveDesired(tx store.Tx, id arm.ResourceID, d *Desired) error {
 	d.Generation++
+	d.ChangedAt = time.Now().UTC()
+	return putDesired(tx, id, d)
+}
+
+// putDesired writes a Desired record as it is (the same generation).
+func putDesired(tx store.Tx, id arm.ResourceID, d *Desired) error {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("encode desired state of %s: %w", id, err)

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/store"
@@ -59,6 +61,32 @@ type Desired struct {
 	// Generation increases on every write of the Desired record, so the
 	// controller can tell which write it has applied.
 	Generation int64 `json:"generation"`
+	// ChangedAt is when the current generation was written; the
+	// controller fails the server's operations when it cannot apply a
+	// generation within a bound from then.
+	ChangedAt time.Time `json:"changedAt,omitzero"`
+	// LastGood is what the cluster last ran with: Settings and Running
+	// of the last generation the controller reconciled (nil before the
+	// first). When a generation cannot be applied (the postmaster does
+	// not come up with its settings), Failed puts these back.
+	LastGood *Applied `json:"lastGood,omitempty"`
+}
+
+// Applied is the part of a Desired record that a failed generation
+// rolls back: the settings and whether the server runs.
+type Applied struct {
+	Settings map[string]string `json:"settings,omitempty"`
+	Running  bool              `json:"running"`
+}
+
+// applied returns the Applied part of d.
+func (d *Desired) applied() *Applied {
+	return &Applied{Settings: maps.Clone(d.Settings), Running: d.Running}
+}
+
+// equal reports whether a and b are the same.
+func (a *Applied) equal(b *Applied) bool {
+	return a.Running == b.Running && maps.Equal(a.Settings, b.Settings)
 }
 
 // Store key prefixes of the provider's own (non-ARM) records.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/privlink/privlink/internal/arm"
 )
@@ -40,9 +41,38 @@ const (
 	// privlink's own, as in the network provider: a feature Azure has and
 	// privlink does not offer.
 	codeFeatureNotSupported = "FeatureNotSupported"
+	// privlink's own, for a server whose postmaster does not come up
+	// with its settings (Azure reports such failures without a
+	// documented code).
+	codeStartFailed = "ServerStartFailed"
+	// privlink's own: the controller could not bring a server to what
+	// the operation asked within its bound.
+	codeTimedOut = "OperationTimedOut"
 	// Generic ARM codes.
 	codeMissingParameter = "MissingRequiredParameter"
 )
+
+// StartFailure is the error of an operation whose server did not come up
+// with its new settings; reason is what PostgreSQL logged.
+func StartFailure(name, reason string) error {
+	return arm.Errorf(http.StatusInternalServerError, codeStartFailed,
+		"Server '%s' did not start with its new settings: %s.", name, strings.TrimSuffix(strings.TrimSpace(reason), "."))
+}
+
+// SettingsRefused is the error of an operation whose settings PostgreSQL
+// refused to load; reason is what it said.
+func SettingsRefused(name, reason string) error {
+	return arm.BadRequest(codeInvalidValue, "properties.value",
+		"Server '%s' cannot use its new settings: %s.", name, strings.TrimSuffix(strings.TrimSpace(reason), "."))
+}
+
+// Timeout is the error of an operation the controller could not complete
+// within limit (its last error is in privlinkd's log, not here: it may
+// name internals).
+func Timeout(name string, limit time.Duration) error {
+	return arm.Errorf(http.StatusInternalServerError, codeTimedOut,
+		"The operation on server '%s' did not complete within %v; privlinkd's log has the details.", name, limit)
+}
 
 func errInvalid(target, format string, args ...any) error {
 	return arm.BadRequest(codeInvalidValue, target, format, args...)

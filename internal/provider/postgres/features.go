@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 )
 
 // features is what a request asks of a server that privlink might not
@@ -186,7 +187,7 @@ func privateEndpointRule(r arm.Reader, id arm.ResourceID, f features) error {
 		fromSource = append(fromSource, rule{"Point-in-time restore (createMode 'PointInTimeRestore')", "properties.sourceServerResourceId"})
 	}
 	if len(own) > 0 && id.Namespace != "" {
-		has, err := HasConnections(r, id)
+		has, err := privatelink.HasConnections(r, id)
 		if err != nil {
 			return err
 		}
@@ -199,7 +200,7 @@ func privateEndpointRule(r arm.Reader, id arm.ResourceID, f features) error {
 		if err != nil || !strings.EqualFold(src.Type(), typeServer) || len(src.Names) != 1 || src.ResourceGroup == "" {
 			return nil // the not-offered checks answer
 		}
-		has, err := HasConnections(r, src)
+		has, err := privatelink.HasConnections(r, src)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func (e *env) putRule(rg, server, name, start, end string) (pg.FirewallRule, error) {
@@ -84,7 +85,7 @@ func TestFirewallRules(t *testing.T) {
 		{strings.Repeat("n", 129), "10.0.0.1", "10.0.0.2", codeInvalidValue, "firewallRuleName"},
 	} {
 		_, err := e.putRule("rg", "fw1", c.name, c.start, c.end)
-		re := wantCode(t, err, http.StatusBadRequest, c.code)
+		re := testkit.WantResponseError(t, err, http.StatusBadRequest, c.code)
 		if !strings.Contains(re.Error(), `"target": "`+c.target+`"`) {
 			t.Errorf("%s: %v", c.name, re)
 		}
@@ -93,9 +94,9 @@ func TestFirewallRules(t *testing.T) {
 		t.Errorf("no properties: %d %s", r.status, r.body)
 	}
 	_, err = e.putRule("rg", "nosuchserver", "r", "10.0.0.1", "10.0.0.2")
-	wantCode(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 	_, err = e.rules.Get(e.ctx, "rg", "fw1", "nosuchrule", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 
 	p, err := e.rules.BeginDelete(e.ctx, "rg", "fw1", "single", nil)
 	if err != nil {
@@ -105,7 +106,7 @@ func TestFirewallRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.rules.Get(e.ctx, "rg", "fw1", "single", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 	p, err = e.rules.BeginDelete(e.ctx, "rg", "fw1", "single", nil)
 	if err != nil {
 		t.Fatalf("delete a missing rule (204): %v", err)
@@ -150,7 +151,7 @@ func TestPrivateLinkResources(t *testing.T) {
 		t.Fatalf("get: %v", err)
 	}
 	_, err = e.links.Get(e.ctx, "rg", "plr", "sqlServer", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 	_, err = e.links.Get(e.ctx, "rg", "nosuch", "postgresqlServer", nil)
-	wantCode(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 }

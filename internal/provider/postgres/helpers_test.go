@@ -173,20 +173,6 @@ func (e *env) deleteServer(rg, name string) error {
 	return err
 }
 
-// wantCode fails unless err is an *azcore.ResponseError with the status
-// and code, and returns it.
-func wantCode(t *testing.T, err error, status int, code string) *azcore.ResponseError {
-	t.Helper()
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		t.Fatalf("want %d %s, got %v", status, code, err)
-	}
-	if re.StatusCode != status || re.ErrorCode != code {
-		t.Fatalf("want %d %s, got %d %s: %v", status, code, re.StatusCode, re.ErrorCode, err)
-	}
-	return re
-}
-
 // rawResponse is a plain HTTP exchange with the router.
 type rawResponse struct {
 	status int

@@ -14,6 +14,7 @@ import (
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestPasswordNeverStored drives every kind of request that carries or
@@ -160,10 +161,10 @@ func TestControllerMode(t *testing.T) {
 	pending(t, e.ctx, p)
 	// Nothing but tags while it provisions.
 	_, err = e.servers.BeginStop(e.ctx, "rg", "ctl", nil)
-	wantCode(t, err, http.StatusConflict, codeNotReady)
+	testkit.WantResponseError(t, err, http.StatusConflict, codeNotReady)
 	_, err = e.servers.BeginUpdate(e.ctx, "rg", "ctl", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		Network: &pg.Network{PublicNetworkAccess: to.Ptr(pg.ServerPublicNetworkAccessStateDisabled)}}}, nil)
-	wantCode(t, err, http.StatusConflict, codeBusy)
+	testkit.WantResponseError(t, err, http.StatusConflict, codeBusy)
 	if _, err := e.update("rg", "ctl", pg.ServerForPatch{Tags: map[string]*string{"t": to.Ptr("1")}}); err != nil {
 		t.Fatalf("tags while provisioning: %v", err)
 	}
@@ -208,7 +209,7 @@ func TestControllerMode(t *testing.T) {
 		return err
 	})
 	_, err = pst.PollUntilDone(e.ctx, poll)
-	wantCode(t, err, http.StatusOK, "ClusterFailed")
+	testkit.WantResponseError(t, err, http.StatusOK, "ClusterFailed")
 	if st := e.state("rg", "ctl"); st != pg.ServerStateStopped {
 		t.Fatalf("state %s after a failed start", st)
 	}
@@ -233,12 +234,12 @@ func TestControllerMode(t *testing.T) {
 	}
 	pending(t, e.ctx, pd)
 	_, err = e.servers.Get(e.ctx, "rg", "ctl", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 	if _, ok := e.desired("rg", "ctl"); !ok {
 		t.Fatal("Desired record gone before the controller removed the cluster")
 	}
 	_, err = e.create("rg", "ctl", serverBody())
-	re := wantCode(t, err, http.StatusConflict, codeNameTaken)
+	re := testkit.WantResponseError(t, err, http.StatusConflict, codeNameTaken)
 	if !strings.Contains(re.Error(), "being deleted") {
 		t.Errorf("recreate while dropping: %v", re)
 	}
@@ -351,7 +352,7 @@ func TestRecovering(t *testing.T) {
 	}
 	// Not Ready: stop and start wait until it is back.
 	_, err = e.servers.BeginStop(e.ctx, "rg", "rec", nil)
-	wantCode(t, err, http.StatusConflict, codeNotReady)
+	testkit.WantResponseError(t, err, http.StatusConflict, codeNotReady)
 	e.reconcile("rg", "rec")
 	if st := e.state("rg", "rec"); st != pg.ServerStateReady {
 		t.Fatalf("state %s once back, want Ready", st)

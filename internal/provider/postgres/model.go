@@ -3,6 +3,8 @@ package postgres
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/privlink/privlink/internal/arm"
 )
 
 // The JSON shapes of Microsoft.DBforPostgreSQL 2025-08-01, as the
@@ -46,14 +48,7 @@ type skuDoc struct {
 	Tier string `json:"tier"`
 }
 
-type systemData struct {
-	CreatedBy          string    `json:"createdBy,omitempty"`
-	CreatedByType      string    `json:"createdByType,omitempty"`
-	CreatedAt          time.Time `json:"createdAt"`
-	LastModifiedBy     string    `json:"lastModifiedBy,omitempty"`
-	LastModifiedByType string    `json:"lastModifiedByType,omitempty"`
-	LastModifiedAt     time.Time `json:"lastModifiedAt"`
-}
+type systemData = arm.SystemData
 
 type serverProps struct {
 	AdministratorLogin         string               `json:"administratorLogin,omitempty"`

@@ -11,6 +11,7 @@ import (
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/store"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestNamesAcrossSubscriptions: a server name is taken everywhere once
@@ -25,7 +26,7 @@ func TestNamesAcrossSubscriptions(t *testing.T) {
 	e.mustCreate("rg", "shared")
 
 	_, err := other.create("rg", "shared", serverBody())
-	re := wantCode(t, err, http.StatusConflict, codeNameTaken)
+	re := testkit.WantResponseError(t, err, http.StatusConflict, codeNameTaken)
 	if !strings.Contains(re.Error(), "Specified server name is already used") {
 		t.Errorf("message: %v", re)
 	}
@@ -37,7 +38,7 @@ func TestNamesAcrossSubscriptions(t *testing.T) {
 	}
 	// The other subscription does not see the server itself.
 	_, err = other.servers.Get(other.ctx, "rg", "shared", nil)
-	wantCode(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantResponseError(t, err, http.StatusNotFound, "ResourceNotFound")
 
 	if err := e.deleteServer("rg", "shared"); err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func TestNamesAcrossSubscriptions(t *testing.T) {
 		t.Errorf("id %s", *s.ID)
 	}
 	_, err = e.create("rg", "shared", serverBody())
-	wantCode(t, err, http.StatusConflict, codeNameTaken)
+	testkit.WantResponseError(t, err, http.StatusConflict, codeNameTaken)
 }
 
 func TestCheckNameAvailability(t *testing.T) {
@@ -77,16 +78,16 @@ func TestCheckNameAvailability(t *testing.T) {
 		}
 	}
 	_, err := e.names.CheckGlobally(e.ctx, pg.CheckNameAvailabilityRequest{Name: to.Ptr("x"), Type: to.Ptr("Microsoft.Sql/servers")}, nil)
-	wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 	_, err = e.names.CheckGlobally(e.ctx, pg.CheckNameAvailabilityRequest{}, nil)
-	wantCode(t, err, http.StatusBadRequest, codeMissingParameter)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeMissingParameter)
 	if r := e.raw(http.MethodGet, "/subscriptions/"+sub+"/providers/Microsoft.DBforPostgreSQL/checkNameAvailability", nil); r.status != http.StatusMethodNotAllowed {
 		t.Errorf("GET checkNameAvailability: %d", r.status)
 	}
 	// Invalid names are refused on create with the same explanation.
 	for _, bad := range []string{"Upper", "under_score", "ab"} {
 		_, err := e.create("rg", bad, serverBody())
-		wantCode(t, err, http.StatusBadRequest, codeInvalidValue)
+		testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
 	}
 }
 

@@ -72,13 +72,11 @@ const PrivateDNSZoneSuffixPath = "/providers/Microsoft.DBforPostgreSQL/getPrivat
 // /subscriptions), so the daemon mounts this next to the router, behind
 // the same authentication; it needs no store.
 func ServePrivateDNSZoneSuffix(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	if r.Method != http.MethodPost {
-		w.Header().Set("x-ms-error-code", "MethodNotAllowed")
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		_ = json.NewEncoder(w).Encode(map[string]any{"error": arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
-			"The %s method is not supported for getPrivateDnsZoneSuffix; use POST.", r.Method)})
+		arm.WriteError(w, r, nil, arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
+			"The %s method is not supported for getPrivateDnsZoneSuffix; use POST.", r.Method))
 		return
 	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	_ = json.NewEncoder(w).Encode(DNSSuffix)
 }

@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -113,14 +114,19 @@ func (p *Provider) Types() []*arm.ResourceType {
 			Get: p.getServer, List: p.listServers, Put: p.putServer, Patch: p.patchServer, Delete: p.deleteServer,
 			Actions:           map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer},
 			BeforeGroupDelete: p.serverGroupDelete,
+			// Virtual network integration is refused (features.go), but
+			// its references are checked first, as ARM does.
+			Links: []arm.Link{
+				{Path: "properties.network.delegatedSubnetResourceId", Type: "Microsoft.Network/virtualNetworks/subnets", Action: arm.JoinSubnetAction},
+				{Path: "properties.network.privateDnsZoneArmResourceId", Type: "Microsoft.Network/privateDnsZones", Action: arm.JoinPrivateZoneAction},
+			},
 		},
 		{Type: typeFirewallRule, APIVersions: v, Get: p.getFirewallRule, List: p.listFirewallRules,
 			Put: p.putFirewallRule, Delete: p.deleteFirewallRule},
 		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
 			Put: p.putConfig, Patch: p.putConfig},
 		{Type: typePrivateLink, APIVersions: v, Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
-		{Type: typeConnection, APIVersions: v, Get: p.getConnection, List: p.listConnections,
-			Put: p.putConnection, Delete: p.deleteConnection},
+		privatelink.ConnectionsType(p.st, Kind, v),
 		// POST /subscriptions/{s}/providers/Microsoft.DBforPostgreSQL/checkNameAvailability:
 		// the router resolves an action on a bare namespace to the type
 		// named by the namespace alone.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -59,7 +60,11 @@ func (p *Provider) listServers(ctx context.Context, r *arm.Request) ([]any, erro
 // at read time (earliestRestoreDate, privateEndpointConnections).
 func view(r arm.Reader, doc *serverDoc) (*serverDoc, error) {
 	v := *doc
-	conns, err := connectionViews(r, doc.ID)
+	id, err := arm.ParseID(doc.ID)
+	if err != nil {
+		return nil, fmt.Errorf("stored server has a bad id %q: %w", doc.ID, err)
+	}
+	conns, err := privatelink.Views(r, id)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +253,11 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 	}
 	if put || in.Tags != nil {
 		next.Tags = in.Tags
+	}
+	if next.SKU != nil && (cur.SKU == nil || next.SKU.Name != cur.SKU.Name) {
+		if err := settingsFit(tx, id, limitsOf(&next)); err != nil {
+			return nil, err
+		}
 	}
 	d, err := loadDesiredOf(tx, id)
 	if err != nil {
@@ -517,7 +527,7 @@ func (p *Provider) drop(tx store.Tx, id arm.ResourceID, name string) error {
 	if err := arm.FinishOperations(tx, id, canceled); err != nil {
 		return err
 	}
-	if err := disconnectAll(tx, id, name); err != nil {
+	if err := privatelink.DisconnectAll(tx, id, fmt.Sprintf("Server '%s' was deleted", name)); err != nil {
 		return err
 	}
 	if !p.controller {
@@ -542,28 +552,6 @@ func (p *Provider) serverGroupDelete(tx store.Tx, id arm.ResourceID) error {
 	return p.drop(tx, id, cur.Name)
 }
 
-func newSystemData(c *arm.Caller, now time.Time) *systemData {
-	by, typ := principal(c)
-	return &systemData{CreatedBy: by, CreatedByType: typ, CreatedAt: now, LastModifiedBy: by, LastModifiedByType: typ, LastModifiedAt: now}
-}
+func newSystemData(c *arm.Caller, now time.Time) *systemData { return arm.NewSystemData(c, now) }
 
-func touch(sd *systemData, c *arm.Caller, now time.Time) {
-	if sd == nil {
-		return
-	}
-	sd.LastModifiedBy, sd.LastModifiedByType = principal(c)
-	sd.LastModifiedAt = now
-}
-
-// principal names the caller as systemData does: privlink's callers are
-// service principals, which Azure names by application (client) ID.
-func principal(c *arm.Caller) (by, typ string) {
-	switch {
-	case c == nil:
-		return "", ""
-	case c.ClientID != "":
-		return c.ClientID, "Application"
-	default:
-		return c.ObjectID, "Application"
-	}
-}
+func touch(sd *systemData, c *arm.Caller, now time.Time) { sd.Touch(c, now) }

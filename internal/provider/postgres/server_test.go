@@ -8,6 +8,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestServerLifecycle(t *testing.T) {
@@ -134,11 +135,11 @@ func TestServerLifecycle(t *testing.T) {
 		t.Error("stopped server still running in Desired")
 	}
 	_, err = e.servers.BeginStop(e.ctx, "rg1", "srv1", nil)
-	wantCode(t, err, 409, codeNotReady)
+	testkit.WantResponseError(t, err, 409, codeNotReady)
 	_, err = e.servers.BeginRestart(e.ctx, "rg1", "srv1", nil)
-	wantCode(t, err, 409, codeNotReady)
+	testkit.WantResponseError(t, err, 409, codeNotReady)
 	_, err = e.update("rg1", "srv1", pg.ServerForPatch{SKU: &pg.SKUForPatch{Name: to.Ptr("Standard_E4ds_v5")}})
-	wantCode(t, err, 409, codeUnavailable)
+	testkit.WantResponseError(t, err, 409, codeUnavailable)
 	if _, err := e.update("rg1", "srv1", pg.ServerForPatch{Tags: map[string]*string{"env": to.Ptr("stopped")}}); err != nil {
 		t.Fatalf("tags of a stopped server: %v", err)
 	}
@@ -147,7 +148,7 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatalf("after start: %s", st)
 	}
 	_, err = e.servers.BeginStart(e.ctx, "rg1", "srv1", nil)
-	wantCode(t, err, 409, codeNotStopped)
+	testkit.WantResponseError(t, err, 409, codeNotStopped)
 	gen := e.restartGeneration("rg1", "srv1")
 	e.action(t, "restart", "rg1", "srv1")
 	if st := e.state("rg1", "srv1"); st != pg.ServerStateReady || e.restartGeneration("rg1", "srv1") != gen+1 {
@@ -175,17 +176,17 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	// The administrator login is immutable.
 	_, err = e.update("rg1", "srv1", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{AdministratorLogin: to.Ptr("other")}})
-	wantCode(t, err, 400, codeInvalidValue)
+	testkit.WantResponseError(t, err, 400, codeInvalidValue)
 	// Storage cannot shrink.
 	_, err = e.update("rg1", "srv1", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{Storage: &pg.Storage{StorageSizeGB: to.Ptr[int32](32)}}})
-	wantCode(t, err, 400, codeInvalidValue)
+	testkit.WantResponseError(t, err, 400, codeInvalidValue)
 
 	// Delete.
 	if err := e.deleteServer("rg1", "srv1"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.servers.Get(e.ctx, "rg1", "srv1", nil)
-	wantCode(t, err, 404, "ResourceNotFound")
+	testkit.WantResponseError(t, err, 404, "ResourceNotFound")
 	if _, ok := e.desired("rg1", "srv1"); ok {
 		t.Error("Desired record left after delete without a controller")
 	}
@@ -197,11 +198,11 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.servers.BeginStart(e.ctx, "rg1", "srv1", nil)
-	wantCode(t, err, 404, "ResourceNotFound")
+	testkit.WantResponseError(t, err, 404, "ResourceNotFound")
 	_, err = e.update("rg1", "srv1", pg.ServerForPatch{Tags: map[string]*string{}})
-	wantCode(t, err, 404, "ResourceNotFound")
+	testkit.WantResponseError(t, err, 404, "ResourceNotFound")
 	_, err = e.servers.Get(e.ctx, "nogroup", "srv1", nil)
-	wantCode(t, err, 404, "ResourceGroupNotFound")
+	testkit.WantResponseError(t, err, 404, "ResourceGroupNotFound")
 }
 
 func (e *env) action(t *testing.T, action, rg, name string) {

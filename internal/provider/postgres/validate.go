@@ -205,7 +205,69 @@ func buildSKU(in *skuIn, cur *skuDoc) (*skuDoc, error) {
 		return nil, errInvalid("sku.name", "Invalid value given for parameter sku.name: '%s' is not a compute size of tier %s, whose sizes are named %s* (e.g. %s).",
 			out.Name, out.Tier, prefix, defaultSKUName[out.Tier])
 	}
+	if _, ok := skuMemoryGiB(out.Name); !ok {
+		return nil, errInvalid("sku.name", "Invalid value given for parameter sku.name: '%s' is not a compute size Azure offers. Tier %s has %s.",
+			out.Name, out.Tier, skuSizes[out.Tier])
+	}
 	return &out, nil
+}
+
+// The memory of each compute size, as Azure documents it (Compute
+// options in Azure Database for PostgreSQL, concepts-compute.md): the
+// Burstable sizes one by one, General Purpose 4 GiB per vCore, Memory
+// Optimized 8 GiB per vCore but for a few large sizes. Server parameters
+// bounded by memory (shared_buffers) take their bounds from it.
+var (
+	burstableMemoryGiB = map[string]int64{
+		"b1ms": 2, "b2s": 4, "b2ms": 8, "b4ms": 16, "b8ms": 32, "b12ms": 48, "b16ms": 64, "b20ms": 80,
+	}
+	// vCores offered in the D and E series (128 and 192 in v6 only).
+	dVCores = []int64{2, 4, 8, 16, 32, 48, 64, 96, 128, 192}
+	eVCores = []int64{2, 4, 8, 16, 20, 32, 48, 64, 96, 128, 192}
+	// eMemoryGiB lists the E sizes that do not have 8 GiB per vCore, by
+	// vCores and suffix (lower-cased, after the vCores).
+	eMemoryGiB = map[string]int64{
+		"64s_v3": 432, "64ds_v4": 432, "96ds_v5": 672, "96ads_v5": 672, "96ads_v6": 672, "192ds_v6": 1832,
+	}
+	skuVCores = regexp.MustCompile(`(?i)^Standard_([DE])([0-9]+)(a?d?s_v[0-9]+)$`)
+	skuSizes  = map[string]string{
+		"Burstable":       "B1ms (2 GiB), B2s (4 GiB), B2ms (8 GiB), B4ms (16 GiB), B8ms (32 GiB), B12ms (48 GiB), B16ms (64 GiB) and B20ms (80 GiB)",
+		"GeneralPurpose":  "2, 4, 8, 16, 32, 48, 64 and 96 vCores (128 and 192 in v6), with 4 GiB per vCore",
+		"MemoryOptimized": "2, 4, 8, 16, 20, 32, 48, 64 and 96 vCores (128 and 192 in v6), with 8 GiB per vCore (432 GiB for E64s_v3 and E64ds_v4, 672 GiB for E96)",
+	}
+)
+
+// skuMemoryGiB returns the memory of a compute size (Standard_D4ds_v5:
+// 16); ok is false for a name Azure does not offer.
+func skuMemoryGiB(name string) (gib int64, ok bool) {
+	if size, ok := strings.CutPrefix(strings.ToLower(name), "standard_"); ok {
+		if gib, ok := burstableMemoryGiB[size]; ok {
+			return gib, true
+		}
+	}
+	m := skuVCores.FindStringSubmatch(name)
+	if m == nil {
+		return 0, false
+	}
+	vcores, err := strconv.ParseInt(m[2], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	switch strings.ToUpper(m[1]) {
+	case "D":
+		if !slices.Contains(dVCores, vcores) {
+			return 0, false
+		}
+		return 4 * vcores, true
+	default:
+		if !slices.Contains(eVCores, vcores) {
+			return 0, false
+		}
+		if gib, ok := eMemoryGiB[strings.ToLower(m[2]+m[3])]; ok {
+			return gib, true
+		}
+		return 8 * vcores, true
+	}
 }
 
 // Storage. Premium SSD sizes Azure offers for flexible server, in GiB,

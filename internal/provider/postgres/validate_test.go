@@ -7,6 +7,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestRefusedFeatures(t *testing.T) {
@@ -49,7 +50,7 @@ func TestRefusedFeatures(t *testing.T) {
 		body := serverBody()
 		c.edit(&body)
 		_, err := e.create("rg", "refused-"+c.name, body)
-		re := wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+		re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 		if !strings.Contains(re.Error(), c.want) || !strings.Contains(re.Error(), "is not supported by privlink") || !strings.Contains(re.Error(), c.target) {
 			t.Errorf("%s: %v", c.name, re)
 		}
@@ -68,18 +69,18 @@ func TestRefusedFeatures(t *testing.T) {
 	// On an existing server: HA, version upgrade, replica promotion, restart with failover.
 	_, err := e.update("rg", "offered", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeSameZone)}}})
-	wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	_, err = e.update("rg", "offered", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{Version: to.Ptr(pg.PostgresMajorVersionSixteen)}})
-	re := wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	if !strings.Contains(re.Error(), "major version upgrade") {
 		t.Errorf("upgrade: %v", re)
 	}
 	_, err = e.update("rg", "offered", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		Replica: &pg.Replica{PromoteMode: to.Ptr(pg.ReadReplicaPromoteModeStandalone)}}})
-	wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	_, err = e.servers.BeginRestart(e.ctx, "rg", "offered", &pg.ServersClientBeginRestartOptions{
 		Parameters: &pg.RestartParameter{RestartWithFailover: to.Ptr(true), FailoverMode: to.Ptr(pg.FailoverModePlannedFailover)}})
-	re = wantCode(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	re = testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	if !strings.Contains(re.Error(), "failover") {
 		t.Errorf("failover: %v", re)
 	}
@@ -133,7 +134,7 @@ func TestServerValidation(t *testing.T) {
 		body := serverBody()
 		c.edit(&body)
 		_, err := e.create("rg", "bad-"+c.name, body)
-		re := wantCode(t, err, http.StatusBadRequest, c.code)
+		re := testkit.WantResponseError(t, err, http.StatusBadRequest, c.code)
 		if !strings.Contains(re.Error(), c.want) || !strings.Contains(re.Error(), `"target": "`+c.target+`"`) {
 			t.Errorf("%s: %v", c.name, re)
 		}

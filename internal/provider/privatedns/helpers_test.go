@@ -2,13 +2,11 @@ package privatedns
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -157,18 +155,6 @@ func (e *env) getZone(rg, name string) armprivatedns.PrivateZone {
 		e.t.Fatalf("get zone %s: %v", name, err)
 	}
 	return z.PrivateZone
-}
-
-// wantErr asserts an *azcore.ResponseError with the status and code.
-func wantErr(t *testing.T, err error, status int, code string) {
-	t.Helper()
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		t.Fatalf("got error %v, want %d %s", err, status, code)
-	}
-	if re.StatusCode != status || re.ErrorCode != code {
-		t.Fatalf("got %d %s, want %d %s\n%v", re.StatusCode, re.ErrorCode, status, code, err)
-	}
 }
 
 // captured returns a context that records the raw response of a call.

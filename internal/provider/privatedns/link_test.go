@@ -7,6 +7,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestLinks(t *testing.T) {
@@ -20,20 +21,20 @@ func TestLinks(t *testing.T) {
 
 	// The network must exist (it is in this store's subscription), and be a network.
 	_, err := e.putLink("rg1", pg, "missing", "/subscriptions/"+sub+"/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/nope", false)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	_, err = e.putLink("rg1", pg, "nogroup", "/subscriptions/"+sub+"/resourceGroups/nogroup/providers/Microsoft.Network/virtualNetworks/v", false)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	_, err = e.putLink("rg1", pg, "subnet", vnet1+"/subnets/default", false)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	_, err = e.putLink("rg1", pg, "nsg", "/subscriptions/"+sub+"/resourceGroups/net/providers/Microsoft.Network/networkSecurityGroups/n", false)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	p, err := e.links.BeginCreateOrUpdate(e.ctx, "rg1", pg, "novnet", armprivatedns.VirtualNetworkLink{Location: ptr("global")}, nil)
 	if err == nil {
 		_, err = p.PollUntilDone(e.ctx, poll)
 	}
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	_, err = e.putLink("rg1", "nozone.com", "l", vnet1, false)
-	wantErr(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 
 	// A registration-enabled link.
 	l, err := e.putLink("rg1", pg, "link1", vnet1, true)
@@ -54,17 +55,17 @@ func TestLinks(t *testing.T) {
 
 	// The same network twice in one zone: 409.
 	_, err = e.putLink("rg1", pg, "link2", vnet1, false)
-	wantErr(t, err, http.StatusConflict, "Conflict")
+	testkit.WantARMError(t, err, http.StatusConflict, "Conflict")
 	// A second registration link for the network, in another zone: 409.
 	_, err = e.putLink("rg1", "contoso.internal", "reg", vnet1, true)
-	wantErr(t, err, http.StatusConflict, "Conflict")
+	testkit.WantARMError(t, err, http.StatusConflict, "Conflict")
 	// Without registration it is fine.
 	if _, err := e.putLink("rg1", "contoso.internal", "res", vnet1, false); err != nil {
 		t.Fatalf("resolution link: %v", err)
 	}
 	// A second zone of the same name for the same network: 400.
 	_, err = e.putLink("rg2", "contoso.internal", "same-name", vnet1, false)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	if _, err := e.putLink("rg2", "contoso.internal", "other-vnet", vnet2, true); err != nil {
 		t.Fatalf("link another network: %v", err)
 	}
@@ -88,20 +89,20 @@ func TestLinks(t *testing.T) {
 
 	// PUT again keeps the link; changing its network is refused.
 	_, err = e.putLink("rg1", pg, "link1", vnet2, true)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 
 	// PATCH: registration off, policy on; ETags.
 	wrong := "00000000-0000-0000-0000-000000000000"
 	_, err = e.links.BeginUpdate(e.ctx, "rg1", pg, "link1", armprivatedns.VirtualNetworkLink{}, &armprivatedns.VirtualNetworkLinksClientBeginUpdateOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.links.BeginCreateOrUpdate(e.ctx, "rg1", pg, "link1", armprivatedns.VirtualNetworkLink{
 		Location: ptr("global"), Properties: &armprivatedns.VirtualNetworkLinkProperties{VirtualNetwork: &armprivatedns.SubResource{ID: &vnet1}},
 	}, &armprivatedns.VirtualNetworkLinksClientBeginCreateOrUpdateOptions{IfNoneMatch: ptr("*")})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.links.BeginUpdate(e.ctx, "rg1", pg, "link1", armprivatedns.VirtualNetworkLink{
 		Properties: &armprivatedns.VirtualNetworkLinkProperties{ResolutionPolicy: ptr(armprivatedns.ResolutionPolicy("Sometimes"))},
 	}, nil)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	up, err := e.links.BeginUpdate(e.ctx, "rg1", pg, "link1", armprivatedns.VirtualNetworkLink{
 		Properties: &armprivatedns.VirtualNetworkLinkProperties{RegistrationEnabled: ptr(false), ResolutionPolicy: ptr(armprivatedns.ResolutionPolicy("nxdomainredirect"))},
 	}, &armprivatedns.VirtualNetworkLinksClientBeginUpdateOptions{IfMatch: l.Etag})
@@ -146,7 +147,7 @@ func TestLinks(t *testing.T) {
 
 	// A zone with links cannot be deleted.
 	err = e.deleteZone("rg1", pg, nil)
-	wantErr(t, err, http.StatusConflict, "CannotDeleteResource")
+	testkit.WantARMError(t, err, http.StatusConflict, "CannotDeleteResource")
 	e.deleteLink("rg1", pg, "link1")
 	e.deleteLink("rg1", pg, "foreign")
 	e.deleteLink("rg1", pg, "foreign") // 204

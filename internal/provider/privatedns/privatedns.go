@@ -103,6 +103,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{
 			Type: LinkType, APIVersions: APIVersions,
 			Get: p.getLink, List: p.listLinks, Put: p.putLink, Patch: p.patchLink, Delete: p.deleteLink,
+			// Linking a network to a zone needs the right to join the network.
+			Links: []arm.Link{{Path: "properties.virtualNetwork.id", Type: "Microsoft.Network/virtualNetworks", Action: arm.JoinVirtualNetworkAction}},
 		},
 		{Type: ZoneType + "/" + allSegment, APIVersions: APIVersions, List: p.listAllRecordSets},
 	}

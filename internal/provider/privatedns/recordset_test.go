@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 const zone = "privatezone1.com"
@@ -113,9 +114,9 @@ func TestRecordSetRoundTrip(t *testing.T) {
 	_, err = e.records.Update(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "www", armprivatedns.RecordSet{
 		Properties: &armprivatedns.RecordSetProperties{CnameRecord: &armprivatedns.CnameRecord{Cname: ptr("x.example.com")}},
 	}, nil)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 	_, err = e.records.Update(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "missing", armprivatedns.RecordSet{}, nil)
-	wantErr(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 
 	// DELETE: 200, then 204 for nothing; the count follows.
 	ctx, resp = captured(e.ctx)
@@ -127,7 +128,7 @@ func TestRecordSetRoundTrip(t *testing.T) {
 		t.Fatalf("delete again: %v", err)
 	}
 	_, err = e.records.Get(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "www", nil)
-	wantErr(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 	if got := counts(e.getZone("rg1", zone)); got[0] != 9 {
 		t.Fatalf("numberOfRecordSets %d after delete, want 9", got[0])
 	}
@@ -207,7 +208,7 @@ func TestRecordSetLists(t *testing.T) {
 	}
 
 	_, err = e.records.NewListPager("rg1", "nozone.com", nil).NextPage(e.ctx)
-	wantErr(t, err, http.StatusNotFound, "ParentResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ParentResourceNotFound")
 }
 
 func TestRecordSetETags(t *testing.T) {
@@ -222,18 +223,18 @@ func TestRecordSetETags(t *testing.T) {
 	wrong := "00000000-0000-0000-0000-000000000000"
 	_, err = e.records.CreateOrUpdate(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", armprivatedns.RecordSet{Properties: props},
 		&armprivatedns.RecordSetsClientCreateOrUpdateOptions{IfNoneMatch: ptr("*")})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.records.CreateOrUpdate(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", armprivatedns.RecordSet{Properties: props},
 		&armprivatedns.RecordSetsClientCreateOrUpdateOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.records.Update(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", armprivatedns.RecordSet{Properties: props},
 		&armprivatedns.RecordSetsClientUpdateOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.records.Delete(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", &armprivatedns.RecordSetsClientDeleteOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.records.CreateOrUpdate(e.ctx, "rg1", zone, armprivatedns.RecordTypeSOA, "@", armprivatedns.RecordSet{Properties: &armprivatedns.RecordSetProperties{TTL: ptr[int64](1)}},
 		&armprivatedns.RecordSetsClientCreateOrUpdateOptions{IfNoneMatch: ptr("*")})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 
 	updated, err := e.records.Update(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", armprivatedns.RecordSet{Properties: &armprivatedns.RecordSetProperties{TTL: ptr[int64](5)}},
 		&armprivatedns.RecordSetsClientUpdateOptions{IfMatch: created.Etag})
@@ -241,7 +242,7 @@ func TestRecordSetETags(t *testing.T) {
 		t.Fatalf("patch with the current ETag: %v, etag %q", err, deref(updated.Etag))
 	}
 	_, err = e.records.Delete(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", &armprivatedns.RecordSetsClientDeleteOptions{IfMatch: created.Etag})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	if _, err := e.records.Delete(e.ctx, "rg1", zone, armprivatedns.RecordTypeA, "x", &armprivatedns.RecordSetsClientDeleteOptions{IfMatch: updated.Etag}); err != nil {
 		t.Fatalf("delete with the current ETag: %v", err)
 	}
@@ -312,7 +313,7 @@ func TestRecordSetValidation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.records.CreateOrUpdate(e.ctx, "rg1", tc.zone, tc.typ, tc.rs, armprivatedns.RecordSet{Properties: tc.props}, nil)
-			wantErr(t, err, tc.status, tc.code)
+			testkit.WantARMError(t, err, tc.status, tc.code)
 		})
 	}
 	// 20 records is the limit, not beyond it; nothing failed changed the count.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func TestZoneCRUD(t *testing.T) {
@@ -55,7 +56,7 @@ func TestZoneCRUD(t *testing.T) {
 		t.Fatalf("updated SOA: %+v ttl %d", s, deref(up.Properties.TTL))
 	}
 	_, err = e.records.Delete(e.ctx, "rg1", name, armprivatedns.RecordTypeSOA, "@", nil)
-	wantErr(t, err, http.StatusBadRequest, "BadRequest")
+	testkit.WantARMError(t, err, http.StatusBadRequest, "BadRequest")
 
 	// GET, then PATCH and PUT update it with a new ETag each time.
 	got := e.getZone("rg1", name)
@@ -83,7 +84,7 @@ func TestZoneCRUD(t *testing.T) {
 		t.Fatalf("delete zone: %v", err)
 	}
 	_, err = e.zones.Get(e.ctx, "rg1", name, nil)
-	wantErr(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 	ok, err := arm.Exists(arm.ReadOnly(e.ctx, e.st), RecordSetID(e.zoneID("rg1", name), armprivatedns.RecordTypeSOA, "@"))
 	if err != nil || ok {
 		t.Fatalf("SOA document after zone delete: exists %v, err %v", ok, err)
@@ -92,7 +93,7 @@ func TestZoneCRUD(t *testing.T) {
 		t.Fatalf("delete missing zone: %v", err)
 	}
 	_, err = e.zones.BeginUpdate(e.ctx, "rg1", name, armprivatedns.PrivateZone{}, nil)
-	wantErr(t, err, http.StatusNotFound, "ResourceNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceNotFound")
 }
 
 func TestZoneListsPage(t *testing.T) {
@@ -164,13 +165,13 @@ func TestZoneValidation(t *testing.T) {
 				z.Location = ptr(tc.location)
 			}
 			_, err := e.putZone("rg1", tc.zone, z, nil)
-			wantErr(t, err, tc.status, tc.code)
+			testkit.WantARMError(t, err, tc.status, tc.code)
 		})
 	}
 	// 34 labels of one character is fine.
 	e.createZone("rg1", manyLabels(34), nil)
 	_, err := e.putZone("nogroup", "example.com", armprivatedns.PrivateZone{Location: ptr("global")}, nil)
-	wantErr(t, err, http.StatusNotFound, "ResourceGroupNotFound")
+	testkit.WantARMError(t, err, http.StatusNotFound, "ResourceGroupNotFound")
 }
 
 func make63(c byte) []byte {
@@ -196,18 +197,18 @@ func TestZoneETags(t *testing.T) {
 
 	_, err := e.putZone("rg1", "etag.example.com", armprivatedns.PrivateZone{Location: ptr("global")},
 		&armprivatedns.PrivateZonesClientBeginCreateOrUpdateOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.putZone("rg1", "etag.example.com", armprivatedns.PrivateZone{Location: ptr("global")},
 		&armprivatedns.PrivateZonesClientBeginCreateOrUpdateOptions{IfNoneMatch: ptr("*")})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	_, err = e.zones.BeginUpdate(e.ctx, "rg1", "etag.example.com", armprivatedns.PrivateZone{}, &armprivatedns.PrivateZonesClientBeginUpdateOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	err = e.deleteZone("rg1", "etag.example.com", &armprivatedns.PrivateZonesClientBeginDeleteOptions{IfMatch: &wrong})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 	// If-Match on a zone that does not exist fails too.
 	_, err = e.putZone("rg1", "new.example.com", armprivatedns.PrivateZone{Location: ptr("global")},
 		&armprivatedns.PrivateZonesClientBeginCreateOrUpdateOptions{IfMatch: z.Etag})
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	testkit.WantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 
 	// The right ETag passes, and If-None-Match: * creates.
 	up, err := e.putZone("rg1", "etag.example.com", armprivatedns.PrivateZone{Location: ptr("global")},

@@ -158,7 +158,9 @@ func (p *Provider) patch(ctx context.Context, r *arm.Request) (*arm.Response, er
 
 // delete removes the group and everything in it, in one transaction:
 // either all of it goes or, when something outside the group still depends
-// on a resource in it, nothing does.
+// on a resource in it, nothing does. The role assignments at the group and
+// under it go in the same transaction: the daemon's store runs its scope
+// hooks on every document deleted (arm.WithScopeHooks).
 func (p *Provider) delete(ctx context.Context, r *arm.Request) (*arm.Response, error) {
 	var op *arm.Operation
 	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
