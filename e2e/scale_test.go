@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/privlink/privlink/internal/testkit"
 )
@@ -87,33 +84,7 @@ func TestManyEndpointsOneNetwork(t *testing.T) {
 	// Rejecting one of the first ones closes it: its live session ends and
 	// new logins through it fail; its neighbours keep working.
 	victim := 7
-	args := append([]string{"--data-dir", d.dataDir, "exec"}, client...)
-	args = append(args, "--", "psql", "host="+srv1+" hostaddr="+addrs[victim]+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
-		"-XAtq", "-c", "select pg_sleep(60)")
-	long := exec.Command(filepath.Join(binDir, "privlink"), args...)
-	long.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
-	if err := long.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- long.Wait() }()
-	t.Cleanup(func() { _ = long.Process.Kill() })
-	if !testkit.Poll(15*time.Second, func() bool {
-		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
-		return out == "1"
-	}) {
-		t.Fatal("the long session through the endpoint to reject did not start")
-	}
-	if err := setConnection(t, owner, "srv1", fmt.Sprintf("pe%03d", victim), "Rejected"); err != nil {
-		t.Fatal(err)
-	}
-	rejected := time.Now()
-	select {
-	case <-exited:
-		t.Logf("the open session ended %v after the reject call returned", time.Since(rejected))
-	case <-time.After(10 * time.Second):
-		t.Error("the open session through the rejected endpoint survived the rejection")
-	}
+	rejectUnderSession(t, d, owner, client, "host="+srv1+" hostaddr="+addrs[victim], fmt.Sprintf("pe%03d", victim))
 	if out, err := loginVia(addrs[victim], "select 1"); err == nil {
 		t.Errorf("a login through the rejected endpoint pe%03d (%s) succeeded: %s", victim, addrs[victim], out)
 	} else {

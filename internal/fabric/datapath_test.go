@@ -197,37 +197,18 @@ func logRuleset(t testing.TB, ns string) {
 // objects, and the sets with their elements.
 func tableDump(t testing.TB, f *Fabric, ns string) string {
 	t.Helper()
-	r, err := f.open(ns, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	c, err := nftConn(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
+	c := nftIn(t, f, ns)
 	var b strings.Builder
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
-	for _, ch := range chains {
-		if ch.Table.Name != NFTTable {
-			continue
-		}
-		rules, err := c.GetRules(table, ch)
-		if err != nil {
-			t.Fatal(err)
-		}
+	chains, rules := tableRules(t, c)
+	for i, ch := range chains {
 		comments, err := ruleComments(c, ch)
 		if err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "chain %s\n", ch.Name)
-		for i, rl := range rules {
-			fmt.Fprintf(&b, "  rule %d %q\n", rl.Handle, comments[i])
+		for j, rl := range rules[i] {
+			fmt.Fprintf(&b, "  rule %d %q\n", rl.Handle, comments[j])
 		}
 	}
 	objs, err := c.GetNamedObjects(table)
@@ -256,16 +237,7 @@ func tableDump(t testing.TB, f *Fabric, ns string) string {
 // ruleHandles returns the handles of the rules of chain in namespace ns.
 func ruleHandles(t testing.TB, f *Fabric, ns, chain string) []uint64 {
 	t.Helper()
-	r, err := f.open(ns, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	c, err := nftConn(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
+	c := nftIn(t, f, ns)
 	ch, err := findChain(c, NFTTable, chain)
 	if err != nil || ch == nil {
 		t.Fatalf("chain %s in %s: %v %v", chain, ns, ch, err)
@@ -940,6 +912,57 @@ func TestPublic(t *testing.T) {
 			t.Errorf("counters left: %v, %v", c, err)
 		}
 	})
+}
+
+// TestPublicGuardCountsAllowedOnly: a packet of a public flow whose client
+// the path no longer allows is reset by the guard, and not counted as
+// passing. The firewall is narrowed in the table alone, without the
+// revocation an Ensure does, so that the flow's next packet meets the
+// guard.
+func TestPublicGuardCountsAllowedOnly(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	inside, err := f.EnsureInternetHost(mustAddr("198.18.7.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+		Allowed: []AddrRange{PrefixRange(netip.MustParsePrefix("198.18.7.0/24"))}, Enabled: true}
+	mustEnsurePublic(t, f, pub)
+	s := dialSession(t, f, inside, "198.18.0.10:5432")
+	if err := s.echo("allowed"); err != nil {
+		t.Fatal(err)
+	}
+	narrower := pub
+	narrower.Allowed = []AddrRange{PrefixRange(netip.MustParsePrefix("198.19.1.0/24"))}
+	f.mu.Lock()
+	inet, err := f.open(f.NamespaceName(KindInternet, ""), nil)
+	if err == nil {
+		if res := f.convergeTable(inet, publicTable([]PublicNAT{narrower})); res.err != nil {
+			err = res.err
+		}
+		inet.close()
+	}
+	f.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.PublicCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.echo("no longer allowed"); !isReset(err) {
+		t.Errorf("a packet from a client the firewall no longer allows: %v, want a reset", err)
+	}
+	after, err := f.PublicCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, a := before["pg1"], after["pg1"]; a.PacketsIn != b.PacketsIn || a.BytesIn != b.BytesIn {
+		t.Errorf("counters in went from %d packets (%d bytes) to %d (%d) with only refused packets sent", b.PacketsIn, b.BytesIn, a.PacketsIn, a.BytesIn)
+	}
 }
 
 // TestEndpointAndPublicTogether serves one service through an endpoint and

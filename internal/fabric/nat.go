@@ -330,7 +330,7 @@ func guardKey(toward bool) []expr.Any {
 // translation's address, which is its mark (a public path's).
 func guardRules(short, in, out, blocked, allow string) []nftRule {
 	var inAllow, outAllow []expr.Any
-	suffix := ""
+	clients := ""
 	if allow != "" {
 		// The mark, in network byte order, is the public address.
 		mark := []expr.Any{
@@ -339,18 +339,20 @@ func guardRules(short, in, out, blocked, allow string) []nftRule {
 		}
 		inAllow = slices.Concat(mark, []expr.Any{load(reg9, expr.PayloadBaseNetworkHeader, offIPSaddr, 4), &expr.Lookup{SourceRegister: reg1, SetName: allow}})
 		outAllow = slices.Concat(mark, []expr.Any{load(reg9, expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: reg1, SetName: allow}})
-		suffix = " with the client in @" + allow
+		clients = "clients in @" + allow + ", "
 	}
+	// The client's check comes before the lookup that counts, so that
+	// the counters hold only what passed.
 	return []nftRule{
 		{
-			fmt.Sprintf("%s: toward services, translations in @%s%s", short, in, suffix),
+			fmt.Sprintf("%s: toward services, %stranslations in @%s", short, clients, in),
 			slices.Concat(ifPrefixIs(expr.MetaKeyOIFNAME, serviceLinkTag), ipv4(), tcp(), notBlocked(reg1, blocked, true),
-				guardKey(true), []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: in}}, inAllow, []expr.Any{accept}),
+				inAllow, guardKey(true), []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: in}, accept}),
 		},
 		{
-			fmt.Sprintf("%s: from services, translations in @%s%s", short, out, suffix),
+			fmt.Sprintf("%s: from services, %stranslations in @%s", short, clients, out),
 			slices.Concat(ifPrefixIs(expr.MetaKeyIIFNAME, serviceLinkTag), ipv4(), tcp(), notBlocked(reg1, blocked, true),
-				guardKey(false), []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: out}}, outAllow, []expr.Any{accept}),
+				outAllow, guardKey(false), []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: out}, accept}),
 		},
 	}
 }

@@ -112,16 +112,7 @@ func (sn *scaleNetwork) refusedAll(t *testing.T, f *Fabric, eps []EndpointNAT) {
 // name, and the number of rules of the table.
 func setSizes(t testing.TB, f *Fabric, ns string) (map[string]int, int) {
 	t.Helper()
-	r, err := f.open(ns, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	c, err := nftConn(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
+	c := nftIn(t, f, ns)
 	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
 	sets, err := c.GetSets(table)
 	if err != nil {
@@ -135,19 +126,9 @@ func setSizes(t testing.TB, f *Fabric, ns string) (map[string]int, int) {
 		}
 		out[s.Name] = len(elems)
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rules := 0
-	for _, ch := range chains {
-		if ch.Table.Name != NFTTable {
-			continue
-		}
-		rs, err := c.GetRules(table, ch)
-		if err != nil {
-			t.Fatal(err)
-		}
+	_, byChain := tableRules(t, c)
+	for _, rs := range byChain {
 		rules += len(rs)
 	}
 	return out, rules
