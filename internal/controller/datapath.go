@@ -340,7 +340,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		byService[s.desired.ServiceAddr] = s
 	}
 	var failures []error
-	pending := false
+	var pendings []error // what waits for a namespace
 	byNetwork := map[string][]fabric.EndpointNAT{}
 	for _, ep := range eps {
 		nid := FabricID(ep.network)
@@ -370,10 +370,10 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		switch {
 		case err == nil:
 			d.converged[nid] = want
-		case errors.Is(err, fabric.ErrNotFound) && !errors.As(err, &te):
-			pending = true // the network's router is not there yet
-		case errors.As(err, &te) && onlyPending(te):
-			pending = true // a server's namespace is not there yet
+		case allNotFound(err) && !errors.As(err, &te), errors.As(err, &te) && onlyPending(te):
+			// The network's router or a server's namespace is not
+			// there yet.
+			pendings = append(pendings, fmt.Errorf("network %s: %w", networks[nid], err))
 		default:
 			failures = append(failures, fmt.Errorf("network %s: %w", networks[nid], err))
 		}
@@ -409,7 +409,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		case err == nil:
 			d.convergedPublic = want
 		case errors.As(err, &te) && onlyPending(te):
-			pending = true
+			pendings = append(pendings, fmt.Errorf("public paths: %w", err))
 		default:
 			failures = append(failures, fmt.Errorf("public paths: %w", err))
 		}
@@ -426,8 +426,9 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		return delay, nil
 	}
 	d.failedPasses = 0
-	if pending {
+	if len(pendings) > 0 {
 		// A router or a server's namespace is not there yet: soon again.
+		d.log.Debug("data path waits for namespaces", "err", errors.Join(pendings...))
 		return time.Second, nil
 	}
 	return 0, nil
@@ -440,11 +441,32 @@ func onlyPending(te *fabric.TranslationError) bool {
 		return false
 	}
 	for _, err := range te.Failed {
-		if !errors.Is(err, fabric.ErrNotFound) {
+		if !allNotFound(err) {
 			return false
 		}
 	}
-	return errors.Is(te.Err, fabric.ErrNotFound)
+	return allNotFound(te.Err)
+}
+
+// allNotFound reports whether err is fabric.ErrNotFound, or joins errors
+// that all are: errors.Is alone would take a join of a missing namespace
+// and a failed revocation for the former.
+func allNotFound(err error) bool {
+	for err != nil {
+		if err == fabric.ErrNotFound {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			errs := u.Unwrap()
+			return len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !allNotFound(e) })
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // endpointStatuses tells, for every endpoint document a pass read (revs),
@@ -494,7 +516,7 @@ func endpointResult(name string, wanted bool, err error) (EndpointState, error) 
 	} else if !wanted {
 		return EndpointInPlace, nil // no router: nothing to withdraw
 	}
-	if errors.Is(err, fabric.ErrNotFound) {
+	if allNotFound(err) {
 		return EndpointPending, nil
 	}
 	return EndpointFailed, err

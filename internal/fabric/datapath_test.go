@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/privlink/privlink/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -91,32 +92,23 @@ func startEcho(t testing.TB, f *Fabric, ns, addr, greeting string) *echoServer {
 		t.Fatalf("listen on %s in %s: %v", addr, ns, err)
 	}
 	s := &echoServer{ln: ln, ends: make(chan error, 64)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				_, err := fmt.Fprintf(c, "%s %s\n", greeting, host)
-				if err == nil {
-					// Hidden from io.Copy's splice, whose
-					// pooled pipes would look like leaks.
-					_, err = io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
-				}
-				if err == nil {
-					err = io.EOF
-				}
-				c.Close()
-				select {
-				case s.ends <- err:
-				default: // a test that does not read them
-				}
-			}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		_, err := fmt.Fprintf(c, "%s %s\n", greeting, host)
+		if err == nil {
+			// Hidden from io.Copy's splice, whose pooled pipes would
+			// look like leaks.
+			_, err = io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
 		}
-	}()
+		if err == nil {
+			err = io.EOF
+		}
+		c.Close()
+		select {
+		case s.ends <- err:
+		default: // a test that does not read them
+		}
+	})
 	return s
 }
 

@@ -193,18 +193,11 @@ func serve(t testing.TB, f *Fabric, ns, addr, greeting string) string {
 	if err != nil {
 		t.Fatalf("listen on %s in %s: %v", addr, ns, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Fprintf(c, "%s %s\n", greeting, host)
-			c.Close()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		fmt.Fprintf(c, "%s %s\n", greeting, host)
+		c.Close()
+	})
 	return ln.Addr().String()
 }
 

@@ -57,20 +57,11 @@ func echo(t testing.TB, f *fabric.Fabric, ns, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "hello\n")
-				io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
-			}()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		fmt.Fprintf(c, "hello\n")
+		io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
+	})
 }
 
 // session is an open client connection past the greeting.
