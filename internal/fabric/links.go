@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -140,15 +139,18 @@ func ensureStaticNeighbors(r *nsRef, l netlink.Link, addrs []netip.Addr, mac net
 	if err != nil {
 		return fmt.Errorf("namespace %s: neighbours on %s: %w", r.name, l.Attrs().Name, err)
 	}
-	ok := map[netip.Addr]bool{}
+	wanted, ok := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for _, a := range addrs {
+		wanted[a] = true
+	}
 	for _, n := range have {
 		a, _ := netip.AddrFromSlice(n.IP)
 		a = a.Unmap()
-		if slices.Contains(addrs, a) && n.State&netlink.NUD_PERMANENT != 0 && bytes.Equal(n.HardwareAddr, mac) {
+		if wanted[a] && n.State&netlink.NUD_PERMANENT != 0 && bytes.Equal(n.HardwareAddr, mac) {
 			ok[a] = true
 			continue
 		}
-		if n.State&netlink.NUD_PERMANENT != 0 || slices.Contains(addrs, a) {
+		if n.State&netlink.NUD_PERMANENT != 0 || wanted[a] {
 			if err := r.h.NeighDel(&n); err != nil && !isNotExist(err) {
 				return fmt.Errorf("namespace %s: delete neighbour %s on %s: %w", r.name, a, l.Attrs().Name, err)
 			}
@@ -190,9 +192,15 @@ func ensureAddrs(r *nsRef, l netlink.Link, want []netip.Prefix, label string, fl
 	if err != nil {
 		return fmt.Errorf("namespace %s: addresses of %s: %w", r.name, l.Attrs().Name, err)
 	}
+	// As sets: a router's lo holds an address per endpoint.
+	wanted, had := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+	for _, p := range want {
+		wanted[p] = true
+	}
 	for _, a := range have {
 		p := addrPrefix(a)
-		if !owned(a) || slices.Contains(want, p) {
+		had[p] = true
+		if !owned(a) || wanted[p] {
 			continue
 		}
 		if err := r.h.AddrDel(l, &a); err != nil && !isNotExist(err) {
@@ -200,7 +208,7 @@ func ensureAddrs(r *nsRef, l netlink.Link, want []netip.Prefix, label string, fl
 		}
 	}
 	for _, p := range want {
-		if slices.ContainsFunc(have, func(a netlink.Addr) bool { return addrPrefix(a) == p }) {
+		if had[p] {
 			continue
 		}
 		a := &netlink.Addr{IPNet: ipNet(p), Label: label, Flags: flags}

@@ -185,11 +185,22 @@ func ensureLinkRoutes(r *nsRef, l netlink.Link, want []netlink.Route) error {
 	if err != nil {
 		return fmt.Errorf("namespace %s: routes via %s: %w", r.name, l.Attrs().Name, err)
 	}
-	same := func(a, b netlink.Route) bool {
-		return a.Dst != nil && b.Dst != nil && a.Dst.String() == b.Dst.String() && a.Gw.Equal(b.Gw)
+	// By destination and gateway: a link holds a route per endpoint
+	// toward its service, so no pairwise comparison.
+	key := func(rt netlink.Route) string {
+		if rt.Dst == nil {
+			return ""
+		}
+		return rt.Dst.String() + " via " + rt.Gw.String()
+	}
+	wanted, had := map[string]bool{}, map[string]bool{}
+	for _, w := range want {
+		wanted[key(w)] = true
 	}
 	for _, rt := range have {
-		if slices.ContainsFunc(want, func(w netlink.Route) bool { return same(w, rt) }) {
+		k := key(rt)
+		if k != "" && wanted[k] {
+			had[k] = true
 			continue
 		}
 		if err := r.h.RouteDel(&rt); err != nil && !isNotExist(err) {
@@ -197,7 +208,7 @@ func ensureLinkRoutes(r *nsRef, l netlink.Link, want []netlink.Route) error {
 		}
 	}
 	for _, w := range want {
-		if slices.ContainsFunc(have, func(rt netlink.Route) bool { return same(w, rt) }) {
+		if had[key(w)] {
 			continue
 		}
 		if err := r.h.RouteReplace(&w); err != nil {
