@@ -116,11 +116,12 @@ func (b *bench) sslRequest(ctx context.Context, ns string, addr netip.Addr) (net
 }
 
 // sweep checks, f.clients at a time, that every address takes a
-// connection that PostgreSQL answers; it returns the failures.
-func (b *bench) sweep(ctx context.Context, ns string, addrs []netip.Addr) []error {
+// connection that PostgreSQL answers; it returns the failures (and an
+// error when it could not try them all).
+func (b *bench) sweep(ctx context.Context, ns string, addrs []netip.Addr) ([]error, error) {
 	var mu sync.Mutex
 	var errs []error
-	_, _ = lat.Drive(ctx, lat.Load{Clients: b.f.clients, Ops: len(addrs)}, func(ctx context.Context, _, i int) error {
+	_, err := lat.Drive(ctx, lat.Load{Clients: b.f.clients, Ops: len(addrs)}, func(ctx context.Context, _, i int) error {
 		c, err := b.sslRequest(ctx, ns, addrs[i])
 		if err != nil {
 			mu.Lock()
@@ -131,7 +132,10 @@ func (b *bench) sweep(ctx context.Context, ns string, addrs []netip.Addr) []erro
 		c.Close()
 		return nil
 	})
-	return errs
+	if err == nil {
+		err = ctx.Err()
+	}
+	return errs, err
 }
 
 // rejectTimes is one rejection under a live session.
@@ -278,7 +282,10 @@ func (b *bench) oneNetworkRun(ctx context.Context) error {
 		}
 	}
 	t0 := time.Now()
-	sweepErrs := b.sweep(ctx, n.nicNS, valid)
+	sweepErrs, err := b.sweep(ctx, n.nicNS, valid)
+	if err != nil {
+		return err
+	}
 	sweepTook := time.Since(t0)
 	logins := 0
 	for _, i := range []int{0, len(valid) / 2, len(valid) - 1} {
@@ -310,7 +317,10 @@ func (b *bench) oneNetworkRun(ctx context.Context) error {
 			kept = append(kept, a)
 		}
 	}
-	keptErrs := b.sweep(ctx, n.nicNS, kept)
+	keptErrs, err := b.sweep(ctx, n.nicNS, kept)
+	if err != nil {
+		return err
+	}
 	afterReject, err := b.countRouter(router)
 	if err != nil {
 		return fmt.Errorf("count the router's table: %w", err)
