@@ -31,9 +31,9 @@ func New(st store.Store, ids *identity.Service) *Provider { return &Provider{st:
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
 	return []*arm.ResourceType{
-		{Type: "Microsoft.Authorization/roleAssignments", APIVersions: APIVersions,
+		{Type: "Microsoft.Authorization/roleAssignments", APIVersions: APIVersions, Extension: true,
 			Get: p.getAssignment, Put: p.putAssignment, Delete: p.deleteAssignment, List: p.listAssignments},
-		{Type: "Microsoft.Authorization/roleDefinitions", APIVersions: APIVersions,
+		{Type: "Microsoft.Authorization/roleDefinitions", APIVersions: APIVersions, Extension: true,
 			Get: p.getDefinition, List: p.listDefinitions},
 	}
 }
