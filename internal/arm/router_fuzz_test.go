@@ -7,13 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/privlink/privlink/internal/store"
-	"github.com/privlink/privlink/internal/store/bolt"
 )
 
 // FuzzRouterPath sends fuzzed request targets (path and query) with each
@@ -27,17 +23,7 @@ import (
 // a resource group unless the type lives outside them, and an ID whose
 // String parses back to it (documents are keyed by these fields).
 func FuzzRouterPath(f *testing.F) {
-	st, err := bolt.Open(filepath.Join(f.TempDir(), "s.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	for _, s := range []string{"/subscriptions/s/resourceGroups/rg", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Test/things/a"} {
-		id, _ := ParseID(s)
-		if _, err := st.Txn(f.Context(), func(tx store.Tx) error { return Save(tx, id, map[string]any{"id": s}) }); err != nil {
-			f.Fatal(err)
-		}
-	}
+	st := storeWith(f, "/subscriptions/s/resourceGroups/rg", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Test/things/a")
 	rt := NewRouter(st, oneCaller{grantsExcept("")}, slog.New(slog.DiscardHandler))
 	var bad error // set by a handler that saw an ID of the wrong shape
 	check := func(r *Request, t *ResourceType) {

@@ -24,15 +24,7 @@ import (
 // ".../resourceGroups/{g}/providers/Microsoft.Resources/resourceGroups",
 // and resources were created outside any resource group.
 func TestRouterRefusesMisplacedTypes(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	rg, _ := ParseID("/subscriptions/s/resourceGroups/rg")
-	if _, err := st.Txn(t.Context(), func(tx store.Tx) error { return Save(tx, rg, map[string]any{"id": rg.String()}) }); err != nil {
-		t.Fatal(err)
-	}
+	st := storeWith(t, "/subscriptions/s/resourceGroups/rg")
 	rt := NewRouter(st, oneCaller{grantsExcept("")}, slog.New(slog.DiscardHandler))
 	var called []string
 	h := func(ctx context.Context, r *Request) (*Response, error) {
@@ -46,7 +38,7 @@ func TestRouterRefusesMisplacedTypes(t *testing.T) {
 	rt.Register(
 		&ResourceType{Type: "Microsoft.Test/things", APIVersions: []string{"1"}, Get: h, Put: h, Delete: h, List: list,
 			Actions: map[string]Handler{"act": h}},
-		&ResourceType{Type: "Microsoft.Test/exts", APIVersions: []string{"1"}, Get: h, Put: h},
+		&ResourceType{Type: "Microsoft.Test/exts", APIVersions: []string{"1"}, Get: h, Put: h, Extension: true},
 		&ResourceType{Type: "Microsoft.Resources/resourceGroups", APIVersions: []string{"1"}, Get: h, Put: h, List: list, NoParentCheck: true},
 	)
 	srv := httptest.NewServer(rt)
@@ -107,4 +99,24 @@ func TestRouterRefusesMisplacedTypes(t *testing.T) {
 	if _, _, body := send(http.MethodGet, "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Test/things"); body != `{"value":[]}` {
 		t.Errorf("an empty list is %s, want {\"value\":[]}", body)
 	}
+}
+
+// storeWith opens a store holding a document for each of the IDs.
+func storeWith(tb testing.TB, ids ...string) store.Store {
+	tb.Helper()
+	st, err := bolt.Open(filepath.Join(tb.TempDir(), "s.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	for _, s := range ids {
+		id, err := ParseID(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := st.Txn(tb.Context(), func(tx store.Tx) error { return Save(tx, id, map[string]any{"id": s}) }); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
 }

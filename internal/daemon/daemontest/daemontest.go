@@ -203,6 +203,16 @@ func (a *API) Do(t testing.TB, p *Principal, method, path string, body any) Resp
 // DoToken is Do with a given bearer token.
 func (a *API) DoToken(t testing.TB, token, method, path string, body any) Response {
 	t.Helper()
+	auth := ""
+	if token != "" {
+		auth = "Bearer " + token
+	}
+	return a.DoAuth(t, auth, method, path, body)
+}
+
+// DoAuth is Do with a given Authorization header ("" sends none).
+func (a *API) DoAuth(t testing.TB, authorization, method, path string, body any) Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -221,8 +231,8 @@ func (a *API) DoToken(t testing.TB, token, method, path string, body any) Respon
 	if err != nil {
 		t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
