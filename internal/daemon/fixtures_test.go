@@ -2,7 +2,9 @@ package daemon_test
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +12,7 @@ import (
 	pg "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
+	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/daemon/daemontest"
 	"github.com/privlink/privlink/internal/identity"
 )
@@ -304,6 +307,108 @@ func (e *env) fixtures() map[string]fixture {
 	soa.stateRefusals = map[string]string{"DELETE": "BadRequest"} // the SOA goes with its zone
 	fx["Microsoft.Network/privateDnsZones/SOA"] = soa
 	return fx
+}
+
+// typeCells are the requests of every verb a type serves, on resources
+// of a populated group.
+type typeCells struct {
+	f            fixture
+	extension    bool
+	cells, dels  []cell
+	subscription string // a subscription-wide list of the type, if it has one
+}
+
+// cell is one request of the matrix.
+type cell struct {
+	verb   string // GET, LIST, PUT, PATCH, DELETE, POST {action}
+	method string
+	path   string
+	body   any
+	write  bool
+}
+
+// cells returns the requests of every verb typ serves in the populated
+// group g: GET one, LIST, PUT (a new resource), PATCH, each action, and
+// DELETE apart (of a resource made for it, when the fixture can). It
+// reports a fixture that lacks what a verb needs as a test error.
+func (e *env) cells(t testing.TB, typ *arm.ResourceType, g string) (typeCells, bool) {
+	t.Helper()
+	f, ok := e.fixtures()[typ.Type]
+	if !ok {
+		t.Errorf("%s has no fixture (fixtures_test.go)", typ.Type)
+		return typeCells{}, false
+	}
+	tc := typeCells{f: f, extension: typ.Extension}
+	canCreate := f.path != nil && f.body != nil
+	if typ.Put != nil && f.body == nil {
+		t.Errorf("%s has a PUT but its fixture no body", typ.Type)
+		return typeCells{}, false
+	}
+	// An instance to read, patch and act on.
+	var instance string
+	switch {
+	case f.instance != nil:
+		instance = f.instance(t, e, g)
+	case strings.EqualFold(typ.Type, "Microsoft.Resources/resourceGroups"):
+		instance = g
+	case canCreate:
+		n := e.next()
+		instance = f.path(g, n)
+		e.put(t, e.a.Owner, instance, f.body(g, n))
+	case typ.Get != nil || typ.Patch != nil || typ.Delete != nil || len(typ.Actions) > 0:
+		t.Errorf("%s serves a resource but its fixture has no instance", typ.Type)
+		return typeCells{}, false
+	}
+	if typ.Get != nil {
+		tc.cells = append(tc.cells, cell{verb: "GET", method: http.MethodGet, path: instance})
+	}
+	if typ.List != nil {
+		list := ""
+		switch {
+		case f.list != nil:
+			list = f.list(e, g)
+		case instance != "":
+			list = instance[:strings.LastIndex(instance, "/")]
+		default:
+			t.Errorf("%s has a LIST but its fixture neither a list nor an instance", typ.Type)
+		}
+		tc.cells = append(tc.cells, cell{verb: "LIST", method: http.MethodGet, path: list})
+		if id, err := arm.ParseID(instance); err == nil && !typ.Extension && id.ResourceGroup != "" && len(id.Types) <= 1 {
+			tc.subscription = "/subscriptions/" + e.sub + "/providers/" + typ.Type
+			if id.Namespace == "" {
+				tc.subscription = "/subscriptions/" + e.sub + "/resourceGroups"
+			}
+		}
+	}
+	if typ.Put != nil {
+		n := e.next()
+		path := instance
+		if canCreate {
+			path = f.path(g, n)
+		}
+		tc.cells = append(tc.cells, cell{verb: "PUT", method: http.MethodPut, path: path, body: f.body(g, n), write: true})
+	}
+	if typ.Patch != nil {
+		tc.cells = append(tc.cells, cell{verb: "PATCH", method: http.MethodPatch, path: instance, body: f.patchBody(), write: true})
+	}
+	for _, name := range slices.Sorted(maps.Keys(typ.Actions)) {
+		body, ok := f.actions[name]
+		if !ok {
+			t.Errorf("%s has the action %s but its fixture no body for it", typ.Type, name)
+			return typeCells{}, false
+		}
+		tc.cells = append(tc.cells, cell{verb: "POST " + name, method: http.MethodPost, path: instance + "/" + name, body: body, write: true})
+	}
+	if typ.Delete != nil {
+		victim := instance
+		if canCreate {
+			n := e.next()
+			victim = f.path(g, n)
+			e.put(t, e.a.Owner, victim, f.body(g, n))
+		}
+		tc.dels = append(tc.dels, cell{verb: "DELETE", method: http.MethodDelete, path: victim, write: true})
+	}
+	return tc, true
 }
 
 func apiVersion(path string) string {

@@ -45,15 +45,6 @@ import (
 // Every refused request must leave the store as it was: not one key
 // written.
 
-// cell is one request of the matrix.
-type cell struct {
-	verb   string // GET, LIST, PUT, PATCH, DELETE, POST {action}
-	method string
-	path   string
-	body   any
-	write  bool
-}
-
 // caller is a column of the matrix.
 type caller struct {
 	name string
@@ -127,91 +118,11 @@ func TestRBACMatrix(t *testing.T) {
 	owner := "Bearer " + a.Owner.Token(t)
 
 	// The cells of every type, and the DELETEs, run last.
-	fixtures := e.fixtures()
-	type typeCells struct {
-		f            fixture
-		extension    bool
-		cells, dels  []cell
-		subscription string // a subscription-wide list of the type, if it has one
-	}
 	var all []typeCells
 	for _, typ := range a.Router.Types() {
-		f, ok := fixtures[typ.Type]
-		if !ok {
-			t.Errorf("%s has no fixture (fixtures_test.go): the RBAC matrix cannot cover it", typ.Type)
-			continue
+		if tc, ok := e.cells(t, typ, g); ok {
+			all = append(all, tc)
 		}
-		tc := typeCells{f: f, extension: typ.Extension}
-		canCreate := f.path != nil && f.body != nil
-		if typ.Put != nil && f.body == nil {
-			t.Errorf("%s has a PUT but its fixture no body", typ.Type)
-			continue
-		}
-		// An instance to read, patch and act on.
-		var instance string
-		switch {
-		case f.instance != nil:
-			instance = f.instance(t, e, g)
-		case strings.EqualFold(typ.Type, "Microsoft.Resources/resourceGroups"):
-			instance = g
-		case canCreate:
-			n := e.next()
-			instance = f.path(g, n)
-			e.put(t, a.Owner, instance, f.body(g, n))
-		case typ.Get != nil || typ.Patch != nil || typ.Delete != nil || len(typ.Actions) > 0:
-			t.Errorf("%s serves a resource but its fixture has no instance", typ.Type)
-			continue
-		}
-		if typ.Get != nil {
-			tc.cells = append(tc.cells, cell{verb: "GET", method: http.MethodGet, path: instance})
-		}
-		if typ.List != nil {
-			list := ""
-			switch {
-			case f.list != nil:
-				list = f.list(e, g)
-			case instance != "":
-				list = instance[:strings.LastIndex(instance, "/")]
-			default:
-				t.Errorf("%s has a LIST but its fixture neither a list nor an instance", typ.Type)
-			}
-			tc.cells = append(tc.cells, cell{verb: "LIST", method: http.MethodGet, path: list})
-			if id, err := arm.ParseID(instance); err == nil && !typ.Extension && id.ResourceGroup != "" && len(id.Types) <= 1 {
-				tc.subscription = "/subscriptions/" + e.sub + "/providers/" + typ.Type
-				if id.Namespace == "" {
-					tc.subscription = "/subscriptions/" + e.sub + "/resourceGroups"
-				}
-			}
-		}
-		if typ.Put != nil {
-			n := e.next()
-			path := instance
-			if canCreate {
-				path = f.path(g, n)
-			}
-			tc.cells = append(tc.cells, cell{verb: "PUT", method: http.MethodPut, path: path, body: f.body(g, n), write: true})
-		}
-		if typ.Patch != nil {
-			tc.cells = append(tc.cells, cell{verb: "PATCH", method: http.MethodPatch, path: instance, body: f.patchBody(), write: true})
-		}
-		for _, name := range slices.Sorted(maps.Keys(typ.Actions)) {
-			body, ok := f.actions[name]
-			if !ok {
-				t.Errorf("%s has the action %s but its fixture no body for it", typ.Type, name)
-				continue
-			}
-			tc.cells = append(tc.cells, cell{verb: "POST " + name, method: http.MethodPost, path: instance + "/" + name, body: body, write: true})
-		}
-		if typ.Delete != nil {
-			victim := instance
-			if canCreate {
-				n := e.next()
-				victim = f.path(g, n)
-				e.put(t, a.Owner, victim, f.body(g, n))
-			}
-			tc.dels = append(tc.dels, cell{verb: "DELETE", method: http.MethodDelete, path: victim, write: true})
-		}
-		all = append(all, tc)
 	}
 
 	var requests int
