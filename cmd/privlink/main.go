@@ -34,6 +34,9 @@ Usage:
                                           run CMD as a host of the emulated internet with that address
   privlink netns (NIC_ID | -g GROUP NIC_NAME | --internet ADDR)
                                           print the namespace name (for ip netns exec)
+  privlink why (NIC_ID | -g GROUP NIC_NAME) ADDRESS:PORT [--protocol tcp|icmp]
+                                          say whether the NIC reaches ADDRESS:PORT, and if not, the
+                                          security rule, route or missing approval that stops it
   privlink quickstart [-g GROUP] [--server NAME] [--password PW]
                                           build a network, a server and a private endpoint, and
                                           print the psql command that connects through it
@@ -123,6 +126,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return execCmd(ctx, cfg, *dataDir, rest)
 		}
 		return netnsCmd(ctx, cfg, *dataDir, rest, out)
+	case "why":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return whyCmd(ctx, cfg, rest, out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
