@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"sort"
@@ -421,8 +422,8 @@ type networkPage struct {
 	Subnets            []subnet
 	NICs               []nicRow
 	Endpoints          []resourceRow
-	NSGs               []nsgRow
-	RouteTables        []routeTableRow
+	NSGs               []policyRow[nsgRule]
+	RouteTables        []policyRow[route]
 }
 
 type subnet struct {
@@ -456,10 +457,12 @@ type nicRow struct {
 	Address, Subnet string `json:"-"`
 }
 
-type nsgRow struct {
+// policyRow is a policy a network's subnets name: its ID, the subnets,
+// and its items (an NSG's rules, a route table's routes).
+type policyRow[T any] struct {
 	ID      string
 	Subnets []string
-	Rules   []nsgRule
+	Items   []T
 }
 
 type nsgRule struct {
@@ -473,12 +476,6 @@ type nsgRule struct {
 		DestinationAddressPrefix string `json:"destinationAddressPrefix"`
 		DestinationPortRange     string `json:"destinationPortRange"`
 	} `json:"properties"`
-}
-
-type routeTableRow struct {
-	ID      string
-	Subnets []string
-	Routes  []route
 }
 
 type route struct {
@@ -544,29 +541,36 @@ func loadNetwork(ctx context.Context, c *client, id, sub string) (*networkPage, 
 			rts[sn.Props.RouteTable.ID] = append(rts[sn.Props.RouteTable.ID], sn.Name)
 		}
 	}
-	for _, nid := range sortedKeys(nsgs) {
-		var nsg struct {
-			Props struct {
-				Rules []nsgRule `json:"securityRules"`
-			} `json:"properties"`
-		}
-		if err := c.get(ctx, nid, &nsg); err != nil {
-			return nil, err
-		}
-		pg.NSGs = append(pg.NSGs, nsgRow{ID: nid, Subnets: nsgs[nid], Rules: nsg.Props.Rules})
+	if pg.NSGs, err = loadPolicies[nsgRule](ctx, c, nsgs, "securityRules"); err != nil {
+		return nil, err
 	}
-	for _, rid := range sortedKeys(rts) {
-		var rt struct {
-			Props struct {
-				Routes []route `json:"routes"`
-			} `json:"properties"`
-		}
-		if err := c.get(ctx, rid, &rt); err != nil {
-			return nil, err
-		}
-		pg.RouteTables = append(pg.RouteTables, routeTableRow{ID: rid, Subnets: rts[rid], Routes: rt.Props.Routes})
+	if pg.RouteTables, err = loadPolicies[route](ctx, c, rts, "routes"); err != nil {
+		return nil, err
 	}
 	return pg, nil
+}
+
+// loadPolicies loads each policy (NSG, route table) of bySubnet (policy
+// ID → the subnets it applies to), in ID order, with the items of its
+// properties.{field}.
+func loadPolicies[T any](ctx context.Context, c *client, bySubnet map[string][]string, field string) ([]policyRow[T], error) {
+	var out []policyRow[T]
+	for _, id := range sortedKeys(bySubnet) {
+		var doc struct {
+			Props map[string]json.RawMessage `json:"properties"`
+		}
+		if err := c.get(ctx, id, &doc); err != nil {
+			return nil, err
+		}
+		row := policyRow[T]{ID: id, Subnets: bySubnet[id]}
+		if raw, ok := doc.Props[field]; ok {
+			if err := json.Unmarshal(raw, &row.Items); err != nil {
+				return nil, fmt.Errorf("decode properties.%s of %s: %w", field, id, err)
+			}
+		}
+		out = append(out, row)
+	}
+	return out, nil
 }
 
 func sortedKeys(m map[string][]string) []string {

@@ -313,3 +313,33 @@ func TestPortalApproveAndReader(t *testing.T) {
 		t.Errorf("a missing server: %d\n%s", status, body)
 	}
 }
+
+func TestPortalNetworkPage(t *testing.T) {
+	e := newEnv(t)
+	o := e.a.Owner
+	g := "/subscriptions/" + o.Sub() + "/resourceGroups/owner/providers/Microsoft.Network/"
+	e.put(t, o, g+"networkSecurityGroups/nsg", map[string]any{"location": "westeurope", "properties": map[string]any{"securityRules": []any{
+		map[string]any{"name": "allow-pg", "properties": map[string]any{"priority": 100, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+			"sourceAddressPrefix": "10.0.0.0/24", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "5432"}}}}})
+	e.put(t, o, g+"routeTables/rt", map[string]any{"location": "westeurope", "properties": map[string]any{"routes": []any{
+		map[string]any{"name": "to-appliance", "properties": map[string]any{"addressPrefix": "10.9.0.0/16", "nextHopType": "VirtualAppliance", "nextHopIpAddress": "10.0.0.10"}}}}})
+	e.put(t, o, g+"virtualNetworks/vnet", map[string]any{"location": "westeurope", "properties": map[string]any{
+		"addressSpace": map[string]any{"addressPrefixes": []string{"10.0.0.0/16"}},
+		"subnets": []any{map[string]any{"name": "default", "properties": map[string]any{"addressPrefix": "10.0.0.0/24",
+			"privateEndpointNetworkPolicies": "Enabled",
+			"networkSecurityGroup":           map[string]any{"id": g + "networkSecurityGroups/nsg"},
+			"routeTable":                     map[string]any{"id": g + "routeTables/rt"}}}}}})
+	e.put(t, o, g+"networkInterfaces/nic1", map[string]any{"location": "westeurope", "properties": map[string]any{"ipConfigurations": []any{
+		map[string]any{"name": "ip", "properties": map[string]any{"subnet": map[string]any{"id": g + "virtualNetworks/vnet/subnets/default"}}}}}})
+	b := e.browser(t)
+	b.signIn(o)
+	status, body := b.get(viewPath(strings.TrimSuffix(g, "/") + "/virtualNetworks/vnet"))
+	if status != http.StatusOK {
+		t.Fatalf("network page: %d\n%s", status, body)
+	}
+	for _, want := range []string{"10.0.0.0/24", "Enabled", "nic1", "10.0.0.4", "allow-pg", "5432", "to-appliance", "VirtualAppliance", "10.0.0.10"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the network page does not show %q:\n%s", want, body)
+		}
+	}
+}
