@@ -21,9 +21,9 @@ import (
 	"github.com/privlink/privlink/internal/testkit"
 )
 
-// screenshotsEnv names a directory for the portal's screenshots
-// (scripts/screenshots sets it to docs/); without it they go to a
-// temporary directory.
+// screenshotsEnv names a directory for the portal's screenshots: set it
+// to the repository's docs/ to refresh docs/portal-*.png; without it they
+// go to a temporary directory.
 const screenshotsEnv = "PRIVLINK_PORTAL_SCREENSHOTS"
 
 // browser is a headless chromium that talks to privlinkd's listener only.
