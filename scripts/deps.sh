@@ -1,7 +1,7 @@
 # Sourced by scripts/test and scripts/run: installs what privlink needs on a
 # fresh Debian machine (as root) and puts Go on PATH.
 
-DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certificates)
+DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certificates chromium)
 
 need_install=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

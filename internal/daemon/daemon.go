@@ -26,6 +26,7 @@ import (
 	"github.com/privlink/privlink/internal/names"
 	"github.com/privlink/privlink/internal/pgserver"
 	"github.com/privlink/privlink/internal/pki"
+	"github.com/privlink/privlink/internal/portal"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/store"
@@ -181,6 +182,15 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab, st)))
 	mux.Handle("POST "+postgres.PrivateDNSZoneSuffixPath, authenticated(ids, http.HandlerFunc(postgres.ServePrivateDNSZoneSuffix)))
 	mux.Handle("/", ids.Handler())
+	// The web portal: pages made of ARM requests, sent with the signed-in
+	// principal's token to this same mux (in process), so the API's RBAC
+	// decides what it shows and does. It is not an ARM type.
+	web, err := portal.New(portal.Config{API: mux, Audience: Audience, Logger: log.With("component", "portal")})
+	if err != nil {
+		return err
+	}
+	mux.Handle(portal.Prefix+"/", web)
+	mux.Handle(portal.Prefix, web)
 
 	host, _, _ := net.SplitHostPort(strings.TrimPrefix(base, "https://"))
 	cert, err := ca.TLSCertificate([]string{"localhost", host}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
