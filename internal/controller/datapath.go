@@ -14,10 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/pgserver"
+	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -36,8 +36,8 @@ type Datapath struct {
 	loop *Loop
 	// Decoded documents, by key and revision: a pass looks at every
 	// endpoint and its NIC.
-	pes  *arm.Memo[peDoc]
-	nics *arm.Memo[nicFacts]
+	pes  *arm.Memo[network.EndpointFacts]
+	nics *arm.Memo[network.NICFacts]
 	// converged holds, by network fabric ID, the translations each router
 	// last converged to (fmt %v); only the loop's goroutine uses it.
 	converged map[string]string
@@ -218,7 +218,7 @@ const pgPort = 5432
 
 // NewDatapath returns the controller.
 func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Datapath {
-	d := &Datapath{st: st, fab: fab, pg: pg, log: log, pes: arm.NewMemo(decodeEndpoint), nics: arm.NewMemo(decodeNIC),
+	d := &Datapath{st: st, fab: fab, pg: pg, log: log, pes: arm.NewMemo(network.EndpointFactsOf), nics: arm.NewMemo(network.NICFactsOf),
 		converged: map[string]string{}}
 	d.loop = &Loop{Name: "datapath", Prefixes: []string{"arm/", postgres.DesiredPrefix + "/"}, Items: d.items,
 		Resync: func(context.Context) ([]string, error) { return []string{itemDatapathResync}, nil }, ResyncEvery: 30 * time.Second,
@@ -581,68 +581,21 @@ func (d *Datapath) servers(ctx context.Context, rd arm.Reader) (map[string]*serv
 
 // parseEndpoint reads a private endpoint document: its network, address
 // (from its NIC) and target, and whether its connection is Approved. Only
-// an Approved endpoint whose server runs gets a translation.
+// an Approved endpoint to a flexible server that runs gets a translation.
 func (d *Datapath) parseEndpoint(rd arm.Reader, kv store.KV) (peInfo, bool) {
 	pe := d.pes.Of(kv)
-	if !pe.ok {
+	if pe.Err != nil || !pe.HasSubnet || !pe.HasTarget || !pe.HasNIC || !strings.EqualFold(pe.Target.Type(), postgres.Kind.Type) {
 		return peInfo{}, false
 	}
-	var addr netip.Addr
-	for _, nicID := range pe.nics {
-		nkv, err := rd.Get(arm.DocKey(nicID))
-		if err != nil {
-			continue
-		}
-		if nic := d.nics.Of(nkv); nic.primary {
-			addr = nic.addr
-		}
-	}
-	if !addr.IsValid() {
+	nkv, err := rd.Get(arm.DocKey(pe.NIC))
+	if err != nil {
 		return peInfo{}, false
 	}
-	return peInfo{id: pe.id, network: pe.subnet.Parent(), target: pe.target, addr: addr, approved: pe.approved}, true
-}
-
-// peDoc is what the data path needs of a private endpoint document.
-type peDoc struct {
-	ok                 bool // a well-formed endpoint to a flexible server
-	id, subnet, target arm.ResourceID
-	approved           bool
-	nics               []arm.ResourceID
-}
-
-// decodeEndpoint reads a stored private endpoint document (see arm.Memo).
-func decodeEndpoint(kv store.KV) peDoc {
-	var pe armnetwork.PrivateEndpoint
-	if json.Unmarshal(kv.Value, &pe) != nil || pe.ID == nil || pe.Properties == nil || pe.Properties.Subnet == nil || pe.Properties.Subnet.ID == nil {
-		return peDoc{}
+	nic := d.nics.Of(nkv)
+	if !nic.Primary {
+		return peInfo{}, false
 	}
-	conns := append(pe.Properties.PrivateLinkServiceConnections, pe.Properties.ManualPrivateLinkServiceConnections...)
-	if len(conns) != 1 || conns[0] == nil || conns[0].Properties == nil || conns[0].Properties.PrivateLinkServiceID == nil {
-		return peDoc{}
-	}
-	cp := conns[0].Properties
-	approved := cp.PrivateLinkServiceConnectionState != nil && cp.PrivateLinkServiceConnectionState.Status != nil &&
-		strings.EqualFold(*cp.PrivateLinkServiceConnectionState.Status, "Approved")
-	target, err := arm.ParseID(*cp.PrivateLinkServiceID)
-	if err != nil || !strings.EqualFold(target.Type(), "Microsoft.DBforPostgreSQL/flexibleServers") {
-		return peDoc{}
-	}
-	id, err1 := arm.ParseID(*pe.ID)
-	subnet, err2 := arm.ParseID(*pe.Properties.Subnet.ID)
-	if err1 != nil || err2 != nil {
-		return peDoc{}
-	}
-	out := peDoc{ok: true, id: id, subnet: subnet, target: target, approved: approved}
-	for _, n := range pe.Properties.NetworkInterfaces {
-		if n == nil || n.ID == nil {
-			continue
-		}
-		if nicID, err := arm.ParseID(*n.ID); err == nil {
-			out.nics = append(out.nics, nicID)
-		}
-	}
-	return out
+	return peInfo{id: pe.ID, network: pe.Subnet.Parent(), target: pe.Target, addr: nic.Addr, approved: pe.Approved()}, true
 }
 
 // allocateSNAT gives every endpoint its SNAT address, kept in the store so
