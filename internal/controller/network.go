@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/names"
@@ -123,14 +124,14 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 
 // FollowDatapath makes the controller finish a private endpoint's operation
 // (settle its NIC) Succeeded only once the data path reports the
-// endpoint's document, as it is, in place (d.EndpointStatus): when the
+// endpoint's document, as it is, in place (o.EndpointStatus): when the
 // SDK's poller completes, an approved endpoint takes connections. When the
 // data path reports that programming it failed, or not in place within
 // holdBackMax, the operation ends Failed and so does the NIC's (the
 // endpoint's) provisioningState, until the translation comes. Call it
 // before Run.
-func (n *Network) FollowDatapath(d *Datapath) {
-	n.wait = dataPathWait{dp: d, log: n.log, what: "finishing its operation"}
+func (n *Network) FollowDatapath(o *datapath.Observed) {
+	n.wait = dataPathWait{dp: o, log: n.log, what: "finishing its operation"}
 }
 
 // Run reconciles until ctx ends, then stops serving DNS.
