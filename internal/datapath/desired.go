@@ -32,6 +32,7 @@ import (
 	"github.com/privlink/privlink/internal/names"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -203,16 +204,8 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 				d.eps = append(d.eps, endpoint{id: info.id, network: info.network, addr: info.addr, server: srv})
 			}
 		case "microsoft.dbforpostgresql/flexibleservers/privateendpointconnections":
-			var c struct {
-				Name       string `json:"name"`
-				Properties struct {
-					PrivateEndpoint struct {
-						ID string `json:"id"`
-					} `json:"privateEndpoint"`
-				} `json:"properties"`
-			}
-			if json.Unmarshal(kv.Value, &c) == nil && c.Properties.PrivateEndpoint.ID != "" {
-				connNames[strings.ToLower(c.Properties.PrivateEndpoint.ID)] = c.Name
+			if name, pe, ok := privatelink.ConnectionEndpoint(kv); ok {
+				connNames[strings.ToLower(pe)] = name
 			}
 		}
 	}
