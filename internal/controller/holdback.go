@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/datapath"
 )
 
 // endpointObserver is what a controller that waits for the data path needs
-// of it (*Datapath).
+// of it (*datapath.Observed).
 type endpointObserver interface {
-	EndpointStatus(id string, rev int64) (EndpointState, error)
-	Snapshot() (DatapathSnapshot, <-chan struct{})
+	EndpointStatus(id string, rev int64) (datapath.EndpointState, error)
+	Snapshot() (datapath.Snapshot, <-chan struct{})
 }
 
 const (
@@ -34,8 +35,8 @@ const (
 
 // dataPathWait holds a controller's work on a private endpoint back until
 // the data path reports the endpoint's document, as it is, in place (see
-// Datapath.EndpointStatus): then the translation the document asks for, if
-// any, is there. The zone group controller uses it before it publishes an
+// datapath.Observed.EndpointStatus): then the translation the document
+// asks for, if any, is there. The zone group controller uses it before it publishes an
 // endpoint's address, the network controller before it finishes an
 // endpoint's operation.
 //
@@ -90,7 +91,7 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 		}
 	}
 	state, err := w.dp.EndpointStatus(id, rev)
-	if state == EndpointInPlace {
+	if state == datapath.EndpointInPlace {
 		delete(w.waiting, key)
 		return true, nil
 	}
@@ -109,7 +110,7 @@ func (w *dataPathWait) ready(ctx context.Context, id string, rev int64, item str
 	}
 	waited := now.Sub(h.since)
 	switch {
-	case state == EndpointFailed:
+	case state == datapath.EndpointFailed:
 		failure = arm.Errorf(http.StatusInternalServerError, "PrivateEndpointDataPathFailed",
 			"The translation of private endpoint '%s' could not be programmed in its network's router: %v. privlink keeps retrying; "+
 				"the endpoint's provisioningState becomes Succeeded once the translation is in place.", id, err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/datapath"
 )
 
 // enqueued hands over what a dataPathWait enqueues.
@@ -28,17 +29,17 @@ func (e *enqueued) wait(t *testing.T, want string) {
 	}
 }
 
-// newWaitOn returns a dataPathWait on a Datapath that never runs: the test
-// publishes its passes, as its reconcile would.
-func newWaitOn(t *testing.T, limit time.Duration, logs *strings.Builder) (*Datapath, *dataPathWait) {
+// newWaitOn returns a dataPathWait on the Observed of a Datapath that
+// never runs: the test publishes its passes, as its reconcile would.
+func newWaitOn(t *testing.T, limit time.Duration, logs *strings.Builder) (*datapath.Observed, *dataPathWait) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	d := NewDatapath(openStore(t), nil, nil, log)
+	d := NewDatapath(openStore(t), nil, nil, log).Observed()
 	return d, &dataPathWait{dp: d, log: log, what: "finishing its operation", limit: limit}
 }
 
-func status(id string, rev int64, state EndpointState, err error) map[string]endpointStatus {
-	return map[string]endpointStatus{strings.ToLower(id): {rev: rev, state: state, err: err}}
+func status(id string, rev int64, state datapath.EndpointState, err error) datapath.Reports {
+	return datapath.Reports{strings.ToLower(id): {Rev: rev, State: state, Err: err}}
 }
 
 func TestDataPathWaitHoldsUntilInPlace(t *testing.T) {
@@ -53,20 +54,20 @@ func TestDataPathWaitHoldsUntilInPlace(t *testing.T) {
 		t.Fatalf("before the data path saw the endpoint: ready %v, failure %v", ok, failure)
 	}
 	// A pass over an older revision wakes the item, which still waits.
-	d.publish(DatapathSnapshot{}, status(pe, 6, EndpointInPlace, nil))
+	d.Publish(datapath.Snapshot{}, status(pe, 6, datapath.EndpointInPlace, nil))
 	e.wait(t, "nic|a")
 	if ok, failure := w.ready(ctx, pe, 7, "nic|a", e.enqueue); ok || failure != nil {
 		t.Fatalf("after a pass over revision 6, want 7: ready %v, failure %v", ok, failure)
 	}
 	// Revision 7 pending (its server's namespace is not there yet): it
 	// waits, without failing within the limit.
-	d.publish(DatapathSnapshot{}, status(pe, 7, EndpointPending, nil))
+	d.Publish(datapath.Snapshot{}, status(pe, 7, datapath.EndpointPending, nil))
 	e.wait(t, "nic|a")
 	if ok, failure := w.ready(ctx, pe, 7, "nic|a", e.enqueue); ok || failure != nil {
 		t.Fatalf("pending: ready %v, failure %v", ok, failure)
 	}
 	// In place (the ID's case does not matter): it goes.
-	d.publish(DatapathSnapshot{}, status(strings.ToLower(pe), 7, EndpointInPlace, nil))
+	d.Publish(datapath.Snapshot{}, status(strings.ToLower(pe), 7, datapath.EndpointInPlace, nil))
 	e.wait(t, "nic|a")
 	if ok, _ := w.ready(ctx, pe, 7, "nic|a", e.enqueue); !ok {
 		t.Fatal("not ready once the data path has revision 7 in place")
@@ -96,7 +97,7 @@ func TestDataPathWaitFails(t *testing.T) {
 	const failing = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/privateEndpoints/pe2"
 	const slow = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/privateEndpoints/pe3"
 
-	d.publish(DatapathSnapshot{}, status(failing, 3, EndpointFailed, errors.New("sendmsg: message too long")))
+	d.Publish(datapath.Snapshot{}, status(failing, 3, datapath.EndpointFailed, errors.New("sendmsg: message too long")))
 	ok, failure := w.ready(ctx, failing, 3, "nic|b", e.enqueue)
 	var ae *arm.Error
 	if ok || !errors.As(failure, &ae) || ae.Code != "PrivateEndpointDataPathFailed" || !strings.Contains(ae.Message, "message too long") {

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,11 +11,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/names"
+	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -33,7 +33,7 @@ type Network struct {
 	log *slog.Logger
 
 	loop *Loop
-	nics *arm.Memo[nicFacts] // decoded NIC documents, by key and revision
+	nics *arm.Memo[network.NICFacts] // decoded NIC documents, by key and revision
 	// wait, once FollowDatapath is called, holds a private endpoint's
 	// operation back until its translation is in place.
 	wait dataPathWait
@@ -50,7 +50,7 @@ type dnsServing struct {
 
 // NewNetwork returns the network controller.
 func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.Logger) *Network {
-	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]*dnsServing{}, nics: arm.NewMemo(decodeNIC)}
+	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]*dnsServing{}, nics: arm.NewMemo(network.NICFactsOf)}
 	n.loop = &Loop{
 		Name: "network", Prefixes: []string{
 			"arm/", // every resource document; Items keeps networks, subnets and NICs
@@ -83,11 +83,8 @@ func (n *Network) items(key string, value []byte) []string {
 		if value == nil {
 			return []string{itemNIC + id.String(), itemAllNetworks}
 		}
-		var nic armnetwork.Interface
-		if json.Unmarshal(value, &nic) == nil && nic.Properties != nil && nic.Properties.PrivateEndpoint != nil {
-			if sub, _, ok := primaryIP(&nic); ok {
-				return []string{itemNIC + id.String(), itemNetwork + sub.Parent().String()}
-			}
+		if nic := network.NICFactsOf(store.KV{Key: key, Value: value}); nic.Endpoint && nic.Primary {
+			return []string{itemNIC + id.String(), itemNetwork + nic.Subnet.Parent().String()}
 		}
 		return []string{itemNIC + id.String()}
 	}
@@ -127,14 +124,14 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 
 // FollowDatapath makes the controller finish a private endpoint's operation
 // (settle its NIC) Succeeded only once the data path reports the
-// endpoint's document, as it is, in place (d.EndpointStatus): when the
+// endpoint's document, as it is, in place (o.EndpointStatus): when the
 // SDK's poller completes, an approved endpoint takes connections. When the
 // data path reports that programming it failed, or not in place within
 // holdBackMax, the operation ends Failed and so does the NIC's (the
 // endpoint's) provisioningState, until the translation comes. Call it
 // before Run.
-func (n *Network) FollowDatapath(d *Datapath) {
-	n.wait = dataPathWait{dp: d, log: n.log, what: "finishing its operation"}
+func (n *Network) FollowDatapath(o *datapath.Observed) {
+	n.wait = dataPathWait{dp: o, log: n.log, what: "finishing its operation"}
 }
 
 // Run reconciles until ctx ends, then stops serving DNS.
@@ -195,7 +192,7 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 		n.srv.ForgetStats(View(id))
 		return n.fab.DeleteNetwork(fid)
 	}
-	subnets, err := arm.LoadAll[armnetwork.Subnet](rd, id.ChildCollection("subnets"))
+	prefixes, err := network.NetworkPrefixes(rd, id)
 	if err != nil {
 		return err
 	}
@@ -203,10 +200,7 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	if err != nil {
 		return err
 	}
-	spec := fabric.NetworkSpec{ID: fid, Endpoints: endpoints}
-	for _, s := range subnets {
-		spec.Subnets = append(spec.Subnets, subnetPrefixes(&s)...)
-	}
+	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints}
 	if err := n.fab.EnsureNetwork(spec); err != nil {
 		return err
 	}
@@ -230,45 +224,16 @@ func (n *Network) nicsOf(ctx context.Context, vnet arm.ResourceID) (ids []string
 	}
 	for _, kv := range kvs {
 		nic := n.nics.Of(kv)
-		if !nic.primary || !arm.ScopeContains(vnet.String(), nic.subnet.String()) || nic.id == "" {
+		if !nic.Primary || !arm.ScopeContains(vnet.String(), nic.Subnet.String()) || nic.ID == "" {
 			continue
 		}
-		if nic.endpoint {
-			endpoints = append(endpoints, nic.addr)
+		if nic.Endpoint {
+			endpoints = append(endpoints, nic.Addr)
 		} else {
-			ids = append(ids, nic.id)
+			ids = append(ids, nic.ID)
 		}
 	}
 	return ids, endpoints, nil
-}
-
-// nicFacts is what the controllers need of a NIC document.
-type nicFacts struct {
-	id, name string
-	endpoint bool // a private endpoint's NIC
-	// primary: subnet and addr are those of the NIC's primary IPv4
-	// configuration.
-	primary bool
-	subnet  arm.ResourceID
-	addr    netip.Addr
-}
-
-// decodeNIC reads a stored NIC document (see arm.Memo); an undecodable one
-// gives the zero nicFacts, which every controller skips.
-func decodeNIC(kv store.KV) nicFacts {
-	var nic armnetwork.Interface
-	if json.Unmarshal(kv.Value, &nic) != nil {
-		return nicFacts{}
-	}
-	f := nicFacts{endpoint: nic.Properties != nil && nic.Properties.PrivateEndpoint != nil}
-	if nic.ID != nil {
-		f.id = *nic.ID
-	}
-	if nic.Name != nil {
-		f.name = *nic.Name
-	}
-	f.subnet, f.addr, f.primary = primaryIP(&nic)
-	return f
 }
 
 // reconcileNIC converges the NIC id (the loop's item) and settles it. It
@@ -276,29 +241,30 @@ func decodeNIC(kv store.KV) nicFacts {
 // endpoint's NIC waits for the data path.
 func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item string) (time.Duration, error) {
 	fid := FabricID(id)
-	var nic armnetwork.Interface
-	ok, err := arm.Load(arm.ReadOnly(ctx, n.st), id, &nic)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
+	rd := arm.ReadOnly(ctx, n.st)
+	kv, err := rd.Get(arm.DocKey(id))
+	if errors.Is(err, store.ErrNotFound) {
 		if err := n.fab.DeleteNIC(fid); err != nil {
 			return 0, err
 		}
 		return 0, n.settle(ctx, id, nil)
 	}
-	if nic.Properties != nil && nic.Properties.PrivateEndpoint != nil {
+	if err != nil {
+		return 0, err
+	}
+	nic := n.nics.Of(kv)
+	if nic.Endpoint {
 		// A private endpoint's NIC is an address on its network's router,
 		// which the network's reconcile puts there. Its operation is the
 		// endpoint's: it finishes once the data path has the endpoint as
 		// it is now.
-		if sub, _, ok := primaryIP(&nic); ok {
-			if err := n.reconcileNetwork(ctx, sub.Parent()); err != nil {
+		if nic.Primary {
+			if err := n.reconcileNetwork(ctx, nic.Subnet.Parent()); err != nil {
 				return 0, err
 			}
 		}
-		if pe := nic.Properties.PrivateEndpoint.ID; pe != nil {
-			ready, failure, err := n.endpointReady(ctx, *pe, item)
+		if nic.EndpointID != "" {
+			ready, failure, err := n.endpointReady(ctx, nic.EndpointID, item)
 			if err != nil {
 				return 0, err
 			}
@@ -316,30 +282,24 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item stri
 		}
 		return 0, n.settle(ctx, id, nil)
 	}
-	subnetID, addr, ok := primaryIP(&nic)
-	if !ok {
+	if !nic.Primary {
 		return 0, n.settle(ctx, id, arm.BadRequest("InvalidNetworkInterface", "properties.ipConfigurations", "The NIC has no primary IPv4 configuration."))
 	}
-	var subnet armnetwork.Subnet
-	if ok, err := arm.Load(arm.ReadOnly(ctx, n.st), subnetID, &subnet); err != nil || !ok {
-		return 0, fmt.Errorf("subnet %s of NIC %s: missing (%v)", subnetID, id, err)
+	prefixes, ok, err := network.SubnetPrefixes(rd, nic.Subnet)
+	if err != nil || !ok {
+		return 0, fmt.Errorf("subnet %s of NIC %s: missing (%v)", nic.Subnet, id, err)
 	}
 	var prefix netip.Prefix
-	for _, p := range subnetPrefixes(&subnet) {
-		if p.Contains(addr) {
+	for _, p := range prefixes {
+		if p.Contains(nic.Addr) {
 			prefix = p
 		}
 	}
 	if !prefix.IsValid() {
-		return 0, fmt.Errorf("NIC %s address %s is outside subnet %s", id, addr, subnetID)
+		return 0, fmt.Errorf("NIC %s address %s is outside subnet %s", id, nic.Addr, nic.Subnet)
 	}
-	vnet := subnetID.Parent()
-	spec := fabric.NICSpec{ID: fid, Network: FabricID(vnet), Address: netip.PrefixFrom(addr, prefix.Bits())}
-	if nic.Properties.MacAddress != nil {
-		if mac, err := net.ParseMAC(strings.ReplaceAll(*nic.Properties.MacAddress, "-", ":")); err == nil {
-			spec.MAC = mac
-		}
-	}
+	vnet := nic.Subnet.Parent()
+	spec := fabric.NICSpec{ID: fid, Network: FabricID(vnet), Address: netip.PrefixFrom(nic.Addr, prefix.Bits()), MAC: nic.MAC}
 	err = n.fab.EnsureNIC(spec)
 	if errors.Is(err, fabric.ErrNotFound) {
 		// The network's router is not there yet: build it first.
@@ -378,34 +338,10 @@ func (n *Network) endpointReady(ctx context.Context, pe, item string) (ready boo
 	return ready, failure, nil
 }
 
-// settle records that a NIC's namespace matches its document: the NIC
-// reports Succeeded, and the operations waiting on it finish.
+// settle records that a NIC's namespace matches its document (see
+// network.SettleNIC).
 func (n *Network) settle(ctx context.Context, id arm.ResourceID, failure error) error {
-	_, err := n.st.Txn(ctx, func(tx store.Tx) error {
-		var nic armnetwork.Interface
-		ok, err := arm.Load(tx, id, &nic)
-		if err != nil {
-			return err
-		}
-		if ok && nic.Properties != nil {
-			state := armnetwork.ProvisioningStateSucceeded
-			if failure != nil {
-				state = armnetwork.ProvisioningStateFailed
-			}
-			if nic.Properties.ProvisioningState == nil || *nic.Properties.ProvisioningState != state {
-				nic.Properties.ProvisioningState = &state
-				for _, ic := range nic.Properties.IPConfigurations {
-					if ic != nil && ic.Properties != nil {
-						ic.Properties.ProvisioningState = &state
-					}
-				}
-				if err := arm.Save(tx, id, &nic); err != nil {
-					return err
-				}
-			}
-		}
-		return arm.FinishOperations(tx, id, failure)
-	})
+	_, err := n.st.Txn(ctx, func(tx store.Tx) error { return network.SettleNIC(tx, id, failure) })
 	return err
 }
 
@@ -488,49 +424,4 @@ func (n *Network) serveInternet(ctx context.Context) {
 		}
 		sleep(ctx, time.Second)
 	}
-}
-
-// subnetPrefixes returns a subnet's IPv4 prefixes.
-func subnetPrefixes(s *armnetwork.Subnet) []netip.Prefix {
-	if s.Properties == nil {
-		return nil
-	}
-	var raw []string
-	if s.Properties.AddressPrefix != nil {
-		raw = append(raw, *s.Properties.AddressPrefix)
-	}
-	for _, p := range s.Properties.AddressPrefixes {
-		if p != nil {
-			raw = append(raw, *p)
-		}
-	}
-	var out []netip.Prefix
-	for _, r := range raw {
-		if p, err := netip.ParsePrefix(r); err == nil && p.Addr().Is4() {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
-}
-
-// primaryIP returns the subnet and address of a NIC's primary IPv4
-// configuration.
-func primaryIP(nic *armnetwork.Interface) (arm.ResourceID, netip.Addr, bool) {
-	if nic.Properties == nil {
-		return arm.ResourceID{}, netip.Addr{}, false
-	}
-	for i, ic := range nic.Properties.IPConfigurations {
-		if ic == nil || ic.Properties == nil || ic.Properties.Subnet == nil || ic.Properties.Subnet.ID == nil || ic.Properties.PrivateIPAddress == nil {
-			continue
-		}
-		if i > 0 && (ic.Properties.Primary == nil || !*ic.Properties.Primary) {
-			continue
-		}
-		sub, err := arm.ParseID(*ic.Properties.Subnet.ID)
-		addr, err2 := netip.ParseAddr(*ic.Properties.PrivateIPAddress)
-		if err == nil && err2 == nil && addr.Is4() {
-			return sub, addr, true
-		}
-	}
-	return arm.ResourceID{}, netip.Addr{}, false
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/privatedns"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -23,7 +24,7 @@ type Registration struct {
 	st   store.Store
 	log  *slog.Logger
 	loop *Loop
-	nics *arm.Memo[nicFacts]
+	nics *arm.Memo[network.NICFacts]
 }
 
 // registrationTTL is the TTL Azure gives auto-registered records.
@@ -31,7 +32,7 @@ const registrationTTL = 10
 
 // NewRegistration returns the controller.
 func NewRegistration(st store.Store, log *slog.Logger) *Registration {
-	r := &Registration{st: st, log: log, nics: arm.NewMemo(decodeNIC)}
+	r := &Registration{st: st, log: log, nics: arm.NewMemo(network.NICFactsOf)}
 	r.loop = &Loop{Name: "dns-registration", Prefixes: []string{"arm/"}, Items: r.items, Reconcile: r.reconcile, Store: st, Log: log}
 	return r
 }
@@ -93,11 +94,11 @@ func (r *Registration) reconcile(ctx context.Context, _ string) (time.Duration, 
 			continue
 		}
 		nic := r.nics.Of(kv)
-		if nic.name == "" || nic.endpoint || !nic.primary {
+		if nic.Name == "" || nic.Endpoint || !nic.Primary {
 			continue
 		}
-		v := strings.ToLower(nic.subnet.Parent().String())
-		nics[v] = append(nics[v], nicName{strings.ToLower(nic.name), nic.addr.String()})
+		v := strings.ToLower(nic.Subnet.Parent().String())
+		nics[v] = append(nics[v], nicName{strings.ToLower(nic.Name), nic.Addr.String()})
 	}
 	want := map[string][]string{} // zone|name → addresses
 	zones := map[string]arm.ResourceID{}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
 	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/privatedns"
 	"github.com/privlink/privlink/internal/store"
@@ -50,12 +51,12 @@ func NewZoneGroups(st store.Store, log *slog.Logger) *ZoneGroups {
 
 // FollowDatapath makes the controller write an endpoint's address into a
 // zone only once the data path reports the endpoint's document, as it is,
-// in place (d.EndpointStatus), so that a name never resolves to an
+// in place (o.EndpointStatus), so that a name never resolves to an
 // endpoint whose translation is not there: while programming it fails, or
 // stays pending, the address waits (however long). Addresses already in a
 // record stay; removals are not held back. Call it before Run.
-func (z *ZoneGroups) FollowDatapath(d *Datapath) {
-	z.wait = dataPathWait{dp: d, log: z.log, what: "publishing its address"}
+func (z *ZoneGroups) FollowDatapath(o *datapath.Observed) {
+	z.wait = dataPathWait{dp: o, log: z.log, what: "publishing its address"}
 }
 
 // Run reconciles until ctx ends.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
@@ -141,24 +142,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	run("dns-registration", controller.NewRegistration(st, log.With("component", "dns-registration")).Run)
 	zoneGroups := controller.NewZoneGroups(st, log.With("component", "dns-zone-groups"))
-	var datapath *controller.Datapath
+	var paths *datapath.Observed // what the data path programmed
 	if fab != nil {
 		catalog := dns.NewCatalog()
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
 		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
-		datapath = controller.NewDatapath(st, fab, pgm, log.With("component", "datapath"))
+		dp := controller.NewDatapath(st, fab, pgm, log.With("component", "datapath"))
+		paths = dp.Observed()
 		network := controller.NewNetwork(st, fab, dnsServer, log.With("component", "network"))
 		// An endpoint's operation finishes, and a name resolves to it,
 		// once its translation is there.
-		network.FollowDatapath(datapath)
-		zoneGroups.FollowDatapath(datapath)
+		network.FollowDatapath(paths)
+		zoneGroups.FollowDatapath(paths)
 		run("network", network.Run)
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
-		run("datapath", datapath.Run)
+		run("datapath", dp.Run)
 		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
-	metrics, audit := newTelemetry(fab, datapath, log)
+	metrics, audit := newTelemetry(fab, paths, log)
 	if audit != nil {
 		run("audit", audit.Run)
 	}

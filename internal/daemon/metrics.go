@@ -5,22 +5,22 @@ import (
 	"net/http"
 
 	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
 	"github.com/privlink/privlink/internal/telemetry"
 )
 
 // newTelemetry returns the daemon's metrics and, when it has a data path
-// (fab and dp not nil), the connection audit to run beside the
-// controllers (nil otherwise).
-func newTelemetry(fab *fabric.Fabric, dp *controller.Datapath, log *slog.Logger) (*telemetry.Metrics, *telemetry.Audit) {
+// (fab and paths not nil), the connection audit to run beside the
+// controllers (nil otherwise). paths is what the data path programmed.
+func newTelemetry(fab *fabric.Fabric, paths *datapath.Observed, log *slog.Logger) (*telemetry.Metrics, *telemetry.Audit) {
 	tlog := log.With("component", "telemetry")
-	if fab == nil || dp == nil {
+	if fab == nil || paths == nil {
 		return telemetry.NewMetrics(nil, nil, tlog), nil
 	}
-	m := telemetry.NewMetrics(fab, dp, tlog)
-	return m, telemetry.NewAudit(fab, dp, log.With("component", "audit"), tlog, m)
+	m := telemetry.NewMetrics(fab, paths, tlog)
+	return m, telemetry.NewAudit(fab, paths, log.With("component", "audit"), tlog, m)
 }
 
 // metricsHandler serves GET /metrics, in the Prometheus text format, to a

@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/identity"
 	"github.com/privlink/privlink/internal/store/bolt"
@@ -37,10 +37,10 @@ func (countersFabric) WatchFlows(context.Context, fabric.Kind, string, func(fabr
 	return nil
 }
 
-type fixedPaths controller.DatapathSnapshot
+type fixedPaths datapath.Snapshot
 
-func (p fixedPaths) Snapshot() (controller.DatapathSnapshot, <-chan struct{}) {
-	return controller.DatapathSnapshot(p), nil
+func (p fixedPaths) Snapshot() (datapath.Snapshot, <-chan struct{}) {
+	return datapath.Snapshot(p), nil
 }
 
 // TestMetricsAccess checks who may scrape /metrics and what each sees.
@@ -77,14 +77,14 @@ func TestMetricsAccess(t *testing.T) {
 	}
 
 	// One endpoint in the operator's subscription, one in other's.
-	endpoint := func(name, sub string) controller.TranslationInfo {
+	endpoint := func(name, sub string) datapath.TranslationInfo {
 		rg := "/subscriptions/" + sub + "/resourceGroups/rg/providers/"
-		return controller.TranslationInfo{Kind: controller.KindEndpoint, Name: name, Programmed: true, Network: "net1",
+		return datapath.TranslationInfo{Kind: datapath.KindEndpoint, Name: name, Programmed: true, Network: "net1",
 			NetworkID: rg + "Microsoft.Network/virtualNetworks/v", EndpointID: rg + "Microsoft.Network/privateEndpoints/" + name,
 			ServerID: rg + "Microsoft.DBforPostgreSQL/flexibleServers/s", ServerName: "s", Addr: netip.MustParseAddr("10.0.2.5"), Port: 5432}
 	}
-	paths := fixedPaths{Networks: []controller.NetworkRef{{Fabric: "net1", ID: "/subscriptions/" + admin.SubscriptionID + "/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"}},
-		Translations: []controller.TranslationInfo{endpoint("pe-a", admin.SubscriptionID), endpoint("pe-b", other.SubscriptionID)}}
+	paths := fixedPaths{Networks: []datapath.NetworkRef{{Fabric: "net1", ID: "/subscriptions/" + admin.SubscriptionID + "/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"}},
+		Translations: []datapath.TranslationInfo{endpoint("pe-a", admin.SubscriptionID), endpoint("pe-b", other.SubscriptionID)}}
 	m := telemetry.NewMetrics(countersFabric{}, paths, nil)
 	// A series another part registers is daemon-wide too.
 	m.Registry().MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "privlink_test_daemon_wide_total", Help: "A daemon-wide test counter."}))

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
@@ -168,13 +168,13 @@ type routerAudit struct {
 	a       *Audit
 	kind    fabric.Kind
 	network string
-	open    map[uint32]controller.TranslationInfo
-	known   map[netip.AddrPort]controller.TranslationInfo
+	open    map[uint32]datapath.TranslationInfo
+	known   map[netip.AddrPort]datapath.TranslationInfo
 }
 
 func newRouterAudit(a *Audit, kind fabric.Kind, network string) *routerAudit {
 	return &routerAudit{a: a, kind: kind, network: network,
-		open: map[uint32]controller.TranslationInfo{}, known: map[netip.AddrPort]controller.TranslationInfo{}}
+		open: map[uint32]datapath.TranslationInfo{}, known: map[netip.AddrPort]datapath.TranslationInfo{}}
 }
 
 func (r *routerAudit) event(ev fabric.FlowEvent) {
@@ -197,9 +197,9 @@ func (r *routerAudit) event(ev fabric.FlowEvent) {
 		if !ok {
 			// A path the controller never described to this process:
 			// still a connection that went through a translation.
-			t = controller.TranslationInfo{Kind: controller.KindPublic, Network: r.network}
+			t = datapath.TranslationInfo{Kind: datapath.KindPublic, Network: r.network}
 			if r.kind == fabric.KindNetwork {
-				t.Kind = controller.KindEndpoint
+				t.Kind = datapath.KindEndpoint
 			}
 		}
 		r.a.out.LogAttrs(context.Background(), slog.LevelInfo, "connection", auditAttrs(ev, t)...)
@@ -212,7 +212,7 @@ func (r *routerAudit) event(ev fabric.FlowEvent) {
 // resolve finds the path of a flow in the controller's current snapshot:
 // the endpoint of this network at the flow's target whose SNAT address the
 // server saw, or the public path at its target.
-func (r *routerAudit) resolve(fl fabric.Flow) (controller.TranslationInfo, bool) {
+func (r *routerAudit) resolve(fl fabric.Flow) (datapath.TranslationInfo, bool) {
 	snap, _ := r.a.paths.Snapshot()
 	for _, t := range snap.Translations {
 		if t.Addr != fl.Target.Addr() || t.Port != fl.Target.Port() {
@@ -221,30 +221,30 @@ func (r *routerAudit) resolve(fl fabric.Flow) (controller.TranslationInfo, bool)
 		var match bool
 		switch r.kind {
 		case fabric.KindNetwork:
-			match = t.Kind == controller.KindEndpoint && t.Network == r.network && t.Programmed && t.SNAT == fl.Source.Addr()
+			match = t.Kind == datapath.KindEndpoint && t.Network == r.network && t.Programmed && t.SNAT == fl.Source.Addr()
 		case fabric.KindInternet:
-			match = t.Kind == controller.KindPublic
+			match = t.Kind == datapath.KindPublic
 		}
 		if match {
 			r.known[fl.Target] = t
 			return t, true
 		}
 	}
-	return controller.TranslationInfo{}, false
+	return datapath.TranslationInfo{}, false
 }
 
 // auditAttrs are the attributes of the audit line of a flow that ended
 // (ev) through the path t.
-func auditAttrs(ev fabric.FlowEvent, t controller.TranslationInfo) []slog.Attr {
+func auditAttrs(ev fabric.FlowEvent, t datapath.TranslationInfo) []slog.Attr {
 	attrs := []slog.Attr{slog.String("kind", t.Kind)}
 	conn := t.Connection
-	if t.Kind == controller.KindEndpoint {
+	if t.Kind == datapath.KindEndpoint {
 		attrs = append(attrs, slog.String("endpoint", t.EndpointID))
 	} else {
 		conn = firewallRule(t.FirewallRules, ev.Flow.Client.Addr())
 	}
 	attrs = append(attrs, slog.String("connection", conn))
-	if t.Kind == controller.KindEndpoint {
+	if t.Kind == datapath.KindEndpoint {
 		attrs = append(attrs, slog.String("network", t.NetworkID))
 	}
 	attrs = append(attrs,
@@ -270,7 +270,7 @@ func auditAttrs(ev fabric.FlowEvent, t controller.TranslationInfo) []slog.Attr {
 
 // firewallRule returns the name of the first rule (by name) whose range
 // holds a, or "" when none does (any more).
-func firewallRule(rules []controller.FirewallRule, a netip.Addr) string {
+func firewallRule(rules []datapath.FirewallRule, a netip.Addr) string {
 	name := ""
 	for _, r := range rules {
 		if r.Start.Compare(a) <= 0 && a.Compare(r.End) <= 0 && (name == "" || r.Name < name) {

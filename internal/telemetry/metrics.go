@@ -5,7 +5,7 @@
 //
 // It reads the kernel only through the fabric, and learns which endpoint,
 // server and network a translation belongs to from the data path
-// controller's snapshot (controller.Datapath.Snapshot).
+// controller's snapshot (datapath.Observed.Snapshot).
 package telemetry
 
 import (
@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
@@ -34,9 +34,9 @@ type Fabric interface {
 }
 
 // Paths tells which endpoint, server and network each translation belongs
-// to (*controller.Datapath).
+// to (*datapath.Observed).
 type Paths interface {
-	Snapshot() (controller.DatapathSnapshot, <-chan struct{})
+	Snapshot() (datapath.Snapshot, <-chan struct{})
 }
 
 // Visible decides which series a scrape shows: it reports whether the
@@ -176,13 +176,13 @@ func (c *pathCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
 	snap, _ := c.m.paths.Snapshot()
-	byNetwork := map[string][]controller.TranslationInfo{}
-	var public []controller.TranslationInfo
+	byNetwork := map[string][]datapath.TranslationInfo{}
+	var public []datapath.TranslationInfo
 	for _, t := range snap.Translations {
 		switch t.Kind {
-		case controller.KindEndpoint:
+		case datapath.KindEndpoint:
 			byNetwork[t.Network] = append(byNetwork[t.Network], t)
-		case controller.KindPublic:
+		case datapath.KindPublic:
 			public = append(public, t)
 		}
 	}
@@ -205,8 +205,8 @@ func (c *pathCollector) failed(what string, err error) {
 	c.m.log.Warn("reading data path counters failed", "what", what, "err", err)
 }
 
-func (c *pathCollector) collectNetwork(ch chan<- prometheus.Metric, n controller.NetworkRef, eps []controller.TranslationInfo) {
-	var visible []controller.TranslationInfo
+func (c *pathCollector) collectNetwork(ch chan<- prometheus.Metric, n datapath.NetworkRef, eps []datapath.TranslationInfo) {
+	var visible []datapath.TranslationInfo
 	programmed := false
 	for _, t := range eps {
 		if c.visible(t.EndpointID) {
@@ -224,7 +224,7 @@ func (c *pathCollector) collectNetwork(ch chan<- prometheus.Metric, n controller
 		return
 	}
 	if showRouter {
-		ch <- prometheus.MustNewConstMetric(descRouter, prometheus.CounterValue, float64(sum(refusals)), controller.KindEndpoint, n.ID)
+		ch <- prometheus.MustNewConstMetric(descRouter, prometheus.CounterValue, float64(sum(refusals)), datapath.KindEndpoint, n.ID)
 	}
 	var counters map[string]fabric.Counters
 	if programmed {
@@ -233,7 +233,7 @@ func (c *pathCollector) collectNetwork(ch chan<- prometheus.Metric, n controller
 		}
 	}
 	for _, t := range visible {
-		labels := []string{controller.KindEndpoint, t.EndpointID, t.ServerID, t.ServerName, t.NetworkID}
+		labels := []string{datapath.KindEndpoint, t.EndpointID, t.ServerID, t.ServerName, t.NetworkID}
 		if cnt, ok := counters[t.Name]; ok && t.Programmed {
 			emitCounters(ch, cnt, labels)
 		}
@@ -241,8 +241,8 @@ func (c *pathCollector) collectNetwork(ch chan<- prometheus.Metric, n controller
 	}
 }
 
-func (c *pathCollector) collectPublic(ch chan<- prometheus.Metric, pubs []controller.TranslationInfo) {
-	var visible []controller.TranslationInfo
+func (c *pathCollector) collectPublic(ch chan<- prometheus.Metric, pubs []datapath.TranslationInfo) {
+	var visible []datapath.TranslationInfo
 	for _, t := range pubs {
 		if c.visible(t.ServerID) {
 			visible = append(visible, t)
@@ -258,7 +258,7 @@ func (c *pathCollector) collectPublic(ch chan<- prometheus.Metric, pubs []contro
 		return
 	}
 	if showRouter {
-		ch <- prometheus.MustNewConstMetric(descRouter, prometheus.CounterValue, float64(sum(refusals)), controller.KindPublic, "")
+		ch <- prometheus.MustNewConstMetric(descRouter, prometheus.CounterValue, float64(sum(refusals)), datapath.KindPublic, "")
 	}
 	var counters map[string]fabric.Counters
 	if len(visible) > 0 {
@@ -267,7 +267,7 @@ func (c *pathCollector) collectPublic(ch chan<- prometheus.Metric, pubs []contro
 		}
 	}
 	for _, t := range visible {
-		labels := []string{controller.KindPublic, "", t.ServerID, t.ServerName, ""}
+		labels := []string{datapath.KindPublic, "", t.ServerID, t.ServerName, ""}
 		if cnt, ok := counters[t.Name]; ok {
 			emitCounters(ch, cnt, labels)
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
@@ -35,25 +35,25 @@ var (
 // pe1 at 10.0.2.5 and a Pending one, pe2, at 10.0.2.6, both to srv1, and
 // srv1's public path at 198.18.0.10 open to 198.18.7.0/24 (rule
 // "office").
-func testSnapshot() controller.DatapathSnapshot {
-	return controller.DatapathSnapshot{
-		Networks: []controller.NetworkRef{{Fabric: "net1", ID: vnetID}},
-		Translations: []controller.TranslationInfo{
-			{Kind: controller.KindEndpoint, Name: "pe1", Programmed: true, Network: "net1", NetworkID: vnetID, EndpointID: pe1ID,
+func testSnapshot() datapath.Snapshot {
+	return datapath.Snapshot{
+		Networks: []datapath.NetworkRef{{Fabric: "net1", ID: vnetID}},
+		Translations: []datapath.TranslationInfo{
+			{Kind: datapath.KindEndpoint, Name: "pe1", Programmed: true, Network: "net1", NetworkID: vnetID, EndpointID: pe1ID,
 				Connection: "pe1.0c9a", ServerID: serverID, ServerName: "srv1", Addr: mustAddr("10.0.2.5"), Port: 5432, SNAT: mustAddr("169.254.1.5")},
-			{Kind: controller.KindEndpoint, Name: "pe2", Network: "net1", NetworkID: vnetID, EndpointID: pe2ID,
+			{Kind: datapath.KindEndpoint, Name: "pe2", Network: "net1", NetworkID: vnetID, EndpointID: pe2ID,
 				ServerID: serverID, ServerName: "srv1", Addr: mustAddr("10.0.2.6"), Port: 5432},
-			{Kind: controller.KindPublic, Name: "pg1", Programmed: true, Enabled: true, ServerID: serverID, ServerName: "srv1",
+			{Kind: datapath.KindPublic, Name: "pg1", Programmed: true, Enabled: true, ServerID: serverID, ServerName: "srv1",
 				Addr: mustAddr("198.18.0.10"), Port: 5432,
-				FirewallRules: []controller.FirewallRule{{Name: "office", Start: mustAddr("198.18.7.0"), End: mustAddr("198.18.7.255")}}},
+				FirewallRules: []datapath.FirewallRule{{Name: "office", Start: mustAddr("198.18.7.0"), End: mustAddr("198.18.7.255")}}},
 		},
 	}
 }
 
 // staticPaths is a Paths whose snapshot a test sets.
-type staticPaths struct{ snap controller.DatapathSnapshot }
+type staticPaths struct{ snap datapath.Snapshot }
 
-func (p *staticPaths) Snapshot() (controller.DatapathSnapshot, <-chan struct{}) {
+func (p *staticPaths) Snapshot() (datapath.Snapshot, <-chan struct{}) {
 	return p.snap, make(chan struct{})
 }
 
@@ -205,7 +205,7 @@ func TestAuditLine(t *testing.T) {
 		PacketsIn: 6, BytesIn: 326, PacketsOut: 5, BytesOut: 290,
 	}
 	snap := testSnapshot()
-	line := func(ev fabric.FlowEvent, t controller.TranslationInfo) string {
+	line := func(ev fabric.FlowEvent, t datapath.TranslationInfo) string {
 		var b bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey {
@@ -237,7 +237,7 @@ func TestAuditLine(t *testing.T) {
 		t.Errorf("public line:\ngot  %s\nwant %s", got, want)
 	}
 
-	rules := []controller.FirewallRule{
+	rules := []datapath.FirewallRule{
 		{Name: "b", Start: mustAddr("10.0.0.0"), End: mustAddr("10.0.0.255")},
 		{Name: "a", Start: mustAddr("10.0.0.128"), End: mustAddr("10.0.1.0")},
 	}
@@ -260,7 +260,7 @@ func TestAuditResolve(t *testing.T) {
 		Service: mustAddrPort("169.254.10.2:5432"), Source: mustAddrPort("169.254.1.5:1000")}
 	r := newRouterAudit(a, fabric.KindNetwork, "net1")
 	r.event(fabric.FlowEvent{Type: fabric.FlowOpened, ID: 1, Flow: flow})
-	paths.snap = controller.DatapathSnapshot{} // pe1 revoked and deleted
+	paths.snap = datapath.Snapshot{} // pe1 revoked and deleted
 	r.event(fabric.FlowEvent{Type: fabric.FlowEnded, ID: 1, Flow: flow, End: fabric.FlowRevoked})
 	other := flow
 	other.Source = mustAddrPort("169.254.1.9:1000") // an SNAT address no endpoint has

@@ -411,7 +411,7 @@ func EndpointDNSOf(r arm.Reader, endpoint arm.ResourceID) (*EndpointDNS, error) 
 // call to the next: a controller that lists every endpoint on each pass
 // keeps one, so that a pass decodes only what changed.
 type EndpointDNSReader struct {
-	endpoints *arm.Memo[endpointDoc]
+	endpoints *arm.Memo[EndpointFacts]
 	groups    *arm.Memo[zoneGroupDoc]
 	nics      *arm.Memo[netip.Addr]
 }
@@ -419,7 +419,7 @@ type EndpointDNSReader struct {
 // NewEndpointDNSReader returns an EndpointDNSReader that remembers nothing
 // yet.
 func NewEndpointDNSReader() *EndpointDNSReader {
-	return &EndpointDNSReader{endpoints: arm.NewMemo(decodeEndpointDoc), groups: arm.NewMemo(decodeZoneGroupDoc),
+	return &EndpointDNSReader{endpoints: arm.NewMemo(EndpointFactsOf), groups: arm.NewMemo(decodeZoneGroupDoc),
 		nics: arm.NewMemo(decodeNICAddr)}
 }
 
@@ -459,12 +459,12 @@ func (d *EndpointDNSReader) Of(r arm.Reader, endpoint arm.ResourceID) (*Endpoint
 		return nil, fmt.Errorf("load %s: %w", endpoint, err)
 	}
 	pe := d.endpoints.Of(kv)
-	if pe.err != nil {
-		return nil, fmt.Errorf("decode stored %s: %w", endpoint, pe.err)
+	if pe.Err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", endpoint, pe.Err)
 	}
-	gkvs, err := r.List(arm.CollectionPrefix(childColl(pe.id, "privateDnsZoneGroups")))
+	gkvs, err := r.List(arm.CollectionPrefix(childColl(pe.ID, "privateDnsZoneGroups")))
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", childColl(pe.id, "privateDnsZoneGroups"), err)
+		return nil, fmt.Errorf("list %s: %w", childColl(pe.ID, "privateDnsZoneGroups"), err)
 	}
 	if len(gkvs) == 0 {
 		return nil, nil
@@ -474,42 +474,17 @@ func (d *EndpointDNSReader) Of(r arm.Reader, endpoint arm.ResourceID) (*Endpoint
 		return nil, fmt.Errorf("decode stored %s: %w", gkvs[0].Key, g.err)
 	}
 	var addr netip.Addr
-	if pe.nicOK {
-		nkv, err := r.Get(arm.DocKey(pe.nic))
+	if pe.HasNIC {
+		nkv, err := r.Get(arm.DocKey(pe.NIC))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("load %s: %w", pe.nic, err)
+			return nil, fmt.Errorf("load %s: %w", pe.NIC, err)
 		}
 		if err == nil {
 			addr = d.nics.Of(nkv)
 		}
 	}
-	return &EndpointDNS{Endpoint: pe.id, ZoneGroup: g.id, Server: pe.server, ServerName: pe.server.Name(), Addr: addr,
-		Approved: pe.status == privatelink.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones), Revision: kv.Revision}, nil
-}
-
-// endpointDoc is what EndpointDNS needs of a private endpoint document.
-type endpointDoc struct {
-	err    error // undecodable, or a bad stored ID
-	id     arm.ResourceID
-	server arm.ResourceID
-	status string
-	nic    arm.ResourceID
-	nicOK  bool
-}
-
-func decodeEndpointDoc(kv store.KV) endpointDoc {
-	var pe armnetwork.PrivateEndpoint
-	if err := json.Unmarshal(kv.Value, &pe); err != nil {
-		return endpointDoc{err: err}
-	}
-	id, err := arm.ParseID(str(pe.ID))
-	if err != nil {
-		return endpointDoc{err: fmt.Errorf("bad id %q: %w", str(pe.ID), err)}
-	}
-	d := endpointDoc{id: id}
-	d.server, d.status, _ = endpointTarget(&pe)
-	d.nic, d.nicOK = nicIDOf(&pe)
-	return d
+	return &EndpointDNS{Endpoint: pe.ID, ZoneGroup: g.id, Server: pe.Target, ServerName: pe.Target.Name(), Addr: addr,
+		Approved: pe.Status == privatelink.StatusApproved && addr.IsValid(), Zones: slices.Clone(g.zones), Revision: kv.Revision}, nil
 }
 
 // zoneGroupDoc is what EndpointDNS needs of a zone group document.

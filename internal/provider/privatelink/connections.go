@@ -154,6 +154,18 @@ func ConnectionOf(r arm.Reader, target, endpoint arm.ResourceID) (*Connection, e
 	return nil, nil
 }
 
+// ConnectionEndpoint decodes a stored connection document (a target's
+// privateEndpointConnections child): its name and its private endpoint's
+// ID, as stored. ok is false when the document cannot be decoded or names
+// no endpoint.
+func ConnectionEndpoint(kv store.KV) (name, endpoint string, ok bool) {
+	var d connectionDoc
+	if json.Unmarshal(kv.Value, &d) != nil || d.Properties.PrivateEndpoint.ID == "" {
+		return "", "", false
+	}
+	return d.Name, d.Properties.PrivateEndpoint.ID, true
+}
+
 // HasConnections reports whether target has any private endpoint
 // connection, in any state.
 func HasConnections(r arm.Reader, target arm.ResourceID) (bool, error) {
