@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +27,7 @@ import (
 	"github.com/privlink/privlink/internal/arm/armtest"
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/fabric/fabrictest"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/provider/privatedns"
@@ -99,18 +98,7 @@ func newDPEnv(t *testing.T) *dpEnv {
 			t.Logf("controllers' log:\n%s", e.log.String())
 		}
 	})
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	if e.fab, err = fabric.New("plc-"+hex.EncodeToString(b[:])+"-", log.With("component", "fabric")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.fab.RemoveStale(func(string) bool { return false }); err != nil {
-			t.Errorf("remove namespaces: %v", err)
-		}
-	})
+	e.fab = fabrictest.New(t, "plc", log.With("component", "fabric"))
 
 	var all []*arm.ResourceType
 	all = append(all, resources.New(st, func() []*arm.ResourceType { return all }).Types()...)

@@ -3,8 +3,6 @@ package telemetry
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,33 +19,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/fabric/fabrictest"
 	"github.com/privlink/privlink/internal/testkit"
 )
 
 // hangGuard bounds every wait: it keeps a broken data path from hanging
 // the test; it is not what the test asserts.
 const hangGuard = 10 * time.Second
-
-// newTestFabric returns a Fabric with a prefix of its own; cleanup removes
-// its namespaces.
-func newTestFabric(t testing.TB) *fabric.Fabric {
-	t.Helper()
-	testkit.RequireRoot(t, "data path telemetry tests create network namespaces")
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	f, err := fabric.New("plm-"+hex.EncodeToString(b[:])+"-", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.RemoveStale(func(string) bool { return false }); err != nil {
-			t.Errorf("remove namespaces: %v", err)
-		}
-	})
-	return f
-}
 
 // echo serves, in namespace ns, a greeting line then an echo of what it
 // reads.
@@ -179,7 +157,7 @@ func (r *auditRecorder) nextOpened(t testing.TB) fabric.FlowEvent {
 // TestDataPath runs an endpoint translation and a public path through a
 // real fabric and checks the metrics and the audit lines they give.
 func TestDataPath(t *testing.T) {
-	f := newTestFabric(t)
+	f := fabrictest.New(t, "plm", nil)
 	// The network net1 (vnet1): a NIC, the Approved endpoint pe1 at
 	// 10.0.2.5, the Pending pe2 at 10.0.2.6. The server srv1 (pg1) at
 	// 169.254.10.2, public at 198.18.0.10 for 198.18.7.0/24.
