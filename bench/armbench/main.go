@@ -42,17 +42,12 @@ import (
 	"syscall"
 	"time"
 
-	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/privlink/privlink/bench/internal/benchd"
 	"github.com/privlink/privlink/bench/internal/lat"
+	"github.com/privlink/privlink/bench/internal/sdk"
+	"github.com/privlink/privlink/bench/internal/table"
 )
-
-// pollOpts make pollers follow the server's Retry-After-Ms: the SDK's
-// minimum Frequency is one second, and it only applies when a response
-// carries no Retry-After header (privlinkd always sends one).
-var pollOpts = &azruntime.PollUntilDoneOptions{Frequency: time.Second}
 
 type flags struct {
 	bin      string
@@ -124,27 +119,16 @@ func run(ctx context.Context, f flags) (err error) {
 	opts := cfg.ClientOptions()
 	opts.Transport = hc
 
-	sub := cfg.Creds.SubscriptionID
-	rgs, err := armresources.NewResourceGroupsClient(sub, cfg.Credential, opts)
+	c, err := sdk.New(cfg, opts)
 	if err != nil {
-		return fmt.Errorf("resource groups client: %w", err)
+		return err
 	}
-	if _, err := rgs.CreateOrUpdate(ctx, "bench", armresources.ResourceGroup{Location: ptr("westeurope")}, nil); err != nil {
-		return fmt.Errorf("create resource group: %w", err)
-	}
-	vnets, err := armnetwork.NewVirtualNetworksClient(sub, cfg.Credential, opts)
-	if err != nil {
-		return fmt.Errorf("virtual networks client: %w", err)
+	if err := c.CreateGroup(ctx, "bench"); err != nil {
+		return err
 	}
 	put := func(ctx context.Context, name, tag string) error {
-		p, err := vnets.BeginCreateOrUpdate(ctx, "bench", name, vnetBody(tag), nil)
-		if err != nil {
-			return fmt.Errorf("put virtual network: %w", err)
-		}
-		if _, err := p.PollUntilDone(ctx, pollOpts); err != nil {
-			return fmt.Errorf("poll virtual network: %w", err)
-		}
-		return nil
+		_, err := c.CreateVNet(ctx, "bench", name, vnetBody(tag))
+		return err
 	}
 	// One network per client, so that the PUTs measure the API and not
 	// optimistic-concurrency conflicts of eight writers on one document.
@@ -164,7 +148,7 @@ func run(ctx context.Context, f flags) (err error) {
 		return do(ctx, hc, http.MethodPost, tokenURL, "application/x-www-form-urlencoded", form)
 	}
 	get := func(ctx context.Context, client, _ int) error {
-		if _, err := vnets.Get(ctx, "bench", vnetName(client), nil); err != nil {
+		if _, err := c.VNets.Get(ctx, "bench", vnetName(client), nil); err != nil {
 			return fmt.Errorf("get virtual network: %w", err)
 		}
 		return nil
@@ -234,22 +218,18 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 
 	fmt.Printf("store=%s clients=%d rounds=%d (medians over rounds; ratio per round to the same round's baseline)\n\n", f.backend, f.clients, f.rounds)
-	fmt.Println("| measurement | requests/round | HTTP requests/op | etcd Range+Txn/op | req/s | p50 | p99 | ratio to /healthz |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	table.Header("measurement", "requests/round", "HTTP requests/op", "etcd Range+Txn/op", "req/s", "p50", "p99", "ratio to /healthz")
 	for i, m := range ms {
-		var rate, ratio, perOp, ranges, txns []float64
-		var p50, p99 []time.Duration
-		for _, s := range results[i] {
-			rate, ratio, perOp = append(rate, s.rate), append(ratio, s.ratio), append(perOp, s.perOp)
-			ranges, txns = append(ranges, s.ranges), append(txns, s.txns)
-			p50, p99 = append(p50, s.p50), append(p99, s.p99)
-		}
+		rs := results[i]
+		med := func(get func(sample) float64) float64 { return lat.MedianOf(rs, get) }
+		medD := func(get func(sample) time.Duration) time.Duration { return lat.MedianOf(rs, get) }
 		store := "–"
 		if d.EtcdEndpoint != "" {
-			store = fmt.Sprintf("%.1f+%.1f", lat.Median(ranges), lat.Median(txns))
+			store = fmt.Sprintf("%.1f+%.1f", med(func(s sample) float64 { return s.ranges }), med(func(s sample) float64 { return s.txns }))
 		}
-		fmt.Printf("| %s | %d | %.2f | %s | %.0f | %s | %s | %.3f |\n", m.name, m.ops, lat.Median(perOp), store, lat.Median(rate),
-			lat.Round(lat.Median(p50)), lat.Round(lat.Median(p99)), lat.Median(ratio))
+		fmt.Printf("| %s | %d | %.2f | %s | %.0f | %s | %s | %.3f |\n", m.name, m.ops, med(func(s sample) float64 { return s.perOp }), store,
+			med(func(s sample) float64 { return s.rate }), lat.Round(medD(func(s sample) time.Duration { return s.p50 })),
+			lat.Round(medD(func(s sample) time.Duration { return s.p99 })), med(func(s sample) float64 { return s.ratio }))
 	}
 	return nil
 }
@@ -285,13 +265,11 @@ func vnetName(client int) string { return fmt.Sprintf("vnet%d", client) }
 // vnetBody is the benchmark's virtual network: 10.0.0.0/16 with four /24
 // subnets, tagged so that every PUT changes the document.
 func vnetBody(tag string) armnetwork.VirtualNetwork {
-	v := armnetwork.VirtualNetwork{Location: ptr("westeurope"), Tags: map[string]*string{"run": &tag},
-		Properties: &armnetwork.VirtualNetworkPropertiesFormat{AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{ptr("10.0.0.0/16")}}}}
+	var subnets []sdk.Subnet
 	for i := range 4 {
-		v.Properties.Subnets = append(v.Properties.Subnets, &armnetwork.Subnet{Name: ptr(fmt.Sprintf("s%d", i)),
-			Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr(fmt.Sprintf("10.0.%d.0/24", i))}})
+		subnets = append(subnets, sdk.Subnet{Name: fmt.Sprintf("s%d", i), Prefix: fmt.Sprintf("10.0.%d.0/24", i)})
 	}
+	v := sdk.VNetBody("10.0.0.0/16", subnets...)
+	v.Tags = map[string]*string{"run": &tag}
 	return v
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -3,7 +3,8 @@
 // long an endpoint takes from its PUT to the first successful query.
 //
 // It starts its own privlinkd (root, a fresh data directory, a namespace
-// prefix of its own; daemon.go) and, through the official SDK modules, creates a
+// prefix of its own; bench/internal/benchd) and, through the official SDK
+// modules (bench/internal/sdk), creates a
 // flexible server "srv", a network 10.0.0.0/16 with a client NIC and an
 // endpoint subnet, and the privatelink zone linked to the network.
 //
@@ -65,37 +66,28 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"slices"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	mdns "github.com/miekg/dns"
 	"github.com/privlink/privlink/bench/internal/benchd"
+	"github.com/privlink/privlink/bench/internal/flex"
 	"github.com/privlink/privlink/bench/internal/lat"
-	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/bench/internal/nsclient"
+	"github.com/privlink/privlink/bench/internal/procmem"
+	"github.com/privlink/privlink/bench/internal/sdk"
+	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
-// pollOpts make pollers follow the server's Retry-After-Ms.
-var pollOpts = &azruntime.PollUntilDoneOptions{Frequency: time.Second}
-
 const (
-	rg            = "bench"
-	serverName    = "srv"
-	serverFQDN    = serverName + ".postgres.database.azure.com"
-	plZone        = "privatelink.postgres.database.azure.com"
-	adminLogin    = "pgadmin"
-	adminPassword = "Str0ng-Passw0rd!"
-	database      = "bench"
-	location      = "westeurope"
+	rg         = "bench"
+	serverName = "srv"
+	serverFQDN = serverName + ".postgres.database.azure.com"
+	database   = "bench"
 )
 
 type flags struct {
@@ -159,21 +151,13 @@ type bench struct {
 	f       flags
 	d       *benchd.PGDaemon
 	dataDir string
-	sub     string
+	c       *sdk.Clients
 
-	vnets   *armnetwork.VirtualNetworksClient
-	nics    *armnetwork.InterfacesClient
-	pes     *armnetwork.PrivateEndpointsClient
-	groups  *armnetwork.PrivateDNSZoneGroupsClient
-	zones   *armprivatedns.PrivateZonesClient
-	links   *armprivatedns.VirtualNetworkLinksClient
-	servers *armpostgresqlflexibleservers.ServersClient
-
-	fab       *fabric.Fabric // the daemon's prefix: counters, and the probe's sockets in the NIC
-	serverFID string
-	svcNS     string     // the server's namespace
-	svcAddr   netip.Addr // where PostgreSQL listens in it
-	nicNS     string     // the client NIC's namespace
+	fab       *fabric.Fabric     // the daemon's prefix: counters, and the probe's sockets in the NIC
+	dns       *nsclient.Resolver // the network's DNS, from the client NIC
+	srv       flex.Server        // srv's namespace and the address PostgreSQL listens on there
+	nicNS     string             // the client NIC's namespace
+	vnetID    string
 	vnetFID   string
 	pe        string     // the endpoint the pgbench runs go through
 	peAddr    netip.Addr // its address
@@ -181,16 +165,17 @@ type bench struct {
 }
 
 func run(ctx context.Context, f flags) (err error) {
-	fmt.Printf("machine: %d cores, %s, load average %s\n", numCPU(), kernel(), benchd.LoadAvg())
+	fmt.Printf("machine: %s, load average %s\n", benchd.Machine(), benchd.LoadAvg())
 	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.privlinkd, Log: benchd.NewLogTap(os.Stderr)})
 	if err != nil {
 		return err
 	}
-	b := &bench{f: f, d: d, dataDir: d.DataDir(), sub: d.Config.Creds.SubscriptionID, privlinkd: d.PID()}
+	b := &bench{f: f, d: d, dataDir: d.DataDir(), privlinkd: d.PID()}
 	defer func() { err = errors.Join(err, d.Close()) }()
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
+	defer b.dns.Close()
 	var fq []firstQuery
 	if f.firstQuery > 0 {
 		if fq, err = b.firstQueries(ctx, f.firstQuery); err != nil {
@@ -204,7 +189,7 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 	if f.hold {
 		fmt.Printf("holding: data dir %s; client: ip netns exec %s ...; server: ip netns exec %s ... (PGHOST=%s); endpoint %s; Ctrl-C ends\n",
-			b.dataDir, b.nicNS, b.svcNS, b.svcAddr, b.peAddr)
+			b.dataDir, b.nicNS, b.srv.NS, b.srv.Addr, b.peAddr)
 		<-ctx.Done()
 		return nil
 	}
@@ -222,104 +207,37 @@ func run(ctx context.Context, f flags) (err error) {
 	return nil
 }
 
-func (b *bench) id(kind, name string) string {
-	return "/subscriptions/" + b.sub + "/resourceGroups/" + rg + "/providers/" + kind + "/" + name
-}
-
-func ptr[T any](v T) *T { return &v }
-
 // setup creates the server, the network with its client NIC and the linked
 // privatelink zone, and finds the namespaces.
-func (b *bench) setup(ctx context.Context) error {
+func (b *bench) setup(ctx context.Context) (err error) {
 	start := time.Now()
-	cfg := b.d.Config
-	o := cfg.ClientOptions()
-	nf, err := armnetwork.NewClientFactory(b.sub, cfg.Credential, o)
-	if err != nil {
+	if b.c, err = sdk.New(b.d.Config, nil); err != nil {
 		return err
 	}
-	df, err := armprivatedns.NewClientFactory(b.sub, cfg.Credential, o)
-	if err != nil {
-		return err
-	}
-	pf, err := armpostgresqlflexibleservers.NewClientFactory(b.sub, cfg.Credential, o)
-	if err != nil {
-		return err
-	}
-	rgs, err := armresources.NewResourceGroupsClient(b.sub, cfg.Credential, o)
-	if err != nil {
-		return err
-	}
-	b.vnets, b.nics, b.pes, b.groups = nf.NewVirtualNetworksClient(), nf.NewInterfacesClient(), nf.NewPrivateEndpointsClient(), nf.NewPrivateDNSZoneGroupsClient()
-	b.zones, b.links, b.servers = df.NewPrivateZonesClient(), df.NewVirtualNetworkLinksClient(), pf.NewServersClient()
 	if b.fab, err = fabric.New(b.d.Prefix, nil); err != nil {
 		return err
 	}
-	if _, err := rgs.CreateOrUpdate(ctx, rg, armresources.ResourceGroup{Location: ptr(location)}, nil); err != nil {
-		return fmt.Errorf("resource group: %w", err)
+	if err := b.c.CreateGroup(ctx, rg); err != nil {
+		return err
 	}
 
 	// The server and the network side by side.
 	srvDone := make(chan error, 1)
 	go func() {
-		p, err := b.servers.BeginCreateOrUpdate(ctx, rg, serverName, armpostgresqlflexibleservers.Server{
-			Location: ptr(location),
-			SKU:      &armpostgresqlflexibleservers.SKU{Name: ptr("Standard_B1ms"), Tier: ptr(armpostgresqlflexibleservers.SKUTierBurstable)},
-			Properties: &armpostgresqlflexibleservers.ServerProperties{
-				Version:                    ptr(armpostgresqlflexibleservers.PostgresMajorVersion("15")),
-				AdministratorLogin:         ptr(adminLogin),
-				AdministratorLoginPassword: ptr(adminPassword),
-				Storage:                    &armpostgresqlflexibleservers.Storage{StorageSizeGB: ptr[int32](32)},
-			},
-		}, nil)
+		p, err := b.c.Servers.BeginCreateOrUpdate(ctx, rg, serverName, flex.ServerBody(), nil)
 		if err == nil {
-			_, err = p.PollUntilDone(ctx, pollOpts)
+			_, err = p.PollUntilDone(ctx, sdk.PollOpts)
 		}
 		if err != nil {
 			err = fmt.Errorf("server %s: %w", serverName, err)
 		}
 		srvDone <- err
 	}()
-	vnetID := b.id("Microsoft.Network/virtualNetworks", "vnet")
-	vp, err := b.vnets.BeginCreateOrUpdate(ctx, rg, "vnet", armnetwork.VirtualNetwork{Location: ptr(location), Properties: &armnetwork.VirtualNetworkPropertiesFormat{
-		AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{ptr("10.0.0.0/16")}},
-		Subnets: []*armnetwork.Subnet{
-			{Name: ptr("clients"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.1.0/24")}},
-			{Name: ptr("endpoints"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.2.0/24")}},
-		}}}, nil)
-	if err == nil {
-		_, err = vp.PollUntilDone(ctx, pollOpts)
-	}
-	if err != nil {
-		return fmt.Errorf("vnet: %w", errors.Join(err, <-srvDone))
-	}
-	np, err := b.nics.BeginCreateOrUpdate(ctx, rg, "client", armnetwork.Interface{Location: ptr(location),
-		Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: ptr("ip"),
-			Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: ptr(vnetID + "/subnets/clients")}}}}}}, nil)
-	if err == nil {
-		_, err = np.PollUntilDone(ctx, pollOpts)
-	}
-	if err != nil {
-		return fmt.Errorf("client NIC: %w", errors.Join(err, <-srvDone))
-	}
-	zp, err := b.zones.BeginCreateOrUpdate(ctx, rg, plZone, armprivatedns.PrivateZone{Location: ptr("global")}, nil)
-	if err == nil {
-		_, err = zp.PollUntilDone(ctx, pollOpts)
-	}
-	if err != nil {
-		return fmt.Errorf("zone: %w", errors.Join(err, <-srvDone))
-	}
-	lp, err := b.links.BeginCreateOrUpdate(ctx, rg, plZone, "vnet", armprivatedns.VirtualNetworkLink{Location: ptr("global"),
-		Properties: &armprivatedns.VirtualNetworkLinkProperties{VirtualNetwork: &armprivatedns.SubResource{ID: ptr(vnetID)}}}, nil)
-	if err == nil {
-		_, err = lp.PollUntilDone(ctx, pollOpts)
-	}
-	if err != nil {
-		return fmt.Errorf("zone link: %w", errors.Join(err, <-srvDone))
-	}
-	if err := <-srvDone; err != nil {
+	n, err := b.c.CreateClientNetwork(ctx, rg, "10.0.2.0/24")
+	if err := errors.Join(err, <-srvDone); err != nil {
 		return err
 	}
+	b.vnetID = n.VNetID
 
 	// Namespaces: the client NIC's as `privlink netns` reports it (what
 	// `privlink exec` becomes), the server's as the controller names it.
@@ -328,37 +246,18 @@ func (b *bench) setup(ctx context.Context) error {
 		return fmt.Errorf("privlink netns: %w", err)
 	}
 	b.nicNS = strings.TrimSpace(string(out))
-	sid, err := arm.ParseID(b.id("Microsoft.DBforPostgreSQL/flexibleServers", serverName))
-	if err != nil {
+	if b.dns, err = nsclient.DialResolver(ctx, b.fab, b.nicNS); err != nil {
 		return err
 	}
-	b.serverFID = controller.FabricID(sid)
-	b.svcNS = b.fab.NamespaceName(fabric.KindService, b.serverFID)
-	if b.svcAddr, err = loAddr(ctx, b.svcNS); err != nil {
+	if b.srv, err = flex.Find(b.fab, b.d.Config, b.dataDir, rg, serverName); err != nil {
 		return err
 	}
-	vid, err := arm.ParseID(vnetID)
-	if err != nil {
+	if b.vnetFID, err = sdk.FabricID(b.vnetID); err != nil {
 		return err
 	}
-	b.vnetFID = controller.FabricID(vid)
 	fmt.Printf("setup: server %s (namespace %s, listening on %s:5432), network with client NIC (namespace %s), privatelink zone linked: %s\n",
-		serverName, b.svcNS, b.svcAddr, b.nicNS, lat.Round(time.Since(start)))
+		serverName, b.srv.NS, b.srv.Addr, b.nicNS, lat.Round(time.Since(start)))
 	return nil
-}
-
-// loAddr returns the 169.254.0.0/16 address on lo of namespace ns.
-func loAddr(ctx context.Context, ns string) (netip.Addr, error) {
-	out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("namespace %s: %v: %s", ns, err, out)
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if p, err := netip.ParsePrefix(f); err == nil && fabric.ServicePrefix.Contains(p.Addr()) {
-			return p.Addr(), nil
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("namespace %s: no service address on lo: %s", ns, out)
 }
 
 // endpointTimes are the moments of one endpoint's creation, from the start
@@ -370,69 +269,31 @@ type endpointTimes struct {
 // createEndpoint PUTs endpoint name to srv and then its zone group, each
 // with PollUntilDone, and makes it the endpoint of the pgbench runs.
 func (b *bench) createEndpoint(ctx context.Context, name string, t *endpointTimes) error {
-	start := time.Now()
 	if t == nil {
 		t = &endpointTimes{}
 	}
-	vnetID := b.id("Microsoft.Network/virtualNetworks", "vnet")
-	p, err := b.pes.BeginCreateOrUpdate(ctx, rg, name, armnetwork.PrivateEndpoint{Location: ptr(location), Properties: &armnetwork.PrivateEndpointProperties{
-		Subnet: &armnetwork.Subnet{ID: ptr(vnetID + "/subnets/endpoints")},
-		PrivateLinkServiceConnections: []*armnetwork.PrivateLinkServiceConnection{{Name: ptr(name), Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
-			PrivateLinkServiceID: ptr(b.id("Microsoft.DBforPostgreSQL/flexibleServers", serverName)), GroupIDs: []*string{ptr("postgresqlServer")}}}},
-	}}, nil)
-	if err != nil {
-		return fmt.Errorf("endpoint %s: %w", name, err)
-	}
-	t.putAnswered = time.Since(start)
-	res, err := p.PollUntilDone(ctx, pollOpts)
-	if err != nil {
-		return fmt.Errorf("endpoint %s: %w", name, err)
-	}
-	t.endpointDone = time.Since(start)
-	gp, err := b.groups.BeginCreateOrUpdate(ctx, rg, name, "default", armnetwork.PrivateDNSZoneGroup{Properties: &armnetwork.PrivateDNSZoneGroupPropertiesFormat{
-		PrivateDNSZoneConfigs: []*armnetwork.PrivateDNSZoneConfig{{Name: ptr("pl"), Properties: &armnetwork.PrivateDNSZonePropertiesFormat{
-			PrivateDNSZoneID: ptr(b.id("Microsoft.Network/privateDnsZones", plZone))}}}}}, nil)
-	if err != nil {
-		return fmt.Errorf("zone group of %s: %w", name, err)
-	}
-	t.groupAnswered = time.Since(start)
-	if _, err := gp.PollUntilDone(ctx, pollOpts); err != nil {
-		return fmt.Errorf("zone group of %s: %w", name, err)
-	}
-	t.groupDone = time.Since(start)
-	pe := res.PrivateEndpoint
-	if pe.Properties == nil || len(pe.Properties.CustomDNSConfigs) == 0 || len(pe.Properties.CustomDNSConfigs[0].IPAddresses) == 0 {
-		return fmt.Errorf("endpoint %s: no address in customDnsConfigs", name)
-	}
-	if b.peAddr, err = netip.ParseAddr(*pe.Properties.CustomDNSConfigs[0].IPAddresses[0]); err != nil {
-		return fmt.Errorf("endpoint %s: %w", name, err)
-	}
-	peID, err := arm.ParseID(b.id("Microsoft.Network/privateEndpoints", name))
+	pe, et, err := b.c.CreateEndpoint(ctx, rg, name, b.vnetID+"/subnets/endpoints", b.c.ID(rg, "Microsoft.DBforPostgreSQL/flexibleServers", serverName), nil)
+	t.putAnswered, t.endpointDone = et.Answered, et.Done
 	if err != nil {
 		return err
 	}
-	b.pe = controller.FabricID(peID)
-	return nil
-}
-
-func (b *bench) deleteEndpoint(ctx context.Context, name string) error {
-	p, err := b.pes.BeginDelete(ctx, rg, name, nil)
-	if err == nil {
-		_, err = p.PollUntilDone(ctx, pollOpts)
-	}
+	zt, err := b.c.CreateZoneGroup(ctx, rg, name, b.c.ID(rg, "Microsoft.Network/privateDnsZones", sdk.PrivateLinkZone))
+	t.groupAnswered, t.groupDone = t.endpointDone+zt.Answered, t.endpointDone+zt.Done
 	if err != nil {
-		return fmt.Errorf("delete endpoint %s: %w", name, err)
+		return err
 	}
-	return nil
+	b.peAddr = sdk.EndpointIP(pe)
+	b.pe, err = sdk.FabricID(b.c.ID(rg, "Microsoft.Network/privateEndpoints", name))
+	return err
 }
 
 // psqlNIC runs `select 1` once from the client NIC, by the server's usual
 // name, as `privlink exec -g bench client -- psql ...` does once it has
 // found the namespace.
 func (b *bench) psqlNIC(ctx context.Context) (string, error) {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", b.nicNS, "psql",
-		"host="+serverFQDN+" user="+adminLogin+" dbname=postgres sslmode=require connect_timeout=3", "-XAtqc", "select 1")
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	cmd := nsclient.Command(ctx, b.nicNS, "psql",
+		"host="+serverFQDN+" user="+flex.AdminLogin+" dbname=postgres sslmode=require connect_timeout=3", "-XAtqc", "select 1")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+flex.AdminPassword)
 	out, err := cmd.CombinedOutput()
 	s := strings.TrimSpace(string(out))
 	if err == nil && s != "1" {
@@ -513,7 +374,7 @@ func (b *bench) firstQueries(ctx context.Context, n int) ([]firstQuery, error) {
 			name, lat.Round(s.first), lat.Round(s.putAnswered), lat.Round(s.endpointDone), lat.Round(s.groupAnswered), lat.Round(s.groupDone),
 			lat.Round(s.resolved), lat.Round(s.connected), s.attempts, s.lastFail, lat.Round(s.attempt))
 		if i < n {
-			if err := b.deleteEndpoint(ctx, name); err != nil {
+			if err := b.c.DeleteEndpoint(ctx, rg, name); err != nil {
 				return nil, err
 			}
 		}
@@ -530,7 +391,7 @@ func (b *bench) firstQueries(ctx context.Context, n int) ([]firstQuery, error) {
 // NIC's namespace (fabric.DialContext), never in the host's.
 func (b *bench) probe(ctx context.Context, start time.Time) (resolved, connected time.Duration, err error) {
 	for {
-		if addr, ok := b.resolve(ctx); ok {
+		if addr, ok := b.resolve(); ok {
 			if resolved == 0 {
 				resolved = time.Since(start)
 			}
@@ -552,30 +413,12 @@ func (b *bench) probe(ctx context.Context, start time.Time) (resolved, connected
 }
 
 // resolve asks the network's DNS for the server's A record, from the NIC.
-func (b *bench) resolve(ctx context.Context) (netip.Addr, bool) {
-	c, err := b.fab.DialContext(ctx, b.nicNS, "udp", netip.AddrPortFrom(fabric.DNSAddr, 53).String())
-	if err != nil {
+func (b *bench) resolve() (netip.Addr, bool) {
+	addrs, rcode, err := b.dns.A(serverFQDN+".", 200*time.Millisecond)
+	if err != nil || rcode != mdns.RcodeSuccess || len(addrs) == 0 {
 		return netip.Addr{}, false
 	}
-	defer c.Close()
-	mc := &mdns.Conn{Conn: c, UDPSize: mdns.MaxMsgSize}
-	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	q := new(mdns.Msg).SetQuestion(serverFQDN+".", mdns.TypeA)
-	if mc.WriteMsg(q) != nil {
-		return netip.Addr{}, false
-	}
-	r, err := mc.ReadMsg()
-	if err != nil || r.Id != q.Id || r.Rcode != mdns.RcodeSuccess {
-		return netip.Addr{}, false
-	}
-	for _, rr := range r.Answer {
-		if a, ok := rr.(*mdns.A); ok {
-			if addr, ok := netip.AddrFromSlice(a.A.To4()); ok {
-				return addr, true
-			}
-		}
-	}
-	return netip.Addr{}, false
+	return addrs[0], true
 }
 
 // failure classifies a failed psql run by its message.
@@ -600,7 +443,7 @@ func failure(msg string) string {
 
 // pgEnv is libpq's environment for pgbench: the admin, TLS required.
 func pgEnv(host, hostaddr string) []string {
-	env := append(os.Environ(), "PGUSER="+adminLogin, "PGPASSWORD="+adminPassword, "PGDATABASE="+database,
+	env := append(os.Environ(), "PGUSER="+flex.AdminLogin, "PGPASSWORD="+flex.AdminPassword, "PGDATABASE="+database,
 		"PGSSLMODE=require", "PGCONNECT_TIMEOUT=10", "PGHOST="+host)
 	if hostaddr != "" {
 		env = append(env, "PGHOSTADDR="+hostaddr)
@@ -612,13 +455,13 @@ func pgEnv(host, hostaddr string) []string {
 // namespace, and shows the TLS of a session on each path.
 func (b *bench) pgbenchInit(ctx context.Context) error {
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", b.svcNS, "psql", "-XAtqc", "create database "+database)
-	cmd.Env = append(pgEnv(b.svcAddr.String(), ""), "PGDATABASE=postgres")
+	cmd := nsclient.Command(ctx, b.srv.NS, "psql", "-XAtqc", "create database "+database)
+	cmd.Env = append(pgEnv(b.srv.Addr.String(), ""), "PGDATABASE=postgres")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("create database: %v: %s", err, out)
 	}
-	cmd = exec.CommandContext(ctx, "ip", "netns", "exec", b.svcNS, "pgbench", "-i", "-q", "-s", strconv.Itoa(b.f.scale))
-	cmd.Env = pgEnv(b.svcAddr.String(), "")
+	cmd = nsclient.Command(ctx, b.srv.NS, "pgbench", "-i", "-q", "-s", strconv.Itoa(b.f.scale))
+	cmd.Env = pgEnv(b.srv.Addr.String(), "")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgbench -i: %v: %s", err, out)
 	}
@@ -653,8 +496,8 @@ func (b *bench) command(ctx context.Context, p pathKind, name string, args ...st
 	var cmd *exec.Cmd
 	switch p {
 	case direct:
-		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", b.svcNS, name}, args...)...)
-		cmd.Env = pgEnv(b.svcAddr.String(), "")
+		cmd = nsclient.Command(ctx, b.srv.NS, name, args...)
+		cmd.Env = pgEnv(b.srv.Addr.String(), "")
 	default:
 		cmd = exec.CommandContext(ctx, b.f.privlink, append([]string{"--data-dir", b.dataDir, "exec", "-g", rg, "client", "--", name}, args...)...)
 		cmd.Env = pgEnv(serverFQDN, "")
@@ -821,8 +664,7 @@ func (b *bench) perf(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("\n### perf: CPU per transaction of postgres, pgbench and ksoftirqd by code (µs, select-only, 8 clients, one run each)\n\n")
-	fmt.Println("| path | TPS | user space | kernel: TCP | IP | netfilter | device | the rest of the kernel | total |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	table.Header("path", "TPS", "user space", "kernel: TCP", "IP", "netfilter", "device", "the rest of the kernel", "total")
 	r := row{args: []string{"-S"}, clients: 8}
 	const freq = 999
 	for _, p := range []pathKind{direct, endpoint} {
@@ -897,7 +739,8 @@ func category(ip uint64, sym string) int {
 	return 5
 }
 
-// snapshot is cumulative CPU time in clock ticks.
+// snapshot is cumulative CPU time: the machine's in clock ticks, the
+// processes' in seconds.
 type snapshot struct {
 	stat                           []float64 // /proc/stat's cpu line
 	postgres, privlinkd, ksoftirqd float64
@@ -918,25 +761,21 @@ func (b *bench) sample() snapshot {
 	if pids := b.d.Postmasters(); len(pids) > 0 {
 		pm = pids[0]
 	}
-	procs, _ := os.ReadDir("/proc")
-	for _, e := range procs {
-		pid, err := strconv.Atoi(e.Name())
+	pids, _ := procmem.PIDs()
+	for _, pid := range pids {
+		st, err := procmem.ReadStat(pid)
 		if err != nil {
-			continue
-		}
-		st, ok := procStat(pid)
-		if !ok {
 			continue
 		}
 		switch {
 		case pid == pm:
-			s.postgres += st.self + st.children // the backends reaped so far
-		case pm != 0 && st.ppid == pm:
-			s.postgres += st.self
+			s.postgres += (st.CPU + st.Children).Seconds() // the backends reaped so far
+		case pm != 0 && st.PPID == pm:
+			s.postgres += st.CPU.Seconds()
 		case pid == b.privlinkd:
-			s.privlinkd += st.self
-		case strings.HasPrefix(st.comm, "ksoftirqd/"):
-			s.ksoftirqd += st.self
+			s.privlinkd += st.CPU.Seconds()
+		case strings.HasPrefix(st.Comm, "ksoftirqd/"):
+			s.ksoftirqd += st.CPU.Seconds()
 		}
 	}
 	return s
@@ -951,70 +790,14 @@ func (s snapshot) since(s0 snapshot) cpu {
 	}
 	// user nice system idle iowait irq softirq steal
 	return cpu{
-		postgres: (s.postgres - s0.postgres) / hz, privlinkd: (s.privlinkd - s0.privlinkd) / hz, ksoftirqd: (s.ksoftirqd - s0.ksoftirqd) / hz,
+		postgres: s.postgres - s0.postgres, privlinkd: s.privlinkd - s0.privlinkd, ksoftirqd: s.ksoftirqd - s0.ksoftirqd,
 		busy: d(0) + d(1) + d(2) + d(5) + d(6), softirq: d(5) + d(6), idle: d(3) + d(4), steal: d(7),
 	}
 }
 
-type pstat struct {
-	comm, state    string
-	ppid           int
-	self, children float64 // ticks
-}
-
-func procStat(pid int) (pstat, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return pstat{}, false
-	}
-	s := string(data)
-	lp, rp := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if lp < 0 || rp < lp {
-		return pstat{}, false
-	}
-	f := strings.Fields(s[rp+1:]) // f[0] is field 3 (state)
-	if len(f) < 15 {
-		return pstat{}, false
-	}
-	num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i-3], 64); return v }
-	return pstat{comm: s[lp+1 : rp], state: f[0], ppid: int(num(4)), self: num(14) + num(15), children: num(16) + num(17)}, true
-}
-
-func numCPU() int {
-	data, _ := os.ReadFile("/proc/stat")
-	n := 0
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "cpu") && len(l) > 3 && l[3] >= '0' && l[3] <= '9' {
-			n++
-		}
-	}
-	return n
-}
-
-func kernel() string {
-	var u syscall.Utsname
-	if syscall.Uname(&u) != nil {
-		return "?"
-	}
-	b := make([]byte, 0, len(u.Release))
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return "Linux " + string(b)
-}
-
 // report prints the tables.
 func report(f flags, res []*result, fq []firstQuery) {
-	med := func(ms []measurement, v func(measurement) float64) float64 {
-		xs := make([]float64, len(ms))
-		for i, m := range ms {
-			xs[i] = v(m)
-		}
-		return lat.Median(xs)
-	}
+	med := lat.MedianOf[measurement, float64]
 	tps := func(m measurement) float64 { return m.tps }
 	fmt.Printf("\n### pgbench, scale %d, -j %d, %s per run, %d rounds, sslmode=require on both paths\n\n", f.scale, f.threads, f.duration, f.rounds)
 	ours := func(m measurement) float64 {
@@ -1027,8 +810,7 @@ func report(f flags, res []*result, fq []firstQuery) {
 		}
 		return fmt.Sprintf("%.0f → %.0f µs: %.3f", med(r.m[direct], ours), med(r.m[p], ours), lat.Median(xs))
 	}
-	fmt.Println("| workload | clients | direct TPS | endpoint TPS | endpoint ÷ direct (median) | per round | goal | CPU per transaction, direct → endpoint: direct ÷ endpoint |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	table.Header("workload", "clients", "direct TPS", "endpoint TPS", "endpoint ÷ direct (median)", "per round", "goal", "CPU per transaction, direct → endpoint: direct ÷ endpoint")
 	for _, r := range res {
 		var ratios []float64
 		var per []string
@@ -1060,9 +842,8 @@ func report(f flags, res []*result, fq []firstQuery) {
 		}
 	}
 
-	fmt.Printf("\n### Where the time goes: CPU per transaction (µs, medians over the rounds; 2 cores = %d µs of CPU per second)\n\n", numCPU()*1000000)
-	fmt.Println("| workload | clients | path | TPS | postgres | pgbench | privlinkd | ksoftirqd | all of these | other processes | machine idle | machine softirq | packets/tx via the translation |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("\n### Where the time goes: CPU per transaction (µs, medians over the rounds; %d cores = %d µs of CPU per second)\n\n", runtime.NumCPU(), runtime.NumCPU()*1000000)
+	table.Header("workload", "clients", "path", "TPS", "postgres", "pgbench", "privlinkd", "ksoftirqd", "all of these", "other processes", "machine idle", "machine softirq", "packets/tx via the translation")
 	for _, r := range res {
 		paths := []pathKind{direct, endpoint}
 		if r.row.byAddr {
@@ -1090,18 +871,8 @@ func report(f flags, res []*result, fq []firstQuery) {
 	if len(fq) == 0 {
 		return
 	}
-	col := func(v func(firstQuery) time.Duration) []time.Duration {
-		var xs []time.Duration
-		for _, s := range fq {
-			xs = append(xs, v(s))
-		}
-		slices.Sort(xs)
-		return xs
-	}
-	firsts := col(func(s firstQuery) time.Duration { return s.first })
 	fmt.Printf("\n### Endpoint PUT → first successful query (%d endpoints)\n\n", len(fq))
-	fmt.Println("| | p50 | p99 (= max) |")
-	fmt.Println("|---|---|---|")
+	table.Header("", "p50", "p99 (= max)")
 	for _, c := range []struct {
 		name string
 		v    func(firstQuery) time.Duration
@@ -1116,12 +887,11 @@ func report(f flags, res []*result, fq []firstQuery) {
 		{"first query − zone group PUT answered", func(s firstQuery) time.Duration { return s.first - s.groupAnswered }},
 		{"one successful psql run (process start to exit)", func(s firstQuery) time.Duration { return s.attempt }},
 	} {
-		xs := col(c.v)
-		fmt.Printf("| %s | %s | %s |\n", c.name, lat.Round(lat.Quantile(xs, 0.5)), lat.Round(lat.Quantile(xs, 0.99)))
+		table.Row(c.name, lat.Round(lat.QuantileOf(fq, c.v, 0.5)), lat.Round(lat.QuantileOf(fq, c.v, 0.99)))
 	}
 	under := 0
-	for _, x := range firsts {
-		if x < time.Second {
+	for _, s := range fq {
+		if s.first < time.Second {
 			under++
 		}
 	}

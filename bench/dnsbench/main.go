@@ -39,6 +39,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/privlink/privlink/bench/internal/benchd"
 	"github.com/privlink/privlink/bench/internal/lat"
+	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 )
@@ -213,16 +214,12 @@ func run(ctx context.Context, f flags) (err error) {
 
 	fmt.Printf("UDP from NIC namespace to 168.63.129.16 in the router namespace; clients=%d, %s per measurement, rounds=%d (medians; ratio per round to the same round's ceiling)\n\n",
 		f.clients, f.duration, f.rounds)
-	fmt.Println("| server | queries/s | p50 | p99 | ratio to bare miekg/dns |")
-	fmt.Println("|---|---|---|---|---|")
+	table.Header("server", "queries/s", "p50", "p99", "ratio to bare miekg/dns")
 	for i, t := range targets {
-		var rate, ratio []float64
-		var p50, p99 []time.Duration
-		for _, s := range results[i] {
-			rate, ratio = append(rate, s.rate), append(ratio, s.ratio)
-			p50, p99 = append(p50, s.p50), append(p99, s.p99)
-		}
-		fmt.Printf("| %s | %.0f | %s | %s | %.2f |\n", t.name, lat.Median(rate), lat.Round(lat.Median(p50)), lat.Round(lat.Median(p99)), lat.Median(ratio))
+		rs := results[i]
+		fmt.Printf("| %s | %.0f | %s | %s | %.2f |\n", t.name, lat.MedianOf(rs, func(s sample) float64 { return s.rate }),
+			lat.Round(lat.MedianOf(rs, func(s sample) time.Duration { return s.p50 })),
+			lat.Round(lat.MedianOf(rs, func(s sample) time.Duration { return s.p99 })), lat.MedianOf(rs, func(s sample) float64 { return s.ratio }))
 	}
 	fmt.Printf("\nlost queries (no answer within %s): %d; privlink counted %d queries and %d NOERROR responses for %d answered\n",
 		f.timeout, lost.Load(), after.Queries-before.Queries, after.Responses["NOERROR"]-before.Responses["NOERROR"], sent)

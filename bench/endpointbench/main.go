@@ -78,32 +78,27 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	azpolicy "github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/privatedns/armprivatedns"
-	mdns "github.com/miekg/dns"
 	"github.com/privlink/privlink/bench/internal/benchd"
 	"github.com/privlink/privlink/bench/internal/flex"
 	"github.com/privlink/privlink/bench/internal/lat"
+	"github.com/privlink/privlink/bench/internal/nsclient"
 	"github.com/privlink/privlink/bench/internal/procmem"
-	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/bench/internal/sdk"
+	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
 const (
-	plZone      = "privatelink.postgres.database.azure.com"
+	plZone      = sdk.PrivateLinkZone
 	serverGroup = "owner"
 	serverName  = "pebench-srv"
 	qname       = serverName + ".postgres.database.azure.com."
@@ -165,8 +160,7 @@ type network struct {
 	vnetID string
 	zoneID string
 	nicNS  string
-	dns    *mdns.Conn
-	mu     sync.Mutex // dns
+	dns    *nsclient.Resolver // from the client NIC
 }
 
 type bench struct {
@@ -176,16 +170,8 @@ type bench struct {
 	serverID string
 	nets     []*network
 
-	vnets   *armnetwork.VirtualNetworksClient
-	nics    *armnetwork.InterfacesClient
-	pes     *armnetwork.PrivateEndpointsClient
-	groups  *armnetwork.PrivateDNSZoneGroupsClient
-	zones   *armprivatedns.PrivateZonesClient
-	links   *armprivatedns.VirtualNetworkLinksClient
-	records *armprivatedns.RecordSetsClient
-	servers *armpostgresqlflexibleservers.ServersClient
-	conns   *armpostgresqlflexibleservers.PrivateEndpointConnectionsClient
-	ops     *flex.Ops
+	c   *sdk.Clients
+	ops *flex.Ops
 }
 
 // sample is one endpoint of the latency measurement, with its baselines.
@@ -206,7 +192,7 @@ type sample struct {
 }
 
 func run(ctx context.Context, f flags) (err error) {
-	fmt.Fprintf(os.Stderr, "machine: %d cores, load average %s\n", runtime.NumCPU(), benchd.LoadAvg())
+	fmt.Fprintf(os.Stderr, "machine: %s, load average %s\n", benchd.Machine(), benchd.LoadAvg())
 	tap := benchd.NewLogTap(os.Stderr)
 	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.bin, LogLevel: "info", Log: tap})
 	if err != nil {
@@ -281,49 +267,26 @@ func run(ctx context.Context, f flags) (err error) {
 	return nil
 }
 
-func (b *bench) clients() error {
-	cfg := b.d.Config
-	sub := cfg.Creds.SubscriptionID
-	nf, err := armnetwork.NewClientFactory(sub, cfg.Credential, cfg.ClientOptions())
-	if err != nil {
-		return fmt.Errorf("network clients: %w", err)
+func (b *bench) clients() (err error) {
+	if b.c, err = sdk.New(b.d.Config, nil); err != nil {
+		return err
 	}
-	df, err := armprivatedns.NewClientFactory(sub, cfg.Credential, cfg.ClientOptions())
-	if err != nil {
-		return fmt.Errorf("private DNS clients: %w", err)
-	}
-	pf, err := armpostgresqlflexibleservers.NewClientFactory(sub, cfg.Credential, cfg.ClientOptions())
-	if err != nil {
-		return fmt.Errorf("postgres clients: %w", err)
-	}
-	b.vnets, b.nics, b.pes, b.groups = nf.NewVirtualNetworksClient(), nf.NewInterfacesClient(), nf.NewPrivateEndpointsClient(), nf.NewPrivateDNSZoneGroupsClient()
-	b.zones, b.links, b.records = df.NewPrivateZonesClient(), df.NewVirtualNetworkLinksClient(), df.NewRecordSetsClient()
-	b.servers, b.conns = pf.NewServersClient(), pf.NewPrivateEndpointConnectionsClient()
-	b.ops, err = flex.NewOps(cfg)
+	b.ops, err = flex.NewOps(b.d.Config)
 	return err
-}
-
-func (b *bench) id(rg, typ, name string) string {
-	return "/subscriptions/" + b.d.Config.Creds.SubscriptionID + "/resourceGroups/" + rg + "/providers/" + typ + "/" + name
 }
 
 // setup creates the server and the networks, and opens a DNS socket in
 // each network's client NIC.
 func (b *bench) setup(ctx context.Context) error {
-	cfg := b.d.Config
-	if err := flex.CreateGroup(ctx, cfg, serverGroup); err != nil {
+	if err := b.c.CreateGroup(ctx, serverGroup); err != nil {
 		return err
 	}
-	sp, err := b.servers.BeginCreateOrUpdate(ctx, serverGroup, serverName, flex.ServerBody(), nil)
-	if err != nil {
-		return fmt.Errorf("create server: %w", err)
+	if _, err := flex.Create(ctx, b.c, serverGroup, serverName, nil); err != nil {
+		return err
 	}
-	if _, err := sp.PollUntilDone(ctx, flex.PollOpts); err != nil {
-		return fmt.Errorf("create server: %w", err)
-	}
-	b.serverID = b.id(serverGroup, "Microsoft.DBforPostgreSQL/flexibleServers", serverName)
+	b.serverID = b.c.ID(serverGroup, "Microsoft.DBforPostgreSQL/flexibleServers", serverName)
 	b.nets = make([]*network, b.f.networks)
-	_, err = lat.Drive(ctx, lat.Load{Clients: b.f.clients, Ops: b.f.networks}, func(ctx context.Context, _, i int) error {
+	_, err := lat.Drive(ctx, lat.Load{Clients: b.f.clients, Ops: b.f.networks}, func(ctx context.Context, _, i int) error {
 		n, err := b.network(ctx, fmt.Sprintf("net%03d", i), "10.0.2.0/24")
 		b.nets[i] = n
 		return err
@@ -331,56 +294,23 @@ func (b *bench) setup(ctx context.Context) error {
 	return err
 }
 
-// network creates network rg (VNet 10.0.0.0/16, subnets clients
-// 10.0.1.0/24 and endpoints as given) with its client NIC and linked zone.
+// network creates network rg (sdk.CreateClientNetwork: endpoints subnet as
+// given) and opens a DNS socket in its client NIC.
 func (b *bench) network(ctx context.Context, rg, endpoints string) (*network, error) {
-	if err := flex.CreateGroup(ctx, b.d.Config, rg); err != nil {
+	if err := b.c.CreateGroup(ctx, rg); err != nil {
 		return nil, err
 	}
-	n := &network{rg: rg, vnetID: b.id(rg, "Microsoft.Network/virtualNetworks", "vnet"), zoneID: b.id(rg, "Microsoft.Network/privateDnsZones", plZone)}
-	vp, err := b.vnets.BeginCreateOrUpdate(ctx, rg, "vnet", armnetwork.VirtualNetwork{Location: to("westeurope"),
-		Properties: &armnetwork.VirtualNetworkPropertiesFormat{
-			AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{to("10.0.0.0/16")}},
-			Subnets: []*armnetwork.Subnet{
-				{Name: to("clients"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to("10.0.1.0/24")}},
-				{Name: to("endpoints"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to(endpoints)}},
-			},
-		}}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: vnet: %w", rg, err)
-	}
-	if _, err := vp.PollUntilDone(ctx, flex.PollOpts); err != nil {
-		return nil, fmt.Errorf("%s: vnet: %w", rg, err)
-	}
-	nic, err := b.nic(ctx, n, "client")
+	cn, err := b.c.CreateClientNetwork(ctx, rg, endpoints)
 	if err != nil {
 		return nil, err
 	}
-	nicID, err := arm.ParseID(*nic.ID)
-	if err != nil {
+	n := &network{rg: rg, vnetID: cn.VNetID, zoneID: cn.ZoneID}
+	if n.nicNS, err = sdk.Namespace(b.fab, fabric.KindNIC, *cn.NIC.ID); err != nil {
 		return nil, err
 	}
-	n.nicNS = b.fab.NamespaceName(fabric.KindNIC, controller.FabricID(nicID))
-	zp, err := b.zones.BeginCreateOrUpdate(ctx, rg, plZone, armprivatedns.PrivateZone{Location: to("global")}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: zone: %w", rg, err)
+	if n.dns, err = nsclient.DialResolver(ctx, b.fab, n.nicNS); err != nil {
+		return nil, fmt.Errorf("%s: %w", rg, err)
 	}
-	if _, err := zp.PollUntilDone(ctx, flex.PollOpts); err != nil {
-		return nil, fmt.Errorf("%s: zone: %w", rg, err)
-	}
-	lp, err := b.links.BeginCreateOrUpdate(ctx, rg, plZone, "vnet", armprivatedns.VirtualNetworkLink{Location: to("global"),
-		Properties: &armprivatedns.VirtualNetworkLinkProperties{VirtualNetwork: &armprivatedns.SubResource{ID: &n.vnetID}}}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: link: %w", rg, err)
-	}
-	if _, err := lp.PollUntilDone(ctx, flex.PollOpts); err != nil {
-		return nil, fmt.Errorf("%s: link: %w", rg, err)
-	}
-	c, err := b.fab.DialContext(ctx, n.nicNS, "udp", netip.AddrPortFrom(fabric.DNSAddr, 53).String())
-	if err != nil {
-		return nil, fmt.Errorf("%s: DNS socket in %s: %w", rg, n.nicNS, err)
-	}
-	n.dns = &mdns.Conn{Conn: c, UDPSize: mdns.MaxMsgSize}
 	return n, nil
 }
 
@@ -389,54 +319,6 @@ func (b *bench) closeDNS() {
 		if n != nil && n.dns != nil {
 			n.dns.Close()
 		}
-	}
-}
-
-// nic creates NIC name in the network's clients subnet.
-func (b *bench) nic(ctx context.Context, n *network, name string) (armnetwork.Interface, error) {
-	p, err := b.nics.BeginCreateOrUpdate(ctx, n.rg, name, armnetwork.Interface{Location: to("westeurope"),
-		Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: to("ip"),
-			Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: to(n.vnetID + "/subnets/clients")}}}}}}, nil)
-	if err != nil {
-		return armnetwork.Interface{}, fmt.Errorf("%s: NIC %s: %w", n.rg, name, err)
-	}
-	r, err := p.PollUntilDone(ctx, flex.PollOpts)
-	if err != nil {
-		return armnetwork.Interface{}, fmt.Errorf("%s: NIC %s: %w", n.rg, name, err)
-	}
-	return r.Interface, nil
-}
-
-// resolve asks the network's DNS, from inside its client NIC, for name's
-// A records (following the CNAME in the answer).
-func (n *network) resolve(name string) ([]netip.Addr, int, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	m := new(mdns.Msg).SetQuestion(name, mdns.TypeA)
-	if err := n.dns.SetDeadline(time.Now().Add(time.Second)); err != nil {
-		return nil, 0, err
-	}
-	if err := n.dns.WriteMsg(m); err != nil {
-		return nil, 0, err
-	}
-	for {
-		r, err := n.dns.ReadMsg()
-		if err != nil {
-			return nil, 0, err
-		}
-		if r.Id != m.Id {
-			continue // a late answer to a query that timed out
-		}
-		var out []netip.Addr
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*mdns.A); ok {
-				if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
-					out = append(out, ip)
-				}
-			}
-		}
-		slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
-		return out, r.Rcode, nil
 	}
 }
 
@@ -451,7 +333,7 @@ func (b *bench) waitDNS(ctx context.Context, n *network, name string, want []net
 	var lastErr error
 	for {
 		tries++
-		got, _, err := n.resolve(name)
+		got, _, err := n.dns.A(name, time.Second)
 		var ne net.Error
 		switch {
 		case err == nil && slices.Equal(got, want):
@@ -478,12 +360,12 @@ func (b *bench) waitDNS(ctx context.Context, n *network, name string, want []net
 func (b *bench) quiesce(ctx context.Context) time.Duration {
 	start := time.Now()
 	pid := b.d.PID()
-	prev := cpuTime(pid)
+	prev := procmem.CPU(pid)
 	for time.Since(start) < 30*time.Second {
 		if benchd.Sleep(ctx, 300*time.Millisecond) != nil {
 			break
 		}
-		cur := cpuTime(pid)
+		cur := procmem.CPU(pid)
 		if cur-prev <= 10*time.Millisecond {
 			break
 		}
@@ -502,14 +384,8 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		b.quiesce(ctx)
 		var resp *http.Response
 		t0 := time.Now()
-		p, err := b.nics.BeginCreateOrUpdate(azpolicy.WithCaptureResponse(ctx, &resp), n.rg, "bl-"+name, armnetwork.Interface{Location: to("westeurope"),
-			Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: to("ip"),
-				Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: to(n.vnetID + "/subnets/clients")}}}}}}, nil)
-		if err != nil {
-			return s, fmt.Errorf("%s: baseline NIC: %w", n.rg, err)
-		}
-		if _, err := p.PollUntilDone(ctx, flex.PollOpts); err != nil {
-			return s, fmt.Errorf("%s: baseline NIC: %w", n.rg, err)
+		if _, err := b.c.CreateNIC(ctx, n.rg, "bl-"+name, n.vnetID+"/subnets/clients", &resp); err != nil {
+			return s, fmt.Errorf("baseline: %w", err)
 		}
 		s.nicPoll = time.Since(t0)
 		ot, err := b.ops.Times(ctx, resp)
@@ -518,12 +394,8 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		}
 		s.nicOp = ot.Took()
 		s.nicOK = true
-		dp, err := b.nics.BeginDelete(ctx, n.rg, "bl-"+name, nil)
-		if err != nil {
-			return s, fmt.Errorf("%s: delete baseline NIC: %w", n.rg, err)
-		}
-		if _, err := dp.PollUntilDone(ctx, flex.PollOpts); err != nil {
-			return s, fmt.Errorf("%s: delete baseline NIC: %w", n.rg, err)
+		if err := b.c.DeleteNIC(ctx, n.rg, "bl-"+name); err != nil {
+			return s, fmt.Errorf("baseline: %w", err)
 		}
 
 		// An A record set in the same zone: the same DNS path.
@@ -531,8 +403,8 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		rec := "bl-" + name
 		addr := netip.MustParseAddr("10.0.9.9")
 		t0 = time.Now()
-		if _, err := b.records.CreateOrUpdate(ctx, n.rg, plZone, armprivatedns.RecordTypeA, rec, armprivatedns.RecordSet{
-			Properties: &armprivatedns.RecordSetProperties{TTL: to[int64](10), ARecords: []*armprivatedns.ARecord{{IPv4Address: to(addr.String())}}}}, nil); err != nil {
+		if _, err := b.c.Records.CreateOrUpdate(ctx, n.rg, plZone, armprivatedns.RecordTypeA, rec, armprivatedns.RecordSet{
+			Properties: &armprivatedns.RecordSetProperties{TTL: sdk.To[int64](10), ARecords: []*armprivatedns.ARecord{{IPv4Address: sdk.To(addr.String())}}}}, nil); err != nil {
 			return s, fmt.Errorf("%s: baseline record: %w", n.rg, err)
 		}
 		s.rsPut = time.Since(t0)
@@ -541,7 +413,7 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		}
 		s.rsDNS = time.Since(t0)
 		s.rsOK = true
-		if _, err := b.records.Delete(ctx, n.rg, plZone, armprivatedns.RecordTypeA, rec, nil); err != nil {
+		if _, err := b.c.Records.Delete(ctx, n.rg, plZone, armprivatedns.RecordTypeA, rec, nil); err != nil {
 			return s, fmt.Errorf("%s: delete baseline record: %w", n.rg, err)
 		}
 	}
@@ -558,10 +430,7 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 		return s, fmt.Errorf("%s: endpoint %s: %w", n.rg, name, err)
 	}
 	s.peOp = ot.Took()
-	ip := peIP(pe)
-	if !ip.IsValid() {
-		return s, fmt.Errorf("%s: endpoint %s has no address in customDnsConfigs", n.rg, name)
-	}
+	ip := sdk.EndpointIP(pe)
 	if err := b.createZoneGroup(ctx, n, name); err != nil {
 		return s, err
 	}
@@ -582,7 +451,7 @@ func (b *bench) measure(ctx context.Context, n *network, name string, baseline b
 
 	// The real client: dig inside the client NIC, with its resolv.conf.
 	t1 := time.Now()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.nicNS, "dig", "+short", "+time=2", "+tries=1", strings.TrimSuffix(qname, ".")).CombinedOutput()
+	out, err := nsclient.Command(ctx, n.nicNS, "dig", "+short", "+time=2", "+tries=1", strings.TrimSuffix(qname, ".")).CombinedOutput()
 	s.dig = time.Since(t1)
 	if err != nil || !slices.Contains(strings.Fields(string(out)), ip.String()) {
 		return s, fmt.Errorf("%s: dig in %s: %v: %q, want the CNAME and %s", n.rg, n.nicNS, err, out, ip)
@@ -616,55 +485,14 @@ func (b *bench) waitLogin(ctx context.Context, n *network, addr netip.Addr, boun
 // timings go to s (from the moment it is called), and the PUT's response
 // to *resp when resp is not nil.
 func (b *bench) createEndpoint(ctx context.Context, n *network, name string, s *sample, resp **http.Response) (armnetwork.PrivateEndpoint, error) {
-	t0 := time.Now()
-	putCtx := ctx
-	if resp != nil {
-		putCtx = azpolicy.WithCaptureResponse(ctx, resp)
-	}
-	p, err := b.pes.BeginCreateOrUpdate(putCtx, n.rg, name, armnetwork.PrivateEndpoint{Location: to("westeurope"),
-		Properties: &armnetwork.PrivateEndpointProperties{
-			Subnet: &armnetwork.Subnet{ID: to(n.vnetID + "/subnets/endpoints")},
-			PrivateLinkServiceConnections: []*armnetwork.PrivateLinkServiceConnection{{Name: to(name), Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
-				PrivateLinkServiceID: &b.serverID, GroupIDs: []*string{to("postgresqlServer")}}}},
-		}}, nil)
-	if err != nil {
-		return armnetwork.PrivateEndpoint{}, fmt.Errorf("%s: endpoint %s: %w", n.rg, name, err)
-	}
-	s.pePut = time.Since(t0)
-	r, err := p.PollUntilDone(ctx, flex.PollOpts)
-	if err != nil {
-		return armnetwork.PrivateEndpoint{}, fmt.Errorf("%s: endpoint %s: %w", n.rg, name, err)
-	}
-	s.pePoll = time.Since(t0)
-	if st := r.Properties.ProvisioningState; st == nil || *st != armnetwork.ProvisioningStateSucceeded {
-		return r.PrivateEndpoint, fmt.Errorf("%s: endpoint %s: provisioningState %v after its poller finished", n.rg, name, st)
-	}
-	conns := r.Properties.PrivateLinkServiceConnections
-	if len(conns) != 1 || conns[0].Properties == nil || conns[0].Properties.PrivateLinkServiceConnectionState == nil ||
-		conns[0].Properties.PrivateLinkServiceConnectionState.Status == nil || *conns[0].Properties.PrivateLinkServiceConnectionState.Status != "Approved" {
-		return r.PrivateEndpoint, fmt.Errorf("%s: endpoint %s is not Approved", n.rg, name)
-	}
-	return r.PrivateEndpoint, nil
+	pe, t, err := b.c.CreateEndpoint(ctx, n.rg, name, n.vnetID+"/subnets/endpoints", b.serverID, resp)
+	s.pePut, s.pePoll = t.Answered, t.Done
+	return pe, err
 }
 
 func (b *bench) createZoneGroup(ctx context.Context, n *network, endpoint string) error {
-	p, err := b.groups.BeginCreateOrUpdate(ctx, n.rg, endpoint, "default", armnetwork.PrivateDNSZoneGroup{Properties: &armnetwork.PrivateDNSZoneGroupPropertiesFormat{
-		PrivateDNSZoneConfigs: []*armnetwork.PrivateDNSZoneConfig{{Name: to("pl"), Properties: &armnetwork.PrivateDNSZonePropertiesFormat{PrivateDNSZoneID: &n.zoneID}}}}}, nil)
-	if err != nil {
-		return fmt.Errorf("%s: zone group of %s: %w", n.rg, endpoint, err)
-	}
-	if _, err := p.PollUntilDone(ctx, flex.PollOpts); err != nil {
-		return fmt.Errorf("%s: zone group of %s: %w", n.rg, endpoint, err)
-	}
-	return nil
-}
-
-func peIP(pe armnetwork.PrivateEndpoint) netip.Addr {
-	if pe.Properties == nil || len(pe.Properties.CustomDNSConfigs) == 0 || len(pe.Properties.CustomDNSConfigs[0].IPAddresses) == 0 {
-		return netip.Addr{}
-	}
-	a, _ := netip.ParseAddr(*pe.Properties.CustomDNSConfigs[0].IPAddresses[0])
-	return a
+	_, err := b.c.CreateZoneGroup(ctx, n.rg, endpoint, n.zoneID)
+	return err
 }
 
 type endpointRef struct {
@@ -677,14 +505,7 @@ type endpointRef struct {
 // when both are done.
 func (b *bench) deleteEndpoints(ctx context.Context, refs []endpointRef) error {
 	_, err := lat.Drive(ctx, lat.Load{Clients: b.f.clients, Ops: len(refs)}, func(ctx context.Context, _, i int) error {
-		p, err := b.pes.BeginDelete(ctx, refs[i].n.rg, refs[i].name, nil)
-		if err != nil {
-			return fmt.Errorf("%s: delete endpoint %s: %w", refs[i].n.rg, refs[i].name, err)
-		}
-		if _, err := p.PollUntilDone(ctx, flex.PollOpts); err != nil {
-			return fmt.Errorf("%s: delete endpoint %s: %w", refs[i].n.rg, refs[i].name, err)
-		}
-		return nil
+		return b.c.DeleteEndpoint(ctx, refs[i].n.rg, refs[i].name)
 	})
 	if err != nil {
 		return err
@@ -703,15 +524,8 @@ func (b *bench) deleteEndpoints(ctx context.Context, refs []endpointRef) error {
 }
 
 func q(ss []sample, get func(sample) time.Duration, p float64) time.Duration {
-	ds := make([]time.Duration, 0, len(ss))
-	for _, s := range ss {
-		ds = append(ds, get(s))
-	}
-	slices.Sort(ds)
-	return lat.Quantile(ds, p)
+	return lat.QuantileOf(ss, get, p)
 }
-
-func medianF(xs []float64) float64 { return lat.Median(xs) }
 
 func (b *bench) reportLatency(rounds [][]sample, digs []time.Duration) {
 	var all []sample
@@ -721,8 +535,7 @@ func (b *bench) reportLatency(rounds [][]sample, digs []time.Duration) {
 	fmt.Printf("\n## Endpoint PUT → poller → resolvable: %d networks × %d rounds = %d endpoints, one at a time\n\n", b.f.networks, len(rounds), len(all))
 	fmt.Println("Times are from the endpoint's PUT (baselines: from their own PUT). Pooled p50/p99 over every endpoint; ratio: median over rounds of (round's p50 ÷ the same round's baseline p50).")
 	fmt.Println()
-	fmt.Println("| measurement | p50 | p99 | max | ratio |")
-	fmt.Println("|---|---|---|---|---|")
+	table.Header("measurement", "p50", "p99", "max", "ratio")
 	row := func(name string, get func(sample) time.Duration, base func(sample) time.Duration) {
 		ratio := "–"
 		if base != nil && !b.f.noBaseline {
@@ -730,7 +543,7 @@ func (b *bench) reportLatency(rounds [][]sample, digs []time.Duration) {
 			for _, r := range rounds {
 				rs = append(rs, q(r, get, 0.5).Seconds()/q(r, base, 0.5).Seconds())
 			}
-			ratio = fmt.Sprintf("%.2f", medianF(rs))
+			ratio = fmt.Sprintf("%.2f", lat.Median(rs))
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", name, lat.Round(q(all, get, 0.5)), lat.Round(q(all, get, 0.99)), lat.Round(q(all, get, 1)), ratio)
 	}
@@ -755,7 +568,7 @@ func (b *bench) reportLatency(rounds [][]sample, digs []time.Duration) {
 		tries = append(tries, float64(s.tries))
 	}
 	fmt.Printf("\nDNS polled every %s from a socket inside the client NIC (median %.0f queries until resolved); one `ip netns exec NIC dig` afterwards took p50 %s, p99 %s.\n",
-		b.f.dnsInterval, medianF(tries), lat.Round(lat.Quantile(digs, 0.5)), lat.Round(lat.Quantile(digs, 0.99)))
+		b.f.dnsInterval, lat.Median(tries), lat.Round(lat.Quantile(digs, 0.5)), lat.Round(lat.Quantile(digs, 0.99)))
 }
 
 // checkpoint is the state of the scale measurement after some endpoints.
@@ -837,7 +650,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 					mu.Unlock()
 					return
 				}
-				ips[i%f.networks] = append(ips[i%f.networks], peIP(pe))
+				ips[i%f.networks] = append(ips[i%f.networks], sdk.EndpointIP(pe))
 				done = append(done, s)
 				refs = append(refs, endpointRef{n, name})
 				if len(done)%step == 0 {
@@ -891,12 +704,12 @@ func (b *bench) scaleRun(ctx context.Context) error {
 			return err
 		}
 		s.zgDone = time.Since(t0)
-		want := append(slices.Clone(ips[k]), peIP(pe))
+		want := append(slices.Clone(ips[k]), sdk.EndpointIP(pe))
 		if s.tries, err = b.waitDNS(ctx, n, qname, want, time.Minute); err != nil {
 			return err
 		}
 		s.resolved = time.Since(t0)
-		if err := b.waitLogin(ctx, n, peIP(pe), time.Minute); err != nil {
+		if err := b.waitLogin(ctx, n, sdk.EndpointIP(pe), time.Minute); err != nil {
 			return err
 		}
 		s.login = time.Since(t0)
@@ -922,8 +735,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 		fmt.Printf("**Only %d of the %d endpoints were created**: no new endpoint is started after the budget of %v (-scale-budget). The projection below is an extrapolation, not a measurement.\n\n",
 			created, total, f.scaleBudget)
 	}
-	fmt.Println("| measurement | value |")
-	fmt.Println("|---|---|")
+	table.Header("measurement", "value")
 	fmt.Printf("| endpoints created (each: endpoint PUT + poller, zone group PUT + poller) | %d |\n", created)
 	fmt.Printf("| every endpoint and zone group poller done | %s (%.2f endpoints/s) |\n", lat.Round(apiDone), float64(created)/apiDone.Seconds())
 	fmt.Printf("| every network's DNS answers all its endpoints' addresses | %s |\n", lat.Round(dnsDone))
@@ -954,8 +766,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	fmt.Println()
 	fmt.Println("Progress, per step of endpoints (privlinkd CPU and wall time spent on that step, divided by its endpoints):")
 	fmt.Println()
-	fmt.Println("| endpoints | elapsed | privlinkd CPU ms per endpoint | wall ms per endpoint | privlinkd RSS |")
-	fmt.Println("|---|---|---|---|---|")
+	table.Header("endpoints", "elapsed", "privlinkd CPU ms per endpoint", "wall ms per endpoint", "privlinkd RSS")
 	var xs, ys []float64
 	prev := checkpoint{}
 	for _, c := range checks {
@@ -1004,7 +815,7 @@ func (b *bench) getServer(ctx context.Context, n int) time.Duration {
 	var ds []time.Duration
 	for range n {
 		t0 := time.Now()
-		if _, err := b.servers.Get(ctx, serverGroup, serverName, nil); err != nil {
+		if _, err := b.c.Servers.Get(ctx, serverGroup, serverName, nil); err != nil {
 			return -1
 		}
 		ds = append(ds, time.Since(t0))
@@ -1015,7 +826,7 @@ func (b *bench) getServer(ctx context.Context, n int) time.Duration {
 func (b *bench) listConnections(ctx context.Context) (time.Duration, int, error) {
 	t0 := time.Now()
 	n := 0
-	for p := b.conns.NewListByServerPager(serverGroup, serverName, nil); p.More(); {
+	for p := b.c.Conns.NewListByServerPager(serverGroup, serverName, nil); p.More(); {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return 0, 0, fmt.Errorf("list connections: %w", err)
@@ -1025,22 +836,6 @@ func (b *bench) listConnections(ctx context.Context) (time.Duration, int, error)
 	return time.Since(t0), n, nil
 }
 
-// cpuTime is the user+system CPU time of pid so far.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// After the command: state(0) ppid ... utime(11) stime(12), in clock ticks.
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// profile asks a bench/privlinkd-prof daemon to start or stop its CPU
-// profile, over the unix socket it serves in its data directory.
 // settledMem waits 2 s for privlinkd to settle and returns its memory.
 func (b *bench) settledMem(ctx context.Context) (procmem.Mem, error) {
 	if err := benchd.Sleep(ctx, 2*time.Second); err != nil {
@@ -1062,11 +857,11 @@ func (b *bench) startStretch() (stretch, error) {
 			return stretch{}, err
 		}
 	}
-	return stretch{b: b, cpu0: cpuTime(b.d.PID())}, nil
+	return stretch{b: b, cpu0: procmem.CPU(b.d.PID())}, nil
 }
 
 // cpu is privlinkd's CPU time since the stretch started.
-func (s stretch) cpu() time.Duration { return cpuTime(s.b.d.PID()) - s.cpu0 }
+func (s stretch) cpu() time.Duration { return procmem.CPU(s.b.d.PID()) - s.cpu0 }
 
 // end ends the stretch: its CPU time, and privlinkd's memory right then and
 // once settled.
@@ -1084,6 +879,8 @@ func (s stretch) end(ctx context.Context) (cpu time.Duration, now, settled procm
 	return cpu, now, settled, err
 }
 
+// profile asks a bench/privlinkd-prof daemon to start or stop its CPU
+// profile, over the unix socket it serves in its data directory.
 func profile(action, dataDir, out string) error {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -1111,5 +908,3 @@ func fileSize(p string) int64 {
 	}
 	return st.Size()
 }
-
-func to[T any](v T) *T { return &v }

@@ -16,11 +16,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/google/nftables"
 	"github.com/privlink/privlink/bench/internal/benchd"
-	"github.com/privlink/privlink/bench/internal/flex"
 	"github.com/privlink/privlink/bench/internal/lat"
 	"github.com/privlink/privlink/bench/internal/procmem"
-	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/bench/internal/sdk"
+	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
@@ -160,7 +159,7 @@ func (b *bench) rejectOne(ctx context.Context, ns, name string, addr netip.Addr)
 	}
 	defer sess.Close()
 	var conn string
-	for pg := b.conns.NewListByServerPager(serverGroup, serverName, nil); pg.More() && conn == ""; {
+	for pg := b.c.Conns.NewListByServerPager(serverGroup, serverName, nil); pg.More() && conn == ""; {
 		page, err := pg.NextPage(ctx)
 		if err != nil {
 			return rt, err
@@ -181,11 +180,11 @@ func (b *bench) rejectOne(ctx context.Context, ns, name string, addr netip.Addr)
 		ended <- time.Now()
 	}()
 	t0 := time.Now()
-	p, err := b.conns.BeginUpdate(ctx, serverGroup, serverName, conn, armpostgresqlflexibleservers.PrivateEndpointConnection{
+	p, err := b.c.Conns.BeginUpdate(ctx, serverGroup, serverName, conn, armpostgresqlflexibleservers.PrivateEndpointConnection{
 		Properties: &armpostgresqlflexibleservers.PrivateEndpointConnectionProperties{PrivateLinkServiceConnectionState: &armpostgresqlflexibleservers.PrivateLinkServiceConnectionState{
-			Status: to(armpostgresqlflexibleservers.PrivateEndpointServiceConnectionStatus("Rejected")), Description: to("rejected by endpointbench")}}}, nil)
+			Status: sdk.To(armpostgresqlflexibleservers.PrivateEndpointServiceConnectionStatus("Rejected")), Description: sdk.To("rejected by endpointbench")}}}, nil)
 	if err == nil {
-		_, err = p.PollUntilDone(ctx, flex.PollOpts)
+		_, err = p.PollUntilDone(ctx, sdk.PollOpts)
 	}
 	if err != nil {
 		return rt, fmt.Errorf("reject %s: %w", name, err)
@@ -224,11 +223,10 @@ func (b *bench) oneNetworkRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	vnetID, err := arm.ParseID(n.vnetID)
+	router, err := sdk.Namespace(b.fab, fabric.KindNetwork, n.vnetID)
 	if err != nil {
 		return err
 	}
-	router := b.fab.NamespaceName(fabric.KindNetwork, controller.FabricID(vnetID))
 	mem0, err := b.settledMem(ctx)
 	if err != nil {
 		return err
@@ -252,7 +250,7 @@ func (b *bench) oneNetworkRun(ctx context.Context) error {
 		pe, err := b.createEndpoint(ctx, n, fmt.Sprintf("pe-b%04d", i), &s, nil)
 		mu.Lock()
 		defer mu.Unlock()
-		addrs[i] = peIP(pe)
+		addrs[i] = sdk.EndpointIP(pe)
 		if err != nil {
 			failed = append(failed, err)
 		} else {
@@ -328,8 +326,7 @@ func (b *bench) oneNetworkRun(ctx context.Context) error {
 
 	// Report.
 	fmt.Printf("\n## %d approved endpoints to one server in one network, %d at a time\n\n", f.oneNetwork, f.clients)
-	fmt.Println("| measurement | value |")
-	fmt.Println("|---|---|")
+	table.Header("measurement", "value")
 	fmt.Printf("| endpoints whose poller reported Succeeded / failed | %d / %d |\n", created, len(failed))
 	if len(failed) > 0 {
 		fmt.Printf("| first failure | %s |\n", strings.ReplaceAll(failed[0].Error(), "|", "/"))

@@ -37,25 +37,18 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/privlink/privlink/bench/internal/benchd"
 	"github.com/privlink/privlink/bench/internal/lat"
-	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/bench/internal/sdk"
+	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/names"
 )
-
-// pollOpts make pollers follow the server's Retry-After-Ms (the SDK's
-// minimum Frequency is one second and applies only without the header).
-var pollOpts = &azruntime.PollUntilDoneOptions{Frequency: time.Second}
 
 type flags struct {
 	bin     string
@@ -210,33 +203,27 @@ func materialize(fab *fabric.Fabric, n int) error {
 
 // api drives the daemon through the SDK.
 type api struct {
-	d     *benchd.Daemon
-	tap   *benchd.LogTap
-	vnets *armnetwork.VirtualNetworksClient
-	nics  *armnetwork.InterfacesClient
+	d   *benchd.Daemon
+	tap *benchd.LogTap
+	c   *sdk.Clients
+	fab *fabric.Fabric // the daemon's prefix, for its namespaces' names
 }
 
 const group = "bench"
 
 func newAPI(ctx context.Context, d *benchd.Daemon, tap *benchd.LogTap) (*api, error) {
-	cfg := d.Config
-	sub := cfg.Creds.SubscriptionID
-	rgs, err := armresources.NewResourceGroupsClient(sub, cfg.Credential, cfg.ClientOptions())
+	c, err := sdk.New(d.Config, nil)
 	if err != nil {
-		return nil, fmt.Errorf("resource groups client: %w", err)
+		return nil, err
 	}
-	if _, err := rgs.CreateOrUpdate(ctx, group, armresources.ResourceGroup{Location: ptr("westeurope")}, nil); err != nil {
-		return nil, fmt.Errorf("create resource group: %w", err)
+	if err := c.CreateGroup(ctx, group); err != nil {
+		return nil, err
 	}
-	vnets, err := armnetwork.NewVirtualNetworksClient(sub, cfg.Credential, cfg.ClientOptions())
+	fab, err := fabric.New(d.Prefix, nil)
 	if err != nil {
-		return nil, fmt.Errorf("virtual networks client: %w", err)
+		return nil, fmt.Errorf("fabric: %w", err)
 	}
-	nics, err := armnetwork.NewInterfacesClient(sub, cfg.Credential, cfg.ClientOptions())
-	if err != nil {
-		return nil, fmt.Errorf("network interfaces client: %w", err)
-	}
-	return &api{d: d, tap: tap, vnets: vnets, nics: nics}, nil
+	return &api{d: d, tap: tap, c: c, fab: fab}, nil
 }
 
 type created struct {
@@ -252,49 +239,27 @@ func nicName(vnet string, i int) string { return fmt.Sprintf("%s-nic%d", vnet, i
 func (a *api) create(ctx context.Context, name string, n, clients int) (created, error) {
 	var c created
 	start := time.Now()
-	p, err := a.vnets.BeginCreateOrUpdate(ctx, group, name, armnetwork.VirtualNetwork{Location: ptr("westeurope"),
-		Properties: &armnetwork.VirtualNetworkPropertiesFormat{
-			AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{ptr("10.0.0.0/16")}},
-			Subnets:      []*armnetwork.Subnet{{Name: ptr("s"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.0.0/24")}}},
-		}}, nil)
+	v, err := a.c.CreateVNet(ctx, group, name, sdk.VNetBody("10.0.0.0/16", sdk.Subnet{Name: "s", Prefix: "10.0.0.0/24"}))
 	if err != nil {
-		return c, fmt.Errorf("put virtual network %s: %w", name, err)
-	}
-	v, err := p.PollUntilDone(ctx, pollOpts)
-	if err != nil {
-		return c, fmt.Errorf("poll virtual network %s: %w", name, err)
+		return c, err
 	}
 	c.vnet = time.Since(start)
 	subnetID := *v.ID + "/subnets/s"
 	nsNames := make([]string, n)
 	c.nics, err = lat.Drive(ctx, lat.Load{Clients: clients, Ops: n}, func(ctx context.Context, _, i int) error {
-		p, err := a.nics.BeginCreateOrUpdate(ctx, group, nicName(name, i), armnetwork.Interface{Location: ptr("westeurope"),
-			Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{
-				Name: ptr("ipconfig1"), Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{
-					Subnet: &armnetwork.Subnet{ID: &subnetID}, PrivateIPAllocationMethod: ptr(armnetwork.IPAllocationMethodDynamic)}}}}}, nil)
+		nic, err := a.c.CreateNIC(ctx, group, nicName(name, i), subnetID, nil)
 		if err != nil {
-			return fmt.Errorf("put NIC %s: %w", nicName(name, i), err)
+			return err
 		}
-		nic, err := p.PollUntilDone(ctx, pollOpts)
-		if err != nil {
-			return fmt.Errorf("poll NIC %s: %w", nicName(name, i), err)
-		}
-		if s := nic.Properties.ProvisioningState; s == nil || *s != armnetwork.ProvisioningStateSucceeded {
-			return fmt.Errorf("NIC %s: provisioningState %v after its poller finished", nicName(name, i), s)
-		}
-		id, err := arm.ParseID(*nic.ID)
-		if err != nil {
-			return fmt.Errorf("NIC %s: %w", nicName(name, i), err)
-		}
-		nsNames[i] = a.d.Prefix + string(fabric.KindNIC) + "-" + controller.FabricID(id)
-		return nil
+		nsNames[i], err = sdk.Namespace(a.fab, fabric.KindNIC, *nic.ID)
+		return err
 	})
 	c.total = time.Since(start)
 	if err != nil {
 		return c, err
 	}
 	for _, ns := range nsNames {
-		if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {
+		if _, err := os.Stat(names.Path(ns)); err != nil {
 			return c, fmt.Errorf("NIC poller finished but its namespace is missing: %w", err)
 		}
 	}
@@ -307,28 +272,17 @@ func (a *api) create(ctx context.Context, name string, n, clients int) (created,
 func (a *api) teardown(ctx context.Context, name string, n, clients int) (time.Duration, error) {
 	start := time.Now()
 	_, err := lat.Drive(ctx, lat.Load{Clients: clients, Ops: n}, func(ctx context.Context, _, i int) error {
-		p, err := a.nics.BeginDelete(ctx, group, nicName(name, i), nil)
-		if err != nil {
-			return fmt.Errorf("delete NIC %s: %w", nicName(name, i), err)
-		}
-		if _, err := p.PollUntilDone(ctx, pollOpts); err != nil {
-			return fmt.Errorf("poll delete of NIC %s: %w", nicName(name, i), err)
-		}
-		return nil
+		return a.c.DeleteNIC(ctx, group, nicName(name, i))
 	})
 	if err != nil {
 		return 0, err
 	}
-	p, err := a.vnets.BeginDelete(ctx, group, name, nil)
-	if err != nil {
-		return 0, fmt.Errorf("delete virtual network %s: %w", name, err)
+	if err := a.c.DeleteVNet(ctx, group, name); err != nil {
+		return 0, err
 	}
-	if _, err := p.PollUntilDone(ctx, pollOpts); err != nil {
-		return 0, fmt.Errorf("poll delete of virtual network %s: %w", name, err)
-	}
-	inet := a.d.Prefix + string(fabric.KindInternet)
+	inet := a.fab.NamespaceName(fabric.KindInternet, "")
 	for {
-		entries, err := os.ReadDir("/run/netns")
+		entries, err := os.ReadDir(names.NetnsDir)
 		if err != nil {
 			return 0, fmt.Errorf("list namespaces: %w", err)
 		}
@@ -354,25 +308,11 @@ func (a *api) teardown(ctx context.Context, name string, n, clients int) (time.D
 
 // report prints the tables of medians.
 func report(f flags, results map[int][]result) {
-	med := func(rs []result, get func(result) time.Duration) time.Duration {
-		var ds []time.Duration
-		for _, r := range rs {
-			ds = append(ds, get(r))
-		}
-		return lat.Median(ds)
-	}
-	medf := func(rs []result, get func(result) float64) float64 {
-		var xs []float64
-		for _, r := range rs {
-			xs = append(xs, get(r))
-		}
-		return lat.Median(xs)
-	}
+	med, medf := lat.MedianOf[result, time.Duration], lat.MedianOf[result, float64]
 	fmt.Printf("store=%s, NICs created %d at a time, rounds=%d (medians over rounds)\n\n", f.backend, f.clients, f.rounds)
 	fmt.Println("Creation: a VNet and N NICs, until every NIC's poller has finished (its namespace exists).")
 	fmt.Println()
-	fmt.Println("| NICs | fabric only | API end to end | API per NIC | fabric ÷ API | VNet ready | NIC poller p50 | NIC poller p99 | EnsureNIC calls/NIC | ARM requests/NIC | etcd Range+Txn/NIC |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	table.Header("NICs", "fabric only", "API end to end", "API per NIC", "fabric ÷ API", "VNet ready", "NIC poller p50", "NIC poller p99", "EnsureNIC calls/NIC", "ARM requests/NIC", "etcd Range+Txn/NIC")
 	for _, n := range f.sizes {
 		rs := results[n]
 		total := med(rs, func(r result) time.Duration { return r.total })
@@ -395,8 +335,7 @@ func report(f flags, results map[int][]result) {
 	fmt.Println()
 	fmt.Println("Teardown: delete the NICs (same concurrency), then the VNet, until their namespaces are gone.")
 	fmt.Println()
-	fmt.Println("| NICs | fabric only (DeleteNetwork) | API end to end | fabric ÷ API |")
-	fmt.Println("|---|---|---|---|")
+	table.Header("NICs", "fabric only (DeleteNetwork)", "API end to end", "fabric ÷ API")
 	for _, n := range f.sizes {
 		rs := results[n]
 		fmt.Printf("| %d | %s | %s | %.2f |\n", n,
@@ -405,5 +344,3 @@ func report(f flags, results map[int][]result) {
 			medf(rs, func(r result) float64 { return r.fabricDelete.Seconds() / r.teardown.Seconds() }))
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

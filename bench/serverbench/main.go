@@ -51,7 +51,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,12 +58,13 @@ import (
 	"syscall"
 	"time"
 
-	azpolicy "github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/bench/internal/benchd"
 	"github.com/privlink/privlink/bench/internal/flex"
 	"github.com/privlink/privlink/bench/internal/lat"
 	"github.com/privlink/privlink/bench/internal/procmem"
+	"github.com/privlink/privlink/bench/internal/sdk"
+	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/fabric"
 )
 
@@ -112,12 +112,12 @@ func main() {
 const group = "bench"
 
 type bench struct {
-	f       flags
-	d       *benchd.PGDaemon
-	fab     *fabric.Fabric
-	servers *armpostgresqlflexibleservers.ServersClient
-	ops     *flex.Ops
-	caFile  string
+	f      flags
+	d      *benchd.PGDaemon
+	fab    *fabric.Fabric
+	c      *sdk.Clients
+	ops    *flex.Ops
+	caFile string
 }
 
 // creation is one server's create through the API.
@@ -148,7 +148,7 @@ type restartRound struct {
 }
 
 func run(ctx context.Context, f flags) (err error) {
-	fmt.Fprintf(os.Stderr, "machine: %d cores, load average %s\n", runtime.NumCPU(), benchd.LoadAvg())
+	fmt.Fprintf(os.Stderr, "machine: %s, load average %s\n", benchd.Machine(), benchd.LoadAvg())
 	tap := benchd.NewLogTap(os.Stderr)
 	d, err := benchd.StartPG(ctx, benchd.Options{Binary: f.bin, LogLevel: "info", Log: tap})
 	if err != nil {
@@ -164,7 +164,7 @@ func run(ctx context.Context, f flags) (err error) {
 	if err := b.clients(); err != nil {
 		return err
 	}
-	if err := flex.CreateGroup(ctx, d.Config, group); err != nil {
+	if err := b.c.CreateGroup(ctx, group); err != nil {
 		return err
 	}
 	idle0, err := procmem.Of(d.PID())
@@ -236,8 +236,8 @@ func run(ctx context.Context, f flags) (err error) {
 		}
 		rounds = append(rounds, rd)
 		fmt.Fprintf(os.Stderr, "round %d: API create p50 %s (daemon %s); baseline spare p50 %s\n", r+1,
-			lat.Round(quantile(rd.creates, func(c creation) time.Duration { return c.total }, 0.5)),
-			lat.Round(quantile(rd.creates, func(c creation) time.Duration { return c.daemon }, 0.5)),
+			lat.Round(lat.QuantileOf(rd.creates, func(c creation) time.Duration { return c.total }, 0.5)),
+			lat.Round(lat.QuantileOf(rd.creates, func(c creation) time.Duration { return c.daemon }, 0.5)),
 			lat.Round(rd.base["BenchmarkCreate/spare"].ms("p50-ms")))
 	}
 	if len(rounds) > 0 {
@@ -255,14 +255,11 @@ func run(ctx context.Context, f flags) (err error) {
 	return nil
 }
 
-func (b *bench) clients() error {
-	cfg := b.d.Config
-	f, err := armpostgresqlflexibleservers.NewClientFactory(cfg.Creds.SubscriptionID, cfg.Credential, cfg.ClientOptions())
-	if err != nil {
-		return fmt.Errorf("postgres clients: %w", err)
+func (b *bench) clients() (err error) {
+	if b.c, err = sdk.New(b.d.Config, nil); err != nil {
+		return err
 	}
-	b.servers = f.NewServersClient()
-	b.ops, err = flex.NewOps(cfg)
+	b.ops, err = flex.NewOps(b.d.Config)
 	return err
 }
 
@@ -270,19 +267,10 @@ func (b *bench) clients() error {
 func (b *bench) create(ctx context.Context, name string) (creation, error) {
 	var c creation
 	var resp *http.Response
-	t0 := time.Now()
-	p, err := b.servers.BeginCreateOrUpdate(azpolicy.WithCaptureResponse(ctx, &resp), group, name, flex.ServerBody(), nil)
+	t, err := flex.Create(ctx, b.c, group, name, &resp)
+	c.put, c.total = t.Answered, t.Done
 	if err != nil {
-		return c, fmt.Errorf("create server %s: %w", name, err)
-	}
-	c.put = time.Since(t0)
-	res, err := p.PollUntilDone(ctx, flex.PollOpts)
-	if err != nil {
-		return c, fmt.Errorf("create server %s: %w", name, err)
-	}
-	c.total = time.Since(t0)
-	if st := res.Properties.State; st == nil || *st != armpostgresqlflexibleservers.ServerStateReady {
-		return c, fmt.Errorf("server %s: state %v after its poller finished", name, st)
+		return c, err
 	}
 	ot, err := b.ops.Times(ctx, resp)
 	if err != nil {
@@ -302,14 +290,7 @@ func (b *bench) create(ctx context.Context, name string) (creation, error) {
 }
 
 func (b *bench) delete(ctx context.Context, name string) error {
-	p, err := b.servers.BeginDelete(ctx, group, name, nil)
-	if err != nil {
-		return fmt.Errorf("delete server %s: %w", name, err)
-	}
-	if _, err := p.PollUntilDone(ctx, flex.PollOpts); err != nil {
-		return fmt.Errorf("delete server %s: %w", name, err)
-	}
-	return nil
+	return flex.Delete(ctx, b.c, group, name)
 }
 
 // restarts creates the restart servers, then runs the restart rounds.
@@ -422,7 +403,7 @@ func (b *bench) restartOnce(ctx context.Context, servers []flex.Server, rr *rest
 	// What the API says right away.
 	rr.apiStates = map[string]int{}
 	for _, s := range servers {
-		g, err := b.servers.Get(ctx, group, s.Name, nil)
+		g, err := b.c.Servers.Get(ctx, group, s.Name, nil)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -546,31 +527,6 @@ func quantileLog(line string) benchResult {
 	return r
 }
 
-func quantile[T any](xs []T, get func(T) time.Duration, q float64) time.Duration {
-	ds := make([]time.Duration, len(xs))
-	for i, x := range xs {
-		ds[i] = get(x)
-	}
-	slices.Sort(ds)
-	return lat.Quantile(ds, q)
-}
-
-func medianF[T any](xs []T, get func(T) float64) float64 {
-	fs := make([]float64, len(xs))
-	for i, x := range xs {
-		fs[i] = get(x)
-	}
-	return lat.Median(fs)
-}
-
-func medianD[T any](xs []T, get func(T) time.Duration) time.Duration {
-	ds := make([]time.Duration, len(xs))
-	for i, x := range xs {
-		ds[i] = get(x)
-	}
-	return lat.Median(ds)
-}
-
 func reportCreate(f flags, warm time.Duration, idle0 procmem.Mem, rounds []round) {
 	var all []creation
 	var mems []procmem.Mem
@@ -578,28 +534,29 @@ func reportCreate(f flags, warm time.Duration, idle0 procmem.Mem, rounds []round
 		all = append(all, r.creates...)
 		mems = append(mems, r.mem...)
 	}
-	q := func(get func(creation) time.Duration, p float64) string { return lat.Round(quantile(all, get, p)) }
+	q := func(get func(creation) time.Duration, p float64) string {
+		return lat.Round(lat.QuantileOf(all, get, p))
+	}
 	total := func(c creation) time.Duration { return c.total }
 	daemon := func(c creation) time.Duration { return c.daemon }
 	fmt.Printf("\n## Create-to-ready: %d servers, one at a time, in each of %d rounds (%d in all); spare copy ready before each\n\n", f.n, f.rounds, len(all))
 	fmt.Printf("first server of a fresh daemon (makes the template with initdb): %s\n\n", lat.Round(warm))
-	fmt.Println("| measurement | p50 | p99 | median of per-round p50 ÷ baseline spare p50 |")
-	fmt.Println("|---|---|---|---|")
+	table.Header("measurement", "p50", "p99", "median of per-round p50 ÷ baseline spare p50")
 	ratio := func(get func(creation) time.Duration) string {
 		if f.skipBaseline {
 			return "–"
 		}
-		return fmt.Sprintf("%.2f", medianF(rounds, func(r round) float64 {
-			return quantile(r.creates, get, 0.5).Seconds() / r.base["BenchmarkCreate/spare"].ms("p50-ms").Seconds()
+		return fmt.Sprintf("%.2f", lat.MedianOf(rounds, func(r round) float64 {
+			return lat.QuantileOf(r.creates, get, 0.5).Seconds() / r.base["BenchmarkCreate/spare"].ms("p50-ms").Seconds()
 		}))
 	}
 	if !f.skipBaseline {
 		for _, v := range []string{"spare", "copy", "initdb"} {
 			name := "BenchmarkCreate/" + v
 			fmt.Printf("| pgserver %s (baseline; medians of per-round p50/p99 over %d each) | %s | %s | %.2f |\n", name, f.n,
-				lat.Round(medianD(rounds, func(r round) time.Duration { return r.base[name].ms("p50-ms") })),
-				lat.Round(medianD(rounds, func(r round) time.Duration { return r.base[name].ms("p99-ms") })),
-				medianF(rounds, func(r round) float64 {
+				lat.Round(lat.MedianOf(rounds, func(r round) time.Duration { return r.base[name].ms("p50-ms") })),
+				lat.Round(lat.MedianOf(rounds, func(r round) time.Duration { return r.base[name].ms("p99-ms") })),
+				lat.MedianOf(rounds, func(r round) float64 {
 					return r.base[name]["p50-ms"] / r.base["BenchmarkCreate/spare"]["p50-ms"]
 				}))
 		}
@@ -618,30 +575,29 @@ func reportCreate(f flags, warm time.Duration, idle0 procmem.Mem, rounds []round
 	fmt.Printf("| API: BeginDelete → PollUntilDone | %s | %s | – |\n", lat.Round(lat.Quantile(dels, 0.5)), lat.Round(lat.Quantile(dels, 0.99)))
 
 	fmt.Printf("\n## Idle memory: each server's processes after %s idle (%d servers running at once, medians over %d servers)\n\n", f.settle, f.n, len(mems))
-	fmt.Println("| measurement | processes | RSS | PSS | USS |")
-	fmt.Println("|---|---|---|---|---|")
+	table.Header("measurement", "processes", "RSS", "PSS", "USS")
 	if !f.skipBaseline {
 		fmt.Printf("| pgserver BenchmarkIdleMemory (baseline: one server alone; median of rounds) | %.0f | %.1f MiB | %.1f MiB | – |\n",
-			medianF(rounds, func(r round) float64 { return r.base["BenchmarkIdleMemory"]["processes"] }),
-			medianF(rounds, func(r round) float64 { return r.base["BenchmarkIdleMemory"]["rss-MiB"] }),
-			medianF(rounds, func(r round) float64 { return r.base["BenchmarkIdleMemory"]["pss-MiB"] }))
+			lat.MedianOf(rounds, func(r round) float64 { return r.base["BenchmarkIdleMemory"]["processes"] }),
+			lat.MedianOf(rounds, func(r round) float64 { return r.base["BenchmarkIdleMemory"]["rss-MiB"] }),
+			lat.MedianOf(rounds, func(r round) float64 { return r.base["BenchmarkIdleMemory"]["pss-MiB"] }))
 	}
 	fmt.Printf("| server created through the API | %.0f | %s | %s | %s |\n",
-		medianF(mems, func(m procmem.Mem) float64 { return float64(m.Procs) }),
-		procmem.MiB(int64(medianF(mems, func(m procmem.Mem) float64 { return float64(m.RSS) }))),
-		procmem.MiB(int64(medianF(mems, func(m procmem.Mem) float64 { return float64(m.PSS) }))),
-		procmem.MiB(int64(medianF(mems, func(m procmem.Mem) float64 { return float64(m.USS) }))))
+		lat.MedianOf(mems, func(m procmem.Mem) float64 { return float64(m.Procs) }),
+		procmem.MiB(int64(lat.MedianOf(mems, func(m procmem.Mem) float64 { return float64(m.RSS) }))),
+		procmem.MiB(int64(lat.MedianOf(mems, func(m procmem.Mem) float64 { return float64(m.PSS) }))),
+		procmem.MiB(int64(lat.MedianOf(mems, func(m procmem.Mem) float64 { return float64(m.USS) }))))
 	if !f.skipBaseline {
 		fmt.Printf("\nratio API ÷ baseline (median of per-round ratios of the round's median server): RSS %.2f, PSS %.2f\n",
-			medianF(rounds, func(r round) float64 {
-				return medianF(r.mem, func(m procmem.Mem) float64 { return float64(m.RSS) }) / (r.base["BenchmarkIdleMemory"]["rss-MiB"] * (1 << 20))
+			lat.MedianOf(rounds, func(r round) float64 {
+				return lat.MedianOf(r.mem, func(m procmem.Mem) float64 { return float64(m.RSS) }) / (r.base["BenchmarkIdleMemory"]["rss-MiB"] * (1 << 20))
 			}),
-			medianF(rounds, func(r round) float64 {
-				return medianF(r.mem, func(m procmem.Mem) float64 { return float64(m.PSS) }) / (r.base["BenchmarkIdleMemory"]["pss-MiB"] * (1 << 20))
+			lat.MedianOf(rounds, func(r round) float64 {
+				return lat.MedianOf(r.mem, func(m procmem.Mem) float64 { return float64(m.PSS) }) / (r.base["BenchmarkIdleMemory"]["pss-MiB"] * (1 << 20))
 			}))
 	}
 	fmt.Printf("\nprivlinkd: RSS %s at start (no server), %s with %d idle servers (median of rounds), peak RSS %s\n",
-		procmem.MiB(idle0.RSS), procmem.MiB(int64(medianF(rounds, func(r round) float64 { return float64(r.daemon.RSS) }))), f.n,
+		procmem.MiB(idle0.RSS), procmem.MiB(int64(lat.MedianOf(rounds, func(r round) float64 { return float64(r.daemon.RSS) }))), f.n,
 		procmem.MiB(rounds[len(rounds)-1].daemon.HWM))
 }
 
@@ -649,8 +605,7 @@ func reportRestart(f flags, created time.Duration, rr []restartRound) {
 	n := f.restartN
 	fmt.Printf("\n## Restart: %d servers; stop privlinkd, fast-stop the postmasters, start privlinkd (%d rounds, medians)\n\n", n, len(rr))
 	fmt.Printf("creating the %d servers through the API, 4 at a time: %s\n\n", n, lat.Round(created))
-	fmt.Println("| measurement | median | min | max | ratio to baseline (median of per-round) |")
-	fmt.Println("|---|---|---|---|---|")
+	table.Header("measurement", "median", "min", "max", "ratio to baseline (median of per-round)")
 	row := func(name string, get func(restartRound) time.Duration, withRatio bool) {
 		ds := make([]time.Duration, len(rr))
 		for i, r := range rr {
@@ -658,7 +613,7 @@ func reportRestart(f flags, created time.Duration, rr []restartRound) {
 		}
 		ratio := "–"
 		if withRatio && !f.skipBaseline {
-			ratio = fmt.Sprintf("%.2f", medianF(rr, func(r restartRound) float64 { return get(r).Seconds() / r.base.ms("p50-ms").Seconds() }))
+			ratio = fmt.Sprintf("%.2f", lat.MedianOf(rr, func(r restartRound) float64 { return get(r).Seconds() / r.base.ms("p50-ms").Seconds() }))
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", name, lat.Round(lat.Median(ds)), lat.Round(slices.Min(ds)), lat.Round(slices.Max(ds)), ratio)
 	}

@@ -9,9 +9,26 @@ import (
 	"os"
 	"slices"
 
-	"github.com/vishvananda/netlink"
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
+
+// The fabric speaks to conntrack through one library, ti-mo/conntrack, for
+// its four uses: dumps (listFlows, WatchFlows' resync), deletes
+// (revokeFlows), events (WatchFlows) and per-flow gets (WatchFlows, for the
+// counters of a flow that closed), and decodes its entries into a Flow in
+// one place (flowOf). vishvananda/netlink, which the fabric keeps for links,
+// addresses and routes, has dumps and deletes but no events and no get, and
+// its deletes filter in userspace only; ti-mo/conntrack has all four, filters
+// dumps in the kernel (family, mark and mask, zone), decodes counters,
+// timestamps and conntrack's ID, and dials its socket straight into a
+// namespace (netlink.Config.NetNS), so no thread has to enter the router's.
+// (mdlayher/netlink, under it, does not report a dump as interrupted, but
+// ctnetlink never marks one so: only nl_dump_check_consistent does, which it
+// does not call. A dump that races with changes may miss entries created or
+// deleted meanwhile, as with either library.)
 
 // A Flow is one TCP connection through a translation, as the conntrack table
 // of the router that translates it knows it.
@@ -38,89 +55,123 @@ var ctTCPStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_W
 
 func (fl Flow) active() bool { return fl.State != "TIME_WAIT" && fl.State != "CLOSE" }
 
-func addrPortOf(ip []byte, port uint16) netip.AddrPort {
-	a, _ := netip.AddrFromSlice(ip)
-	return netip.AddrPortFrom(a.Unmap(), port)
-}
-
 // flowOf returns the Flow of a conntrack entry that is a translated (its
 // destination rewritten) IPv4 TCP connection.
-func flowOf(cf *netlink.ConntrackFlow) (Flow, bool) {
-	if cf.FamilyType != unix.AF_INET || cf.Forward.Protocol != unix.IPPROTO_TCP {
+func flowOf(cf *conntrack.Flow) (Flow, bool) {
+	o, r := cf.TupleOrig, cf.TupleReply
+	if o.Proto.Protocol != unix.IPPROTO_TCP || !o.IP.SourceAddress.Unmap().Is4() {
 		return Flow{}, false
 	}
+	ap := func(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a.Unmap(), port) }
 	fl := Flow{
-		Client:  addrPortOf(cf.Forward.SrcIP, cf.Forward.SrcPort),
-		Target:  addrPortOf(cf.Forward.DstIP, cf.Forward.DstPort),
-		Service: addrPortOf(cf.Reverse.SrcIP, cf.Reverse.SrcPort),
-		Source:  addrPortOf(cf.Reverse.DstIP, cf.Reverse.DstPort),
+		Client:  ap(o.IP.SourceAddress, o.Proto.SourcePort),
+		Target:  ap(o.IP.DestinationAddress, o.Proto.DestinationPort),
+		Service: ap(r.IP.SourceAddress, r.Proto.SourcePort),
+		Source:  ap(r.IP.DestinationAddress, r.Proto.DestinationPort),
 	}
 	if fl.Target == fl.Service {
 		return Flow{}, false
 	}
-	if p, ok := cf.ProtoInfo.(*netlink.ProtoInfoTCP); ok && int(p.State) < len(ctTCPStates) {
-		fl.State = ctTCPStates[p.State]
+	if s := tcpState(cf); s >= 0 && s < len(ctTCPStates) {
+		fl.State = ctTCPStates[s]
 	}
 	return fl, true
 }
 
-// ctHandle opens a netfilter netlink handle whose socket lives in r's
-// namespace. (A netlink.Handle without a NETLINK_NETFILTER socket of its own
-// would open one in the calling thread's namespace, the host's: never use
-// r.h for conntrack.)
-func ctHandle(r *nsRef) (*netlink.Handle, error) {
-	var h *netlink.Handle
-	err := r.do(func() error {
-		var err error
-		h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("conntrack handle: %w", err)
+// tcpState returns the TCP state of a conntrack flow (-1 when it has none).
+func tcpState(cf *conntrack.Flow) int {
+	if cf.ProtoInfo.TCP == nil {
+		return -1
 	}
-	return h, nil
+	return int(cf.ProtoInfo.TCP.State)
+}
+
+// ctDial opens a conntrack socket in the namespace fd refers to.
+func ctDial(fd int) (*conntrack.Conn, error) {
+	c, err := conntrack.Dial(&netlink.Config{NetNS: fd})
+	if err != nil {
+		return nil, fmt.Errorf("conntrack socket: %w", err)
+	}
+	return c, nil
+}
+
+// ipv4Flows selects IPv4 entries in the kernel.
+var ipv4Flows = conntrack.NewFilter().Family(netfilter.ProtoIPv4)
+
+// dumpFlows returns the IPv4 entries of the conntrack table c's socket
+// sees, retrying (at most dumpAttempts times) a dump that failed.
+func dumpFlows(c *conntrack.Conn) ([]conntrack.Flow, error) {
+	var err error
+	for range dumpAttempts {
+		var cfs []conntrack.Flow
+		if cfs, err = c.DumpFilter(ipv4Flows, nil); err == nil {
+			return cfs, nil
+		}
+	}
+	return nil, fmt.Errorf("dump conntrack table: %w", err)
+}
+
+// openTable opens a conntrack socket in r's namespace and dumps its IPv4
+// entries. The caller closes the socket.
+func openTable(r *nsRef) (*conntrack.Conn, []conntrack.Flow, error) {
+	c, err := ctDial(int(r.fd))
+	if err != nil {
+		return nil, nil, fmt.Errorf("namespace %s: %w", r.name, err)
+	}
+	cfs, err := dumpFlows(c)
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("namespace %s: %w", r.name, err)
+	}
+	return c, cfs, nil
 }
 
 // listFlows returns the translated TCP flows of r's conntrack table.
 func listFlows(r *nsRef) ([]Flow, error) {
-	h, err := ctHandle(r)
+	c, cfs, err := openTable(r)
 	if err != nil {
 		return nil, err
 	}
-	defer h.Close()
-	cfs, err := retryDump(func() ([]*netlink.ConntrackFlow, error) {
-		return h.ConntrackTableList(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: list conntrack: %w", r.name, err)
-	}
+	c.Close()
 	var out []Flow
-	for _, cf := range cfs {
-		if fl, ok := flowOf(cf); ok {
+	for i := range cfs {
+		if fl, ok := flowOf(&cfs[i]); ok {
 			out = append(out, fl)
 		}
 	}
 	return out, nil
 }
 
-// flowFilter selects the translated flows that revoke reports true for, and
-// records them (and, if note is not nil, tells it before their entries go).
-type flowFilter struct {
-	revoke  func(Flow) bool
-	note    func(Flow)
-	matched []Flow
-}
-
-func (ff *flowFilter) MatchConntrackFlow(cf *netlink.ConntrackFlow) bool {
-	fl, ok := flowOf(cf)
-	if !ok || !ff.revoke(fl) {
-		return false
+// deleteFlows deletes the entries of r's conntrack table whose translated
+// flows revoke selects, and returns those flows (whether or not their
+// deletion succeeded; an entry already gone counts as deleted). If note is
+// not nil, it is told each flow before its entry goes.
+func deleteFlows(r *nsRef, revoke func(Flow) bool, note func(Flow)) ([]Flow, error) {
+	c, cfs, err := openTable(r)
+	if err != nil {
+		return nil, err
 	}
-	if ff.note != nil {
-		ff.note(fl)
+	defer c.Close()
+	var matched []Flow
+	var errs []error
+	for i := range cfs {
+		fl, ok := flowOf(&cfs[i])
+		if !ok || !revoke(fl) {
+			continue
+		}
+		if note != nil {
+			note(fl)
+		}
+		matched = append(matched, fl)
+		// The kernel finds the entry by its original tuple.
+		if err := c.Delete(conntrack.Flow{TupleOrig: cfs[i].TupleOrig}); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("flow %s -> %s: %w", fl.Client, fl.Target, err))
+		}
 	}
-	ff.matched = append(ff.matched, fl)
-	return true
+	if err := errors.Join(errs...); err != nil {
+		return matched, fmt.Errorf("namespace %s: delete conntrack entries: %w", r.name, err)
+	}
+	return matched, nil
 }
 
 // revokeFlows cuts the translated flows of r's namespace that revoke
@@ -134,23 +185,7 @@ func (ff *flowFilter) MatchConntrackFlow(cf *netlink.ConntrackFlow) bool {
 // noted in the Fabric's revocation log before its entry goes, so that a
 // flow watcher (WatchFlows) tells its end as revoked.
 func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool, foreseen map[flowKey]bool) ([]Flow, error) {
-	h, err := ctHandle(r)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
-	}
-	defer h.Close()
-	var revoked []Flow
-	for attempt := 1; ; attempt++ {
-		ff := &flowFilter{revoke: revoke, note: func(fl Flow) { f.revocations.note(r.name, fl) }}
-		_, err = h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET), ff)
-		revoked = append(revoked, ff.matched...)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == dumpAttempts {
-			break
-		}
-	}
-	if err != nil {
-		err = fmt.Errorf("namespace %s: delete conntrack entries: %w", r.name, err)
-	}
+	revoked, err := deleteFlows(r, revoke, func(fl Flow) { f.revocations.note(r.name, fl) })
 	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() && !foreseen[keyOf(fl)] })
 	if len(revoked) > 0 {
 		err = errors.Join(err, tickle(r, revoked))

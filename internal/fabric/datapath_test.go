@@ -20,7 +20,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/privlink/privlink/internal/testkit"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -711,17 +710,12 @@ func TestRevocationPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r.close()
-		h, err := ctHandle(r)
+		deleted, err := deleteFlows(r, func(fl Flow) bool { return fl.Target == mustAddrPort("10.0.2.5:5432") }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer h.Close()
-		ff := &flowFilter{revoke: func(fl Flow) bool { return fl.Target == mustAddrPort("10.0.2.5:5432") }}
-		if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET), ff); err != nil {
-			t.Fatal(err)
-		}
-		if len(ff.matched) != 1 {
-			t.Fatalf("deleted %d entries, want 1", len(ff.matched))
+		if len(deleted) != 1 {
+			t.Fatalf("deleted %d entries, want 1", len(deleted))
 		}
 	}
 	t.Run("client sends", func(t *testing.T) {

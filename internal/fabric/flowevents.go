@@ -274,10 +274,10 @@ func (f *Fabric) openFlowWatch(name string, kind Kind, fn func(FlowEvent)) (*flo
 	if err != nil {
 		return nil, fmt.Errorf("conntrack event socket: %w", err)
 	}
-	query, err := conntrack.Dial(cfg)
+	query, err := ctDial(int(fd))
 	if err != nil {
 		events.Close()
-		return nil, fmt.Errorf("conntrack socket: %w", err)
+		return nil, err
 	}
 	w := &flowWatch{f: f, ns: name, kind: kind, fn: fn, events: events, query: query,
 		open: map[uint32]openFlow{}, ended: map[uint32]bool{}}
@@ -338,15 +338,9 @@ func (w *flowWatch) run(ctx context.Context) error {
 // resync reads the conntrack table: flows not yet reported open are, and
 // flows reported open that are gone end as FlowUnknown.
 func (w *flowWatch) resync() error {
-	var flows []conntrack.Flow
-	var err error
-	for attempt := 1; attempt <= dumpAttempts; attempt++ {
-		if flows, err = w.query.Dump(nil); err == nil {
-			break
-		}
-	}
+	flows, err := dumpFlows(w.query)
 	if err != nil {
-		return fmt.Errorf("read conntrack table: %w", err)
+		return err
 	}
 	now := time.Now()
 	there := map[uint32]bool{}
@@ -464,31 +458,16 @@ func (w *flowWatch) end(id uint32, fl Flow, cf *conntrack.Flow, how FlowEnd, sto
 	})
 }
 
-// tcpState returns the TCP state of a conntrack flow (-1 when it has none).
-func tcpState(cf *conntrack.Flow) int {
-	if cf.ProtoInfo.TCP == nil {
-		return -1
-	}
-	return int(cf.ProtoInfo.TCP.State)
-}
-
 // translated returns the Flow of a conntrack entry when it is an IPv4 TCP
 // connection a translation of this router made: its destination rewritten
 // and its mark the translation's (the SNAT address on an endpoint's path,
 // the public address on a public one).
 func (w *flowWatch) translated(cf *conntrack.Flow) (Flow, bool) {
-	o, r := cf.TupleOrig, cf.TupleReply
-	if o.Proto.Protocol != unix.IPPROTO_TCP || !o.IP.SourceAddress.Unmap().Is4() || cf.Mark == 0 {
+	if cf.Mark == 0 {
 		return Flow{}, false
 	}
-	ap := func(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a.Unmap(), port) }
-	fl := Flow{
-		Client:  ap(o.IP.SourceAddress, o.Proto.SourcePort),
-		Target:  ap(o.IP.DestinationAddress, o.Proto.DestinationPort),
-		Service: ap(r.IP.SourceAddress, r.Proto.SourcePort),
-		Source:  ap(r.IP.DestinationAddress, r.Proto.DestinationPort),
-	}
-	if fl.Target == fl.Service {
+	fl, ok := flowOf(cf)
+	if !ok {
 		return Flow{}, false
 	}
 	marked := fl.Source.Addr() // an endpoint's SNAT address
@@ -497,9 +476,6 @@ func (w *flowWatch) translated(cf *conntrack.Flow) (Flow, bool) {
 	}
 	if !marked.Is4() || cf.Mark != translationMark(marked) {
 		return Flow{}, false
-	}
-	if s := tcpState(cf); s >= 0 && s < len(ctTCPStates) {
-		fl.State = ctTCPStates[s]
 	}
 	return fl, true
 }

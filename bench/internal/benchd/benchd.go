@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -177,4 +178,14 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Machine describes the machine for a benchmark's report: "2 cores, Linux
+// 6.1.0-18-amd64".
+func Machine() string {
+	release := "?"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		release = strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%d cores, Linux %s", runtime.NumCPU(), release)
 }

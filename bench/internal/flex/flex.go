@@ -1,7 +1,6 @@
 // Package flex holds what the flexible-server benchmarks share: the server
-// body they create, SDK clients for a benchd daemon, the timing of a
-// long-running operation as the daemon recorded it, and a TLS login to a
-// server made from inside its namespace.
+// body they create, the timing of a long-running operation as the daemon
+// recorded it, and a TLS login to a server made from inside its namespace.
 package flex
 
 import (
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,11 +20,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/jackc/pgx/v5"
+	"github.com/privlink/privlink/bench/internal/nsclient"
+	"github.com/privlink/privlink/bench/internal/sdk"
 	"github.com/privlink/privlink/internal/azconfig"
-	"github.com/privlink/privlink/internal/controller"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/names"
 	"github.com/privlink/privlink/internal/pgserver"
 
 	plarm "github.com/privlink/privlink/internal/arm"
@@ -41,36 +40,18 @@ const (
 	Version = "15"
 )
 
-// PollOpts make pollers follow the daemon's Retry-After-Ms (the SDK's
-// minimum Frequency, 1 s, applies only when a response has none).
-var PollOpts = &azruntime.PollUntilDoneOptions{Frequency: time.Second}
-
 // ServerBody is a Burstable B1ms PostgreSQL 15 server with 32 GB storage.
 func ServerBody() armpostgresqlflexibleservers.Server {
 	return armpostgresqlflexibleservers.Server{
-		Location: to("westeurope"),
-		SKU:      &armpostgresqlflexibleservers.SKU{Name: to("Standard_B1ms"), Tier: to(armpostgresqlflexibleservers.SKUTierBurstable)},
+		Location: sdk.To(sdk.Location),
+		SKU:      &armpostgresqlflexibleservers.SKU{Name: sdk.To("Standard_B1ms"), Tier: sdk.To(armpostgresqlflexibleservers.SKUTierBurstable)},
 		Properties: &armpostgresqlflexibleservers.ServerProperties{
-			Version:                    to(armpostgresqlflexibleservers.PostgresMajorVersion(Version)),
-			AdministratorLogin:         to(AdminLogin),
-			AdministratorLoginPassword: to(AdminPassword),
-			Storage:                    &armpostgresqlflexibleservers.Storage{StorageSizeGB: to[int32](32)},
+			Version:                    sdk.To(armpostgresqlflexibleservers.PostgresMajorVersion(Version)),
+			AdministratorLogin:         sdk.To(AdminLogin),
+			AdministratorLoginPassword: sdk.To(AdminPassword),
+			Storage:                    &armpostgresqlflexibleservers.Storage{StorageSizeGB: sdk.To[int32](32)},
 		},
 	}
-}
-
-func to[T any](v T) *T { return &v }
-
-// CreateGroup creates (or updates) resource group name.
-func CreateGroup(ctx context.Context, cfg *azconfig.Config, name string) error {
-	rgs, err := armresources.NewResourceGroupsClient(cfg.Creds.SubscriptionID, cfg.Credential, cfg.ClientOptions())
-	if err != nil {
-		return fmt.Errorf("resource groups client: %w", err)
-	}
-	if _, err := rgs.CreateOrUpdate(ctx, name, armresources.ResourceGroup{Location: to("westeurope")}, nil); err != nil {
-		return fmt.Errorf("create resource group %s: %w", name, err)
-	}
-	return nil
 }
 
 // Ops reads long-running operations' status URLs with the SDK's
@@ -163,7 +144,7 @@ type Server struct {
 // Find locates server name of group rg: its namespace must exist, with
 // the service address on its lo.
 func Find(fab *fabric.Fabric, cfg *azconfig.Config, dataDir, rg, name string) (Server, error) {
-	fid := controller.FabricID(ServerID(cfg, rg, name))
+	fid := names.Key(ServerID(cfg, rg, name))
 	s := Server{Name: name, NS: fab.NamespaceName(fabric.KindService, fid), Dir: filepath.Join(dataDir, "pg", fid)}
 	err := fab.Do(s.NS, func() error {
 		lo, err := net.InterfaceByName("lo")
@@ -230,7 +211,7 @@ func LoginAt(ctx context.Context, fab *fabric.Fabric, caFile, ns string, addr ne
 func PSQL(ctx context.Context, caFile string, s Server, query string) (string, error) {
 	conn := fmt.Sprintf("host=%s.postgres.database.azure.com hostaddr=%s port=%d user=%s dbname=postgres sslmode=verify-full sslrootcert=%s connect_timeout=5",
 		s.Name, s.Addr, pgserver.Port, AdminLogin, caFile)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", s.NS, "psql", conn, "-XAtq", "-c", query)
+	cmd := nsclient.Command(ctx, s.NS, "psql", conn, "-XAtq", "-c", query)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+AdminPassword)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -274,4 +255,38 @@ func (s Server) PostmasterPID() (int, error) {
 		return 0, fmt.Errorf("postmaster.pid of %s: %w", s.Name, err)
 	}
 	return pid, nil
+}
+
+// Create PUTs server name of group rg (ServerBody) and polls it until done;
+// it is an error if it is not Ready then. The PUT's response goes to *resp
+// when resp is not nil (see Ops.Times).
+func Create(ctx context.Context, c *sdk.Clients, rg, name string, resp **http.Response) (sdk.Times, error) {
+	var t sdk.Times
+	start := time.Now()
+	p, err := c.Servers.BeginCreateOrUpdate(sdk.Capture(ctx, resp), rg, name, ServerBody(), nil)
+	if err != nil {
+		return t, fmt.Errorf("create server %s: %w", name, err)
+	}
+	t.Answered = time.Since(start)
+	r, err := p.PollUntilDone(ctx, sdk.PollOpts)
+	t.Done = time.Since(start)
+	if err != nil {
+		return t, fmt.Errorf("create server %s: %w", name, err)
+	}
+	if st := r.Properties.State; st == nil || *st != armpostgresqlflexibleservers.ServerStateReady {
+		return t, fmt.Errorf("server %s: state %v after its poller finished", name, st)
+	}
+	return t, nil
+}
+
+// Delete deletes server name of group rg and polls until done.
+func Delete(ctx context.Context, c *sdk.Clients, rg, name string) error {
+	p, err := c.Servers.BeginDelete(ctx, rg, name, nil)
+	if err == nil {
+		_, err = p.PollUntilDone(ctx, sdk.PollOpts)
+	}
+	if err != nil {
+		return fmt.Errorf("delete server %s: %w", name, err)
+	}
+	return nil
 }

@@ -133,3 +133,23 @@ func Round(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 }
+
+// QuantileOf returns the q-quantile (nearest rank) of get over xs: the
+// quantile of one field of a benchmark's samples.
+func QuantileOf[T any](xs []T, get func(T) time.Duration, q float64) time.Duration {
+	ds := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		ds[i] = get(x)
+	}
+	slices.Sort(ds)
+	return Quantile(ds, q)
+}
+
+// MedianOf returns the median of get over xs (see Median).
+func MedianOf[T any, V ~int64 | ~float64](xs []T, get func(T) V) V {
+	vs := make([]V, len(xs))
+	for i, x := range xs {
+		vs[i] = get(x)
+	}
+	return Median(vs)
+}

@@ -73,3 +73,20 @@ func TestDriveError(t *testing.T) {
 		t.Errorf("Drive = %v, want %v", err, boom)
 	}
 }
+
+func TestOfFields(t *testing.T) {
+	type s struct {
+		d time.Duration
+		f float64
+	}
+	xs := []s{{3, 30}, {1, 10}, {2, 20}}
+	if got := QuantileOf(xs, func(x s) time.Duration { return x.d }, 1); got != 3 {
+		t.Errorf("QuantileOf max = %v, want 3", got)
+	}
+	if got := MedianOf(xs, func(x s) float64 { return x.f }); got != 20 {
+		t.Errorf("MedianOf = %v, want 20", got)
+	}
+	if xs[0].d != 3 {
+		t.Errorf("QuantileOf reordered its argument: %v", xs)
+	}
+}

@@ -1,14 +1,14 @@
-// Package procmem reads the memory of processes from /proc for the
-// benchmark programs: resident (RSS), proportional (PSS: each shared page
-// divided among the processes that map it) and unique (USS: pages no
-// other process maps) set sizes, for one process or a process tree.
+// Package procmem reads what processes cost from /proc for the benchmark
+// programs: their CPU time (ReadStat, CPU) and their memory, as resident
+// (RSS), proportional (PSS: each shared page divided among the processes
+// that map it) and unique (USS: pages no other process maps) set sizes,
+// for one process or a process tree.
 package procmem
 
 import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -74,31 +74,31 @@ func Of(pid int) (Mem, error) {
 	return m, nil
 }
 
-// Tree returns pid and all its descendants.
-func Tree(pid int) ([]int, error) {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+// PIDs returns the IDs of every process, from /proc.
+func PIDs() ([]int, error) {
+	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("procmem: %w", err)
 	}
+	var out []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// Tree returns pid and all its descendants.
+func Tree(pid int) ([]int, error) {
+	pids, err := PIDs()
+	if err != nil {
+		return nil, err
+	}
 	children := map[int][]int{}
-	for _, s := range stats {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		str := string(b)
-		i := strings.LastIndexByte(str, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(str[i+1:]) // state, ppid, ...
-		if len(f) < 2 {
-			continue
-		}
-		p, err1 := strconv.Atoi(filepath.Base(filepath.Dir(s)))
-		pp, err2 := strconv.Atoi(f[1])
-		if err1 == nil && err2 == nil {
-			children[pp] = append(children[pp], p)
+	for _, p := range pids {
+		if st, err := ReadStat(p); err == nil { // else it exited meanwhile
+			children[st.PPID] = append(children[st.PPID], p)
 		}
 	}
 	out := []int{pid}

@@ -38,3 +38,18 @@ func TestTree(t *testing.T) {
 		t.Errorf("OfTree(self) = %+v, want at least 2 processes and no HWM", sum)
 	}
 }
+
+func TestReadStatSelf(t *testing.T) {
+	st, err := ReadStat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PPID != os.Getppid() || st.Comm == "" || st.State == "" {
+		t.Errorf("ReadStat(self) = %+v, want parent %d", st, os.Getppid())
+	}
+	for i := 0; CPU(os.Getpid()) == 0 && i < 1e9; i++ { // burn a clock tick
+	}
+	if CPU(os.Getpid()) <= 0 {
+		t.Errorf("CPU(self) = 0 after a busy loop")
+	}
+}
