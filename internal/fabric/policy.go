@@ -495,11 +495,15 @@ func ensureApplianceRoutes(r *nsRef, appliances []appliance, nics map[string]str
 		if ap.nic == "" || nics[ap.nic] == "" || lerr != nil || link == nil {
 			route.Type = unix.RTN_UNREACHABLE
 		} else {
-			route.LinkIndex, route.Gw, route.Flags = link.Attrs().Index, net.IP(addrBytes(ap.addr)), int(netlink.FLAG_ONLINK)
+			route.Type, route.LinkIndex, route.Gw, route.Flags = unix.RTN_UNICAST, link.Attrs().Index, net.IP(addrBytes(ap.addr)), int(netlink.FLAG_ONLINK)
 		}
-		if err := r.h.RouteReplace(&route); err != nil {
-			errs = append(errs, fmt.Errorf("route of appliance %s (table %d): %w", ap.addr, table, err))
-			continue
+		cur, err := routeList(r.h, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		same := err == nil && len(cur) == 1 && cur[0].Type == route.Type && cur[0].LinkIndex == route.LinkIndex && cur[0].Gw.Equal(route.Gw)
+		if !same {
+			if err := r.h.RouteReplace(&route); err != nil {
+				errs = append(errs, fmt.Errorf("route of appliance %s (table %d): %w", ap.addr, table, err))
+				continue
+			}
 		}
 		if have[table] {
 			continue

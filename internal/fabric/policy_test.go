@@ -2,6 +2,7 @@ package fabric
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -422,3 +423,111 @@ func captureSYN(f *Fabric, ns, src, dst string, port uint16, bound time.Duration
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestPolicyProtocols: rules for ICMP and UDP filter those protocols only,
+// and ports of a rule for any protocol apply to TCP and UDP, not ICMP.
+func TestPolicyProtocols(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	for _, port := range []string{"9000", "9001"} {
+		pc, err := pn.f.ListenUDP(pn.ns["c"], "10.0.2.4:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = pc.WriteTo(buf[:n], from)
+			}
+		}()
+	}
+	udp := func(port string) error {
+		cx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := pn.f.DialContext(cx, pn.ns["a"], "udp", "10.0.2.4:"+port)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		_, err = c.Read(make([]byte, 64))
+		return err
+	}
+	ping := func() error { return pingIn(pn.f, pn.ns["a"], "10.0.2.4", time.Second) }
+	expect := func(what string, err error, want bool) {
+		t.Helper()
+		if (err == nil) != want {
+			t.Errorf("%s: %v, want allowed=%v", what, err, want)
+		}
+	}
+	pn.apply(t)
+	expect("ping", ping(), true)
+	expect("udp 9000", udp("9000"), true)
+
+	pn.model.NSGs["nsg-s2"] = &policy.NSG{ID: "nsg-s2", Rules: []policy.Rule{
+		{Name: "deny-icmp", Priority: 100, Direction: policy.Inbound, Access: policy.Deny, Protocol: policy.ICMP, Source: policy.Match{Any: true}, Dest: policy.Match{Any: true}},
+		{Name: "deny-udp-9000", Priority: 110, Direction: policy.Inbound, Access: policy.Deny, Protocol: policy.UDP, Source: policy.Match{Any: true}, Dest: policy.Match{Any: true},
+			DestPorts: []policy.PortRange{{From: 9000, To: 9000}}},
+	}}
+	pn.model.Subnets[1].NSG = "nsg-s2"
+	pn.apply(t)
+	expect("ping", ping(), false)
+	expect("udp 9000", udp("9000"), false)
+	expect("udp 9001", udp("9001"), true)
+	pn.check(t, probe{"a", "c", 8080, true})
+
+	// Any protocol, port 8080: TCP and UDP on 8080, and all ICMP.
+	pn.model.NSGs["nsg-s2"].Rules = []policy.Rule{{Name: "deny-8080", Priority: 100, Direction: policy.Inbound, Access: policy.Deny,
+		Protocol: policy.Any, Source: policy.Match{Any: true}, Dest: policy.Match{Any: true}, DestPorts: []policy.PortRange{{From: 8080, To: 8080}}}}
+	pn.apply(t)
+	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.1.4"), Dst: mustAddr("10.0.2.4"), Protocol: policy.ICMP})
+	expect("ping under an any-protocol rule with ports", ping(), v.Allowed())
+	expect("udp 9000 under it", udp("9000"), true)
+	pn.check(t, probe{"a", "c", 8080, false}, probe{"a", "c", 8081, true})
+}
+
+// pingIn sends an ICMP echo request from namespace ns to dst and waits up
+// to bound for its reply.
+func pingIn(f *Fabric, ns, dst string, bound time.Duration) error {
+	fd := -1
+	err := f.Do(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("icmp socket in %s: %w", ns, err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	id := uint16(time.Now().UnixNano())
+	req := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'p', 'l'}
+	binary.BigEndian.PutUint16(req[2:], checksum(req, 0))
+	to := &unix.SockaddrInet4{Addr: mustAddr(dst).As4()}
+	if err := unix.Sendto(fd, req, 0, to); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	for deadline := time.Now().Add(bound); time.Now().Before(deadline); {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil || n < 28 {
+			continue
+		}
+		icmp := buf[int(buf[0]&0xf)*4 : n]
+		if icmp[0] == 0 && binary.BigEndian.Uint16(icmp[4:6]) == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("no echo reply from %s within %v", dst, bound)
+}
