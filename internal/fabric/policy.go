@@ -45,7 +45,11 @@ import (
 //	                      outbound chains in order (NIC then subnet), its
 //	                      subnet's routes, then, by its destination
 //	                      address, the destination NIC's (or private
-//	                      endpoint's) inbound chains (subnet then NIC)
+//	                      endpoint's) inbound chains (subnet then NIC);
+//	                      before them, a packet from a NIC whose source is
+//	                      not one of its addresses is dropped (unless it
+//	                      forwards: enableIPForwarding)
+//	set src-{link}        a NIC's own addresses
 //	chain tickle-notrack  the revocation probes stay out of conntrack
 //
 // Rules carry comments naming what they enforce and a hash of it, so
@@ -219,7 +223,30 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 		appliances = append(appliances, ap)
 		return ap.mark, nil
 	}
-	var outRules, routeRules, inRules []nftRule
+	var spoofRules, outRules, routeRules, inRules []nftRule
+	// A NIC sends from its own addresses only, unless it forwards.
+	own := map[string][]netip.Addr{}
+	forwards := map[string]bool{}
+	for _, a := range p.Attachments {
+		if link := links[a.NIC]; link != "" {
+			own[link] = append(own[link], a.Addr)
+			forwards[link] = forwards[link] || a.IPForwarding
+		}
+	}
+	for _, link := range sortedKeys(own) {
+		if forwards[link] {
+			continue
+		}
+		var addrs []netip.Prefix
+		for _, a := range own[link] {
+			addrs = append(addrs, netip.PrefixFrom(a, 32))
+		}
+		set := "src-" + link
+		spec.sets = append(spec.sets, addrSet(set, addrs))
+		spoofRules = append(spoofRules, nftRule{fmt.Sprintf("nic %s: only from its addresses (@%s)", link, set), slices.Concat(
+			metaIs(expr.MetaKeyIIFNAME, ifname(link)), ipv4(),
+			[]expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPSaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: set, Invert: true}, drop})})
+	}
 	for _, subnet := range sortedKeys(p.Routes) {
 		name := "rt-" + policy.Key(subnet)
 		var rules []nftRule
@@ -257,7 +284,7 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 	}
 	spec.chains = append(spec.chains, chainSpec{
 		name: chainPolicy, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, priority: policyPriority,
-		rules: slices.Concat(base, outRules, routeRules, inRules),
+		rules: slices.Concat(base, spoofRules, outRules, routeRules, inRules),
 	}, notrackChain())
 	return spec, appliances, nil
 }

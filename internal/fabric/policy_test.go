@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +183,34 @@ func TestPolicyNSG(t *testing.T) {
 	}
 	pn.apply(t) // no NSG: everything passes
 	pn.check(t, all(true)...)
+
+	t.Run("no spoofing", func(t *testing.T) {
+		// a sends from b's address: the router drops it (a does not
+		// forward), so no NSG rule on a source address can be dodged.
+		if out, err := exec.Command("ip", "-n", pn.ns["a"], "addr", "add", "10.0.1.5/32", "dev", "eth0").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "-n", pn.ns["a"], "addr", "del", "10.0.1.5/32", "dev", "eth0").Run() })
+		synFrom := func(src string) error {
+			seen := make(chan error, 1)
+			go func() { seen <- captureSYN(pn.f, pn.ns["c"], src, "10.0.2.4", 8082, 2*time.Second) }()
+			time.Sleep(200 * time.Millisecond) // the capture socket is open
+			_ = pn.f.Do(pn.ns["a"], func() error {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: time.Second}
+				if c, err := d.Dial("tcp", "10.0.2.4:8082"); err == nil {
+					c.Close()
+				}
+				return nil
+			})
+			return <-seen
+		}
+		if err := synFrom("10.0.1.4"); err != nil {
+			t.Fatalf("a's own SYN: %v", err)
+		}
+		if err := synFrom("10.0.1.5"); err == nil {
+			t.Error("a's SYN from b's address reached c")
+		}
+	})
 
 	// Subnet s2's NSG: 8080 from a denied (priority 100), from s1
 	// allowed (200), 8081 from anywhere denied but b (b's rule comes
