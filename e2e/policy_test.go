@@ -159,12 +159,17 @@ func (l *policyLab) putSubnet(t *testing.T, nsg string, policies armnetwork.Virt
 	if nsg != "" {
 		props.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: ptr(l.owner.id("Microsoft.Network/networkSecurityGroups", nsg))}
 	}
-	p, err := l.n.subnets.BeginCreateOrUpdate(ctx(t), l.owner.rg, "vnet", "endpoints", armnetwork.Subnet{Properties: props}, nil)
+	l.writeSubnet(t, "endpoints", props)
+}
+
+func (l *policyLab) writeSubnet(t *testing.T, name string, props *armnetwork.SubnetPropertiesFormat) {
+	t.Helper()
+	p, err := l.n.subnets.BeginCreateOrUpdate(ctx(t), l.owner.rg, "vnet", name, armnetwork.Subnet{Properties: props}, nil)
 	if err == nil {
 		_, err = p.PollUntilDone(ctx(t), pollOpts)
 	}
 	if err != nil {
-		t.Fatalf("subnet endpoints: %v", err)
+		t.Fatalf("subnet %s: %v", name, err)
 	}
 }
 
@@ -313,6 +318,36 @@ func TestPolicy(t *testing.T) {
 		l.check(t, verdict{"client", "app", 8080, true, ""}, verdict{"client", "pe", 5432, true, ""})
 		l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 100, armnetwork.SecurityRuleAccessDeny, client32, "8080"))
 		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"})
+	})
+
+	t.Run("routes", func(t *testing.T) {
+		// The clients subnet's route table drops what goes to the
+		// endpoints subnet; the endpoint's /32 is invalidated too, since
+		// its subnet's policies (Enabled) enable route tables.
+		p, err := l.n.rts.BeginCreateOrUpdate(ctx(t), "pol", "rt-clients", armnetwork.RouteTable{Location: ptr("westeurope"),
+			Properties: &armnetwork.RouteTablePropertiesFormat{Routes: []*armnetwork.Route{{Name: ptr("drop-endpoints"),
+				Properties: &armnetwork.RoutePropertiesFormat{AddressPrefix: ptr("10.0.2.0/24"), NextHopType: ptr(armnetwork.RouteNextHopTypeNone)}}}}}, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx(t), pollOpts)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients := func(rt string) *armnetwork.SubnetPropertiesFormat {
+			props := &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.1.0/24")}
+			if rt != "" {
+				props.RouteTable = &armnetwork.RouteTable{ID: ptr(owner.id("Microsoft.Network/routeTables", rt))}
+			}
+			return props
+		}
+		l.writeSubnet(t, "clients", clients("rt-clients"))
+		l.check(t, verdict{"client", "app", 8081, false, ""}, verdict{"web", "app", 8081, false, ""},
+			verdict{"app", "client", 8081, true, ""}, verdict{"client", "pe", 5432, false, ""})
+		// With NSGs only for the endpoint, its /32 wins over the route.
+		l.putSubnet(t, "nsg-ep", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesNetworkSecurityGroupEnabled)
+		l.check(t, verdict{"client", "pe", 5432, true, ""}, verdict{"client", "app", 8081, false, ""})
+		l.writeSubnet(t, "clients", clients(""))
+		l.check(t, verdict{"client", "app", 8081, true, ""})
 	})
 
 	t.Run("restart keeps enforcement", func(t *testing.T) {
