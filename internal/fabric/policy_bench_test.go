@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
@@ -69,26 +68,11 @@ func BenchmarkPolicyRoundTrip(b *testing.B) {
 			conns[i] = p.dial(b, path.ns, server, 'r')
 			b.Cleanup(func() { conns[i].Close() })
 		}
-		msg := make([]byte, benchMsg)
-		took := make([][]time.Duration, len(paths))
-		for b.Loop() {
-			for i, c := range conns {
-				start := time.Now()
-				if _, err := c.Write(msg); err != nil {
-					b.Fatalf("%s: %v", paths[i].name, err)
-				}
-				if _, err := io.ReadFull(c, msg); err != nil {
-					b.Fatalf("%s: %v", paths[i].name, err)
-				}
-				took[i] = append(took[i], time.Since(start))
-			}
-		}
-		median := make([]time.Duration, len(paths))
+		names := make([]string, len(paths))
 		for i, path := range paths {
-			slices.Sort(took[i])
-			median[i] = took[i][len(took[i])/2]
-			b.ReportMetric(float64(median[i].Nanoseconds())/1e3, "µs-"+path.name)
+			names[i] = path.name
 		}
+		median := roundTrips(b, conns, names, 0)
 		b.ReportMetric(float64(median[0])/float64(median[1]), "ratio")
 	})
 	b.Run("connect", func(b *testing.B) {
