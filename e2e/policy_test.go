@@ -1,10 +1,24 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/policy"
 	"github.com/privlink/privlink/internal/testkit"
 )
 
@@ -42,4 +56,344 @@ func TestWhy(t *testing.T) {
 		t.Errorf("why with an Approved endpoint: %v\n%s", err, out)
 	}
 	testkit.WaitFor(t, 10*time.Second, "PostgreSQL answering through the approved endpoint", func() error { return sslRequestIn(d, client, peIP(pe)) })
+}
+
+// policyLab is TestPolicy's network, reached from inside its NICs.
+type policyLab struct {
+	d     *daemon
+	owner *customer
+	n     netClients
+	fab   *fabric.Fabric
+	addr  map[string]string // NIC name → address
+	peIP  string
+}
+
+func (l *policyLab) nicID(name string) string {
+	return l.owner.id("Microsoft.Network/networkInterfaces", name)
+}
+
+func (l *policyLab) ns(name string) string {
+	id, _ := arm.ParseID(l.nicID(name))
+	return l.fab.NamespaceName(fabric.KindNIC, controller.FabricID(id))
+}
+
+func (l *policyLab) subnetID(name string) string {
+	return l.owner.id("Microsoft.Network/virtualNetworks", "vnet") + "/subnets/" + name
+}
+
+// attempt connects from NIC from to the NIC (or "pe") to, port: a NIC's
+// listener greets with its name, the endpoint is PostgreSQL.
+func (l *policyLab) attempt(from, to string, port int) error {
+	if to == "pe" {
+		return sslRequestIn(l.d, l.nicID(from), l.peIP)
+	}
+	cx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := l.fab.DialContext(cx, l.ns(from), "tcp", net.JoinHostPort(l.addr[to], strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != to {
+		return fmt.Errorf("greeted by %q, not %s", line, to)
+	}
+	return nil
+}
+
+// verdict is one row of the truth table.
+type verdict struct {
+	from, to string
+	port     int
+	allowed  bool
+	// rule, for a denied flow, is the rule `privlink why` must name.
+	rule string
+}
+
+// check holds each row against a real attempt (which may take a moment
+// to follow a change: the controller applies it) and against `privlink
+// why`, which answers from the store at once.
+func (l *policyLab) check(t *testing.T, rows ...verdict) {
+	t.Helper()
+	for _, r := range rows {
+		to := l.peIP + ":5432"
+		if r.to != "pe" {
+			to = net.JoinHostPort(l.addr[r.to], strconv.Itoa(r.port))
+		}
+		what := fmt.Sprintf("%s → %s (%s) allowed=%v", r.from, r.to, to, r.allowed)
+		testkit.WaitFor(t, 10*time.Second, what, func() error {
+			err := l.attempt(r.from, r.to, r.port)
+			if (err == nil) != r.allowed {
+				return fmt.Errorf("attempt: %v", err)
+			}
+			return nil
+		})
+		out, err := l.d.cliResult("--data-dir", l.d.dataDir, "why", "-g", l.owner.rg, r.from, to)
+		if (err == nil) != r.allowed || (r.rule != "" && !strings.Contains(out, "security rule securityRules/"+r.rule+" ")) {
+			t.Errorf("%s: privlink why disagrees with the attempt (%v):\n%s", what, err, out)
+		}
+	}
+}
+
+func (l *policyLab) putNSG(t *testing.T, name string, rules ...*armnetwork.SecurityRule) {
+	t.Helper()
+	p, err := l.n.nsgs.BeginCreateOrUpdate(ctx(t), l.owner.rg, name, armnetwork.SecurityGroup{Location: ptr("westeurope"),
+		Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: rules}}, nil)
+	if err == nil {
+		_, err = p.PollUntilDone(ctx(t), pollOpts)
+	}
+	if err != nil {
+		t.Fatalf("NSG %s: %v", name, err)
+	}
+}
+
+// putSubnet sets the endpoints subnet's NSG and private endpoint network
+// policies.
+func (l *policyLab) putSubnet(t *testing.T, nsg string, policies armnetwork.VirtualNetworkPrivateEndpointNetworkPolicies) {
+	t.Helper()
+	props := &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.2.0/24"), PrivateEndpointNetworkPolicies: &policies}
+	if nsg != "" {
+		props.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: ptr(l.owner.id("Microsoft.Network/networkSecurityGroups", nsg))}
+	}
+	l.writeSubnet(t, "endpoints", props)
+}
+
+func (l *policyLab) writeSubnet(t *testing.T, name string, props *armnetwork.SubnetPropertiesFormat) {
+	t.Helper()
+	p, err := l.n.subnets.BeginCreateOrUpdate(ctx(t), l.owner.rg, "vnet", name, armnetwork.Subnet{Properties: props}, nil)
+	if err == nil {
+		_, err = p.PollUntilDone(ctx(t), pollOpts)
+	}
+	if err != nil {
+		t.Fatalf("subnet %s: %v", name, err)
+	}
+}
+
+// putNIC (re)writes NIC name in subnet at its static address, a member of
+// asgs.
+func (l *policyLab) putNIC(t *testing.T, name, subnet string, asgs ...string) {
+	t.Helper()
+	l.writeNIC(t, name, l.nicBody(t, name, subnet, asgs...))
+}
+
+func (l *policyLab) nicBody(t *testing.T, name, subnet string, asgs ...string) armnetwork.Interface {
+	ipc := &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: ptr(l.subnetID(subnet))},
+		PrivateIPAllocationMethod: ptr(armnetwork.IPAllocationMethodStatic), PrivateIPAddress: ptr(l.addr[name])}
+	for _, a := range asgs {
+		ipc.ApplicationSecurityGroups = append(ipc.ApplicationSecurityGroups,
+			&armnetwork.ApplicationSecurityGroup{ID: ptr(l.owner.id("Microsoft.Network/applicationSecurityGroups", a))})
+	}
+	return armnetwork.Interface{Location: ptr("westeurope"),
+		Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: ptr("ipconfig1"), Properties: ipc}}}}
+}
+
+func (l *policyLab) writeNIC(t *testing.T, name string, body armnetwork.Interface) {
+	t.Helper()
+	p, err := l.n.nics.BeginCreateOrUpdate(ctx(t), l.owner.rg, name, body, nil)
+	if err == nil {
+		_, err = p.PollUntilDone(ctx(t), pollOpts)
+	}
+	if err != nil {
+		t.Fatalf("NIC %s: %v", name, err)
+	}
+}
+
+// tcpRule is an inbound TCP rule to every destination.
+func tcpRule(name string, prio int32, access armnetwork.SecurityRuleAccess, source string, port string) *armnetwork.SecurityRule {
+	r := rule(name, prio, port)
+	r.Properties.Access = &access
+	r.Properties.SourceAddressPrefix = &source
+	return r
+}
+
+// TestPolicy is the truth table of network policies through the real
+// daemon: NICs in two subnets and a private endpoint, an NSG on the
+// endpoints subnet, an ASG; each verdict checked by a real TCP attempt
+// from inside a NIC and by `privlink why` while rules are added,
+// reprioritised and removed, memberships change and the subnet's
+// privateEndpointNetworkPolicies flip (closing a live session they now
+// deny); enforcement survives a kill -9 of privlinkd, unchanged.
+func TestPolicy(t *testing.T) {
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig", "nft")
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	owner := newCustomer(t, d, d.cfg, "pol")
+	owner.network(t, "10.0.2.0/24")
+	fab, err := fabric.New(d.prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &policyLab{d: d, owner: owner, n: newNetClients(t, d), fab: fab, addr: map[string]string{"web": "10.0.1.10", "app": "10.0.2.10"}}
+	client, err := l.n.nics.Get(ctx(t), "pol", "client", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.addr["client"] = *client.Properties.IPConfigurations[0].Properties.PrivateIPAddress
+	l.putNIC(t, "web", "clients")
+	l.putNIC(t, "app", "endpoints")
+	createServer(t, newPGClients(t, d, d.creds.SubscriptionID), "pol", "srv-pol")
+	l.peIP = peIP(owner.endpoint(t, "pe", owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv-pol"), false))
+	for _, name := range []string{"client", "web", "app"} {
+		for _, port := range []string{"8080", "8081"} {
+			ln, err := fab.ListenTCP(l.ns(name), net.JoinHostPort(l.addr[name], port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			testkit.Serve(t, ln, func(c net.Conn) { fmt.Fprintf(c, "%s\n", name); c.Close() })
+		}
+	}
+
+	// No NSG: everything passes.
+	l.check(t, verdict{"client", "app", 8080, true, ""}, verdict{"web", "app", 8081, true, ""}, verdict{"app", "client", 8080, true, ""},
+		verdict{"client", "pe", 5432, true, ""})
+
+	// The endpoints subnet's NSG denies the client 8080 and PostgreSQL;
+	// with the endpoint's policies Disabled, the endpoint is not filtered.
+	client32 := l.addr["client"] + "/32"
+	l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 100, armnetwork.SecurityRuleAccessDeny, client32, "8080"),
+		tcpRule("deny-client-pg", 110, armnetwork.SecurityRuleAccessDeny, client32, "5432"))
+	l.putSubnet(t, "nsg-ep", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesDisabled)
+	l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"}, verdict{"client", "app", 8081, true, ""},
+		verdict{"web", "app", 8080, true, ""}, // AllowVnetInBound, a default rule
+		verdict{"app", "client", 8080, true, ""}, verdict{"client", "pe", 5432, true, ""})
+
+	t.Run("privateEndpointNetworkPolicies", func(t *testing.T) {
+		// A live session through the endpoint, past PostgreSQL's answer
+		// to SSLRequest; PostgreSQL waits for the TLS handshake.
+		cx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		live, err := fab.DialContext(cx, l.ns("client"), "tcp", net.JoinHostPort(l.peIP, "5432"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer live.Close()
+		answer := make([]byte, 1)
+		if _, err := live.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(live, answer); err != nil {
+			t.Fatal(err)
+		}
+		l.putSubnet(t, "nsg-ep", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesNetworkSecurityGroupEnabled)
+		_ = live.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := live.Read(answer); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the live session the endpoint's NSG now denies: %v, want a reset", err)
+		}
+		l.check(t, verdict{"client", "pe", 5432, false, "deny-client-pg"}, verdict{"web", "pe", 5432, true, ""})
+		l.putSubnet(t, "nsg-ep", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesRouteTableEnabled)
+		l.check(t, verdict{"client", "pe", 5432, true, ""})
+		l.putSubnet(t, "nsg-ep", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesEnabled)
+		l.check(t, verdict{"client", "pe", 5432, false, "deny-client-pg"})
+	})
+
+	t.Run("ASG", func(t *testing.T) {
+		p, err := l.n.asgs.BeginCreateOrUpdate(ctx(t), "pol", "asg-web", armnetwork.ApplicationSecurityGroup{Location: ptr("westeurope")}, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx(t), pollOpts)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromASG := tcpRule("allow-web-8081", 150, armnetwork.SecurityRuleAccessAllow, "", "8081")
+		fromASG.Properties.SourceAddressPrefix = nil
+		fromASG.Properties.SourceApplicationSecurityGroups = []*armnetwork.ApplicationSecurityGroup{{ID: ptr(owner.id("Microsoft.Network/applicationSecurityGroups", "asg-web"))}}
+		l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 100, armnetwork.SecurityRuleAccessDeny, client32, "8080"),
+			tcpRule("deny-client-pg", 110, armnetwork.SecurityRuleAccessDeny, client32, "5432"),
+			fromASG, tcpRule("deny-8081", 160, armnetwork.SecurityRuleAccessDeny, "*", "8081"))
+		l.check(t, verdict{"web", "app", 8081, false, "deny-8081"}, verdict{"client", "app", 8081, false, "deny-8081"})
+		l.putNIC(t, "web", "clients", "asg-web")
+		l.check(t, verdict{"web", "app", 8081, true, ""}, verdict{"client", "app", 8081, false, "deny-8081"})
+		l.putNIC(t, "web", "clients")
+		l.putNIC(t, "client", "clients", "asg-web")
+		l.check(t, verdict{"web", "app", 8081, false, "deny-8081"}, verdict{"client", "app", 8081, true, ""})
+	})
+
+	t.Run("reprioritised and removed", func(t *testing.T) {
+		l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 300, armnetwork.SecurityRuleAccessDeny, client32, "8080"),
+			tcpRule("allow-client-8080", 200, armnetwork.SecurityRuleAccessAllow, client32, "8080"))
+		l.check(t, verdict{"client", "app", 8080, true, ""}, verdict{"client", "pe", 5432, true, ""})
+		l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 100, armnetwork.SecurityRuleAccessDeny, client32, "8080"))
+		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"})
+	})
+
+	t.Run("routes", func(t *testing.T) {
+		// The clients subnet's route table drops what goes to the
+		// endpoints subnet; the endpoint's /32 is invalidated too, since
+		// its subnet's policies (Enabled) enable route tables.
+		p, err := l.n.rts.BeginCreateOrUpdate(ctx(t), "pol", "rt-clients", armnetwork.RouteTable{Location: ptr("westeurope"),
+			Properties: &armnetwork.RouteTablePropertiesFormat{Routes: []*armnetwork.Route{{Name: ptr("drop-endpoints"),
+				Properties: &armnetwork.RoutePropertiesFormat{AddressPrefix: ptr("10.0.2.0/24"), NextHopType: ptr(armnetwork.RouteNextHopTypeNone)}}}}}, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx(t), pollOpts)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients := func(rt string) *armnetwork.SubnetPropertiesFormat {
+			props := &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.1.0/24")}
+			if rt != "" {
+				props.RouteTable = &armnetwork.RouteTable{ID: ptr(owner.id("Microsoft.Network/routeTables", rt))}
+			}
+			return props
+		}
+		l.writeSubnet(t, "clients", clients("rt-clients"))
+		l.check(t, verdict{"client", "app", 8081, false, ""}, verdict{"web", "app", 8081, false, ""},
+			verdict{"app", "client", 8081, true, ""}, verdict{"client", "pe", 5432, false, ""})
+		// With NSGs only for the endpoint, its /32 wins over the route.
+		l.putSubnet(t, "nsg-ep", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesNetworkSecurityGroupEnabled)
+		l.check(t, verdict{"client", "pe", 5432, true, ""}, verdict{"client", "app", 8081, false, ""})
+		l.writeSubnet(t, "clients", clients(""))
+		l.check(t, verdict{"client", "app", 8081, true, ""})
+	})
+
+	t.Run("restart keeps enforcement", func(t *testing.T) {
+		router := l.routerNS(t)
+		epChain := policy.ChainName(strings.ToLower(owner.id("Microsoft.Network/networkSecurityGroups", "nsg-ep")), policy.Inbound)
+		before := chainOf(policyRuleset(t, router), epChain)
+		if before == "" {
+			t.Fatalf("no chain %s in the router's policy table", epChain)
+		}
+		d.restart(syscall.SIGKILL)
+		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"}, verdict{"web", "app", 8080, true, ""})
+		// A change after the restart: once it is in the kernel, the
+		// controller's first passes are done, and they rewrote nothing
+		// that did not change.
+		l.putNSG(t, "nsg-web", tcpRule("deny-in-8081", 100, armnetwork.SecurityRuleAccessDeny, "*", "8081"))
+		nic := l.nicBody(t, "web", "clients")
+		nic.Properties.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: ptr(owner.id("Microsoft.Network/networkSecurityGroups", "nsg-web"))}
+		l.writeNIC(t, "web", nic)
+		l.check(t, verdict{"client", "web", 8081, false, "deny-in-8081"}, verdict{"client", "web", 8080, true, ""})
+		if after := chainOf(policyRuleset(t, router), epChain); after != before {
+			t.Errorf("a restart rewrote %s:\nbefore %s\nafter  %s", epChain, before, after)
+		}
+	})
+}
+
+// chainOf is the text of one chain in `nft -a list table` output.
+func chainOf(ruleset, chain string) string {
+	_, rest, ok := strings.Cut(ruleset, "chain "+chain+" {")
+	if !ok {
+		return ""
+	}
+	body, _, _ := strings.Cut(rest, "}")
+	return body
+}
+
+func (l *policyLab) routerNS(t *testing.T) string {
+	id, _ := arm.ParseID(l.owner.id("Microsoft.Network/virtualNetworks", "vnet"))
+	return l.fab.NamespaceName(fabric.KindNetwork, controller.FabricID(id))
+}
+
+// policyRuleset is the router's policy table with its rule handles.
+func policyRuleset(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "-a", "list", "table", "inet", fabric.PolicyTable).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft in %s: %v: %s", ns, err, out)
+	}
+	return string(out)
 }

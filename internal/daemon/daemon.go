@@ -157,6 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 		run("network", network.Run)
 		run("postgres", controller.NewPostgres(st, fab, pgm, log.With("component", "postgres")).Run)
 		run("datapath", dp.Run)
+		run("policy", controller.NewPolicy(st, fab, log.With("component", "policy")).Run)
 		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)

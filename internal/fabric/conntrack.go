@@ -58,24 +58,29 @@ func (fl Flow) active() bool { return fl.State != "TIME_WAIT" && fl.State != "CL
 // flowOf returns the Flow of a conntrack entry that is a translated (its
 // destination rewritten) IPv4 TCP connection.
 func flowOf(cf *conntrack.Flow) (Flow, bool) {
+	fl, translated, ok := tcpFlowOf(cf)
+	return fl, ok && translated
+}
+
+// tcpFlowOf returns the Flow of a conntrack entry that is an IPv4 TCP
+// connection (ok), and whether a translation rewrote its destination (an
+// untranslated one's Service is its Target, its Source its Client).
+func tcpFlowOf(cf *conntrack.Flow) (fl Flow, translated, ok bool) {
 	o, r := cf.TupleOrig, cf.TupleReply
 	if o.Proto.Protocol != unix.IPPROTO_TCP || !o.IP.SourceAddress.Unmap().Is4() {
-		return Flow{}, false
+		return Flow{}, false, false
 	}
 	ap := func(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a.Unmap(), port) }
-	fl := Flow{
+	fl = Flow{
 		Client:  ap(o.IP.SourceAddress, o.Proto.SourcePort),
 		Target:  ap(o.IP.DestinationAddress, o.Proto.DestinationPort),
 		Service: ap(r.IP.SourceAddress, r.Proto.SourcePort),
 		Source:  ap(r.IP.DestinationAddress, r.Proto.DestinationPort),
 	}
-	if fl.Target == fl.Service {
-		return Flow{}, false
-	}
 	if s := tcpState(cf); s >= 0 && s < len(ctTCPStates) {
 		fl.State = ctTCPStates[s]
 	}
-	return fl, true
+	return fl, fl.Target != fl.Service, true
 }
 
 // tcpState returns the TCP state of a conntrack flow (-1 when it has none).
@@ -142,11 +147,11 @@ func listFlows(r *nsRef) ([]Flow, error) {
 	return out, nil
 }
 
-// deleteFlows deletes the entries of r's conntrack table whose translated
-// flows revoke selects, and returns those flows (whether or not their
+// deleteFlows deletes the entries of r's conntrack table whose TCP flows,
+// translated ones or (translated false) untranslated ones, revoke selects, and returns those flows (whether or not their
 // deletion succeeded; an entry already gone counts as deleted). If note is
 // not nil, it is told each flow before its entry goes.
-func deleteFlows(r *nsRef, revoke func(Flow) bool, note func(Flow)) ([]Flow, error) {
+func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Flow)) ([]Flow, error) {
 	c, cfs, err := openTable(r)
 	if err != nil {
 		return nil, err
@@ -155,8 +160,8 @@ func deleteFlows(r *nsRef, revoke func(Flow) bool, note func(Flow)) ([]Flow, err
 	var matched []Flow
 	var errs []error
 	for i := range cfs {
-		fl, ok := flowOf(&cfs[i])
-		if !ok || !revoke(fl) {
+		fl, tr, ok := tcpFlowOf(&cfs[i])
+		if !ok || tr != translated || !revoke(fl) {
 			continue
 		}
 		if note != nil {
@@ -185,7 +190,7 @@ func deleteFlows(r *nsRef, revoke func(Flow) bool, note func(Flow)) ([]Flow, err
 // noted in the Fabric's revocation log before its entry goes, so that a
 // flow watcher (WatchFlows) tells its end as revoked.
 func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool, foreseen map[flowKey]bool) ([]Flow, error) {
-	revoked, err := deleteFlows(r, revoke, func(fl Flow) { f.revocations.note(r.name, fl) })
+	revoked, err := deleteFlows(r, true, revoke, func(fl Flow) { f.revocations.note(r.name, fl) })
 	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() && !foreseen[keyOf(fl)] })
 	if len(revoked) > 0 {
 		err = errors.Join(err, tickle(r, revoked))

@@ -100,6 +100,38 @@ func (p *benchPath) dial(b *testing.B, ns, addr string, mode byte) net.Conn {
 	return c
 }
 
+// roundTrips runs benchMsg-byte round trips on conns (to benchServe in
+// its 'r' mode), one on each in turn per iteration, pause before each,
+// and reports each one's median in µs ("µs-" and its name); it returns
+// the medians. Medians, since a round trip that met another process's
+// time slice, rare but long, would weigh on a mean.
+func roundTrips(b *testing.B, conns []net.Conn, names []string, pause time.Duration) []time.Duration {
+	msg := make([]byte, benchMsg)
+	took := make([][]time.Duration, len(conns))
+	for b.Loop() {
+		for i, c := range conns {
+			if pause > 0 {
+				time.Sleep(pause)
+			}
+			start := time.Now()
+			if _, err := c.Write(msg); err != nil {
+				b.Fatalf("%s: %v", names[i], err)
+			}
+			if _, err := io.ReadFull(c, msg); err != nil {
+				b.Fatalf("%s: %v", names[i], err)
+			}
+			took[i] = append(took[i], time.Since(start))
+		}
+	}
+	median := make([]time.Duration, len(conns))
+	for i := range conns {
+		slices.Sort(took[i])
+		median[i] = took[i][len(took[i])/2]
+		b.ReportMetric(float64(median[i].Nanoseconds())/1e3, "µs-"+names[i])
+	}
+	return median
+}
+
 // BenchmarkDataPathThroughput sends benchChunk bytes per iteration through
 // the endpoint (client in a NIC namespace, the kernel translating in the
 // router) and the same directly inside the service namespace over loopback,
@@ -180,31 +212,11 @@ func BenchmarkDataPathRoundTrip(b *testing.B) {
 		pause time.Duration
 	}{{"busy", 0}, {"idle", time.Millisecond}} {
 		b.Run(mode.name, func(b *testing.B) {
-			msg := make([]byte, benchMsg)
-			took := make([][]time.Duration, len(paths))
-			for b.Loop() {
-				for i, path := range paths {
-					if mode.pause > 0 {
-						time.Sleep(mode.pause)
-					}
-					start := time.Now()
-					if _, err := path.conn.Write(msg); err != nil {
-						b.Fatalf("%s: %v", path.name, err)
-					}
-					if _, err := io.ReadFull(path.conn, msg); err != nil {
-						b.Fatalf("%s: %v", path.name, err)
-					}
-					took[i] = append(took[i], time.Since(start))
-				}
-			}
-			// Medians: a round trip that met another process's time
-			// slice, rare but long, would weigh on a mean.
-			median := make([]time.Duration, len(paths))
+			conns, names := make([]net.Conn, len(paths)), make([]string, len(paths))
 			for i, path := range paths {
-				slices.Sort(took[i])
-				median[i] = took[i][len(took[i])/2]
-				b.ReportMetric(float64(median[i].Nanoseconds())/1e3, "µs-"+path.name)
+				conns[i], names[i] = path.conn, path.name
 			}
+			median := roundTrips(b, conns, names, mode.pause)
 			b.ReportMetric(float64(median[0])/float64(median[len(median)-1]), "ratio")
 		})
 	}

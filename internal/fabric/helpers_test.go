@@ -325,6 +325,12 @@ func nftIn(t testing.TB, f *Fabric, ns string) *nftables.Conn {
 // with its rules, in the kernel's order.
 func tableRules(t testing.TB, c *nftables.Conn) ([]*nftables.Chain, [][]*nftables.Rule) {
 	t.Helper()
+	return tableRulesIn(t, c, NFTTable)
+}
+
+// tableRulesIn is tableRules for the inet table named table.
+func tableRulesIn(t testing.TB, c *nftables.Conn, table string) ([]*nftables.Chain, [][]*nftables.Rule) {
+	t.Helper()
 	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +338,7 @@ func tableRules(t testing.TB, c *nftables.Conn) ([]*nftables.Chain, [][]*nftable
 	var chains []*nftables.Chain
 	var rules [][]*nftables.Rule
 	for _, ch := range all {
-		if ch.Table.Name != NFTTable {
+		if ch.Table.Name != table {
 			continue
 		}
 		rs, err := c.GetRules(ch.Table, ch)

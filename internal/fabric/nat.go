@@ -151,7 +151,8 @@ var guardPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 10
 // with their new destination.
 var unroutedPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest + 10)
 
-// chainSpec is the desired state of one base chain of ours (policy accept).
+// chainSpec is the desired state of one chain of ours: a base chain
+// (policy accept) or, when hook is nil, a regular chain that rules jump to.
 type chainSpec struct {
 	name     string
 	typ      nftables.ChainType
@@ -181,11 +182,24 @@ type setSpec struct {
 // tableSpec is the desired state of the data path's objects in one
 // namespace's table.
 type tableSpec struct {
+	// table is the inet table the objects live in; "" is NFTTable.
+	table string
+	// ownsChains: every chain of the table is ours, so those the spec
+	// lacks are deleted (a table of its own, as the policy table).
+	ownsChains bool
 	// objPrefix starts the name of every set (and legacy counter) that is
 	// ours: those the spec lacks are deleted.
 	objPrefix string
 	chains    []chainSpec
 	sets      []setSpec
+}
+
+// tableName is the name of spec's table.
+func (spec tableSpec) tableName() string {
+	if spec.table == "" {
+		return NFTTable
+	}
+	return spec.table
 }
 
 func (spec tableSpec) markSet() string    { return spec.objPrefix + setMark }
@@ -591,7 +605,12 @@ func elementKeys(elems []nftables.SetElement) []string {
 	return out
 }
 
-func elementID(e nftables.SetElement) string { return fmt.Sprintf("%x-%x", e.Key, e.KeyEnd) }
+func elementID(e nftables.SetElement) string {
+	if e.IntervalEnd {
+		return fmt.Sprintf("%x-end", e.Key)
+	}
+	return fmt.Sprintf("%x-%x", e.Key, e.KeyEnd)
+}
 
 // Counters are the packets and bytes of one translation, by direction as
 // Azure's PEBytesIn and PEBytesOut count them, and its connections.
@@ -662,8 +681,14 @@ func readCounters(r *nsRef, prefix string) (map[string]Counters, map[netip.AddrP
 // ourSets returns the sets of the data path's table whose names start
 // with prefix, by name (none when there is no table yet).
 func ourSets(c *nftables.Conn, prefix string) (map[string]*nftables.Set, error) {
+	return setsOf(c, NFTTable, prefix)
+}
+
+// setsOf returns the sets of the inet table whose names start with
+// prefix, by name (none when there is no such table).
+func setsOf(c *nftables.Conn, table, prefix string) (map[string]*nftables.Set, error) {
 	out := map[string]*nftables.Set{}
-	sets, err := c.GetSets(&nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet})
+	sets, err := c.GetSets(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
 	if errors.Is(err, unix.ENOENT) {
 		return out, nil
 	}

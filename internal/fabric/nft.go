@@ -42,17 +42,7 @@ type nftRule struct {
 
 func routerForwardRules() []nftRule {
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
-	ctBits := func(key expr.CtKey, mask uint32) []expr.Any {
-		return []expr.Any{
-			&expr.Ct{Register: 1, Key: key},
-			&expr.Bitwise{
-				SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(mask),
-				Xor:  binaryutil.NativeEndian.PutUint32(0),
-			},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		}
-	}
+	ctBits := ctBitsSet
 	// A comparison shorter than the interface name matches its prefix, as
 	// nft's `iifname "n*"`.
 	ifPrefix := func(key expr.MetaKey, prefix string) []expr.Any {
@@ -65,6 +55,20 @@ func routerForwardRules() []nftRule {
 		{"privlink: established", append(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)},
 		{"privlink: nic to nic", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, nicLinkTag), []expr.Any{accept})},
 		{"privlink: translated", append(ctBits(expr.CtKeySTATUS, ipsDstNAT), accept)},
+	}
+}
+
+// ctBitsSet matches packets whose conntrack key (state, status) has one
+// of the bits of mask set.
+func ctBitsSet(key expr.CtKey, mask uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: key},
+		&expr.Bitwise{
+			SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(mask),
+			Xor:  binaryutil.NativeEndian.PutUint32(0),
+		},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 

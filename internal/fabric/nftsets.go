@@ -163,9 +163,12 @@ func nftBatchBudget(sndbuf int) int {
 
 // tableState is what readTable found of a spec's objects.
 type tableState struct {
-	exists   bool
-	chains   map[string]*nftables.Chain
-	comments map[string][]string // rule comments by chain
+	exists bool
+	chains map[string]*nftables.Chain
+	// extraChains are chains of a table the spec owns whole (ownsChains)
+	// that the spec lacks.
+	extraChains []*nftables.Chain
+	comments    map[string][]string // rule comments by chain
 	// legacy are named counters of ours: translations had them before
 	// they became set elements.
 	legacy []*nftables.NamedObj
@@ -183,21 +186,28 @@ func readTable(c *nftables.Conn, spec tableSpec) (*tableState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == NFTTable }) {
+	name := spec.tableName()
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == name }) {
 		return st, nil
 	}
 	st.exists = true
-	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
-	for _, cs := range spec.chains {
-		ch, err := findChain(c, NFTTable, cs.name)
-		if err != nil {
-			return nil, err
-		}
-		if ch == nil {
+	table := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != name {
 			continue
 		}
-		st.chains[cs.name] = ch
-		if st.comments[cs.name], err = ruleComments(c, ch); err != nil {
+		if !slices.ContainsFunc(spec.chains, func(cs chainSpec) bool { return cs.name == ch.Name }) {
+			if spec.ownsChains {
+				st.extraChains = append(st.extraChains, ch)
+			}
+			continue
+		}
+		st.chains[ch.Name] = ch
+		if st.comments[ch.Name], err = ruleComments(c, ch); err != nil {
 			return nil, err
 		}
 	}
@@ -206,11 +216,11 @@ func readTable(c *nftables.Conn, spec tableSpec) (*tableState, error) {
 		return nil, err
 	}
 	for _, o := range objs {
-		if no, ok := o.(*nftables.NamedObj); ok && no.Type == nftables.ObjTypeCounter && no.Table.Name == NFTTable && strings.HasPrefix(no.Name, spec.objPrefix) {
+		if no, ok := o.(*nftables.NamedObj); ok && no.Type == nftables.ObjTypeCounter && no.Table.Name == name && strings.HasPrefix(no.Name, spec.objPrefix) {
 			st.legacy = append(st.legacy, no)
 		}
 	}
-	sets, err := ourSets(c, spec.objPrefix)
+	sets, err := setsOf(c, name, spec.objPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +251,9 @@ func (st *tableState) chainMatches(cs chainSpec) bool {
 }
 
 func chainDefMatches(ch *nftables.Chain, cs chainSpec) bool {
+	if cs.hook == nil { // a regular chain
+		return ch.Hooknum == nil
+	}
 	return ch.Type == cs.typ && ch.Hooknum != nil && *ch.Hooknum == *cs.hook &&
 		ch.Priority != nil && *ch.Priority == *cs.priority &&
 		ch.Policy != nil && *ch.Policy == nftables.ChainPolicyAccept
@@ -336,15 +349,15 @@ func (f *Fabric) convergeTable(r *nsRef, spec tableSpec) convergeResult {
 	defer c.CloseLasting()
 	cur, err := readTable(c, spec)
 	if err != nil {
-		return fail(fmt.Errorf("namespace %s: read nftables table %s: %w", r.name, NFTTable, err))
+		return fail(fmt.Errorf("namespace %s: read nftables table %s: %w", r.name, spec.tableName(), err))
 	}
-	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
+	table := &nftables.Table{Name: spec.tableName(), Family: nftables.TableFamilyINet}
 	var res convergeResult
 
 	// The shape.
 	sets, fresh, shaped, err := f.shapeTable(c, r, table, cur, spec)
 	if err != nil {
-		res = fail(fmt.Errorf("namespace %s: update nftables table %s: %w", r.name, NFTTable, err))
+		res = fail(fmt.Errorf("namespace %s: update nftables table %s: %w", r.name, spec.tableName(), err))
 		// What the elements' deletions would have been, as the table is.
 		f.holdClosed(c, r, cur, spec, elementGroups(cur, spec, sets, nil), &res)
 		return res
@@ -369,7 +382,7 @@ func (f *Fabric) convergeTable(r *nsRef, spec tableSpec) convergeResult {
 			err = flushElements(c, batch)
 		}
 		if err != nil {
-			err = fmt.Errorf("namespace %s: update the elements of nftables table %s: %w", r.name, NFTTable, err)
+			err = fmt.Errorf("namespace %s: update the elements of nftables table %s: %w", r.name, spec.tableName(), err)
 			res.err = err
 			res.failed = map[string]error{}
 			for _, g := range groups[start:] {
@@ -407,7 +420,7 @@ func (f *Fabric) shapeTable(c *nftables.Conn, r *nsRef, table *nftables.Table, c
 			extra = append(extra, s.set)
 		}
 	}
-	shaped := cur.exists && len(recreate) == 0 && len(extra) == 0 && len(cur.legacy) == 0 &&
+	shaped := cur.exists && len(recreate) == 0 && len(extra) == 0 && len(cur.legacy) == 0 && len(cur.extraChains) == 0 &&
 		!slices.ContainsFunc(spec.chains, func(cs chainSpec) bool { return !cur.chainMatches(cs) })
 	if shaped {
 		return sets, fresh, false, nil
@@ -425,7 +438,11 @@ func (f *Fabric) shapeTable(c *nftables.Conn, r *nsRef, table *nftables.Table, c
 			c.FlushChain(old)
 			c.DelChain(old)
 		}
-		ch := c.AddChain(&nftables.Chain{Name: cs.name, Table: table, Type: cs.typ, Hooknum: cs.hook, Priority: cs.priority, Policy: &policy})
+		def := &nftables.Chain{Name: cs.name, Table: table}
+		if cs.hook != nil {
+			def.Type, def.Hooknum, def.Priority, def.Policy = cs.typ, cs.hook, cs.priority, &policy
+		}
+		ch := c.AddChain(def)
 		c.FlushChain(ch)
 		rewrite[cs.name] = ch
 	}
@@ -461,6 +478,12 @@ func (f *Fabric) shapeTable(c *nftables.Conn, r *nsRef, table *nftables.Table, c
 	// What the spec no longer has goes last, once no rule refers to it.
 	for _, o := range cur.legacy {
 		c.DeleteObject(&nftables.NamedObj{Table: table, Name: o.Name, Type: nftables.ObjTypeCounter})
+	}
+	for _, ch := range cur.extraChains {
+		c.FlushChain(ch)
+	}
+	for _, ch := range cur.extraChains {
+		c.DelChain(ch)
 	}
 	for _, s := range extra {
 		c.DelSet(s)
@@ -516,7 +539,7 @@ func elementGroups(cur *tableState, spec tableSpec, sets map[string]*nftables.Se
 			if w, ok := want[id]; ok && same(w, e) {
 				continue
 			}
-			del := nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, Comment: e.Comment}
+			del := nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, IntervalEnd: e.IntervalEnd, Comment: e.Comment}
 			if ss.name == spec.blockedSet() {
 				put(&unblock, "u", e.Comment, elemOp{set: s, del: true, elem: del})
 			} else {

@@ -2,12 +2,9 @@ package fabric
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/privlink/privlink/internal/testkit"
 )
@@ -55,26 +52,11 @@ func BenchmarkDataPathRoundTripTranslations(b *testing.B) {
 		conns[k] = p.dial(b, nic, netip.AddrPortFrom(eps[n-1].Endpoint, pgPort).String(), 'r')
 		b.Cleanup(func() { conns[k].Close() })
 	}
-	msg := make([]byte, benchMsg)
-	took := make([][]time.Duration, len(conns))
-	for b.Loop() {
-		for k, c := range conns {
-			start := time.Now()
-			if _, err := c.Write(msg); err != nil {
-				b.Fatalf("%d translations: %v", translationCounts[k], err)
-			}
-			if _, err := io.ReadFull(c, msg); err != nil {
-				b.Fatalf("%d translations: %v", translationCounts[k], err)
-			}
-			took[k] = append(took[k], time.Since(start))
-		}
-	}
-	median := make([]time.Duration, len(conns))
+	names := make([]string, len(conns))
 	for k, n := range translationCounts {
-		slices.Sort(took[k])
-		median[k] = took[k][len(took[k])/2]
-		b.ReportMetric(float64(median[k].Nanoseconds())/1e3, fmt.Sprintf("µs-%d", n))
+		names[k] = fmt.Sprint(n)
 	}
+	median := roundTrips(b, conns, names, 0)
 	for k, n := range translationCounts[1:] {
 		b.ReportMetric(float64(median[0])/float64(median[k+1]), fmt.Sprintf("ratio-%d", n))
 	}

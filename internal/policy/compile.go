@@ -59,7 +59,10 @@ type Attachment struct {
 	Addr     netip.Addr
 	Subnet   string // lower-cased ID
 	Endpoint bool
-	In, Out  []string
+	// IPForwarding: the NIC may send packets from addresses not its own
+	// (an appliance forwarding others' traffic).
+	IPForwarding bool
+	In, Out      []string
 }
 
 // RouteAction is a route that is not delivery inside the network.
@@ -96,7 +99,7 @@ func (n *Network) Compile() *Program {
 	p := &Program{Sets: map[string][]netip.Prefix{SetSpace: n.TagPrefixes(TagVirtualNetwork)},
 		Chains: map[string][]ChainRule{}, Routes: map[string][]RouteAction{}}
 	for _, c := range n.NICs {
-		a := Attachment{NIC: c.ID, Addr: c.Addr, Subnet: c.Subnet, Endpoint: c.Endpoint}
+		a := Attachment{NIC: c.ID, Addr: c.Addr, Subnet: c.Subnet, Endpoint: c.Endpoint, IPForwarding: c.IPForwarding}
 		for _, d := range []Direction{Inbound, Outbound} {
 			for _, ap := range n.Applied(c, d) {
 				name := ChainName(ap.NSG, d)

@@ -1,0 +1,131 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/provider/network"
+	"github.com/privlink/privlink/internal/store"
+)
+
+// Policy enforces each virtual network's network policies (NSGs, ASGs,
+// route tables, its subnets' private endpoint network policies) in its
+// router: it reads the network's facts from the store
+// (network.PolicyNetwork), compiles them (policy.Compile, the same model
+// that answers effective rules and Network Watcher) and converges the
+// router's policy table (fabric.EnsurePolicy), which also closes the live
+// flows the new program denies. A change of any document the policies
+// depend on applies at once; every 30 s each network is converged again,
+// which heals drift.
+type Policy struct {
+	st   store.Store
+	fab  *fabric.Fabric
+	log  *slog.Logger
+	loop *Loop
+}
+
+// NewPolicy returns the policy controller.
+func NewPolicy(st store.Store, fab *fabric.Fabric, log *slog.Logger) *Policy {
+	p := &Policy{st: st, fab: fab, log: log}
+	p.loop = &Loop{
+		Name: "policy", Prefixes: []string{"arm/"},
+		Items: p.items, Resync: p.resync, ResyncEvery: 30 * time.Second,
+		Reconcile: p.reconcile, Store: st, Log: log,
+	}
+	return p
+}
+
+// Run reconciles until ctx ends.
+func (p *Policy) Run(ctx context.Context) error { return p.loop.Run(ctx) }
+
+// policyTypes are the types whose documents a network's policies read
+// beyond its own: a change of one may concern any network.
+var policyTypes = map[string]bool{
+	"networkinterfaces":                   true,
+	"networksecuritygroups":               true,
+	"networksecuritygroups/securityrules": true,
+	"applicationsecuritygroups":           true,
+	"routetables":                         true,
+	"routetables/routes":                  true,
+}
+
+const itemAllPolicies = "all"
+
+func (p *Policy) items(key string, _ []byte) []string {
+	id, ok := arm.ParseDocKey(key)
+	if !ok || !strings.EqualFold(id.Namespace, "Microsoft.Network") {
+		return nil
+	}
+	switch t := strings.ToLower(strings.Join(id.Types, "/")); {
+	case t == "virtualnetworks":
+		return []string{id.String()}
+	case t == "virtualnetworks/subnets":
+		return []string{id.Parent().String()}
+	case policyTypes[t]:
+		return []string{itemAllPolicies}
+	}
+	return nil
+}
+
+func (p *Policy) resync(context.Context) ([]string, error) { return []string{itemAllPolicies}, nil }
+
+func (p *Policy) reconcile(ctx context.Context, item string) (time.Duration, error) {
+	if item == itemAllPolicies {
+		kvs, _, err := p.st.List(ctx, "arm/")
+		if err != nil {
+			return 0, err
+		}
+		for _, kv := range kvs {
+			if id, ok := arm.ParseDocKey(kv.Key); ok && strings.EqualFold(id.Type(), "Microsoft.Network/virtualNetworks") {
+				p.loop.Enqueue(id.String())
+			}
+		}
+		return 0, nil
+	}
+	id, err := arm.ParseID(item)
+	if err != nil {
+		return 0, fmt.Errorf("bad item %q: %w", item, err)
+	}
+	return p.ensure(ctx, id)
+}
+
+// routerPending is how soon a network whose router is not there yet is
+// tried again (the network controller is making it).
+const routerPending = 500 * time.Millisecond
+
+func (p *Policy) ensure(ctx context.Context, vnet arm.ResourceID) (time.Duration, error) {
+	n, err := network.PolicyNetwork(arm.ReadOnly(ctx, p.st), vnet)
+	if err != nil {
+		return 0, fmt.Errorf("policies of %s: %w", vnet, err)
+	}
+	if n == nil {
+		return 0, nil // gone: so is its router, with the table
+	}
+	nics := map[string]string{}
+	for _, c := range n.NICs {
+		if c.Endpoint {
+			continue
+		}
+		if nid, err := arm.ParseID(c.ID); err == nil {
+			nics[c.ID] = FabricID(nid)
+		}
+	}
+	revoked, err := p.fab.EnsurePolicy(FabricID(vnet), n.Compile(), nics)
+	if errors.Is(err, fabric.ErrNotFound) {
+		p.log.Debug("router not there yet; policies wait", "network", vnet.String())
+		return routerPending, nil
+	}
+	if len(revoked) > 0 {
+		p.log.Info("closed flows the network policies now deny", "network", vnet.String(), "flows", len(revoked))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("policies of %s: %w", vnet, err)
+	}
+	return 0, nil
+}

@@ -1,0 +1,531 @@
+package fabric
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/privlink/privlink/internal/policy"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// A router's network policies (policy.Program) live in a table of their
+// own, PolicyTable (inet), beside the data path's NFTTable, which they
+// leave alone. Its objects:
+//
+//	set vnet, asg-{key}   interval sets of addresses: the VirtualNetwork
+//	                      tag, each application security group's members;
+//	                      a change of members is a change of elements
+//	chain nsg-{key}-in,   regular chains, one per NSG and direction: its
+//	      nsg-{key}-out   rules by priority, the defaults last; a rule that
+//	                      allows returns (on to the next NSG), one that
+//	                      denies goes to deny
+//	chain rt-{key}        regular, one per subnet with routes that are not
+//	                      delivery in the network: longest prefix first,
+//	                      VnetLocal returns, None (and what has no next
+//	                      hop here) goes to deny, VirtualAppliance marks
+//	                      the packet for the appliance's routing table
+//	chain deny            TCP picked up mid-stream (no lone SYN: a flow
+//	                      whose entry revocation deleted) is reset, the
+//	                      rest dropped, as an NSG drops
+//	chain policy          filter prerouting at policyPriority (after
+//	                      conntrack, before the data path's DNAT, so an
+//	                      endpoint's rules see its own address): packets
+//	                      of established or related flows and those to
+//	                      168.63.129.16 pass; a connection's first packet
+//	                      meets, by the link it came in on, its NIC's
+//	                      outbound chains in order (NIC then subnet), its
+//	                      subnet's routes, then, by its destination
+//	                      address, the destination NIC's (or private
+//	                      endpoint's) inbound chains (subnet then NIC);
+//	                      before them, a packet from a NIC whose source is
+//	                      not one of its addresses is dropped (unless it
+//	                      forwards: enableIPForwarding)
+//	set src-{link}        a NIC's own addresses
+//	chain tickle-notrack  the revocation probes stay out of conntrack
+//
+// Rules carry comments naming what they enforce and a hash of it, so
+// convergeTable rewrites exactly the chains whose rules changed.
+const (
+	PolicyTable = "privlink-policy"
+
+	chainPolicy = "policy"
+	chainDeny   = "deny"
+
+	// applianceMark is the first packet mark, and applianceTable the first
+	// routing table, of the virtual appliances of a router's routes; the
+	// i-th appliance has applianceMark+i and applianceTable+i.
+	applianceMark  = 0x706c7000
+	applianceTable = 7000
+	// applianceRulePriority is the priority of the appliances' ip rules.
+	applianceRulePriority = 7000
+	// maxAppliances bounds the appliances of one router.
+	maxAppliances = 256
+)
+
+// policyPriority runs the policies after conntrack (-200) and before the
+// data path's DNAT (-100).
+var policyPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 50)
+
+// EnsurePolicy converges the network policies of a network's router to p
+// (nil removes them all): the table PolicyTable, changed only where it
+// differs (ASG membership is set elements), in one atomic batch; the
+// policy routes of p's virtual appliances; then every TCP flow of the
+// router that p denies or drops (an earlier program let it through) is
+// revoked as a withdrawn translation is: its conntrack entry goes and both
+// its ends are reset. nics maps each NIC of p's attachments (lower-cased
+// ARM ID) to its fabric ID (NICSpec.ID), whose router link carries its
+// traffic; a NIC without one (not made yet) has no outbound rules in the
+// kernel until it is given. It returns the flows it revoked.
+func (f *Fabric) EnsurePolicy(network string, p *policy.Program, nics map[string]string) ([]Flow, error) {
+	if err := checkID("network", network); err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = &policy.Program{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	router, err := f.open(f.NamespaceName(KindNetwork, network), nil)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: policies of network %s: %w", network, err)
+	}
+	defer router.close()
+	spec, appliances, err := policyTable(p, nics)
+	if err != nil {
+		return nil, fmt.Errorf("fabric: policies of network %s: %w", network, err)
+	}
+	// The routes first: a mark the table sets must lead somewhere.
+	routeErr := ensureApplianceRoutes(router, appliances, nics)
+	res := f.convergeTable(router, spec)
+	if res.changed && res.err == nil {
+		f.log.Info("network policies converged", "ns", router.name, "network", network,
+			"chains", len(spec.chains), "sets", len(spec.sets), "batches", res.batches)
+	}
+	// Flows the program denies go whether or not the kernel took it.
+	revoked, revokeErr := f.revokeDenied(router, p)
+	if len(revoked) > 0 {
+		f.log.Info("revoked flows the network policies deny", "ns", router.name, "network", network, "flows", len(revoked))
+	}
+	if err := errors.Join(routeErr, res.err, revokeErr); err != nil {
+		return revoked, fmt.Errorf("fabric: policies of network %s: %w", network, err)
+	}
+	return revoked, nil
+}
+
+// revokeDenied revokes the TCP flows of r that p denies or drops: the
+// translated ones (toward endpoints) with revokeFlows, the others (between
+// NICs) by deleting their entries and probing both ends the same way.
+func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
+	denied := func(fl Flow) bool {
+		out, _ := p.Decide(policy.Flow{Src: fl.Client.Addr(), Dst: fl.Target.Addr(), Protocol: policy.TCP,
+			SrcPort: fl.Client.Port(), DstPort: fl.Target.Port()})
+		return out == policy.Denied || out == policy.Dropped
+	}
+	revoked, err := f.revokeFlows(r, denied, nil)
+	plain, plainErr := revokePlainFlows(r, denied)
+	return append(revoked, plain...), errors.Join(err, plainErr)
+}
+
+// revokePlainFlows deletes the conntrack entries of the live untranslated
+// TCP flows revoke selects and probes both their ends (tickle): each end's
+// challenge ACK is then a packet without a flow, which the policy denies
+// and resets.
+func revokePlainFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
+	flows, err := deleteFlows(r, false, func(fl Flow) bool { return fl.active() && revoke(fl) }, nil)
+	if len(flows) > 0 {
+		err = errors.Join(err, tickle(r, flows))
+	}
+	return flows, err
+}
+
+// appliance is a virtual appliance that routes send packets to.
+type appliance struct {
+	addr netip.Addr
+	nic  string // lower-cased ID of the NIC that holds it, "" if none
+	mark uint32
+}
+
+// policyTable is the desired policy table of a router running p, and the
+// appliances its routes use.
+func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []appliance, error) {
+	spec := tableSpec{table: PolicyTable, ownsChains: true}
+	for _, name := range sortedKeys(p.Sets) {
+		spec.sets = append(spec.sets, addrSet(name, p.Sets[name]))
+	}
+	for _, name := range sortedKeys(p.Chains) {
+		spec.chains = append(spec.chains, chainSpec{name: name, rules: nsgRules(p.Chains[name])})
+	}
+	spec.chains = append(spec.chains, denyChain())
+	links := map[string]string{} // attachment's NIC → its router link
+	for _, a := range p.Attachments {
+		if id, ok := nics[a.NIC]; ok && !a.Endpoint {
+			links[a.NIC] = RouterLinkName(id)
+		}
+	}
+	var appliances []appliance
+	applianceOf := func(addr netip.Addr) (uint32, error) {
+		for _, ap := range appliances {
+			if ap.addr == addr {
+				return ap.mark, nil
+			}
+		}
+		if len(appliances) == maxAppliances {
+			return 0, fmt.Errorf("more than %d virtual appliances: %w", maxAppliances, ErrInvalid)
+		}
+		ap := appliance{addr: addr, mark: applianceMark + uint32(len(appliances))}
+		for _, a := range p.Attachments {
+			if a.Addr == addr && !a.Endpoint {
+				ap.nic = a.NIC
+			}
+		}
+		appliances = append(appliances, ap)
+		return ap.mark, nil
+	}
+	var spoofRules, outRules, routeRules, inRules []nftRule
+	// A NIC sends from its own addresses only, unless it forwards.
+	own := map[string][]netip.Addr{}
+	forwards := map[string]bool{}
+	for _, a := range p.Attachments {
+		if link := links[a.NIC]; link != "" {
+			own[link] = append(own[link], a.Addr)
+			forwards[link] = forwards[link] || a.IPForwarding
+		}
+	}
+	for _, link := range sortedKeys(own) {
+		if forwards[link] {
+			continue
+		}
+		var addrs []netip.Prefix
+		for _, a := range own[link] {
+			addrs = append(addrs, netip.PrefixFrom(a, 32))
+		}
+		set := "src-" + link
+		spec.sets = append(spec.sets, addrSet(set, addrs))
+		spoofRules = append(spoofRules, nftRule{fmt.Sprintf("nic %s: only from its addresses (@%s)", link, set), slices.Concat(
+			metaIs(expr.MetaKeyIIFNAME, ifname(link)), ipv4(),
+			[]expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPSaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: set, Invert: true}, drop})})
+	}
+	for _, subnet := range sortedKeys(p.Routes) {
+		name := "rt-" + policy.Key(subnet)
+		var rules []nftRule
+		for _, ra := range p.Routes[subnet] {
+			r, err := routeRule(ra, applianceOf)
+			if err != nil {
+				return spec, nil, fmt.Errorf("subnet %s: %w", subnet, err)
+			}
+			rules = append(rules, r)
+		}
+		spec.chains = append(spec.chains, chainSpec{name: name, rules: rules})
+	}
+	for _, a := range p.Attachments {
+		if link := links[a.NIC]; link != "" {
+			iif := metaIs(expr.MetaKeyIIFNAME, ifname(link))
+			for _, ch := range a.Out {
+				outRules = append(outRules, nftRule{fmt.Sprintf("nic %s out: %s", link, ch), slices.Concat(iif, jump(ch))})
+			}
+			if _, ok := p.Routes[a.Subnet]; ok {
+				ch := "rt-" + policy.Key(a.Subnet)
+				routeRules = append(routeRules, nftRule{fmt.Sprintf("nic %s routes: %s", link, ch), slices.Concat(iif, jump(ch))})
+			}
+		}
+		for _, ch := range a.In {
+			to := []expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), cmpEq(addrBytes(a.Addr))}
+			inRules = append(inRules, nftRule{fmt.Sprintf("to %s in: %s", a.Addr, ch), slices.Concat(to, jump(ch))})
+		}
+	}
+	base := []nftRule{
+		{"policy: established and related pass", append(ctBitsSet(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)},
+		{"policy: " + DNSAddr.String() + " is always reachable", slices.Concat(ipv4(),
+			[]expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), cmpEq(addrBytes(DNSAddr)), accept})},
+		{"policy: ipv4 only", []expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}}, accept}},
+	}
+	spec.chains = append(spec.chains, chainSpec{
+		name: chainPolicy, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, priority: policyPriority,
+		rules: slices.Concat(base, spoofRules, outRules, routeRules, inRules),
+	}, notrackChain())
+	return spec, appliances, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func jump(chain string) []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
+}
+
+var (
+	verdictReturn = &expr.Verdict{Kind: expr.VerdictReturn}
+	verdictDeny   = &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}
+)
+
+// denyChain resets TCP that is not a connection's first packet (a flow
+// whose conntrack entry is gone, revoked) and drops the rest.
+func denyChain() chainSpec {
+	return chainSpec{name: chainDeny, rules: []nftRule{
+		{"deny: reset tcp picked up mid-stream", slices.Concat(ipv4(), tcp(), []expr.Any{
+			payload(expr.PayloadBaseTransportHeader, offTCPFlags, 1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFlagsMask}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{tcpFlagSYN}},
+			&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+		})},
+		{"deny: drop", []expr.Any{drop}},
+	}}
+}
+
+// addrSet is the interval set name holding prefixes (IPv4 only): a range
+// is an element at its first address and an interval end after its last.
+func addrSet(name string, prefixes []netip.Prefix) setSpec {
+	ss := setSpec{name: name, key: nftables.TypeIPAddr, interval: true}
+	var ranges []AddrRange
+	for _, p := range prefixes {
+		if p.Addr().Is4() {
+			ranges = append(ranges, PrefixRange(p))
+		}
+	}
+	for _, r := range mergeRanges(ranges) {
+		ss.elems = append(ss.elems, nftables.SetElement{Key: addrBytes(r.From), Comment: name})
+		if next := r.To.Next(); next.IsValid() {
+			ss.elems = append(ss.elems, nftables.SetElement{Key: addrBytes(next), IntervalEnd: true})
+		}
+	}
+	return ss
+}
+
+// nsgRules compiles an NSG chain's rules. A rule whose sides, ports or
+// protocol are lists becomes one nft rule per combination, consecutive
+// and with the same verdict, so first match still wins; a side that
+// stands for no address (a service tag without meaning here) makes none.
+func nsgRules(rules []policy.ChainRule) []nftRule {
+	var out []nftRule
+	for _, cr := range rules {
+		sum := sha256.Sum256(fmt.Appendf(nil, "%+v", cr))
+		tag := hex.EncodeToString(sum[:4])
+		verdict := expr.Any(verdictReturn)
+		if !cr.Allow {
+			verdict = verdictDeny
+		}
+		n := 0
+		for _, proto := range protoAlternatives(cr) {
+			for _, src := range addrAlternatives(offIPSaddr, cr.Src) {
+				for _, dst := range addrAlternatives(offIPDaddr, cr.Dst) {
+					for _, sp := range proto.ports(offTCPSport, cr.SrcPorts) {
+						for _, dp := range proto.ports(offTCPDport, cr.DstPorts) {
+							n++
+							out = append(out, nftRule{fmt.Sprintf("%s #%d %s", cr.Comment, n, tag),
+								slices.Concat(ipv4(), proto.match, src, dst, sp, dp, []expr.Any{verdict})})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// protoAlt is one protocol a rule stands for, and whether ports apply.
+type protoAlt struct {
+	match     []expr.Any
+	withPorts bool
+}
+
+func (pa protoAlt) ports(off uint32, ranges []policy.PortRange) [][]expr.Any {
+	if !pa.withPorts || len(ranges) == 0 || slices.Contains(ranges, policy.AllPorts) {
+		return [][]expr.Any{nil}
+	}
+	var out [][]expr.Any
+	for _, r := range ranges {
+		load := payload(expr.PayloadBaseTransportHeader, off, 2)
+		if r.From == r.To {
+			out = append(out, []expr.Any{load, cmpEq(binaryutil.BigEndian.PutUint16(r.From))})
+			continue
+		}
+		out = append(out, []expr.Any{load, &expr.Range{Op: expr.CmpOpEq, Register: 1,
+			FromData: binaryutil.BigEndian.PutUint16(r.From), ToData: binaryutil.BigEndian.PutUint16(r.To)}})
+	}
+	return out
+}
+
+func l4(proto byte) []expr.Any { return metaIs(expr.MetaKeyL4PROTO, []byte{proto}) }
+
+// protoAlternatives are the protocols of a rule: ports apply to TCP and
+// UDP only, so a rule for any protocol with ports is TCP and UDP with the
+// ports and every other protocol without them.
+func protoAlternatives(cr policy.ChainRule) []protoAlt {
+	switch cr.Protocol {
+	case policy.TCP:
+		return []protoAlt{{l4(unix.IPPROTO_TCP), true}}
+	case policy.UDP:
+		return []protoAlt{{l4(unix.IPPROTO_UDP), true}}
+	case policy.ICMP:
+		return []protoAlt{{l4(unix.IPPROTO_ICMP), false}}
+	case policy.ESP:
+		return []protoAlt{{l4(unix.IPPROTO_ESP), false}}
+	case policy.AH:
+		return []protoAlt{{l4(unix.IPPROTO_AH), false}}
+	}
+	if len(cr.SrcPorts) == 0 && len(cr.DstPorts) == 0 {
+		return []protoAlt{{nil, false}}
+	}
+	other := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_UDP}}}
+	return []protoAlt{{l4(unix.IPPROTO_TCP), true}, {l4(unix.IPPROTO_UDP), true}, {other, false}}
+}
+
+// addrAlternatives are the matches of one side of a rule, the address at
+// off: one per prefix and per set (none for any address).
+func addrAlternatives(off uint32, a policy.Addrs) [][]expr.Any {
+	if a.Any {
+		return [][]expr.Any{nil}
+	}
+	var out [][]expr.Any
+	for _, p := range a.Prefixes {
+		if !p.Addr().Is4() {
+			continue
+		}
+		out = append(out, prefixMatch(off, p))
+	}
+	for _, s := range a.Sets {
+		out = append(out, []expr.Any{payload(expr.PayloadBaseNetworkHeader, off, 4), &expr.Lookup{SourceRegister: 1, SetName: s}})
+	}
+	return out
+}
+
+// prefixMatch matches packets whose address at off is in p.
+func prefixMatch(off uint32, p netip.Prefix) []expr.Any {
+	p = p.Masked()
+	if p.Bits() == 0 {
+		return nil
+	}
+	out := []expr.Any{payload(expr.PayloadBaseNetworkHeader, off, 4)}
+	if p.Bits() < 32 {
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(p.Bits(), 32), Xor: make([]byte, 4)})
+	}
+	return append(out, cmpEq(addrBytes(p.Addr())))
+}
+
+// routeRule is a route chain's rule for ra: a packet to ra's prefix
+// returns (delivered in the network), is denied (no next hop here), or is
+// marked for its appliance's routing table.
+func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (uint32, error)) (nftRule, error) {
+	to := slices.Concat(ipv4(), prefixMatch(offIPDaddr, ra.Prefix))
+	name := fmt.Sprintf("route %s %s %s", ra.Name, ra.Prefix, ra.NextHop)
+	switch ra.NextHop {
+	case policy.HopVnetLocal, policy.HopEndpoint, policy.HopPeering:
+		return nftRule{name, append(to, verdictReturn)}, nil
+	case policy.HopVirtualAppliance:
+		mark, err := applianceOf(ra.NextHopIP)
+		if err != nil {
+			return nftRule{}, err
+		}
+		return nftRule{fmt.Sprintf("%s %s mark %#x", name, ra.NextHopIP, mark), slices.Concat(to, []expr.Any{
+			&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+			accept, // handed to the appliance: no inbound rules on this pass
+		})}, nil
+	case policy.HopInternet:
+		// No network address leaves for the internet (the model's
+		// Unreachable); the rest goes on (the router has no way out to
+		// the internet yet: nothing answers it).
+		inSpace := []expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: policy.SetSpace}}
+		return nftRule{name, slices.Concat(to, inSpace, []expr.Any{verdictDeny})}, nil
+	}
+	// None, and VirtualNetworkGateway (no gateways yet).
+	return nftRule{name, append(to, verdictDeny)}, nil
+}
+
+// ensureApplianceRoutes converges the policy routing of the appliances in
+// r: for each, an ip rule sending packets with its mark to its table,
+// whose default route leads to the appliance over its NIC's router link;
+// rules and tables of appliances that went are removed. An appliance that
+// no NIC holds (or whose NIC has no namespace yet) gets a table with an
+// unreachable default: its traffic goes nowhere.
+func ensureApplianceRoutes(r *nsRef, appliances []appliance, nics map[string]string) error {
+	rules, err := r.h.RuleList(unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("namespace %s: list ip rules: %w", r.name, err)
+	}
+	want := map[int]appliance{}
+	for _, ap := range appliances {
+		want[applianceTable+int(ap.mark-applianceMark)] = ap
+	}
+	var errs []error
+	have := map[int]bool{}
+	for _, ru := range rules {
+		if ru.Priority != applianceRulePriority {
+			continue
+		}
+		ap, ok := want[ru.Table]
+		if ok && ru.Mark == ap.mark && !have[ru.Table] {
+			have[ru.Table] = true
+			continue
+		}
+		if err := r.h.RuleDel(&ru); err != nil {
+			errs = append(errs, fmt.Errorf("delete ip rule of table %d: %w", ru.Table, err))
+		}
+		if !ok {
+			errs = append(errs, flushTable(r, ru.Table))
+		}
+	}
+	for table, ap := range want {
+		route := netlink.Route{Table: table, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}}
+		link, lerr := linkByName(r, RouterLinkName(nics[ap.nic]))
+		if ap.nic == "" || nics[ap.nic] == "" || lerr != nil || link == nil {
+			route.Type = unix.RTN_UNREACHABLE
+		} else {
+			route.Type, route.LinkIndex, route.Gw, route.Flags = unix.RTN_UNICAST, link.Attrs().Index, net.IP(addrBytes(ap.addr)), int(netlink.FLAG_ONLINK)
+		}
+		cur, err := routeList(r.h, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		same := err == nil && len(cur) == 1 && cur[0].Type == route.Type && cur[0].LinkIndex == route.LinkIndex && cur[0].Gw.Equal(route.Gw)
+		if !same {
+			if err := r.h.RouteReplace(&route); err != nil {
+				errs = append(errs, fmt.Errorf("route of appliance %s (table %d): %w", ap.addr, table, err))
+				continue
+			}
+		}
+		if have[table] {
+			continue
+		}
+		ru := netlink.NewRule()
+		mask := uint32(0xffffffff)
+		ru.Priority, ru.Table, ru.Mark, ru.Mask, ru.Family = applianceRulePriority, table, ap.mark, &mask, unix.AF_INET
+		if err := r.h.RuleAdd(ru); err != nil {
+			errs = append(errs, fmt.Errorf("ip rule of appliance %s: %w", ap.addr, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("namespace %s: appliance routes: %w", r.name, err)
+	}
+	return nil
+}
+
+// flushTable deletes the routes of a routing table of r.
+func flushTable(r *nsRef, table int) error {
+	routes, err := routeList(r.h, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes of table %d: %w", table, err)
+	}
+	var errs []error
+	for i := range routes {
+		if err := r.h.RouteDel(&routes[i]); err != nil {
+			errs = append(errs, fmt.Errorf("delete route of table %d: %w", table, err))
+		}
+	}
+	return errors.Join(errs...)
+}
