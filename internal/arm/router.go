@@ -63,7 +63,8 @@ type ListHandler func(ctx context.Context, r *Request) ([]any, error)
 type ResourceType struct {
 	// Type is the full type, e.g. "Microsoft.Network/virtualNetworks/subnets".
 	Type string
-	// APIVersions are the accepted api-version values.
+	// APIVersions are the accepted api-version values (a provider's
+	// VersionTable.For); Register orders them newest first.
 	APIVersions []string
 
 	Get    Handler
@@ -176,6 +177,8 @@ func (rt *Router) Register(types ...*ResourceType) {
 		if _, dup := rt.types[k]; dup {
 			panic("arm: resource type registered twice: " + t.Type)
 		}
+		t.APIVersions = slices.Clone(t.APIVersions)
+		SortAPIVersions(t.APIVersions)
 		rt.types[k] = t
 	}
 }
@@ -413,7 +416,7 @@ func checkAPIVersion(t *ResourceType, v string) error {
 		return BadRequest("MissingApiVersionParameter", "api-version",
 			"The api-version query parameter (?api-version=) is required for all requests. Supported versions for '%s': '%s'.", t.Type, strings.Join(t.APIVersions, "', '"))
 	}
-	if slices.Contains(t.APIVersions, v) {
+	if slices.ContainsFunc(t.APIVersions, func(s string) bool { return strings.EqualFold(s, v) }) {
 		return nil
 	}
 	code := "NoRegisteredProviderFound"

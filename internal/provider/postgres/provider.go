@@ -28,11 +28,23 @@ import (
 	"github.com/privlink/privlink/internal/store"
 )
 
-// APIVersions are the api-versions accepted for Microsoft.DBforPostgreSQL:
-// the one armpostgresqlflexibleservers/v5 sends (2025-08-01) and the
-// earlier stable ones other clients (az CLI, older SDKs) send; the shapes
-// served here are a superset of theirs.
-var APIVersions = []string{"2022-12-01", "2023-06-30", "2024-08-01", "2025-08-01"}
+// Versions are the api-versions accepted for Microsoft.DBforPostgreSQL
+// flexible servers: every stable version Azure published (2021-06-01,
+// 2022-12-01, 2024-08-01 and 2025-08-01, what armpostgresqlflexibleservers/v5
+// sends) and the public previews up to 2025-08-01 (the az CLI 2.74 sends
+// 2025-01-01-preview, and 2023-06-01-preview for endpoint connections;
+// 2.45 sends 2022-12-01). The fields privlink serves mean the same in all
+// of them; later versions only add fields, and those privlink cannot
+// honour (virtual network integration, replicas, high availability, ...)
+// are refused by name whatever the version (features.go). Private
+// endpoint connections and private link resources exist from
+// 2023-06-01-preview on, as in Azure.
+var Versions = arm.NewVersionTable(
+	"2025-08-01", "2025-06-01-preview", "2025-01-01-preview", "2024-11-01-preview",
+	"2024-08-01", "2024-03-01-preview", "2023-12-01-preview", "2023-06-01-preview",
+	"2023-03-01-preview", "2022-12-01", "2022-03-08-preview", "2022-01-20-preview",
+	"2021-06-01", "2021-06-01-preview",
+).Since(typePrivateLink, "2023-06-01-preview").Since(typeConnections, "2023-06-01-preview")
 
 const namespace = "Microsoft.DBforPostgreSQL"
 
@@ -42,6 +54,7 @@ const (
 	typeFirewallRule = "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules"
 	typeConfig       = "Microsoft.DBforPostgreSQL/flexibleServers/configurations"
 	typePrivateLink  = "Microsoft.DBforPostgreSQL/flexibleServers/privateLinkResources"
+	typeConnections  = typeServer + "/" + privatelink.Segment
 	// typeLocations carries the per-location checkNameAvailability action.
 	typeLocations = "Microsoft.DBforPostgreSQL/locations"
 )
@@ -107,7 +120,7 @@ func WithVersions(versions []string) Option {
 
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
-	v := APIVersions
+	v := Versions.All()
 	return []*arm.ResourceType{
 		{
 			Type: typeServer, APIVersions: v,
@@ -125,8 +138,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 			Put: p.putFirewallRule, Delete: p.deleteFirewallRule},
 		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
 			Put: p.putConfig, Patch: p.putConfig},
-		{Type: typePrivateLink, APIVersions: v, Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
-		privatelink.ConnectionsType(p.st, Kind, v),
+		{Type: typePrivateLink, APIVersions: Versions.For(typePrivateLink), Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
+		privatelink.ConnectionsType(p.st, Kind, Versions.For(typeConnections)),
 		// POST /subscriptions/{s}/providers/Microsoft.DBforPostgreSQL/checkNameAvailability:
 		// the router resolves an action on a bare namespace to the type
 		// named by the namespace alone.
