@@ -51,7 +51,9 @@ func TestRouterAPIVersions(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	rt := NewRouter(st, oneCaller{grantsExcept("")}, slog.New(slog.DiscardHandler))
-	h := func(ctx context.Context, r *Request) (*Response, error) { return OK(map[string]any{"v": r.APIVersion}), nil }
+	h := func(ctx context.Context, r *Request) (*Response, error) {
+		return OK(map[string]any{"v": r.APIVersion}), nil
+	}
 	versions := []string{"2022-12-01", "2025-01-01-preview", "2024-08-01"}
 	rt.Register(&ResourceType{Type: "Microsoft.Test/things", APIVersions: versions, Get: h, NoResourceGroup: true})
 	if !slices.Equal(versions, []string{"2022-12-01", "2025-01-01-preview", "2024-08-01"}) {
