@@ -56,7 +56,7 @@ func (t *VersionTable) For(typ string) []string {
 	}
 	var out []string
 	for _, v := range t.versions {
-		if compareAPIVersions(v, first) >= 0 {
+		if CompareAPIVersions(v, first) >= 0 {
 			out = append(out, v)
 		}
 	}
@@ -66,12 +66,13 @@ func (t *VersionTable) For(typ string) []string {
 // SortAPIVersions sorts api-versions newest first; of one date, the
 // stable version comes before its previews.
 func SortAPIVersions(vs []string) {
-	slices.SortStableFunc(vs, func(a, b string) int { return compareAPIVersions(b, a) })
+	slices.SortStableFunc(vs, func(a, b string) int { return CompareAPIVersions(b, a) })
 }
 
-// compareAPIVersions orders api-versions by date, and a stable version
-// after (newer than) a preview of the same date.
-func compareAPIVersions(a, b string) int {
+// CompareAPIVersions orders api-versions by date, and a stable version
+// after (newer than) a preview of the same date: -1 when a is older than
+// b, 0 when they are the same (whatever their case), 1 when a is newer.
+func CompareAPIVersions(a, b string) int {
 	da, sa := splitVersion(a)
 	db, sb := splitVersion(b)
 	if c := strings.Compare(da, db); c != 0 {

@@ -55,7 +55,8 @@ const (
 	typeConfig       = "Microsoft.DBforPostgreSQL/flexibleServers/configurations"
 	typePrivateLink  = "Microsoft.DBforPostgreSQL/flexibleServers/privateLinkResources"
 	typeConnections  = typeServer + "/" + privatelink.Segment
-	// typeLocations carries the per-location checkNameAvailability action.
+	// typeLocations carries the per-location checkNameAvailability and
+	// capabilities actions.
 	typeLocations = "Microsoft.DBforPostgreSQL/locations"
 )
 
@@ -125,7 +126,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{
 			Type: typeServer, APIVersions: v,
 			Get: p.getServer, List: p.listServers, Put: p.putServer, Patch: p.patchServer, Delete: p.deleteServer,
-			Actions:           map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer},
+			Actions: map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer,
+				"capabilities": p.serverCapabilities},
 			BeforeGroupDelete: p.serverGroupDelete,
 			// Virtual network integration is refused (features.go), but
 			// its references are checked first, as ARM does.
@@ -146,7 +148,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{Type: namespace, APIVersions: v, NoResourceGroup: true,
 			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
 		{Type: typeLocations, APIVersions: v, NoResourceGroup: true,
-			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
+			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability, "capabilities": p.locationCapabilities}},
 	}
 }
 
@@ -180,10 +182,16 @@ func accepted(body any, op *arm.Operation) *arm.Response {
 func noContent() *arm.Response { return &arm.Response{Status: http.StatusNoContent} }
 
 // requirePost refuses the other methods the router sends to actions.
-func requirePost(r *arm.Request) error {
-	if r.HTTP != nil && r.HTTP.Method != http.MethodPost {
+func requirePost(r *arm.Request) error { return requireMethod(r, http.MethodPost) }
+
+// requireGet refuses the other methods the router sends to the actions
+// that are reads (capabilities).
+func requireGet(r *arm.Request) error { return requireMethod(r, http.MethodGet) }
+
+func requireMethod(r *arm.Request, method string) error {
+	if r.HTTP != nil && r.HTTP.Method != method {
 		return arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
-			"The %s method is not supported for action '%s'; use POST.", r.HTTP.Method, r.Action)
+			"The %s method is not supported for action '%s'; use %s.", r.HTTP.Method, r.Action, method)
 	}
 	return nil
 }
