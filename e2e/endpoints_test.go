@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -112,7 +113,16 @@ func (c *customer) endpoint(t *testing.T, name, server string, manual bool) armn
 // operation, without a zone group.
 func (c *customer) endpointAlone(t *testing.T, name, server string, manual bool) armnetwork.PrivateEndpoint {
 	t.Helper()
-	cx := ctx(t)
+	pe, err := c.tryEndpoint(ctx(t), name, server, manual)
+	if err != nil {
+		t.Fatalf("endpoint %s: %v", name, err)
+	}
+	return pe
+}
+
+// tryEndpoint creates the endpoint name to server and waits for its
+// operation; it returns the operation's error (safe from any goroutine).
+func (c *customer) tryEndpoint(cx context.Context, name, server string, manual bool) (armnetwork.PrivateEndpoint, error) {
 	conn := []*armnetwork.PrivateLinkServiceConnection{{Name: ptr(name), Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
 		PrivateLinkServiceID: &server, GroupIDs: []*string{ptr("postgresqlServer")}, RequestMessage: ptr("from " + c.rg)}}}
 	props := &armnetwork.PrivateEndpointProperties{Subnet: &armnetwork.Subnet{ID: ptr(c.id("Microsoft.Network/virtualNetworks", "vnet") + "/subnets/endpoints")}}
@@ -123,13 +133,10 @@ func (c *customer) endpointAlone(t *testing.T, name, server string, manual bool)
 	}
 	p, err := c.pes.BeginCreateOrUpdate(cx, c.rg, name, armnetwork.PrivateEndpoint{Location: ptr("westeurope"), Properties: props}, nil)
 	if err != nil {
-		t.Fatalf("endpoint %s: %v", name, err)
+		return armnetwork.PrivateEndpoint{}, err
 	}
 	pe, err := p.PollUntilDone(cx, pollOpts)
-	if err != nil {
-		t.Fatalf("endpoint %s: %v", name, err)
-	}
-	return pe.PrivateEndpoint
+	return pe.PrivateEndpoint, err
 }
 
 // zoneGroup gives endpoint name a DNS zone group with the privatelink zone.

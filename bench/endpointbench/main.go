@@ -45,6 +45,19 @@
 // fits a line to privlinkd's CPU per endpoint against the number already
 // there, and extrapolates along it, saying so.
 //
+// One network (-one-network, 0: skip; 1,000 is Azure's limit per
+// network): that many endpoints to the server in one network of their own
+// (subnet endpoints 10.0.4.0/22), -c at a time, without zone groups; the
+// time until every poller finished, privlinkd's CPU and RSS; then, from
+// the client NIC, a connection through every endpoint that PostgreSQL
+// answers (SSLRequest) and three TLS logins; the router's nftables table
+// (chains, rules, sets and their elements, named counters) empty, full
+// and after the rejections; then -rejections endpoints (20), one at a
+// time, each under a live session: from the connection PUT (Rejected)
+// sent, until its poller finished, until the session was reset, and until
+// new connections no longer reach PostgreSQL; and that the others still
+// take connections.
+//
 // It needs root. It starts its own privlinkd (bolt, a fresh data
 // directory, a namespace prefix of its own; --privlinkd may be the
 // profiling build bench/privlinkd-prof, see -cpuprofile) and at the end
@@ -106,6 +119,8 @@ type flags struct {
 	cpuprofile  string
 	noBaseline  bool
 	scaleBudget time.Duration
+	oneNetwork  int
+	rejections  int
 }
 
 func main() {
@@ -119,6 +134,8 @@ func main() {
 	flag.DurationVar(&f.dnsInterval, "dns-interval", 2*time.Millisecond, "pause between DNS tries while waiting for a name")
 	flag.StringVar(&f.cpuprofile, "cpuprofile", "", "with --privlinkd of bench/privlinkd-prof: write privlinkd's CPU profile of the scale measurement here")
 	flag.BoolVar(&f.noBaseline, "skip-baseline", false, "skip the NIC and record set baselines")
+	flag.IntVar(&f.oneNetwork, "one-network", 0, "endpoints to the one server in one network of their own (subnet "+oneNetworkPrefix+"; 0: skip)")
+	flag.IntVar(&f.rejections, "rejections", 20, "with -one-network: endpoints rejected under a live session, one at a time")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("endpointbench: ")
@@ -130,6 +147,9 @@ func main() {
 	}
 	if f.networks < 1 || f.networks > 250 || f.scale < 0 || f.scale/max(f.networks, 1) > 240 {
 		log.Fatal("-networks must be 1..250, and -scale/-networks at most 240 (one /24 of endpoints per network)")
+	}
+	if f.oneNetwork < 0 || f.oneNetwork > 1000 {
+		log.Fatal("-one-network must be 0..1000 (Azure's limit of endpoints per network)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, f)
@@ -252,6 +272,11 @@ func run(ctx context.Context, f flags) (err error) {
 			return err
 		}
 	}
+	if f.oneNetwork > 0 {
+		if err := b.oneNetworkRun(ctx); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(os.Stderr, "load average at the end: %s\n", benchd.LoadAvg())
 	return nil
 }
@@ -299,14 +324,16 @@ func (b *bench) setup(ctx context.Context) error {
 	b.serverID = b.id(serverGroup, "Microsoft.DBforPostgreSQL/flexibleServers", serverName)
 	b.nets = make([]*network, b.f.networks)
 	_, err = lat.Drive(ctx, lat.Load{Clients: b.f.clients, Ops: b.f.networks}, func(ctx context.Context, _, i int) error {
-		n, err := b.network(ctx, fmt.Sprintf("net%03d", i))
+		n, err := b.network(ctx, fmt.Sprintf("net%03d", i), "10.0.2.0/24")
 		b.nets[i] = n
 		return err
 	})
 	return err
 }
 
-func (b *bench) network(ctx context.Context, rg string) (*network, error) {
+// network creates network rg (VNet 10.0.0.0/16, subnets clients
+// 10.0.1.0/24 and endpoints as given) with its client NIC and linked zone.
+func (b *bench) network(ctx context.Context, rg, endpoints string) (*network, error) {
 	if err := flex.CreateGroup(ctx, b.d.Config, rg); err != nil {
 		return nil, err
 	}
@@ -316,7 +343,7 @@ func (b *bench) network(ctx context.Context, rg string) (*network, error) {
 			AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{to("10.0.0.0/16")}},
 			Subnets: []*armnetwork.Subnet{
 				{Name: to("clients"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to("10.0.1.0/24")}},
-				{Name: to("endpoints"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to("10.0.2.0/24")}},
+				{Name: to("endpoints"), Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to(endpoints)}},
 			},
 		}}, nil)
 	if err != nil {
@@ -746,14 +773,10 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	per := f.scale / f.networks
 	total := per * f.networks
 	pid := b.d.PID()
-	if err := benchd.Sleep(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	mem0, err := procmem.Of(pid)
+	mem0, err := b.settledMem(ctx)
 	if err != nil {
 		return err
 	}
-	cpu0 := cpuTime(pid)
 	get0 := b.getServer(ctx, 5)
 	list0, n0, err := b.listConnections(ctx)
 	if err != nil {
@@ -764,11 +787,9 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	}
 	dataDir := b.d.DataDir()
 	db0 := fileSize(dataDir + "/privlink.db")
-
-	if f.cpuprofile != "" {
-		if err := profile("start", dataDir, ""); err != nil {
-			return err
-		}
+	work, err := b.startStretch()
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "scale: %d endpoints (%d per network), %d at a time, budget %v (load %s)\n", total, per, f.clients, f.scaleBudget, benchd.LoadAvg())
 	var (
@@ -820,7 +841,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 				done = append(done, s)
 				refs = append(refs, endpointRef{n, name})
 				if len(done)%step == 0 {
-					c := checkpoint{done: len(done), elapsed: time.Since(start), cpu: cpuTime(pid) - cpu0}
+					c := checkpoint{done: len(done), elapsed: time.Since(start), cpu: work.cpu()}
 					if m, err := procmem.Of(pid); err == nil {
 						c.rss = m.RSS
 					}
@@ -844,20 +865,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 		}
 	}
 	dnsDone := time.Since(start)
-	cpu1 := cpuTime(pid)
-	if f.cpuprofile != "" {
-		if err := profile("stop", dataDir, f.cpuprofile); err != nil {
-			return err
-		}
-	}
-	mem1, err := procmem.Of(pid)
-	if err != nil {
-		return err
-	}
-	if err := benchd.Sleep(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	memIdle, err := procmem.Of(pid)
+	cpu, mem1, memIdle, err := work.end(ctx)
 	if err != nil {
 		return err
 	}
@@ -934,7 +942,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 		lat.Round(q(extra, pePoll, 0.5)), lat.Round(q(extra, func(s sample) time.Duration { return s.resolved }, 0.5)),
 		lat.Round(q(extra, func(s sample) time.Duration { return s.login }, 0.5)))
 	fmt.Printf("| privlinkd CPU (user+sys) during the creation | %s (%.0f ms per endpoint; %.0f%% of one core) |\n",
-		lat.Round(cpu1-cpu0), float64(cpu1-cpu0)/float64(time.Millisecond)/float64(created), 100*(cpu1-cpu0).Seconds()/dnsDone.Seconds())
+		lat.Round(cpu), float64(cpu)/float64(time.Millisecond)/float64(created), 100*cpu.Seconds()/dnsDone.Seconds())
 	fmt.Printf("| privlinkd RSS: before → right after → 2 s later → after deleting them all | %s → %s → %s → %s (peak %s) |\n",
 		procmem.MiB(mem0.RSS), procmem.MiB(mem1.RSS), procmem.MiB(memIdle.RSS), procmem.MiB(memAfter.RSS), procmem.MiB(memAfter.HWM))
 	fmt.Printf("| privlinkd RSS growth per endpoint (2 s later − before) | %.0f KiB |\n", float64(memIdle.RSS-mem0.RSS)/1024/float64(created))
@@ -962,7 +970,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 		proj := func(n int) float64 { return (float64(n)*a + slope*float64(n)*float64(n-1)/2) / 1000 }
 		fmt.Printf("\nLeast-squares line through the steps: privlinkd CPU per endpoint ≈ %.0f ms + %.2f ms × (endpoints already there).\n", a, slope)
 		if created < total {
-			share := (cpu1 - cpu0).Seconds() / dnsDone.Seconds()
+			share := cpu.Seconds() / dnsDone.Seconds()
 			fmt.Printf("Extrapolated along it (an assumption, not a measurement): %d endpoints would take %.0f s of privlinkd CPU, about %.0f s of wall time at the share of the machine privlinkd got here (%.0f%% of a core).\n",
 				total, proj(total), proj(total)/share, 100*share)
 		}
@@ -1033,6 +1041,49 @@ func cpuTime(pid int) time.Duration {
 
 // profile asks a bench/privlinkd-prof daemon to start or stop its CPU
 // profile, over the unix socket it serves in its data directory.
+// settledMem waits 2 s for privlinkd to settle and returns its memory.
+func (b *bench) settledMem(ctx context.Context) (procmem.Mem, error) {
+	if err := benchd.Sleep(ctx, 2*time.Second); err != nil {
+		return procmem.Mem{}, err
+	}
+	return procmem.Of(b.d.PID())
+}
+
+// stretch is privlinkd's CPU time over a measured stretch of work, with
+// its CPU profile when -cpuprofile asks for one.
+type stretch struct {
+	b    *bench
+	cpu0 time.Duration
+}
+
+func (b *bench) startStretch() (stretch, error) {
+	if b.f.cpuprofile != "" {
+		if err := profile("start", b.d.DataDir(), ""); err != nil {
+			return stretch{}, err
+		}
+	}
+	return stretch{b: b, cpu0: cpuTime(b.d.PID())}, nil
+}
+
+// cpu is privlinkd's CPU time since the stretch started.
+func (s stretch) cpu() time.Duration { return cpuTime(s.b.d.PID()) - s.cpu0 }
+
+// end ends the stretch: its CPU time, and privlinkd's memory right then and
+// once settled.
+func (s stretch) end(ctx context.Context) (cpu time.Duration, now, settled procmem.Mem, err error) {
+	cpu = s.cpu()
+	if s.b.f.cpuprofile != "" {
+		if err := profile("stop", s.b.d.DataDir(), s.b.f.cpuprofile); err != nil {
+			return 0, now, settled, err
+		}
+	}
+	if now, err = procmem.Of(s.b.d.PID()); err != nil {
+		return 0, now, settled, err
+	}
+	settled, err = s.b.settledMem(ctx)
+	return cpu, now, settled, err
+}
+
 func profile(action, dataDir, out string) error {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer

@@ -52,6 +52,11 @@ func splitPath(path string) ([]string, error) {
 		if u == "" {
 			return nil, fmt.Errorf("empty path segment in %q", path)
 		}
+		if strings.ContainsAny(u, "/%") {
+			// No ARM name or type holds them, and an ID renders its
+			// segments unescaped: "a%2Fb" would come back as two.
+			return nil, fmt.Errorf("invalid path segment %q: names cannot contain '/' or '%%'", s)
+		}
 		segs[i] = u
 	}
 	return segs, nil
@@ -215,7 +220,8 @@ func (id ResourceID) String() string {
 	if id.Namespace == "" {
 		return b.String()
 	}
-	if id.Namespace == "Microsoft.Resources" && len(id.Types) == 1 && id.Types[0] == "resourceGroups" {
+	if id.Namespace == "Microsoft.Resources" && len(id.Types) == 1 && id.Types[0] == "resourceGroups" &&
+		len(id.Names) == 0 && id.ResourceGroup == "" && id.Scope == nil {
 		b.WriteString("/resourceGroups")
 		return b.String()
 	}

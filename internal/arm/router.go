@@ -81,6 +81,12 @@ type ResourceType struct {
 	NoResourceGroup bool
 	// NoParentCheck skips the check that a child's parent document exists.
 	NoParentCheck bool
+	// Extension marks extension resource types (role assignments): they
+	// may hang off any scope, .../{resource}/providers/{ns}/{type}/{name}.
+	// The router refuses such a path for every other type, whose documents
+	// are keyed without that scope: served, it would let a role on one
+	// resource write any resource of its group.
+	Extension bool
 	// Links are the references to other resources that a PUT or PATCH
 	// body of this type may hold; the router checks each one's linked
 	// action before the handler runs (links.go).
@@ -335,6 +341,11 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 		full = "Microsoft.Resources/resourceGroups"
 	}
 	typ = rt.lookup(full)
+	if typ != nil {
+		if err := checkShape(typ, id); err != nil {
+			return nil, nil, nil, "", err
+		}
+	}
 	if typ != nil && id.IsCollection() {
 		if method != http.MethodGet || typ.List == nil {
 			return nil, nil, nil, "", methodNotAllowed(method, full)
@@ -375,6 +386,9 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 		if pt := rt.lookup(ptype); pt != nil {
 			for k, ah := range pt.Actions {
 				if strings.EqualFold(k, name) {
+					if err := checkShape(pt, parent); err != nil {
+						return nil, nil, nil, "", err
+					}
 					req.ID, req.Action = parent, k
 					suffix := "/action"
 					if method == http.MethodGet {
@@ -387,6 +401,29 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 	}
 	return nil, nil, nil, "", Errorf(http.StatusNotFound, "InvalidResourceType",
 		"The resource type '%s' could not be found in the namespace '%s'.", strings.TrimPrefix(full, id.Namespace+"/"), id.Namespace)
+}
+
+// checkShape refuses a path that names a type in a place the type does
+// not live: an ordinary type under another resource's scope (an extension
+// path), a resource of a type that lives in resource groups without one,
+// or resource groups anywhere but /subscriptions/{s}/resourceGroups
+// [/{name}]. Served, such paths read and write documents other than the
+// ones their scope names, so the scope's authorization would not hold.
+func checkShape(t *ResourceType, id ResourceID) error {
+	if id.Scope != nil && !t.Extension {
+		return Errorf(http.StatusNotFound, "InvalidResourceType",
+			"The resource type '%s' is not an extension resource type: it cannot be placed under the scope '%s'.", t.Type, id.Scope)
+	}
+	if id.ResourceGroup == "" && id.Namespace != "" && len(id.Names) > 0 && !t.NoResourceGroup && !t.Extension {
+		return Errorf(http.StatusNotFound, "InvalidResourceType",
+			"The resource type '%s' lives in a resource group: address it as /subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/%s/..., not '%s'.", t.Type, t.Type, id)
+	}
+	if strings.EqualFold(t.Type, "Microsoft.Resources/resourceGroups") && id.Namespace != "" &&
+		!(id.ResourceGroup == "" && id.Scope == nil && id.IsCollection()) {
+		return Errorf(http.StatusNotFound, "InvalidResourceType",
+			"Resource groups are addressed as /subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}, not '%s'.", id)
+	}
+	return nil
 }
 
 // checkMediaType refuses a body that is not sent as JSON, as ARM does: a
@@ -486,7 +523,7 @@ func (rt *Router) serveList(w http.ResponseWriter, r *http.Request, req *Request
 		skip = len(items)
 	}
 	end := min(skip+size, len(items))
-	page := map[string]any{"value": items[skip:end]}
+	page := map[string]any{"value": append([]any{}, items[skip:end]...)} // [] when empty, as ARM, never null
 	if end < len(items) {
 		q.Set("$skiptoken", strconv.Itoa(end))
 		page["nextLink"] = req.BaseURL + r.URL.EscapedPath() + "?" + q.Encode()

@@ -45,6 +45,9 @@ type Datapath struct {
 	// (fmt %v of the public paths), "" when unknown; only the loop's
 	// goroutine uses it.
 	convergedPublic string
+	// failedPasses counts the passes in a row in which the kernel refused
+	// a change (for the back-off); only the loop's goroutine uses it.
+	failedPasses int
 
 	// snap is what the last reconcile programmed (see Snapshot).
 	snap atomic.Pointer[published]
@@ -118,14 +121,55 @@ type DatapathSnapshot struct {
 type published struct {
 	snap    DatapathSnapshot
 	changed chan struct{}
-	// observed holds, by lower-cased endpoint ID, the revision of the
-	// endpoint document the snapshot was computed from.
-	observed map[string]int64
+	// status holds, by lower-cased endpoint ID, what the pass did with the
+	// revision of the endpoint's document it read.
+	status map[string]endpointStatus
+}
+
+// EndpointState is what the data path did with a revision of a private
+// endpoint's document.
+type EndpointState int
+
+// The states of an endpoint's document in the data path.
+const (
+	// EndpointPending: the data path has not processed that revision yet,
+	// or the translation it wants waits for something that is not there
+	// yet (its network's router, its server's namespace).
+	EndpointPending EndpointState = iota
+	// EndpointInPlace: what the document asks for holds in the kernel: its
+	// translation is in place (Approved, to a running server), or it wants
+	// none and has none (a withdrawn one is gone, or held closed while its
+	// removal is retried).
+	EndpointInPlace
+	// EndpointFailed: programming its translation failed (the error says
+	// how); the data path retries with back-off.
+	EndpointFailed
+)
+
+func (s EndpointState) String() string {
+	switch s {
+	case EndpointInPlace:
+		return "in place"
+	case EndpointFailed:
+		return "failed"
+	}
+	return "pending"
+}
+
+// endpointStatus is what one pass did with one endpoint's document.
+type endpointStatus struct {
+	rev   int64
+	state EndpointState
+	err   error
+}
+
+func (a endpointStatus) equal(b endpointStatus) bool {
+	return a.rev == b.rev && a.state == b.state && fmt.Sprint(a.err) == fmt.Sprint(b.err)
 }
 
 // Snapshot returns what the controller programmed in its last pass, and a
 // channel closed once a pass publishes a different snapshot, or the same
-// computed from newer documents (see ObservedEndpoint). It is safe for
+// with other endpoint statuses (see EndpointStatus). It is safe for
 // concurrent use.
 func (d *Datapath) Snapshot() (DatapathSnapshot, <-chan struct{}) {
 	p := d.snap.Load()
@@ -138,25 +182,28 @@ func (d *Datapath) Translations() []TranslationInfo {
 	return slices.Clone(d.snap.Load().snap.Translations)
 }
 
-// publish makes s, computed from the endpoint documents at the revisions
-// in observed, the current snapshot, waking Snapshot's waiters if either
-// differs from the last one.
-func (d *Datapath) publish(s DatapathSnapshot, observed map[string]int64) {
+// publish makes s the current snapshot and status the endpoints'
+// statuses, waking Snapshot's waiters if either differs from the last one.
+func (d *Datapath) publish(s DatapathSnapshot, status map[string]endpointStatus) {
 	old := d.snap.Load()
-	if reflect.DeepEqual(old.snap, s) && maps.Equal(old.observed, observed) {
+	if reflect.DeepEqual(old.snap, s) && maps.EqualFunc(old.status, status, endpointStatus.equal) {
 		return
 	}
-	d.snap.Store(&published{snap: s, changed: make(chan struct{}), observed: observed})
+	d.snap.Store(&published{snap: s, changed: make(chan struct{}), status: status})
 	close(old.changed)
 }
 
-// ObservedEndpoint reports whether the last pass of the controller was
-// computed from revision rev, or a later one, of the document of private
-// endpoint id: whether the translation it wants (if any) is in place. It
-// is safe for concurrent use.
-func (d *Datapath) ObservedEndpoint(id string, rev int64) bool {
-	got, ok := d.snap.Load().observed[strings.ToLower(id)]
-	return ok && got >= rev
+// EndpointStatus tells what the controller's last pass did with revision
+// rev (or a later one) of the document of private endpoint id: whether
+// what it asks for is in place, failed (with the error), or pending (the
+// pass read an older revision, or waits for something). It is safe for
+// concurrent use.
+func (d *Datapath) EndpointStatus(id string, rev int64) (EndpointState, error) {
+	st, ok := d.snap.Load().status[strings.ToLower(id)]
+	if !ok || st.rev < rev {
+		return EndpointPending, nil
+	}
+	return st.state, st.err
 }
 
 // snatPrefix holds endpoint SNAT addresses: the address a server sees for
@@ -249,9 +296,9 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 	var eps []endpoint
 	var infos []peInfo
 	connNames := map[string]string{} // server-side connection names, by lower endpoint ID
-	// observed: the revision of every endpoint document this pass read,
-	// by lower-cased ID, whether it asks for a translation or not.
-	observed := map[string]int64{}
+	// revs: the revision of every endpoint document this pass read, by
+	// lower-cased ID, whether it asks for a translation or not.
+	revs := map[string]int64{}
 	for _, kv := range kvs {
 		id, ok := arm.ParseDocKey(kv.Key)
 		if !ok {
@@ -261,7 +308,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		case "microsoft.network/virtualnetworks":
 			networks[FabricID(id)] = id
 		case "microsoft.network/privateendpoints":
-			observed[strings.ToLower(id.String())] = kv.Revision
+			revs[strings.ToLower(id.String())] = kv.Revision
 			info, ok := d.parseEndpoint(rd, kv)
 			if !ok {
 				continue
@@ -293,6 +340,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		byService[s.desired.ServiceAddr] = s
 	}
 	var failures []error
+	var pendings []error // what waits for a namespace
 	byNetwork := map[string][]fabric.EndpointNAT{}
 	for _, ep := range eps {
 		nid := FabricID(ep.network)
@@ -306,6 +354,10 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 			delete(d.converged, nid)
 		}
 	}
+	// results holds the error of each network's router converged this
+	// pass (nil: all in place); networks not converged this pass are as
+	// they last converged, which succeeded.
+	results := map[string]error{}
 	for nid := range networks {
 		want := fmt.Sprintf("%v", byNetwork[nid])
 		if cur, ok := d.converged[nid]; ok && cur == want && item != itemDatapathResync {
@@ -313,10 +365,16 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		}
 		delete(d.converged, nid)
 		revoked, err := d.fab.EnsureEndpoints(nid, byNetwork[nid])
+		results[nid] = err
+		var te *fabric.TranslationError
 		switch {
 		case err == nil:
 			d.converged[nid] = want
-		case !errors.Is(err, fabric.ErrNotFound):
+		case allNotFound(err) && !errors.As(err, &te), errors.As(err, &te) && onlyPending(te):
+			// The network's router or a server's namespace is not
+			// there yet.
+			pendings = append(pendings, fmt.Errorf("network %s: %w", networks[nid], err))
+		default:
 			failures = append(failures, fmt.Errorf("network %s: %w", networks[nid], err))
 		}
 		d.terminate(ctx, revoked, byService)
@@ -346,20 +404,122 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 	if want := fmt.Sprintf("%v", pubs); want != d.convergedPublic || item == itemDatapathResync {
 		d.convergedPublic = ""
 		revoked, err := d.fab.EnsurePublic(pubs)
-		if err != nil {
-			failures = append(failures, fmt.Errorf("public paths: %w", err))
-		} else {
+		var te *fabric.TranslationError
+		switch {
+		case err == nil:
 			d.convergedPublic = want
+		case errors.As(err, &te) && onlyPending(te):
+			pendings = append(pendings, fmt.Errorf("public paths: %w", err))
+		default:
+			failures = append(failures, fmt.Errorf("public paths: %w", err))
 		}
 		d.terminate(ctx, revoked, byService)
 	}
-	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos), observed)
-	if err := errors.Join(failures...); err != nil {
-		// Typically a server's namespace is not there yet: try again soon.
-		d.log.Debug("data path not fully converged", "err", err)
+	d.publish(snapshotOf(networks, infos, eps, snats, servers, connNames, pubInfos), endpointStatuses(revs, infos, eps, networks, results))
+	if len(failures) > 0 {
+		// The kernel refused a change: said loudly, retried with back-off.
+		d.failedPasses++
+		delay := backoff(d.failedPasses)
+		for _, err := range failures {
+			d.log.Error("data path convergence failed; retrying", "attempt", d.failedPasses, "retry_in", delay, "err", err)
+		}
+		return delay, nil
+	}
+	d.failedPasses = 0
+	if len(pendings) > 0 {
+		// A router or a server's namespace is not there yet: soon again.
+		d.log.Debug("data path waits for namespaces", "err", errors.Join(pendings...))
 		return time.Second, nil
 	}
 	return 0, nil
+}
+
+// onlyPending reports whether every translation te names failed for want
+// of a namespace (a server's, not there yet) and nothing else failed.
+func onlyPending(te *fabric.TranslationError) bool {
+	if len(te.Failed) == 0 || len(te.Held) > 0 {
+		return false
+	}
+	for _, err := range te.Failed {
+		if !allNotFound(err) {
+			return false
+		}
+	}
+	return allNotFound(te.Err)
+}
+
+// allNotFound reports whether err is fabric.ErrNotFound, or joins errors
+// that all are: errors.Is alone would take a join of a missing namespace
+// and a failed revocation for the former.
+func allNotFound(err error) bool {
+	for err != nil {
+		if err == fabric.ErrNotFound {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			errs := u.Unwrap()
+			return len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !allNotFound(e) })
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// endpointStatuses tells, for every endpoint document a pass read (revs),
+// what the pass did with it: eps want a translation; results are the
+// errors of the networks' routers converged in the pass.
+func endpointStatuses(revs map[string]int64, infos []peInfo, eps []endpoint, networks map[string]arm.ResourceID, results map[string]error) map[string]endpointStatus {
+	wants := map[string]bool{}
+	for _, ep := range eps {
+		wants[strings.ToLower(ep.id.String())] = true
+	}
+	netOf := map[string]string{}  // endpoint key → its network's fabric ID
+	nameOf := map[string]string{} // endpoint key → its translation's name
+	for _, pe := range infos {
+		key := strings.ToLower(pe.id.String())
+		netOf[key] = FabricID(pe.network)
+		nameOf[key] = FabricID(pe.id)
+	}
+	out := make(map[string]endpointStatus, len(revs))
+	for key, rev := range revs {
+		st := endpointStatus{rev: rev, state: EndpointInPlace}
+		nid, known := netOf[key]
+		_, exists := networks[nid]
+		err, converged := results[nid]
+		switch {
+		case !known || (!wants[key] && !converged):
+			// Nothing to program, or nothing changed where it was.
+		case !exists:
+			st.state = EndpointPending // its network is not there (yet)
+		case converged && err != nil:
+			st.state, st.err = endpointResult(nameOf[key], wants[key], err)
+		}
+		out[key] = st
+	}
+	return out
+}
+
+// endpointResult is the state of the translation named name (wanted or
+// not) after its router's Ensure failed with err.
+func endpointResult(name string, wanted bool, err error) (EndpointState, error) {
+	var te *fabric.TranslationError
+	if errors.As(err, &te) {
+		if e, ok := te.Failed[name]; ok {
+			err = e
+		} else {
+			return EndpointInPlace, nil // as asked, or withdrawn and held closed
+		}
+	} else if !wanted {
+		return EndpointInPlace, nil // no router: nothing to withdraw
+	}
+	if allNotFound(err) {
+		return EndpointPending, nil
+	}
+	return EndpointFailed, err
 }
 
 // snapshotOf assembles the snapshot of one pass, sorted so that equal

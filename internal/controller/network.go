@@ -126,9 +126,13 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 }
 
 // FollowDatapath makes the controller finish a private endpoint's operation
-// (settle its NIC) only once the data path has processed the endpoint's
-// document as it is (d.ObservedEndpoint): when the SDK's poller completes,
-// an approved endpoint takes connections. Call it before Run.
+// (settle its NIC) Succeeded only once the data path reports the
+// endpoint's document, as it is, in place (d.EndpointStatus): when the
+// SDK's poller completes, an approved endpoint takes connections. When the
+// data path reports that programming it failed, or not in place within
+// holdBackMax, the operation ends Failed and so does the NIC's (the
+// endpoint's) provisioningState, until the translation comes. Call it
+// before Run.
 func (n *Network) FollowDatapath(d *Datapath) {
 	n.wait = dataPathWait{dp: d, log: n.log, what: "finishing its operation"}
 }
@@ -294,14 +298,20 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item stri
 			}
 		}
 		if pe := nic.Properties.PrivateEndpoint.ID; pe != nil {
-			ready, err := n.endpointReady(ctx, *pe, item)
+			ready, failure, err := n.endpointReady(ctx, *pe, item)
 			if err != nil {
 				return 0, err
 			}
+			if failure != nil {
+				// Failed, not Succeeded: the translation is not there.
+				// Should it come later, a data path pass (n.wait still
+				// enqueues it) or the resync settles the NIC again.
+				return holdBackRecheck, n.settle(ctx, id, failure)
+			}
 			if !ready {
 				// Again at the data path's next pass (n.wait enqueues
-				// it), and at the latest when the wait is over.
-				return holdBackMax, nil
+				// it), and in any case after a while.
+				return holdBackRecheck, nil
 			}
 		}
 		return 0, n.settle(ctx, id, nil)
@@ -345,23 +355,27 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item stri
 }
 
 // endpointReady reports whether the operation of private endpoint pe may
-// finish: see FollowDatapath. An endpoint that is gone is ready.
-func (n *Network) endpointReady(ctx context.Context, pe, item string) (bool, error) {
+// finish Succeeded (see FollowDatapath), or must finish failed (failure,
+// an ARM error: the data path failed to program its translation, or did
+// not put it in place within holdBackMax). An endpoint that is gone is
+// ready.
+func (n *Network) endpointReady(ctx context.Context, pe, item string) (ready bool, failure, err error) {
 	if n.wait.dp == nil {
-		return true, nil
+		return true, nil, nil
 	}
 	id, err := arm.ParseID(pe)
 	if err != nil {
-		return true, nil // not an endpoint the data path could know
+		return true, nil, nil // not an endpoint the data path could know
 	}
 	kv, err := n.st.Get(ctx, arm.DocKey(id))
 	if errors.Is(err, store.ErrNotFound) {
-		return true, nil
+		return true, nil, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("private endpoint %s: %w", pe, err)
+		return false, nil, fmt.Errorf("private endpoint %s: %w", pe, err)
 	}
-	return n.wait.ready(ctx, pe, kv.Revision, item, n.loop.Enqueue), nil
+	ready, failure = n.wait.ready(ctx, pe, kv.Revision, item, n.loop.Enqueue)
+	return ready, failure, nil
 }
 
 // settle records that a NIC's namespace matches its document: the NIC

@@ -49,10 +49,11 @@ func NewZoneGroups(st store.Store, log *slog.Logger) *ZoneGroups {
 }
 
 // FollowDatapath makes the controller write an endpoint's address into a
-// zone only once the data path has processed the endpoint's document as it
-// is (d.ObservedEndpoint), so that a name never resolves to an endpoint
-// whose translation is not in place yet. Addresses already in a record
-// stay; removals are not held back. Call it before Run.
+// zone only once the data path reports the endpoint's document, as it is,
+// in place (d.EndpointStatus), so that a name never resolves to an
+// endpoint whose translation is not there: while programming it fails, or
+// stays pending, the address waits (however long). Addresses already in a
+// record stay; removals are not held back. Call it before Run.
 func (z *ZoneGroups) FollowDatapath(d *Datapath) {
 	z.wait = dataPathWait{dp: d, log: z.log, what: "publishing its address"}
 }
@@ -95,10 +96,15 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 		key := func(zone arm.ResourceID) string {
 			return strings.ToLower(zone.String()) + "|" + strings.ToLower(ep.ServerName)
 		}
-		// Only an address some record lacks waits for the data path.
+		// Only an address some record lacks waits for the data path; it
+		// is never published before the endpoint's translation is in
+		// place (if the data path fails or times out, it waits on).
 		ready := !slices.ContainsFunc(ep.Zones, func(zone arm.ResourceID) bool {
 			return !slices.Contains(have[key(zone)], ep.Addr.String())
-		}) || z.wait.ready(ctx, ep.Endpoint.String(), ep.Revision, itemZoneGroups, z.loop.Enqueue)
+		})
+		if !ready {
+			ready, _ = z.wait.ready(ctx, ep.Endpoint.String(), ep.Revision, itemZoneGroups, z.loop.Enqueue)
+		}
 		held = held || !ready
 		for _, zone := range ep.Zones {
 			zk, k := strings.ToLower(zone.String()), key(zone)
@@ -114,8 +120,8 @@ func (z *ZoneGroups) reconcile(ctx context.Context, _ string) (time.Duration, er
 	var requeue time.Duration
 	if held {
 		// Again after the data path's next pass (z.wait enqueues it), and
-		// at the latest when the wait is over.
-		requeue = holdBackMax
+		// in any case after a while.
+		requeue = holdBackRecheck
 	}
 	_, err = z.st.Txn(ctx, func(tx store.Tx) error {
 		for key, addrs := range want {

@@ -243,13 +243,22 @@ func (f *Fabric) EnsureEndpoints(network string, eps []EndpointNAT) ([]Flow, err
 }
 
 func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNAT) ([]Flow, error) {
+	names := func(fn func(EndpointNAT) bool) []string {
+		var out []string
+		for _, ep := range eps {
+			if fn(ep) {
+				out = append(out, ep.Name)
+			}
+		}
+		return out
+	}
 	// No translation without the forward filter that confines it.
 	if err := ensureRouterFilter(router); err != nil {
-		return nil, err
+		return nil, failedAll(router.name, names(func(EndpointNAT) bool { return true }), err)
 	}
 	start := time.Now()
 	links := endpointLinks(network, eps)
-	applied, keep, linkErr := f.ensureLinks(router, links, false)
+	applied, keep, linkErrs := f.ensureLinks(router, links, false)
 	linked := time.Now()
 	var ok []EndpointNAT
 	for _, ep := range eps {
@@ -265,16 +274,15 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 		ep, ok := byTarget[fl.Target]
 		return !ok || fl.Service != netip.AddrPortFrom(ep.ServiceAddr, ep.Port) || fl.Source.Addr() != ep.SNAT
 	}
-	foreseen, forget := f.foreseeRevocations(router, revoke)
-	changed, err := convergeTable(router, endpointTable(network, ok))
-	if err != nil {
-		forget()
-		return nil, errors.Join(linkErr, err)
-	}
+	foreseen, _ := f.foreseeRevocations(router, revoke)
+	res := f.convergeTable(router, endpointTable(network, ok))
 	translated := time.Now()
-	if changed {
-		f.log.Info("endpoint translations converged", "ns", router.name, "network", network, "translations", len(ok))
+	if res.changed && res.err == nil {
+		f.log.Info("endpoint translations converged", "ns", router.name, "network", network, "translations", len(ok), "batches", res.batches)
 	}
+	// The flows of what went are cut whether or not the kernel took the
+	// change: a withdrawal that failed is held closed (or said to be
+	// open), and its sessions go all the same.
 	acctErr := ensureFlowAccounting(router)
 	revoked, revokeErr := f.revokeFlows(router, revoke, foreseen)
 	revokedAt := time.Now()
@@ -289,11 +297,57 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 			pruned = append(pruned, l)
 		}
 	}
-	_, _, pruneErr := f.ensureLinks(router, pruned, true)
+	_, _, pruneErrs := f.ensureLinks(router, pruned, true)
 	_, delErr := deleteServiceLinks(router, keep)
 	f.log.Debug("endpoints converged", "ns", router.name, "links", linked.Sub(start), "nftables", translated.Sub(linked),
 		"revocation", revokedAt.Sub(translated), "cleanup", time.Since(revokedAt))
-	return revoked, errors.Join(linkErr, acctErr, revokeErr, pruneErr, delErr)
+	for _, ep := range eps {
+		if !applied[ep.Service] {
+			res.failed = setFailure(res.failed, ep.Name, linkErrs[ep.Service])
+		}
+	}
+	return revoked, translationError(router.name, res, joinValues(linkErrs), acctErr, revokeErr, joinValues(pruneErrs), delErr)
+}
+
+// failedAll is the error of an Ensure in whose router nothing could be
+// done: every translation named failed with err.
+func failedAll(router string, names []string, err error) error {
+	res := convergeResult{failed: map[string]error{}, err: err}
+	for _, n := range names {
+		res.failed[n] = err
+	}
+	return translationError(router, res)
+}
+
+func setFailure(m map[string]error, name string, err error) map[string]error {
+	if m == nil {
+		m = map[string]error{}
+	}
+	m[name] = err
+	return m
+}
+
+// translationError returns what an Ensure reports for the convergence res
+// of router and other errors: nil when all went well, else a
+// *TranslationError.
+func translationError(router string, res convergeResult, others ...error) error {
+	err := errors.Join(append([]error{res.err}, others...)...)
+	if err == nil && len(res.failed) == 0 {
+		return nil
+	}
+	if err == nil {
+		err = errors.Join(slices.Collect(maps.Values(res.failed))...)
+	}
+	return &TranslationError{Router: router, Failed: res.failed, Held: res.held, Err: err}
+}
+
+// joinValues joins a map's errors, in the order of their keys.
+func joinValues(m map[string]error) error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		errs = append(errs, m[k])
+	}
+	return errors.Join(errs...)
 }
 
 // endpointLinks returns the service links eps need, by service, sorted.
@@ -317,10 +371,10 @@ func endpointLinks(network string, eps []EndpointNAT) []serviceLink {
 // ensureLinks converges the service links of router. Unless prune, it only
 // adds: addresses and routes of the links that are there and not wanted
 // stay (until flows through them are cut). It returns the services whose
-// links are in place and the router-side names of the links to keep.
-func (f *Fabric) ensureLinks(router *nsRef, links []serviceLink, prune bool) (applied map[string]bool, keep map[string]bool, err error) {
-	applied, keep = map[string]bool{}, map[string]bool{}
-	var errs []error
+// links are in place, the router-side names of the links to keep, and why
+// the others are not, by service.
+func (f *Fabric) ensureLinks(router *nsRef, links []serviceLink, prune bool) (applied map[string]bool, keep map[string]bool, errs map[string]error) {
+	applied, keep, errs = map[string]bool{}, map[string]bool{}, map[string]error{}
 	for _, l := range links {
 		rName, _ := l.names()
 		if !prune {
@@ -333,12 +387,12 @@ func (f *Fabric) ensureLinks(router *nsRef, links []serviceLink, prune bool) (ap
 			}
 		}
 		if err := f.ensureServiceLink(router, l); err != nil {
-			errs = append(errs, err)
+			errs[l.service] = err
 			continue
 		}
 		applied[l.service], keep[rName] = true, true
 	}
-	return applied, keep, errors.Join(errs...)
+	return applied, keep, errs
 }
 
 // linkAddrs returns the IPv4 addresses on the named link of r's namespace
@@ -414,25 +468,28 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 	for _, svc := range slices.Sorted(maps.Keys(bySvc)) {
 		links = append(links, bySvc[svc])
 	}
-	applied, keep, linkErr := f.ensureLinks(inet, links, true)
+	applied, keep, linkErrs := f.ensureLinks(inet, links, true)
 	var ok []PublicNAT
-	var addrs []netip.Prefix
+	var all []string
+	var prefixes []netip.Prefix
 	for _, p := range pubs {
+		all = append(all, p.Name)
 		if applied[p.Service] {
 			ok = append(ok, p)
-			addrs = append(addrs, netip.PrefixFrom(p.Public, 32))
+			prefixes = append(prefixes, netip.PrefixFrom(p.Public, 32))
 		}
 	}
 	lo, err := linkByName(inet, "lo")
 	if err == nil && lo == nil {
 		err = fmt.Errorf("namespace %s: no lo", inet.name)
 	}
-	if err != nil {
-		return nil, errors.Join(linkErr, err)
+	if err == nil {
+		// New public addresses first; those that go, once their flows
+		// are cut.
+		err = ensureAddrs(inet, lo, prefixes, labelPublic, 0, func(netlink.Addr) bool { return false })
 	}
-	// New public addresses first; those that go, once their flows are cut.
-	if err := ensureAddrs(inet, lo, addrs, labelPublic, 0, func(netlink.Addr) bool { return false }); err != nil {
-		return nil, errors.Join(linkErr, err)
+	if err != nil {
+		return nil, failedAll(inet.name, all, errors.Join(joinValues(linkErrs), err))
 	}
 	byTarget := map[netip.AddrPort]PublicNAT{}
 	for _, p := range ok {
@@ -442,23 +499,25 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 		p, ok := byTarget[fl.Target]
 		return !ok || fl.Service != netip.AddrPortFrom(p.ServiceAddr, p.Port) || fl.Source != fl.Client || !p.allows(fl.Client.Addr())
 	}
-	foreseen, forget := f.foreseeRevocations(inet, revoke)
-	changed, err := convergeTable(inet, publicTable(ok))
-	if err != nil {
-		forget()
-		return nil, errors.Join(linkErr, err)
+	foreseen, _ := f.foreseeRevocations(inet, revoke)
+	res := f.convergeTable(inet, publicTable(ok))
+	if res.changed && res.err == nil {
+		f.log.Info("public paths converged", "ns", inet.name, "paths", len(ok), "batches", res.batches)
 	}
-	if changed {
-		f.log.Info("public paths converged", "ns", inet.name, "paths", len(ok))
-	}
+	// As for endpoints: the flows of what went are cut in any case.
 	acctErr := ensureFlowAccounting(inet)
 	revoked, revokeErr := f.revokeFlows(inet, revoke, foreseen)
 	if len(revoked) > 0 {
 		f.log.Info("revoked public flows", "ns", inet.name, "flows", len(revoked))
 	}
-	pruneErr := ensureAddrs(inet, lo, addrs, labelPublic, 0, func(a netlink.Addr) bool { return a.Label == labelPublic })
+	pruneErr := ensureAddrs(inet, lo, prefixes, labelPublic, 0, func(a netlink.Addr) bool { return a.Label == labelPublic })
 	_, delErr := deleteServiceLinks(inet, keep)
-	return revoked, errors.Join(linkErr, acctErr, revokeErr, pruneErr, delErr)
+	for _, p := range pubs {
+		if !applied[p.Service] {
+			res.failed = setFailure(res.failed, p.Name, linkErrs[p.Service])
+		}
+	}
+	return revoked, translationError(inet.name, res, joinValues(linkErrs), acctErr, revokeErr, pruneErr, delErr)
 }
 
 // RevokeEndpointFlows cuts every flow of the network's router whose client
@@ -517,7 +576,7 @@ func (f *Fabric) EndpointCounters(network string) (map[string]Counters, error) {
 		return nil, fmt.Errorf("fabric: counters of network %s: %w", network, err)
 	}
 	defer router.close()
-	out, err := counters(router, chainEndpointDNAT, endpointObjPrefix)
+	out, err := counters(router, endpointObjPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("fabric: counters of network %s: %w", network, err)
 	}
@@ -535,21 +594,17 @@ func (f *Fabric) PublicCounters() (map[string]Counters, error) {
 		return nil, fmt.Errorf("fabric: public counters: %w", err)
 	}
 	defer inet.close()
-	out, err := counters(inet, chainPublicDNAT, publicObjPrefix)
+	out, err := counters(inet, publicObjPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("fabric: public counters: %w", err)
 	}
 	return out, nil
 }
 
-// counters reads the named counters of r's table and adds the active flows
-// of each translation, which its DNAT rule names.
-func counters(r *nsRef, dnatChain, prefix string) (map[string]Counters, error) {
-	out, err := readCounters(r, prefix)
-	if err != nil {
-		return nil, err
-	}
-	names, err := dnatTargets(r, dnatChain, prefix)
+// counters reads the counters of r's translations whose objects start
+// with prefix, and adds the active flows of each.
+func counters(r *nsRef, prefix string) (map[string]Counters, error) {
+	out, names, err := readCounters(r, prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/privlink/privlink/internal/testkit"
 	"github.com/vishvananda/netlink"
 )
 
@@ -44,16 +45,7 @@ func newBenchPath(b *testing.B) *benchPath {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go benchServe(c)
-		}
-	}()
+	testkit.Serve(b, ln, benchServe)
 	return p
 }
 

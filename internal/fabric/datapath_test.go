@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/privlink/privlink/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -91,29 +92,23 @@ func startEcho(t testing.TB, f *Fabric, ns, addr, greeting string) *echoServer {
 		t.Fatalf("listen on %s in %s: %v", addr, ns, err)
 	}
 	s := &echoServer{ln: ln, ends: make(chan error, 64)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				_, err := fmt.Fprintf(c, "%s %s\n", greeting, host)
-				if err == nil {
-					// Hidden from io.Copy's splice, whose
-					// pooled pipes would look like leaks.
-					_, err = io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
-				}
-				if err == nil {
-					err = io.EOF
-				}
-				c.Close()
-				s.ends <- err
-			}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		_, err := fmt.Fprintf(c, "%s %s\n", greeting, host)
+		if err == nil {
+			// Hidden from io.Copy's splice, whose pooled pipes would
+			// look like leaks.
+			_, err = io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
 		}
-	}()
+		if err == nil {
+			err = io.EOF
+		}
+		c.Close()
+		select {
+		case s.ends <- err:
+		default: // a test that does not read them
+		}
+	})
 	return s
 }
 
@@ -194,37 +189,18 @@ func logRuleset(t testing.TB, ns string) {
 // objects, and the sets with their elements.
 func tableDump(t testing.TB, f *Fabric, ns string) string {
 	t.Helper()
-	r, err := f.open(ns, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	c, err := nftConn(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
+	c := nftIn(t, f, ns)
 	var b strings.Builder
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
 	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
-	for _, ch := range chains {
-		if ch.Table.Name != NFTTable {
-			continue
-		}
-		rules, err := c.GetRules(table, ch)
-		if err != nil {
-			t.Fatal(err)
-		}
+	chains, rules := tableRules(t, c)
+	for i, ch := range chains {
 		comments, err := ruleComments(c, ch)
 		if err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "chain %s\n", ch.Name)
-		for i, rl := range rules {
-			fmt.Fprintf(&b, "  rule %d %q\n", rl.Handle, comments[i])
+		for j, rl := range rules[i] {
+			fmt.Fprintf(&b, "  rule %d %q\n", rl.Handle, comments[j])
 		}
 	}
 	objs, err := c.GetNamedObjects(table)
@@ -253,16 +229,7 @@ func tableDump(t testing.TB, f *Fabric, ns string) string {
 // ruleHandles returns the handles of the rules of chain in namespace ns.
 func ruleHandles(t testing.TB, f *Fabric, ns, chain string) []uint64 {
 	t.Helper()
-	r, err := f.open(ns, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	c, err := nftConn(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
+	c := nftIn(t, f, ns)
 	ch, err := findChain(c, NFTTable, chain)
 	if err != nil || ch == nil {
 		t.Fatalf("chain %s in %s: %v %v", chain, ns, ch, err)
@@ -396,18 +363,15 @@ func TestRanges(t *testing.T) {
 	if want := []AddrRange{r("10.0.0.1", "10.0.0.9"), r("10.0.0.20", "10.0.0.30")}; !slices.Equal(merged, want) {
 		t.Errorf("mergeRanges = %v, want %v", merged, want)
 	}
-	// As nft writes them: a leading interval end, starts, ends one past.
-	got := elementKeys(intervalElements([]AddrRange{r("198.18.7.0", "198.18.7.255"), r("255.255.255.0", "255.255.255.255")}))
-	want := elementKeys([]nftables.SetElement{
-		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true},
-		{Key: []byte{198, 18, 7, 0}}, {Key: []byte{198, 18, 8, 0}, IntervalEnd: true},
-		{Key: []byte{255, 255, 255, 0}},
-	})
-	if !slices.Equal(got, want) {
-		t.Errorf("intervalElements = %q, want %q", got, want)
+	// One element per merged range, the public address before it.
+	pub := mustAddr("198.18.0.10")
+	got := allowElements("p", pub, []AddrRange{r("198.18.7.0", "198.18.7.255"), r("198.18.7.200", "198.18.8.3"), r("255.255.255.0", "255.255.255.255")})
+	want := []string{"c612000ac6120700-c612000ac6120803", "c612000affffff00-c612000affffffff"}
+	if !slices.Equal(elementKeys(got), want) || got[0].Comment != "p" {
+		t.Errorf("allowElements = %q (%+v), want %q", elementKeys(got), got, want)
 	}
-	if got := intervalElements(nil); len(got) != 0 {
-		t.Errorf("intervalElements(nil) = %v", got)
+	if got := allowElements("p", pub, nil); len(got) != 0 {
+		t.Errorf("allowElements(nil) = %v", got)
 	}
 	if n1, n2 := ServiceLinkNames("net1", "pg1"); len(n1) > 15 || len(n2) > 15 || n1[0] != 's' || n2[0] != 'r' || n1[1:] != n2[1:] {
 		t.Errorf("ServiceLinkNames = %q %q", n1, n2)
@@ -940,6 +904,57 @@ func TestPublic(t *testing.T) {
 			t.Errorf("counters left: %v, %v", c, err)
 		}
 	})
+}
+
+// TestPublicGuardCountsAllowedOnly: a packet of a public flow whose client
+// the path no longer allows is reset by the guard, and not counted as
+// passing. The firewall is narrowed in the table alone, without the
+// revocation an Ensure does, so that the flow's next packet meets the
+// guard.
+func TestPublicGuardCountsAllowedOnly(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	inside, err := f.EnsureInternetHost(mustAddr("198.18.7.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
+	startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+		Allowed: []AddrRange{PrefixRange(netip.MustParsePrefix("198.18.7.0/24"))}, Enabled: true}
+	mustEnsurePublic(t, f, pub)
+	s := dialSession(t, f, inside, "198.18.0.10:5432")
+	if err := s.echo("allowed"); err != nil {
+		t.Fatal(err)
+	}
+	narrower := pub
+	narrower.Allowed = []AddrRange{PrefixRange(netip.MustParsePrefix("198.19.1.0/24"))}
+	f.mu.Lock()
+	inet, err := f.open(f.NamespaceName(KindInternet, ""), nil)
+	if err == nil {
+		if res := f.convergeTable(inet, publicTable([]PublicNAT{narrower})); res.err != nil {
+			err = res.err
+		}
+		inet.close()
+	}
+	f.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.PublicCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.echo("no longer allowed"); !isReset(err) {
+		t.Errorf("a packet from a client the firewall no longer allows: %v, want a reset", err)
+	}
+	after, err := f.PublicCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, a := before["pg1"], after["pg1"]; a.PacketsIn != b.PacketsIn || a.BytesIn != b.BytesIn {
+		t.Errorf("counters in went from %d packets (%d bytes) to %d (%d) with only refused packets sent", b.PacketsIn, b.BytesIn, a.PacketsIn, a.BytesIn)
+	}
 }
 
 // TestEndpointAndPublicTogether serves one service through an endpoint and

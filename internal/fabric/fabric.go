@@ -42,6 +42,7 @@ import (
 	"os"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/privlink/privlink/internal/names"
@@ -108,6 +109,11 @@ type Fabric struct {
 	// watches are the running flow watches, which a namespace's deletion
 	// ends (see WatchFlows).
 	watches watchSet
+	// fault is the fault hook of tests (SetFaultHook), or nil.
+	fault atomic.Pointer[func(FaultPoint, string) error]
+	// batchBudget, when not 0, replaces nftBatchBudget (tests of changes
+	// split into several batches).
+	batchBudget int
 }
 
 // New returns a Fabric owning the namespaces whose names start with prefix

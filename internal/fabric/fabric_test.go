@@ -621,16 +621,7 @@ func TestRouterFilter(t *testing.T) {
 	mustNotConnect(t, f, nic, out)
 	mustNotConnect(t, f, outside, in)
 
-	r, err := f.open(router, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	c, err := nftConn(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseLasting()
+	c := nftIn(t, f, router)
 	ch, err := findChain(c, NFTTable, NFTForwardChain)
 	if err != nil || ch == nil {
 		t.Fatalf("chain: %v %v", ch, err)

@@ -225,8 +225,8 @@ func TestRevocationRacingTheGuard(t *testing.T) {
 	if len(foreseen) != 1 {
 		t.Fatalf("foreseen %v, want the one flow", foreseen)
 	}
-	if _, err := convergeTable(router, endpointTable("net1", nil)); err != nil {
-		t.Fatal(err)
+	if res := f.convergeTable(router, endpointTable("net1", nil)); res.err != nil {
+		t.Fatal(res.err)
 	}
 	if err := s.echo("in between"); !isReset(err) {
 		t.Fatalf("client between the translation's removal and its revocation: %v, want a reset by the guard", err)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,22 +17,10 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/privlink/privlink/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips a test that needs root when not root, and fails it under
-// CI (which runs as root, so a skip there would hide a broken setup).
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("fabric tests need root: they create network namespaces (CI=true, so not skipping)")
-	}
-	t.Skip("fabric tests need root: they create network namespaces")
-}
 
 // tWriter sends log lines to t.Log.
 type tWriter struct{ t testing.TB }
@@ -49,7 +36,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // namespace's links and routes are as they were before.
 func newTestFabric(t testing.TB) *Fabric {
 	t.Helper()
-	requireRoot(t)
+	testkit.RequireRoot(t, "fabric tests create network namespaces")
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -206,18 +193,11 @@ func serve(t testing.TB, f *Fabric, ns, addr, greeting string) string {
 	if err != nil {
 		t.Fatalf("listen on %s in %s: %v", addr, ns, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Fprintf(c, "%s %s\n", greeting, host)
-			c.Close()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		fmt.Fprintf(c, "%s %s\n", greeting, host)
+		c.Close()
+	})
 	return ln.Addr().String()
 }
 
@@ -322,4 +302,44 @@ func nsState(t testing.TB, f *Fabric, name string) string {
 		}
 	}
 	return b.String()
+}
+
+// nftIn returns an nftables connection in namespace ns, closed when the
+// test ends.
+func nftIn(t testing.TB, f *Fabric, ns string) *nftables.Conn {
+	t.Helper()
+	r, err := f.open(ns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close() // the socket stays in the namespace
+	c, err := nftConn(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseLasting() })
+	return c
+}
+
+// tableRules returns the chains of the privlink table that c sees, each
+// with its rules, in the kernel's order.
+func tableRules(t testing.TB, c *nftables.Conn) ([]*nftables.Chain, [][]*nftables.Rule) {
+	t.Helper()
+	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chains []*nftables.Chain
+	var rules [][]*nftables.Rule
+	for _, ch := range all {
+		if ch.Table.Name != NFTTable {
+			continue
+		}
+		rs, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chains, rules = append(chains, ch), append(rules, rs)
+	}
+	return chains, rules
 }

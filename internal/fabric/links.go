@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -126,6 +125,49 @@ func flushNeighbors(r *nsRef, l netlink.Link) error {
 	return nil
 }
 
+// ensureStaticNeighbors converges the permanent IPv4 neighbours of l in r's
+// namespace to exactly addrs, each at hardware address mac (l's peer's).
+// The kernel's neighbour table is one for all namespaces, and past
+// net.ipv4.neigh.default.gc_thresh3 (1,024 by default) entries it refuses
+// new ones ("neighbor table overflow": the connection fails with "no
+// route to host"); permanent entries do not count. A service link holds
+// one address per endpoint toward its service (its SNAT address), so a
+// learnt entry each would exhaust the table at some hundreds of
+// endpoints on the machine; static ones need no ARP either.
+func ensureStaticNeighbors(r *nsRef, l netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) error {
+	have, err := retryDump(func() ([]netlink.Neigh, error) { return r.h.NeighList(l.Attrs().Index, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("namespace %s: neighbours on %s: %w", r.name, l.Attrs().Name, err)
+	}
+	wanted, ok := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for _, a := range addrs {
+		wanted[a] = true
+	}
+	for _, n := range have {
+		a, _ := netip.AddrFromSlice(n.IP)
+		a = a.Unmap()
+		if wanted[a] && n.State&netlink.NUD_PERMANENT != 0 && bytes.Equal(n.HardwareAddr, mac) {
+			ok[a] = true
+			continue
+		}
+		if n.State&netlink.NUD_PERMANENT != 0 || wanted[a] {
+			if err := r.h.NeighDel(&n); err != nil && !isNotExist(err) {
+				return fmt.Errorf("namespace %s: delete neighbour %s on %s: %w", r.name, a, l.Attrs().Name, err)
+			}
+		}
+	}
+	for _, a := range addrs {
+		if ok[a] {
+			continue
+		}
+		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: a.AsSlice(), HardwareAddr: mac}
+		if err := r.h.NeighSet(n); err != nil {
+			return fmt.Errorf("namespace %s: neighbour %s on %s: %w", r.name, a, l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
 // ipNet converts a prefix keeping its address (10.0.1.4/24, not 10.0.1.0/24).
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
@@ -150,9 +192,15 @@ func ensureAddrs(r *nsRef, l netlink.Link, want []netip.Prefix, label string, fl
 	if err != nil {
 		return fmt.Errorf("namespace %s: addresses of %s: %w", r.name, l.Attrs().Name, err)
 	}
+	// As sets: a router's lo holds an address per endpoint.
+	wanted, had := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+	for _, p := range want {
+		wanted[p] = true
+	}
 	for _, a := range have {
 		p := addrPrefix(a)
-		if !owned(a) || slices.Contains(want, p) {
+		had[p] = true
+		if !owned(a) || wanted[p] {
 			continue
 		}
 		if err := r.h.AddrDel(l, &a); err != nil && !isNotExist(err) {
@@ -160,7 +208,7 @@ func ensureAddrs(r *nsRef, l netlink.Link, want []netip.Prefix, label string, fl
 		}
 	}
 	for _, p := range want {
-		if slices.ContainsFunc(have, func(a netlink.Addr) bool { return addrPrefix(a) == p }) {
+		if had[p] {
 			continue
 		}
 		a := &netlink.Addr{IPNet: ipNet(p), Label: label, Flags: flags}

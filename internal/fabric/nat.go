@@ -12,32 +12,58 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 )
 
 // The data path's nftables objects live in the table NFTTable (inet) of a
 // router namespace (EnsureEndpoints) or of the internet router
-// (EnsurePublic), beside the fabric's forward chain, which they leave alone:
+// (EnsurePublic), beside the fabric's forward chain, which they leave alone.
+// Every translation is a handful of set and map elements; the chains are
+// the same whatever the translations, so a change of translations is a
+// change of elements only (a few per translation changed), and the cost
+// of a packet does not grow with the number of translations (hash
+// lookups, not a rule per translation):
+//
+//	map pe-mark, pub-mark    address . port (where clients connect) :
+//	                         the translation's mark
+//	map pe-dnat, pub-dnat    address . port : service address . port, a
+//	                         counter per element (connections translated)
+//	map pe-snat              mark . service link : SNAT address
+//	set pe-in, pub-in        service link . service address . port . mark,
+//	                         a counter per element: what clients send
+//	set pe-out, pub-out      the same, for what the service sends back
+//	set pub-allow            public address . client range (concatenated
+//	                         intervals): the firewall rules of the public
+//	                         paths that are enabled
+//	set pe-blocked,          marks of translations whose withdrawal failed
+//	    pub-blocked          to program: held closed (fail closed) until
+//	                         a later Ensure removes them; empty otherwise
+//	set pe-refused,          dynamic set of destination addresses, each
+//	    pub-refused          with a counter of the connections refused to
+//	                         it (there and at the guard, toward services)
 //
 //	chain pe-dnat, pub-dnat  nat prerouting (dstnat): a connection's first
 //	                         packet (a SYN alone: a packet picked up
-//	                         mid-stream is never translated) to
-//	                         endpoint:port, or public:port from a source in
-//	                         the firewall set, is counted, its connection
-//	                         marked with the translation's mark
-//	                         (translationMark) and translated to the
-//	                         service's address
+//	                         mid-stream is never translated) to an
+//	                         address and port of the dnat map (on a public
+//	                         path, from a source in pub-allow for that
+//	                         address) gets the translation's mark
+//	                         (translationMark) on its connection and,
+//	                         unless the mark is blocked, is translated to
+//	                         the service's address (counted on the dnat
+//	                         element)
 //	chain pe-snat            nat postrouting (srcnat): flows with an
 //	                         endpoint's mark leave toward the service from
-//	                         the endpoint's SNAT address
+//	                         the endpoint's SNAT address (pe-snat)
 //	chain svc-guard          filter forward, before the fabric's filter:
 //	                         packets toward or from a service link pass only
-//	                         with the mark of a current translation over
-//	                         its link, to or from its service's address and
-//	                         port (and, on a public path, client addresses
-//	                         in its set), counted per direction; other TCP
-//	                         is reset, the rest dropped
+//	                         when link . service address . port . mark is an
+//	                         element of the in or out set (so: a current
+//	                         translation over its link, to or from its
+//	                         service's address and port, and on a public
+//	                         path a client address the path allows) and the
+//	                         mark is not blocked; counted on that element.
+//	                         Other TCP is reset, the rest dropped
 //	chain unrouted           filter prerouting, after dstnat: TCP to an
 //	                         address with no route is reset rather than
 //	                         answered with an ICMP error (which an
@@ -53,18 +79,16 @@ import (
 //	                         stack then resets it. The network's DNS
 //	                         address and the internet gateway, where
 //	                         privlinkd listens, are not counted.
-//	counter pe-<name>-{in,out,new}, pub-<name>-{in,out,new}
-//	set pub-<name>-allow     interval set of the firewall's source ranges
-//	set pe-refused, pub-refused  dynamic set of destination addresses, each
-//	                         with a counter of the connections refused to
-//	                         it (there and at the guard, toward services)
 //
-// Every rule carries a comment naming what it does; an Ensure compares the
-// chains' comments, the counters and the sets' elements with what it wants
-// and changes what differs in one atomic batch: a chain whose rules differ
-// is rewritten whole, a set whose elements differ is refilled in place,
-// counters are added and deleted with their translations (so they keep
-// counting while it stays).
+// Every rule carries a comment naming what it does, every element the name
+// of its translation. An Ensure compares the chains' comments, the sets'
+// definitions and their elements with what it wants and changes only what
+// differs (see convergeTable): elements of the translations that went or
+// changed are deleted, those of new ones added, each translation's elements
+// in one atomic batch (and the whole change in one, unless it is larger than
+// the netlink socket's buffer allows, see nftBatchBudget). An element's
+// counter lives as long as the element: a translation's counters start
+// from zero when it appears.
 const (
 	chainEndpointDNAT = "pe-dnat"
 	chainEndpointSNAT = "pe-snat"
@@ -77,14 +101,15 @@ const (
 	endpointObjPrefix = "pe-"
 	publicObjPrefix   = "pub-"
 
-	counterIn  = "-in"
-	counterOut = "-out"
-	counterNew = "-new"
-	setAllow   = "-allow"
-
-	// setRefused, after the object prefix, names the set of refused
-	// connections by destination (no translation's name ends a set's name
-	// with it alone: their sets end in setAllow).
+	// Sets and maps, after the object prefix.
+	setMark    = "mark"
+	setDNAT    = "dnat"
+	setSNAT    = "snat"
+	setIn      = "in"
+	setOut     = "out"
+	setAllow   = "allow"
+	setBlocked = "blocked"
+	// setRefused names the set of refused connections by destination.
 	setRefused = "refused"
 	// refusedSetSize bounds the refused set: its keys are the router's
 	// own addresses and the service addresses it routes, so a few.
@@ -97,6 +122,26 @@ const (
 	// packet has SYN alone among them.
 	tcpFlagsMask = 0x17
 	tcpFlagSYN   = 0x02
+)
+
+// Key and data types of the sets. A concatenation's parts each take a
+// whole number of 32-bit registers (a port is padded to four bytes).
+var (
+	typeTarget  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService) // address . port
+	typeSNATKey = nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeIFName)        // mark . link
+	typeGuard   = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr, nftables.TypeInetService, nftables.TypeMark)
+	typeAllow   = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr) // public . client range
+)
+
+// Registers. Concatenations start at reg1 (the 16-byte NFT_REG_1, whose
+// first word is the 32-bit register 8) and go on word by word, as nft
+// lays them out; an interface name takes four words.
+const (
+	reg1 = 1 // NFT_REG_1
+	reg9 = 9 // NFT_REG32_01, the second word of NFT_REG_1
+	// regAfterName is the first word after an interface name loaded in
+	// reg1.
+	regAfterName = 12
 )
 
 // guardPriority runs the service guard before the fabric's forward filter.
@@ -115,25 +160,37 @@ type chainSpec struct {
 	rules    []nftRule
 }
 
-// setSpec is the desired state of an interval set of IPv4 addresses, or of
-// a dynamic set of IPv4 addresses whose elements the data path adds (each
-// with a counter) and an Ensure leaves alone.
+// setSpec is the desired state of one set or map of ours: its definition
+// and elements, each element's Comment naming its translation. A dynamic
+// set (the refused set) gets its elements from the data path: an Ensure
+// leaves them alone.
 type setSpec struct {
-	name    string
-	elems   []nftables.SetElement
+	name string
+	key  nftables.SetDatatype
+	// data is a map's data type (isMap).
+	data  nftables.SetDatatype
+	isMap bool
+	// interval: elements are ranges (Key to KeyEnd) of a concatenation.
+	interval bool
+	// counter: every element has a counter.
+	counter bool
 	dynamic bool
+	elems   []nftables.SetElement
 }
 
 // tableSpec is the desired state of the data path's objects in one
 // namespace's table.
 type tableSpec struct {
-	// objPrefix starts the name of every counter and set that is ours:
-	// those the spec lacks are deleted.
+	// objPrefix starts the name of every set (and legacy counter) that is
+	// ours: those the spec lacks are deleted.
 	objPrefix string
 	chains    []chainSpec
-	counters  []string
 	sets      []setSpec
 }
+
+func (spec tableSpec) markSet() string    { return spec.objPrefix + setMark }
+func (spec tableSpec) dnatSet() string    { return spec.objPrefix + setDNAT }
+func (spec tableSpec) blockedSet() string { return spec.objPrefix + setBlocked }
 
 var (
 	accept = &expr.Verdict{Kind: expr.VerdictAccept}
@@ -146,11 +203,12 @@ func metaIs(key expr.MetaKey, data []byte) []expr.Any {
 	return []expr.Any{&expr.Meta{Key: key, Register: 1}, cmpEq(data)}
 }
 
-// ifnameIs matches the input or output interface's whole name.
-func ifnameIs(key expr.MetaKey, name string) []expr.Any {
+// ifname returns an interface name as nft compares and stores it: padded
+// with zeros to IFNAMSIZ.
+func ifname(name string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, name)
-	return metaIs(key, b)
+	return b
 }
 
 // ifPrefixIs matches interface names starting with prefix.
@@ -175,17 +233,9 @@ func payload(base expr.PayloadBase, off, n uint32) *expr.Payload {
 	return &expr.Payload{DestRegister: 1, Base: base, Offset: off, Len: n}
 }
 
-func ipIs(off uint32, a netip.Addr) []expr.Any {
-	a4 := a.As4()
-	return []expr.Any{payload(expr.PayloadBaseNetworkHeader, off, 4), cmpEq(a4[:])}
-}
-
-func portIs(off uint32, port uint16) []expr.Any {
-	return []expr.Any{payload(expr.PayloadBaseTransportHeader, off, 2), cmpEq(binaryutil.BigEndian.PutUint16(port))}
-}
-
-func ipInSet(off uint32, set string) []expr.Any {
-	return []expr.Any{payload(expr.PayloadBaseNetworkHeader, off, 4), &expr.Lookup{SourceRegister: 1, SetName: set}}
+// load puts a header field into register reg.
+func load(reg uint32, base expr.PayloadBase, off, n uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: base, Offset: off, Len: n}
 }
 
 // synOnly matches a TCP packet with SYN set and FIN, RST and ACK clear.
@@ -197,49 +247,113 @@ func synOnly() []expr.Any {
 	}
 }
 
-// ctMarkIs matches connections whose conntrack mark is mark.
-func ctMarkIs(mark uint32) []expr.Any {
-	return []expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyMARK}, cmpEq(binaryutil.NativeEndian.PutUint32(mark))}
-}
-
-// ctMarkSet sets the connection's conntrack mark.
-func ctMarkSet(mark uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
-		&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
+// notBlocked matches while the mark in reg (the connection's conntrack
+// mark when load, else a mark already there) is not in the blocked set.
+func notBlocked(reg uint32, blocked string, load bool) []expr.Any {
+	var out []expr.Any
+	if load {
+		out = append(out, &expr.Ct{Register: reg, Key: expr.CtKeyMARK})
 	}
+	return append(out, &expr.Lookup{SourceRegister: reg, SetName: blocked, Invert: true})
 }
 
 // translationMark is the conntrack mark of the connections a translation
 // made: its SNAT address (unique per endpoint on the machine) or public
-// address (unique per public path), as a number. The SNAT and guard rules
+// address (unique per public path), as a number. The SNAT and guard sets
 // recognise a translation's flows by it, since after DNAT the packets of
-// two endpoints toward one service look alike. (Matching the original
-// destination with `ct original ip daddr` would do too, but google/nftables
-// cannot read such rules back.)
+// two endpoints toward one service look alike.
 func translationMark(a netip.Addr) uint32 {
 	a4 := a.As4()
 	return binary.BigEndian.Uint32(a4[:])
 }
 
-func counterRef(name string) *expr.Objref {
-	return &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: name}
+// markBytes is a mark as a register holds it (host byte order), and so as
+// set elements keyed or valued by `ct mark` store it.
+func markBytes(mark uint32) []byte { return binaryutil.NativeEndian.PutUint32(mark) }
+
+// portBytes is a port as a concatenation holds it: big endian, padded to
+// a register's four bytes.
+func portBytes(port uint16) []byte { return append(binaryutil.BigEndian.PutUint16(port), 0, 0) }
+
+func addrBytes(a netip.Addr) []byte {
+	a4 := a.As4()
+	return a4[:]
 }
 
-func dnatTo(ap netip.AddrPort) []expr.Any {
-	a4 := ap.Addr().As4()
-	return []expr.Any{
-		&expr.Immediate{Register: 1, Data: a4[:]},
-		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ap.Port())},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+// dnatChain is the chain that translates connections' first packets: those
+// that pass checks get the mark the mark map gives their destination
+// address and port, then, unless that mark is blocked, the destination
+// the dnat map gives them (the service's address and port); a packet not
+// translated reaches the router's own stack, which refuses it. Two rules
+// rather than one lookup of both, so that `nft list ruleset` shows them as
+// they are.
+func dnatChain(name, dnat, mark, blocked, short string, checks ...[]expr.Any) chainSpec {
+	first := slices.Concat(append([][]expr.Any{ipv4(), tcp(), synOnly()}, checks...)...)
+	target := []expr.Any{
+		load(reg1, expr.PayloadBaseNetworkHeader, offIPDaddr, 4),
+		load(reg9, expr.PayloadBaseTransportHeader, offTCPDport, 2),
+	}
+	return chainSpec{
+		name: name, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, priority: nftables.ChainPriorityNATDest,
+		rules: []nftRule{
+			{fmt.Sprintf("%s: mark by @%s", short, mark), slices.Concat(first, target, []expr.Any{
+				&expr.Lookup{SourceRegister: reg1, SetName: mark, DestRegister: reg1, IsDestRegSet: true},
+				&expr.Ct{Register: reg1, Key: expr.CtKeyMARK, SourceRegister: true},
+			})},
+			{fmt.Sprintf("%s: dnat by @%s but marks in @%s", short, dnat, blocked), slices.Concat(first, notBlocked(reg1, blocked, true), target, []expr.Any{
+				&expr.Lookup{SourceRegister: reg1, SetName: dnat, DestRegister: reg1, IsDestRegSet: true},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg9, Specified: true},
+			})},
+		},
 	}
 }
 
-func snatTo(a netip.Addr) []expr.Any {
-	a4 := a.As4()
+// guardKey loads, from reg1 on, the key of the guard sets: the link
+// (output interface toward the service, input from it), the service's
+// address and port (destination toward it, source from it) and the mark.
+func guardKey(toward bool) []expr.Any {
+	link, addr, port := expr.MetaKeyOIFNAME, uint32(offIPDaddr), uint32(offTCPDport)
+	if !toward {
+		link, addr, port = expr.MetaKeyIIFNAME, offIPSaddr, offTCPSport
+	}
 	return []expr.Any{
-		&expr.Immediate{Register: 1, Data: a4[:]},
-		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
+		&expr.Meta{Key: link, Register: reg1},
+		load(regAfterName, expr.PayloadBaseNetworkHeader, addr, 4),
+		load(regAfterName+1, expr.PayloadBaseTransportHeader, port, 2),
+		&expr.Ct{Register: regAfterName + 2, Key: expr.CtKeyMARK},
+	}
+}
+
+// guardRules let through, and count on their elements, the packets of
+// translated flows toward (in) and from (out) service links; allow, if not
+// empty, names the set the client's address must be in together with the
+// translation's address, which is its mark (a public path's).
+func guardRules(short, in, out, blocked, allow string) []nftRule {
+	var inAllow, outAllow []expr.Any
+	clients := ""
+	if allow != "" {
+		// The mark, in network byte order, is the public address.
+		mark := []expr.Any{
+			&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
+			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		}
+		inAllow = slices.Concat(mark, []expr.Any{load(reg9, expr.PayloadBaseNetworkHeader, offIPSaddr, 4), &expr.Lookup{SourceRegister: reg1, SetName: allow}})
+		outAllow = slices.Concat(mark, []expr.Any{load(reg9, expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: reg1, SetName: allow}})
+		clients = "clients in @" + allow + ", "
+	}
+	// The client's check comes before the lookup that counts, so that
+	// the counters hold only what passed.
+	return []nftRule{
+		{
+			fmt.Sprintf("%s: toward services, %stranslations in @%s", short, clients, in),
+			slices.Concat(ifPrefixIs(expr.MetaKeyOIFNAME, serviceLinkTag), ipv4(), tcp(), notBlocked(reg1, blocked, true),
+				inAllow, guardKey(true), []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: in}, accept}),
+		},
+		{
+			fmt.Sprintf("%s: from services, %stranslations in @%s", short, clients, out),
+			slices.Concat(ifPrefixIs(expr.MetaKeyIIFNAME, serviceLinkTag), ipv4(), tcp(), notBlocked(reg1, blocked, true),
+				outAllow, guardKey(false), []expr.Any{&expr.Lookup{SourceRegister: reg1, SetName: out}, accept}),
+		},
 	}
 }
 
@@ -265,7 +379,7 @@ func countRefused(set string) []expr.Any {
 // refusedSet is the dynamic set of refused connections of a table whose
 // objects start with prefix.
 func refusedSet(prefix string) setSpec {
-	return setSpec{name: prefix + setRefused, dynamic: true}
+	return setSpec{name: prefix + setRefused, key: nftables.TypeIPAddr, dynamic: true}
 }
 
 // refusedChain counts, in set, the connections whose first packet reaches
@@ -291,6 +405,15 @@ func guardTail(refused string) []nftRule {
 		{"privlink: drop other traffic toward services", append(ifPrefixIs(expr.MetaKeyOIFNAME, serviceLinkTag), drop)},
 		{"privlink: reset other tcp from services", append(ifPrefixIs(expr.MetaKeyIIFNAME, serviceLinkTag), resetTCP()...)},
 		{"privlink: drop other traffic from services", append(ifPrefixIs(expr.MetaKeyIIFNAME, serviceLinkTag), drop)},
+	}
+}
+
+// guardChain is the service guard: guardRules, then guardTail.
+func guardChain(short, prefix, allow string) chainSpec {
+	rules := guardRules(short, prefix+setIn, prefix+setOut, prefix+setBlocked, allow)
+	return chainSpec{
+		name: chainGuard, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: guardPriority,
+		rules: append(rules, guardTail(prefix+setRefused)...),
 	}
 }
 
@@ -326,132 +449,113 @@ func notrackChain() chainSpec {
 	}
 }
 
+// translationSets are the sets every table of translations has, with the
+// elements the caller fills in: mark, dnat, in, out, blocked (empty: an
+// Ensure that succeeds leaves nothing blocked) and refused.
+type translationSets struct {
+	mark, dnat, in, out setSpec
+}
+
+func newTranslationSets(prefix string) translationSets {
+	return translationSets{
+		mark: setSpec{name: prefix + setMark, key: typeTarget, data: nftables.TypeMark, isMap: true},
+		dnat: setSpec{name: prefix + setDNAT, key: typeTarget, data: typeTarget, isMap: true, counter: true},
+		in:   setSpec{name: prefix + setIn, key: typeGuard, counter: true},
+		out:  setSpec{name: prefix + setOut, key: typeGuard, counter: true},
+	}
+}
+
+// add adds the elements of one translation named name: target translated
+// to svc over link, with mark.
+func (ts *translationSets) add(name string, target, svc netip.AddrPort, link string, mark uint32) {
+	tkey := slices.Concat(addrBytes(target.Addr()), portBytes(target.Port()))
+	ts.mark.elems = append(ts.mark.elems, nftables.SetElement{Key: tkey, Val: markBytes(mark), Comment: name})
+	ts.dnat.elems = append(ts.dnat.elems, nftables.SetElement{
+		Key: slices.Clone(tkey), Val: slices.Concat(addrBytes(svc.Addr()), portBytes(svc.Port())), Comment: name,
+	})
+	key := slices.Concat(ifname(link), addrBytes(svc.Addr()), portBytes(svc.Port()), markBytes(mark))
+	ts.in.elems = append(ts.in.elems, nftables.SetElement{Key: key, Comment: name})
+	ts.out.elems = append(ts.out.elems, nftables.SetElement{Key: slices.Clone(key), Comment: name})
+}
+
+func (ts translationSets) specs(prefix string) []setSpec {
+	return []setSpec{ts.mark, ts.dnat, ts.in, ts.out, {name: prefix + setBlocked, key: nftables.TypeMark}, refusedSet(prefix)}
+}
+
 // endpointTable is the desired table of a network's router with the
 // translations eps (validated), whose service links are named by network.
 func endpointTable(network string, eps []EndpointNAT) tableSpec {
-	dnat := chainSpec{name: chainEndpointDNAT, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, priority: nftables.ChainPriorityNATDest}
-	snat := chainSpec{name: chainEndpointSNAT, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, priority: nftables.ChainPriorityNATSource}
-	guard := chainSpec{name: chainGuard, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: guardPriority}
-	spec := tableSpec{objPrefix: endpointObjPrefix}
+	p := endpointObjPrefix
+	ts := newTranslationSets(p)
+	snat := setSpec{name: p + setSNAT, key: typeSNATKey, data: nftables.TypeIPAddr, isMap: true}
 	for _, ep := range eps {
 		link, _ := ServiceLinkNames(network, ep.Service)
-		target := netip.AddrPortFrom(ep.Endpoint, ep.Port)
-		svc := netip.AddrPortFrom(ep.ServiceAddr, ep.Port)
-		obj := endpointObjPrefix + ep.Name
-		spec.counters = append(spec.counters, obj+counterIn, obj+counterOut, obj+counterNew)
 		mark := translationMark(ep.SNAT)
-		dnat.rules = append(dnat.rules, nftRule{
-			dnatComment(endpointObjPrefix, ep.Name, target, svc, mark),
-			slices.Concat(ipv4(), ipIs(offIPDaddr, ep.Endpoint), tcp(), portIs(offTCPDport, ep.Port), synOnly(),
-				[]expr.Any{counterRef(obj + counterNew)}, ctMarkSet(mark), dnatTo(svc)),
-		})
-		snat.rules = append(snat.rules, nftRule{
-			fmt.Sprintf("pe %s: snat mark %#x via %s to %s", ep.Name, mark, link, ep.SNAT),
-			slices.Concat(ifnameIs(expr.MetaKeyOIFNAME, link), ipv4(), tcp(), ctMarkIs(mark), snatTo(ep.SNAT)),
-		})
-		guard.rules = append(guard.rules, guardRules(endpointObjPrefix, ep.Name, link, mark, svc, "")...)
+		ts.add(ep.Name, netip.AddrPortFrom(ep.Endpoint, ep.Port), netip.AddrPortFrom(ep.ServiceAddr, ep.Port), link, mark)
+		snat.elems = append(snat.elems, nftables.SetElement{Key: slices.Concat(markBytes(mark), ifname(link)), Val: addrBytes(ep.SNAT), Comment: ep.Name})
 	}
-	refused := refusedSet(endpointObjPrefix)
-	guard.rules = append(guard.rules, guardTail(refused.name)...)
-	spec.sets = append(spec.sets, refused)
-	spec.chains = []chainSpec{dnat, snat, guard, unroutedChain(), notrackChain(), refusedChain(refused.name, DNSAddr)}
-	return spec
+	snatChain := chainSpec{
+		name: chainEndpointSNAT, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, priority: nftables.ChainPriorityNATSource,
+		rules: []nftRule{{"pe: snat marked flows to @" + snat.name, slices.Concat(ipv4(), tcp(), []expr.Any{
+			&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg9},
+			&expr.Lookup{SourceRegister: reg1, SetName: snat.name, DestRegister: reg1, IsDestRegSet: true},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1},
+		})}},
+	}
+	return tableSpec{
+		objPrefix: p,
+		chains: []chainSpec{
+			dnatChain(chainEndpointDNAT, ts.dnat.name, ts.mark.name, p+setBlocked, "pe"),
+			snatChain,
+			guardChain("pe", p, ""),
+			unroutedChain(), notrackChain(), refusedChain(p+setRefused, DNSAddr),
+		},
+		sets: append(ts.specs(p), snat),
+	}
 }
 
 // publicTable is the desired table of the internet router with the public
 // paths pubs (validated).
 func publicTable(pubs []PublicNAT) tableSpec {
-	dnat := chainSpec{name: chainPublicDNAT, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, priority: nftables.ChainPriorityNATDest}
-	guard := chainSpec{name: chainGuard, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: guardPriority}
-	spec := tableSpec{objPrefix: publicObjPrefix}
-	for _, p := range pubs {
-		link, _ := ServiceLinkNames("", p.Service)
-		target := netip.AddrPortFrom(p.Public, p.Port)
-		svc := netip.AddrPortFrom(p.ServiceAddr, p.Port)
-		obj := publicObjPrefix + p.Name
-		set := obj + setAllow
-		spec.counters = append(spec.counters, obj+counterIn, obj+counterOut, obj+counterNew)
-		spec.sets = append(spec.sets, setSpec{name: set, elems: intervalElements(p.Allowed)})
-		if !p.Enabled {
-			continue
+	p := publicObjPrefix
+	ts := newTranslationSets(p)
+	allow := setSpec{name: p + setAllow, key: typeAllow, interval: true}
+	for _, pub := range pubs {
+		link, _ := ServiceLinkNames("", pub.Service)
+		ts.add(pub.Name, netip.AddrPortFrom(pub.Public, pub.Port), netip.AddrPortFrom(pub.ServiceAddr, pub.Port), link, translationMark(pub.Public))
+		if pub.Enabled {
+			allow.elems = append(allow.elems, allowElements(pub.Name, pub.Public, pub.Allowed)...)
 		}
-		mark := translationMark(p.Public)
-		dnat.rules = append(dnat.rules, nftRule{
-			dnatComment(publicObjPrefix, p.Name, target, svc, mark) + " from @" + set,
-			slices.Concat(ipv4(), ipIs(offIPDaddr, p.Public), tcp(), portIs(offTCPDport, p.Port), synOnly(),
-				ipInSet(offIPSaddr, set), []expr.Any{counterRef(obj + counterNew)}, ctMarkSet(mark), dnatTo(svc)),
-		})
-		guard.rules = append(guard.rules, guardRules(publicObjPrefix, p.Name, link, mark, svc, set)...)
 	}
-	refused := refusedSet(publicObjPrefix)
-	guard.rules = append(guard.rules, guardTail(refused.name)...)
-	spec.sets = append(spec.sets, refused)
-	spec.chains = []chainSpec{dnat, guard, unroutedChain(), notrackChain(), refusedChain(refused.name, InternetGateway)}
-	return spec
-}
-
-func dnatComment(prefix, name string, target, svc netip.AddrPort, mark uint32) string {
-	return fmt.Sprintf("%s %s: dnat %s to %s mark %#x", strings.TrimSuffix(prefix, "-"), name, target, svc, mark)
-}
-
-// parseDNATComment returns the name and target of a DNAT rule's comment.
-func parseDNATComment(prefix, comment string) (name string, target netip.AddrPort, ok bool) {
-	rest, ok := strings.CutPrefix(comment, strings.TrimSuffix(prefix, "-")+" ")
-	if !ok {
-		return "", target, false
+	// A connection's source must be in the path's firewall set.
+	allowed := []expr.Any{
+		load(reg1, expr.PayloadBaseNetworkHeader, offIPDaddr, 4),
+		load(reg9, expr.PayloadBaseNetworkHeader, offIPSaddr, 4),
+		&expr.Lookup{SourceRegister: reg1, SetName: allow.name},
 	}
-	name, rest, ok = strings.Cut(rest, ": dnat ")
-	if !ok {
-		return "", target, false
-	}
-	t, _, _ := strings.Cut(rest, " ")
-	target, err := netip.ParseAddrPort(t)
-	return name, target, err == nil
-}
-
-// guardRules let through, and count, the two directions of the flows of a
-// translation (by its mark) toward svc over link; set, if not empty, names
-// the set the client's address must be in.
-func guardRules(prefix, name, link string, mark uint32, svc netip.AddrPort, set string) []nftRule {
-	obj := prefix + name
-	var inSet, outSet []expr.Any
-	suffix := ""
-	if set != "" {
-		inSet, outSet = ipInSet(offIPSaddr, set), ipInSet(offIPDaddr, set)
-		suffix = " from @" + set
-	}
-	short := strings.TrimSuffix(prefix, "-")
-	return []nftRule{
-		{
-			fmt.Sprintf("%s %s: in mark %#x to %s via %s%s", short, name, mark, svc, link, suffix),
-			slices.Concat(ifnameIs(expr.MetaKeyOIFNAME, link), ipv4(), ipIs(offIPDaddr, svc.Addr()), tcp(), portIs(offTCPDport, svc.Port()),
-				ctMarkIs(mark), inSet, []expr.Any{counterRef(obj + counterIn), accept}),
+	return tableSpec{
+		objPrefix: p,
+		chains: []chainSpec{
+			dnatChain(chainPublicDNAT, ts.dnat.name, ts.mark.name, p+setBlocked, "pub: from sources in @"+allow.name, allowed),
+			guardChain("pub", p, allow.name),
+			unroutedChain(), notrackChain(), refusedChain(p+setRefused, InternetGateway),
 		},
-		{
-			fmt.Sprintf("%s %s: out mark %#x from %s via %s%s", short, name, mark, svc, link, suffix),
-			slices.Concat(ifnameIs(expr.MetaKeyIIFNAME, link), ipv4(), ipIs(offIPSaddr, svc.Addr()), tcp(), portIs(offTCPSport, svc.Port()),
-				ctMarkIs(mark), outSet, []expr.Any{counterRef(obj + counterOut), accept}),
-		},
+		sets: append(ts.specs(p), allow),
 	}
 }
 
-// intervalElements returns the elements of an interval set holding exactly
-// ranges, as nft writes them: a leading interval end at 0.0.0.0 when the
-// first range starts above it, then each merged range's start and the
-// address after its end (omitted for a range ending at 255.255.255.255).
-func intervalElements(ranges []AddrRange) []nftables.SetElement {
-	merged := mergeRanges(ranges)
+// allowElements returns the elements of the allow set for the public path
+// name at public whose firewall allows ranges: one per merged range,
+// public . from to public . to.
+func allowElements(name string, public netip.Addr, ranges []AddrRange) []nftables.SetElement {
 	var out []nftables.SetElement
-	if len(merged) > 0 && merged[0].From != netip.IPv4Unspecified() {
-		out = append(out, nftables.SetElement{Key: make([]byte, 4), IntervalEnd: true})
-	}
-	for _, r := range merged {
-		from := r.From.As4()
-		out = append(out, nftables.SetElement{Key: from[:]})
-		if next := r.To.Next(); next.IsValid() && next.Is4() {
-			end := next.As4()
-			out = append(out, nftables.SetElement{Key: end[:], IntervalEnd: true})
-		}
+	for _, r := range mergeRanges(ranges) {
+		out = append(out, nftables.SetElement{
+			Key:     slices.Concat(addrBytes(public), addrBytes(r.From)),
+			KeyEnd:  slices.Concat(addrBytes(public), addrBytes(r.To)),
+			Comment: name,
+		})
 	}
 	return out
 }
@@ -476,228 +580,18 @@ func mergeRanges(ranges []AddrRange) []AddrRange {
 	return out
 }
 
-// elementKeys renders set elements comparably, in a canonical order.
+// elementKeys renders set elements comparably, in a canonical order: what
+// identifies an element in its set (key, and key end for a range).
 func elementKeys(elems []nftables.SetElement) []string {
 	out := make([]string, 0, len(elems))
 	for _, e := range elems {
-		out = append(out, fmt.Sprintf("%x/%v", e.Key, e.IntervalEnd))
+		out = append(out, elementID(e))
 	}
 	slices.Sort(out)
 	return out
 }
 
-// convergeTable makes the data path's objects in r's table match spec. It
-// changes nothing when they already do; otherwise it rewrites them in one
-// atomic batch. changed tells whether it wrote.
-func convergeTable(r *nsRef, spec tableSpec) (changed bool, err error) {
-	c, err := nftConn(r)
-	if err != nil {
-		return false, fmt.Errorf("namespace %s: %w", r.name, err)
-	}
-	defer c.CloseLasting()
-	cur, err := readTable(c, spec)
-	if err != nil {
-		return false, fmt.Errorf("namespace %s: read nftables table %s: %w", r.name, NFTTable, err)
-	}
-	if cur.matches(spec) {
-		return false, nil
-	}
-	table := c.AddTable(&nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet})
-	policy := nftables.ChainPolicyAccept
-	// Only chains that differ are rewritten, so a change of firewall
-	// ranges is a change of a set's elements alone.
-	rewrite := map[string]*nftables.Chain{}
-	for _, cs := range spec.chains {
-		if cur.chainMatches(cs) {
-			continue
-		}
-		if old := cur.chains[cs.name]; old != nil && !chainDefMatches(old, cs) {
-			c.FlushChain(old)
-			c.DelChain(old)
-		}
-		ch := c.AddChain(&nftables.Chain{Name: cs.name, Table: table, Type: cs.typ, Hooknum: cs.hook, Priority: cs.priority, Policy: &policy})
-		c.FlushChain(ch)
-		rewrite[cs.name] = ch
-	}
-	for _, name := range spec.counters {
-		if !cur.counters[name] {
-			c.AddObj(&nftables.NamedObj{Table: table, Name: name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
-		}
-	}
-	for _, ss := range spec.sets {
-		if old, ok := cur.sets[ss.name]; ok && ss.dynamic {
-			if !old.set.Dynamic {
-				return false, fmt.Errorf("namespace %s: set %s is not dynamic: delete it", r.name, ss.name)
-			}
-			continue // its elements are the data path's
-		}
-		if ss.dynamic {
-			set := &nftables.Set{ID: nextSetID(), Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Dynamic: true, Size: refusedSetSize}
-			if err := c.AddSet(set, nil); err != nil {
-				return false, fmt.Errorf("namespace %s: set %s: %w", r.name, ss.name, err)
-			}
-			continue
-		}
-		if old, ok := cur.sets[ss.name]; ok {
-			if !slices.Equal(old.elems, elementKeys(ss.elems)) {
-				// Refilled in place: rules keep referring to the same set.
-				c.FlushSet(old.set)
-				if len(ss.elems) > 0 {
-					if err := c.SetAddElements(old.set, ss.elems); err != nil {
-						return false, fmt.Errorf("namespace %s: set %s: %w", r.name, ss.name, err)
-					}
-				}
-			}
-			continue
-		}
-		set := &nftables.Set{ID: nextSetID(), Table: table, Name: ss.name, KeyType: nftables.TypeIPAddr, Interval: true}
-		if err := c.AddSet(set, ss.elems); err != nil {
-			return false, fmt.Errorf("namespace %s: set %s: %w", r.name, ss.name, err)
-		}
-	}
-	for _, cs := range spec.chains {
-		ch := rewrite[cs.name]
-		if ch == nil {
-			continue
-		}
-		for _, rule := range cs.rules {
-			c.AddRule(&nftables.Rule{
-				Table:    table,
-				Chain:    ch,
-				Exprs:    rule.exprs,
-				UserData: userdata.AppendString(nil, userdata.TypeComment, rule.comment),
-			})
-		}
-	}
-	// What the spec no longer has goes last, once no rule refers to it.
-	for name := range cur.counters {
-		if !slices.Contains(spec.counters, name) {
-			c.DeleteObject(&nftables.NamedObj{Table: table, Name: name, Type: nftables.ObjTypeCounter})
-		}
-	}
-	for name, old := range cur.sets {
-		if !slices.ContainsFunc(spec.sets, func(s setSpec) bool { return s.name == name }) {
-			c.DelSet(old.set)
-		}
-	}
-	if err := c.Flush(); err != nil {
-		return false, fmt.Errorf("namespace %s: update nftables table %s: %w", r.name, NFTTable, err)
-	}
-	return true, nil
-}
-
-// tableState is what readTable found of a spec's objects.
-type tableState struct {
-	chains   map[string]*nftables.Chain
-	comments map[string][]string // rule comments by chain
-	counters map[string]bool     // ours, by name
-	sets     map[string]setState // ours, by name
-}
-
-type setState struct {
-	set   *nftables.Set
-	elems []string // elementKeys
-}
-
-func readTable(c *nftables.Conn, spec tableSpec) (*tableState, error) {
-	st := &tableState{chains: map[string]*nftables.Chain{}, comments: map[string][]string{}, counters: map[string]bool{}, sets: map[string]setState{}}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == NFTTable }) {
-		return st, nil
-	}
-	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
-	for _, cs := range spec.chains {
-		ch, err := findChain(c, NFTTable, cs.name)
-		if err != nil {
-			return nil, err
-		}
-		if ch == nil {
-			continue
-		}
-		st.chains[cs.name] = ch
-		if st.comments[cs.name], err = ruleComments(c, ch); err != nil {
-			return nil, err
-		}
-	}
-	objs, err := c.GetNamedObjects(table)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range objs {
-		if no, ok := o.(*nftables.NamedObj); ok && no.Type == nftables.ObjTypeCounter && no.Table.Name == NFTTable && strings.HasPrefix(no.Name, spec.objPrefix) {
-			st.counters[no.Name] = true
-		}
-	}
-	sets, err := c.GetSets(table)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range sets {
-		if !strings.HasPrefix(s.Name, spec.objPrefix) {
-			continue
-		}
-		if s.Dynamic {
-			st.sets[s.Name] = setState{set: s} // its elements are the data path's
-			continue
-		}
-		elems, err := c.GetSetElements(s)
-		if err != nil {
-			return nil, fmt.Errorf("set %s: %w", s.Name, err)
-		}
-		st.sets[s.Name] = setState{set: s, elems: elementKeys(elems)}
-	}
-	return st, nil
-}
-
-// chainMatches reports whether the chain exists as cs describes it, with
-// cs's rules (by their comments, in order).
-func (st *tableState) chainMatches(cs chainSpec) bool {
-	ch := st.chains[cs.name]
-	if ch == nil || !chainDefMatches(ch, cs) {
-		return false
-	}
-	want := make([]string, len(cs.rules))
-	for i, r := range cs.rules {
-		want[i] = r.comment
-	}
-	return slices.Equal(st.comments[cs.name], want)
-}
-
-// matches reports whether the state is spec's.
-func (st *tableState) matches(spec tableSpec) bool {
-	for _, cs := range spec.chains {
-		if !st.chainMatches(cs) {
-			return false
-		}
-	}
-	if len(st.counters) != len(spec.counters) || len(st.sets) != len(spec.sets) {
-		return false
-	}
-	for _, name := range spec.counters {
-		if !st.counters[name] {
-			return false
-		}
-	}
-	for _, ss := range spec.sets {
-		cur, ok := st.sets[ss.name]
-		if !ok || cur.set.Dynamic != ss.dynamic {
-			return false
-		}
-		if !ss.dynamic && (!cur.set.Interval || !slices.Equal(cur.elems, elementKeys(ss.elems))) {
-			return false
-		}
-	}
-	return true
-}
-
-func chainDefMatches(ch *nftables.Chain, cs chainSpec) bool {
-	return ch.Type == cs.typ && ch.Hooknum != nil && *ch.Hooknum == *cs.hook &&
-		ch.Priority != nil && *ch.Priority == *cs.priority &&
-		ch.Policy != nil && *ch.Policy == nftables.ChainPolicyAccept
-}
+func elementID(e nftables.SetElement) string { return fmt.Sprintf("%x-%x", e.Key, e.KeyEnd) }
 
 // Counters are the packets and bytes of one translation, by direction as
 // Azure's PEBytesIn and PEBytesOut count them, and its connections.
@@ -715,80 +609,70 @@ type Counters struct {
 	Active int
 }
 
-// readCounters returns the counters named prefix<name>-{in,out,new} of r's
-// table, by name.
-func readCounters(r *nsRef, prefix string) (map[string]Counters, error) {
-	out := map[string]Counters{}
+// readCounters returns the counters of the translations of r's table whose
+// objects start with prefix, by name (the elements' comments), and the
+// names by target (address and port clients connect to).
+func readCounters(r *nsRef, prefix string) (map[string]Counters, map[netip.AddrPort]string, error) {
+	out, names := map[string]Counters{}, map[netip.AddrPort]string{}
 	c, err := nftConn(r)
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
+		return nil, nil, fmt.Errorf("namespace %s: %w", r.name, err)
 	}
 	defer c.CloseLasting()
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	sets, err := ourSets(c, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: list nftables tables: %w", r.name, err)
+		return nil, nil, fmt.Errorf("namespace %s: list nftables sets: %w", r.name, err)
 	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == NFTTable }) {
-		return out, nil
-	}
-	objs, err := c.GetNamedObjects(&nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet})
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: read nftables counters: %w", r.name, err)
-	}
-	for _, o := range objs {
-		no, ok := o.(*nftables.NamedObj)
-		if !ok || no.Type != nftables.ObjTypeCounter || no.Table.Name != NFTTable {
+	for _, which := range []string{setDNAT, setIn, setOut} {
+		s := sets[prefix+which]
+		if s == nil {
 			continue
 		}
-		cnt, ok := no.Obj.(*expr.Counter)
-		rest, mine := strings.CutPrefix(no.Name, prefix)
-		if !ok || !mine {
-			continue
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("namespace %s: read set %s: %w", r.name, s.Name, err)
 		}
-		for _, suffix := range []string{counterIn, counterOut, counterNew} {
-			name, found := strings.CutSuffix(rest, suffix)
-			if !found {
+		for _, e := range elems {
+			if e.Comment == "" {
 				continue
 			}
-			v := out[name]
-			switch suffix {
-			case counterIn:
-				v.PacketsIn, v.BytesIn = cnt.Packets, cnt.Bytes
-			case counterOut:
-				v.PacketsOut, v.BytesOut = cnt.Packets, cnt.Bytes
-			case counterNew:
-				v.Connections = cnt.Packets
+			v := out[e.Comment]
+			var packets, bytes uint64
+			if e.Counter != nil {
+				packets, bytes = e.Counter.Packets, e.Counter.Bytes
 			}
-			out[name] = v
-			break
+			switch which {
+			case setDNAT:
+				v.Connections = packets
+				if len(e.Key) >= 6 {
+					a, _ := netip.AddrFromSlice(e.Key[:4])
+					names[netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Key[4:6]))] = e.Comment
+				}
+			case setIn:
+				v.PacketsIn, v.BytesIn = packets, bytes
+			case setOut:
+				v.PacketsOut, v.BytesOut = packets, bytes
+			}
+			out[e.Comment] = v
 		}
 	}
-	return out, nil
+	return out, names, nil
 }
 
-// dnatTargets returns the names of the translations of r's DNAT chain by
-// their target (endpoint or public address and port).
-func dnatTargets(r *nsRef, chain, prefix string) (map[netip.AddrPort]string, error) {
-	c, err := nftConn(r)
+// ourSets returns the sets of the data path's table whose names start
+// with prefix, by name (none when there is no table yet).
+func ourSets(c *nftables.Conn, prefix string) (map[string]*nftables.Set, error) {
+	out := map[string]*nftables.Set{}
+	sets, err := c.GetSets(&nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet})
+	if errors.Is(err, unix.ENOENT) {
+		return out, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
+		return nil, err
 	}
-	defer c.CloseLasting()
-	out := map[netip.AddrPort]string{}
-	ch, err := findChain(c, NFTTable, chain)
-	if err != nil || ch == nil {
-		if errors.Is(err, unix.ENOENT) {
-			err = nil
-		}
-		return out, err
-	}
-	comments, err := ruleComments(c, ch)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: rules of %s: %w", r.name, chain, err)
-	}
-	for _, cm := range comments {
-		if name, target, ok := parseDNATComment(prefix, cm); ok {
-			out[target] = name
+	for _, s := range sets {
+		if strings.HasPrefix(s.Name, prefix) {
+			out[s.Name] = s
 		}
 	}
 	return out, nil
@@ -804,21 +688,17 @@ func readRefused(r *nsRef, prefix string) (map[netip.Addr]uint64, error) {
 		return nil, fmt.Errorf("namespace %s: %w", r.name, err)
 	}
 	defer c.CloseLasting()
-	table := &nftables.Table{Name: NFTTable, Family: nftables.TableFamilyINet}
-	sets, err := c.GetSets(table)
-	if errors.Is(err, unix.ENOENT) {
-		return out, nil
-	}
+	sets, err := ourSets(c, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s: list nftables sets: %w", r.name, err)
 	}
-	i := slices.IndexFunc(sets, func(s *nftables.Set) bool { return s.Name == prefix+setRefused && s.Dynamic })
-	if i < 0 {
+	s := sets[prefix+setRefused]
+	if s == nil || !s.Dynamic {
 		return out, nil
 	}
-	elems, err := c.GetSetElements(sets[i])
+	elems, err := c.GetSetElements(s)
 	if err != nil {
-		return nil, fmt.Errorf("namespace %s: read set %s: %w", r.name, sets[i].Name, err)
+		return nil, fmt.Errorf("namespace %s: read set %s: %w", r.name, s.Name, err)
 	}
 	for _, e := range elems {
 		a, ok := netip.AddrFromSlice(e.Key)

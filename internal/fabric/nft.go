@@ -68,21 +68,6 @@ func routerForwardRules() []nftRule {
 	}
 }
 
-// nftConn opens a lasting nftables connection whose socket lives in r's
-// namespace. Close it with CloseLasting.
-func nftConn(r *nsRef) (*nftables.Conn, error) {
-	var c *nftables.Conn
-	err := r.do(func() error {
-		var err error
-		c, err = nftables.New(nftables.AsLasting())
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("nftables connection: %w", err)
-	}
-	return c, nil
-}
-
 // ensureRouterFilter converges the router's forward chain (see NFTTable).
 // When the chain and its rules already match it changes nothing; otherwise
 // it (re)creates the table and chain, flushes the chain and adds the rules

@@ -25,7 +25,10 @@ import (
 //     translated flow reach the router's own stack, which resets them;
 //   - the service routes each SNAT address back through the link of the
 //     network it belongs to, and the emulated internet (198.18.0.0/15)
-//     through the internet's link, via the internet router's 198.18.0.1.
+//     through the internet's link, via the internet router's 198.18.0.1;
+//   - both ends know each other's addresses as permanent neighbours, so
+//     that a thousand endpoints do not fill the kernel's neighbour table
+//     (see ensureStaticNeighbors).
 //
 // Every address on a service link is the service's own, an SNAT address
 // (both from 169.254.0.0/16) or an internet address, so no address of a
@@ -66,6 +69,15 @@ type serviceLink struct {
 }
 
 func (l serviceLink) names() (string, string) { return ServiceLinkNames(l.network, l.service) }
+
+// peerAddrs are the addresses the service reaches through the link: the
+// SNAT addresses, or the internet router's address.
+func (l serviceLink) peerAddrs() []netip.Addr {
+	if l.network == "" {
+		return []netip.Addr{InternetGateway}
+	}
+	return l.local
+}
 
 // backRoutes returns the routes the service namespace needs through its end
 // sl of the link.
@@ -132,6 +144,11 @@ func (f *Fabric) ensureServiceLink(router *nsRef, l serviceLink) error {
 		func() error { return ensureAlias(svc, sl, peerAlias) },
 		func() error { return ensureUp(svc, sl) },
 		func() error { return ensureLinkRoutes(svc, sl, l.backRoutes(sl)) },
+		// Static neighbours on both ends (see ensureStaticNeighbors).
+		func() error {
+			return ensureStaticNeighbors(router, rl, []netip.Addr{l.serviceAddr}, sl.Attrs().HardwareAddr)
+		},
+		func() error { return ensureStaticNeighbors(svc, sl, l.peerAddrs(), rl.Attrs().HardwareAddr) },
 		func() error { return waitLinks(f, router, rName, svc, sName) },
 	} {
 		if err := step(); err != nil {
@@ -168,11 +185,22 @@ func ensureLinkRoutes(r *nsRef, l netlink.Link, want []netlink.Route) error {
 	if err != nil {
 		return fmt.Errorf("namespace %s: routes via %s: %w", r.name, l.Attrs().Name, err)
 	}
-	same := func(a, b netlink.Route) bool {
-		return a.Dst != nil && b.Dst != nil && a.Dst.String() == b.Dst.String() && a.Gw.Equal(b.Gw)
+	// By destination and gateway: a link holds a route per endpoint
+	// toward its service, so no pairwise comparison.
+	key := func(rt netlink.Route) string {
+		if rt.Dst == nil {
+			return ""
+		}
+		return rt.Dst.String() + " via " + rt.Gw.String()
+	}
+	wanted, had := map[string]bool{}, map[string]bool{}
+	for _, w := range want {
+		wanted[key(w)] = true
 	}
 	for _, rt := range have {
-		if slices.ContainsFunc(want, func(w netlink.Route) bool { return same(w, rt) }) {
+		k := key(rt)
+		if k != "" && wanted[k] {
+			had[k] = true
 			continue
 		}
 		if err := r.h.RouteDel(&rt); err != nil && !isNotExist(err) {
@@ -180,7 +208,7 @@ func ensureLinkRoutes(r *nsRef, l netlink.Link, want []netlink.Route) error {
 		}
 	}
 	for _, w := range want {
-		if slices.ContainsFunc(have, func(rt netlink.Route) bool { return same(w, rt) }) {
+		if had[key(w)] {
 			continue
 		}
 		if err := r.h.RouteReplace(&w); err != nil {

@@ -21,30 +21,18 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // hangGuard bounds every wait: it keeps a broken data path from hanging
 // the test; it is not what the test asserts.
 const hangGuard = 10 * time.Second
 
-// requireRoot skips a test that needs root when not root, and fails it
-// under CI (which runs as root, so a skip there would hide a broken setup).
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("data path telemetry tests need root: they create network namespaces (CI=true, so not skipping)")
-	}
-	t.Skip("data path telemetry tests need root: they create network namespaces")
-}
-
 // newTestFabric returns a Fabric with a prefix of its own; cleanup removes
 // its namespaces.
 func newTestFabric(t testing.TB) *fabric.Fabric {
 	t.Helper()
-	requireRoot(t)
+	testkit.RequireRoot(t, "data path telemetry tests create network namespaces")
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -69,20 +57,11 @@ func echo(t testing.TB, f *fabric.Fabric, ns, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "hello\n")
-				io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
-			}()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		fmt.Fprintf(c, "hello\n")
+		io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
+	})
 }
 
 // session is an open client connection past the greeting.

@@ -6,6 +6,7 @@ package testkit
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -57,6 +58,21 @@ func WaitFor(t testing.TB, bound time.Duration, what string, cond func() error) 
 	if !Poll(bound, func() bool { err = cond(); return err == nil }) {
 		t.Fatalf("%s: not within %v: %v", what, bound, err)
 	}
+}
+
+// Serve accepts connections on ln until the test ends, when it closes ln,
+// and hands each to handle in a goroutine of its own.
+func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
 }
 
 // ARMError is the body of an ARM error response.

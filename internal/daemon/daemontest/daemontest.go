@@ -56,9 +56,23 @@ type Principal struct {
 // Sub is the principal's own subscription (it is Owner there).
 func (p *Principal) Sub() string { return p.Creds.SubscriptionID }
 
+// Option configures New.
+type Option func(*options)
+
+type options struct{ log io.Writer }
+
+// WithLog sends the API's log (warnings and errors) to w instead of the
+// test's log; a fuzz target, which may not log through its *testing.F,
+// needs it.
+func WithLog(w io.Writer) Option { return func(o *options) { o.log = w } }
+
 // New starts an API and stops it when the test ends.
-func New(t testing.TB) *API {
+func New(t testing.TB, opts ...Option) *API {
 	t.Helper()
+	o := options{log: testWriter{t}}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	dir := t.TempDir()
 	raw, err := bolt.Open(filepath.Join(dir, "privlink.db"))
 	if err != nil {
@@ -75,7 +89,7 @@ func New(t testing.TB) *API {
 		t.Fatal(err)
 	}
 	base := "https://" + ln.Addr().String()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ids, err := identity.New(t.Context(), st, identity.Config{BaseURL: base, Audience: daemon.Audience, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +218,16 @@ func (a *API) Do(t testing.TB, p *Principal, method, path string, body any) Resp
 // DoToken is Do with a given bearer token.
 func (a *API) DoToken(t testing.TB, token, method, path string, body any) Response {
 	t.Helper()
+	auth := ""
+	if token != "" {
+		auth = "Bearer " + token
+	}
+	return a.DoAuth(t, auth, method, path, body)
+}
+
+// DoAuth is Do with a given Authorization header ("" sends none).
+func (a *API) DoAuth(t testing.TB, authorization, method, path string, body any) Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -222,8 +246,8 @@ func (a *API) DoToken(t testing.TB, token, method, path string, body any) Respon
 	if err != nil {
 		t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")

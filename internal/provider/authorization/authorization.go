@@ -30,9 +30,9 @@ func New(ids *identity.Service) *Provider { return &Provider{ids: ids} }
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
 	return []*arm.ResourceType{
-		{Type: "Microsoft.Authorization/roleAssignments", APIVersions: Versions.All(),
+		{Type: "Microsoft.Authorization/roleAssignments", APIVersions: Versions.All(), Extension: true,
 			Get: p.getAssignment, Put: p.putAssignment, Delete: p.deleteAssignment, List: p.listAssignments},
-		{Type: "Microsoft.Authorization/roleDefinitions", APIVersions: Versions.All(),
+		{Type: "Microsoft.Authorization/roleDefinitions", APIVersions: Versions.All(), Extension: true,
 			Get: p.getDefinition, List: p.listDefinitions},
 	}
 }

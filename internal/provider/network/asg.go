@@ -14,55 +14,19 @@ import (
 // properties.
 
 func (p *Provider) putASG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var in armnetwork.ApplicationSecurityGroup
-	if err := r.Decode(&in); err != nil {
-		return nil, err
+	guid := func(a *armnetwork.ApplicationSecurityGroup) *string {
+		if a.Properties == nil {
+			return nil
+		}
+		return a.Properties.ResourceGUID
 	}
-	if err := validateEnvelope("application security group", r.ID, in.Location, in.Tags); err != nil {
-		return nil, err
-	}
-	var (
-		body    armnetwork.ApplicationSecurityGroup
-		op      *arm.Operation
-		created bool
-	)
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		var cur armnetwork.ApplicationSecurityGroup
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		created = !exists
-		if err := checkLocation(r.ID, str(cur.Location), *in.Location); err != nil {
-			return err
-		}
-		var guid *string
-		if cur.Properties != nil {
-			guid = cur.Properties.ResourceGUID
-		}
-		id, name, guid, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), guid)
-		if err != nil {
-			return err
-		}
-		state, done := p.settle(r.ID, false)
-		body = armnetwork.ApplicationSecurityGroup{
-			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeASG), Location: ptr(normLocation(*in.Location)),
-			Tags: in.Tags, Etag: ptr(arm.NewETag()),
-			Properties: &armnetwork.ApplicationSecurityGroupPropertiesFormat{ProvisioningState: ptr(state), ResourceGUID: guid},
-		}
-		if err := arm.Save(tx, r.ID, &body); err != nil {
-			return err
-		}
-		op, err = arm.StartOperation(tx, r.ID, str(body.Location), done)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return accepted(created, body, op), nil
+	return p.asgs().put(ctx, r, "application security group", guid,
+		func(_ store.Tx, w putWrite[armnetwork.ApplicationSecurityGroup]) (*armnetwork.ApplicationSecurityGroup, error) {
+			return &armnetwork.ApplicationSecurityGroup{
+				ID: ptr(w.id.String()), Name: ptr(w.name), Type: ptr(typeASG), Location: ptr(w.loc), Tags: w.in.Tags, Etag: ptr(w.etag),
+				Properties: &armnetwork.ApplicationSecurityGroupPropertiesFormat{ProvisioningState: ptr(w.state), ResourceGUID: w.guid},
+			}, nil
+		})
 }
 
 func errASGInUse(id string, users []string) error {

@@ -15,78 +15,39 @@ import (
 // networkInterfaces (derived from the subnets and NICs that reference it).
 
 func (p *Provider) putNSG(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var in armnetwork.SecurityGroup
-	if err := r.Decode(&in); err != nil {
-		return nil, err
-	}
 	var raw struct {
 		Properties map[string]json.RawMessage `json:"properties"`
 	}
-	if err := json.Unmarshal(r.Body, &raw); err != nil {
-		return nil, arm.InvalidRequestContent(err)
-	}
+	_ = json.Unmarshal(r.Body, &raw) // a malformed body is put's to answer
 	_, hasRules := raw.Properties["securityRules"]
-	if err := validateEnvelope("network security group", r.ID, in.Location, in.Tags); err != nil {
-		return nil, err
+	guid := func(n *armnetwork.SecurityGroup) *string {
+		if n.Properties == nil {
+			return nil
+		}
+		return n.Properties.ResourceGUID
 	}
-	if in.Properties == nil {
-		in.Properties = &armnetwork.SecurityGroupPropertiesFormat{}
-	}
-	var (
-		body    armnetwork.SecurityGroup
-		op      *arm.Operation
-		created bool
-	)
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		var cur armnetwork.SecurityGroup
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		created = !exists
-		if err := checkLocation(r.ID, str(cur.Location), *in.Location); err != nil {
-			return err
-		}
-		var guid *string
-		if cur.Properties != nil {
-			guid = cur.Properties.ResourceGUID
-		}
-		id, name, guid, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), guid)
-		if err != nil {
-			return err
-		}
-		state, done := p.settle(r.ID, false)
-		doc := armnetwork.SecurityGroup{
-			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeNSG), Location: ptr(normLocation(*in.Location)),
-			Tags: in.Tags, Etag: ptr(arm.NewETag()),
-			Properties: &armnetwork.SecurityGroupPropertiesFormat{
-				FlushConnection:   ptr(boolOr(in.Properties.FlushConnection, false)),
-				ProvisioningState: ptr(state),
-				ResourceGUID:      guid,
-			},
-		}
-		if hasRules {
-			w := ruleWrite{nsgID: id, location: str(doc.Location), state: state, etag: str(doc.Etag)}
-			if err := writeInlineRules(tx, w, in.Properties.SecurityRules); err != nil {
-				return err
+	return p.nsgs().put(ctx, r, "network security group", guid,
+		func(tx store.Tx, w putWrite[armnetwork.SecurityGroup]) (*armnetwork.SecurityGroup, error) {
+			in := w.in.Properties
+			if in == nil {
+				in = &armnetwork.SecurityGroupPropertiesFormat{}
 			}
-		}
-		if err := arm.Save(tx, r.ID, &doc); err != nil {
-			return err
-		}
-		if body, err = nsgView(tx, doc, p.newUsage(tx, r.ID.Subscription)); err != nil {
-			return err
-		}
-		op, err = arm.StartOperation(tx, r.ID, str(doc.Location), done)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return accepted(created, body, op), nil
+			doc := &armnetwork.SecurityGroup{
+				ID: ptr(w.id.String()), Name: ptr(w.name), Type: ptr(typeNSG), Location: ptr(w.loc), Tags: w.in.Tags, Etag: ptr(w.etag),
+				Properties: &armnetwork.SecurityGroupPropertiesFormat{
+					FlushConnection:   ptr(boolOr(in.FlushConnection, false)),
+					ProvisioningState: ptr(w.state),
+					ResourceGUID:      w.guid,
+				},
+			}
+			if hasRules {
+				rw := ruleWrite{nsgID: w.id, location: w.loc, state: w.state, etag: w.etag}
+				if err := writeInlineRules(tx, rw, in.SecurityRules); err != nil {
+					return nil, err
+				}
+			}
+			return doc, nil
+		})
 }
 
 // writeInlineRules replaces an NSG's rules with those of its PUT body. As

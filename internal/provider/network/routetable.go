@@ -106,78 +106,38 @@ func loadRoutes(r arm.Reader, table arm.ResourceID) ([]armnetwork.Route, error) 
 }
 
 func (p *Provider) putRouteTable(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var in armnetwork.RouteTable
-	if err := r.Decode(&in); err != nil {
-		return nil, err
-	}
 	var raw struct {
 		Properties map[string]json.RawMessage `json:"properties"`
 	}
-	if err := json.Unmarshal(r.Body, &raw); err != nil {
-		return nil, arm.InvalidRequestContent(err)
-	}
+	_ = json.Unmarshal(r.Body, &raw) // a malformed body is put's to answer
 	_, hasRoutes := raw.Properties["routes"]
-	if err := validateEnvelope("route table", r.ID, in.Location, in.Tags); err != nil {
-		return nil, err
+	guid := func(t *armnetwork.RouteTable) *string {
+		if t.Properties == nil {
+			return nil
+		}
+		return t.Properties.ResourceGUID
 	}
-	if in.Properties == nil {
-		in.Properties = &armnetwork.RouteTablePropertiesFormat{}
-	}
-	var (
-		body    armnetwork.RouteTable
-		op      *arm.Operation
-		created bool
-	)
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		var cur armnetwork.RouteTable
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		created = !exists
-		if err := checkLocation(r.ID, str(cur.Location), *in.Location); err != nil {
-			return err
-		}
-		var guid *string
-		if cur.Properties != nil {
-			guid = cur.Properties.ResourceGUID
-		}
-		id, name, guid, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), guid)
-		if err != nil {
-			return err
-		}
-		state, done := p.settle(r.ID, false)
-		doc := armnetwork.RouteTable{
-			ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeRouteTable), Location: ptr(normLocation(*in.Location)),
-			Tags: in.Tags, Etag: ptr(arm.NewETag()),
-			Properties: &armnetwork.RouteTablePropertiesFormat{
-				DisableBgpRoutePropagation: ptr(boolOr(in.Properties.DisableBgpRoutePropagation, false)),
-				ProvisioningState:          ptr(state),
-				ResourceGUID:               guid,
-			},
-		}
-		if hasRoutes {
-			w := routeWrite{tableID: id, state: state, etag: str(doc.Etag)}
-			if err := writeInlineRoutes(tx, w, in.Properties.Routes); err != nil {
-				return err
+	return p.routeTables().put(ctx, r, "route table", guid,
+		func(tx store.Tx, w putWrite[armnetwork.RouteTable]) (*armnetwork.RouteTable, error) {
+			in := w.in.Properties
+			if in == nil {
+				in = &armnetwork.RouteTablePropertiesFormat{}
 			}
-		}
-		if err := arm.Save(tx, r.ID, &doc); err != nil {
-			return err
-		}
-		if body, err = routeTableView(tx, doc, p.newUsage(tx, r.ID.Subscription)); err != nil {
-			return err
-		}
-		op, err = arm.StartOperation(tx, r.ID, str(doc.Location), done)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return accepted(created, body, op), nil
+			doc := &armnetwork.RouteTable{
+				ID: ptr(w.id.String()), Name: ptr(w.name), Type: ptr(typeRouteTable), Location: ptr(w.loc), Tags: w.in.Tags, Etag: ptr(w.etag),
+				Properties: &armnetwork.RouteTablePropertiesFormat{
+					DisableBgpRoutePropagation: ptr(boolOr(in.DisableBgpRoutePropagation, false)),
+					ProvisioningState:          ptr(w.state),
+					ResourceGUID:               w.guid,
+				},
+			}
+			if hasRoutes {
+				if err := writeInlineRoutes(tx, routeWrite{tableID: w.id, state: w.state, etag: w.etag}, in.Routes); err != nil {
+					return nil, err
+				}
+			}
+			return doc, nil
+		})
 }
 
 // writeInlineRoutes replaces a table's routes with those of its PUT body,

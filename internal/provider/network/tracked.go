@@ -33,9 +33,8 @@ type tracked[T any] struct {
 
 // docMeta points into a document's envelope.
 type docMeta struct {
-	etag     **string
-	location **string
-	tags     *map[string]*string
+	id, name, etag, location **string
+	tags                     *map[string]*string
 }
 
 func (t tracked[T]) show(r arm.Reader, v T, u func() *usage) (T, error) {
@@ -163,7 +162,9 @@ func (t tracked[T]) register(rt *arm.ResourceType) *arm.ResourceType {
 
 func (p *Provider) vnets() tracked[armnetwork.VirtualNetwork] {
 	return tracked[armnetwork.VirtualNetwork]{p: p,
-		meta: func(v *armnetwork.VirtualNetwork) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} },
+		meta: func(v *armnetwork.VirtualNetwork) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
 		view: vnetView,
 		beforeDelete: func(_ store.Tx, u *usage, _ arm.ResourceID, v *armnetwork.VirtualNetwork) error {
 			refs, err := u.inVNet(str(v.ID))
@@ -176,7 +177,9 @@ func (p *Provider) vnets() tracked[armnetwork.VirtualNetwork] {
 
 func (p *Provider) nsgs() tracked[armnetwork.SecurityGroup] {
 	return tracked[armnetwork.SecurityGroup]{p: p,
-		meta: func(v *armnetwork.SecurityGroup) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} },
+		meta: func(v *armnetwork.SecurityGroup) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
 		view: nsgView,
 		beforeDelete: func(_ store.Tx, u *usage, _ arm.ResourceID, v *armnetwork.SecurityGroup) error {
 			users, err := nsgUsers(u, str(v.ID))
@@ -192,7 +195,9 @@ func (p *Provider) nsgs() tracked[armnetwork.SecurityGroup] {
 
 func (p *Provider) asgs() tracked[armnetwork.ApplicationSecurityGroup] {
 	return tracked[armnetwork.ApplicationSecurityGroup]{p: p,
-		meta: func(v *armnetwork.ApplicationSecurityGroup) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} },
+		meta: func(v *armnetwork.ApplicationSecurityGroup) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
 		beforeDelete: func(_ store.Tx, u *usage, _ arm.ResourceID, v *armnetwork.ApplicationSecurityGroup) error {
 			users, err := u.asgUsers(str(v.ID))
 			if err != nil {
@@ -207,7 +212,9 @@ func (p *Provider) asgs() tracked[armnetwork.ApplicationSecurityGroup] {
 
 func (p *Provider) routeTables() tracked[armnetwork.RouteTable] {
 	return tracked[armnetwork.RouteTable]{p: p,
-		meta: func(v *armnetwork.RouteTable) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} },
+		meta: func(v *armnetwork.RouteTable) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
 		view: routeTableView,
 		beforeDelete: func(_ store.Tx, u *usage, _ arm.ResourceID, v *armnetwork.RouteTable) error {
 			users, err := u.subnetsReferencing(str(v.ID), false)
@@ -233,7 +240,9 @@ func (p *Provider) nics() tracked[armnetwork.Interface] {
 		}
 	}
 	return tracked[armnetwork.Interface]{p: p,
-		meta:      func(v *armnetwork.Interface) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} },
+		meta: func(v *armnetwork.Interface) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
 		patchable: managed("modified"),
 		beforeDelete: func(_ store.Tx, _ *usage, id arm.ResourceID, v *armnetwork.Interface) error {
 			return managed("deleted")(id, v)
@@ -244,11 +253,93 @@ func (p *Provider) nics() tracked[armnetwork.Interface] {
 // releases its connection, NIC and zone group index entry.
 func (p *Provider) endpoints() tracked[armnetwork.PrivateEndpoint] {
 	return tracked[armnetwork.PrivateEndpoint]{p: p,
-		meta: func(v *armnetwork.PrivateEndpoint) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} },
+		meta: func(v *armnetwork.PrivateEndpoint) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
 		view: func(r arm.Reader, v armnetwork.PrivateEndpoint, _ *usage) (armnetwork.PrivateEndpoint, error) {
 			return endpointView(r, v)
 		},
 		beforeDelete: func(tx store.Tx, _ *usage, id arm.ResourceID, v *armnetwork.PrivateEndpoint) error {
 			return releaseEndpoint(tx, id, v)
 		}}
+}
+
+// putWrite is what a tracked type's PUT builds its document from.
+type putWrite[T any] struct {
+	in, cur *T // cur is nil on create
+	id      arm.ResourceID
+	name    string
+	guid    *string // the resource's GUID: kept on update, new on create
+	state   armnetwork.ProvisioningState
+	loc     string // normalized
+	etag    string // the new ETag
+}
+
+// put serves a PUT of a tracked type: the body decoded and its envelope
+// (name, location, tags) checked, then in one transaction the
+// preconditions, the location rule, the resource's identity, build's
+// document (build may write children too), saved and shown. guidOf reads
+// a document's resource GUID (nil for types without one).
+func (t tracked[T]) put(ctx context.Context, r *arm.Request, kind string, guidOf func(*T) *string,
+	build func(tx store.Tx, w putWrite[T]) (*T, error)) (*arm.Response, error) {
+	var in T
+	if err := r.Decode(&in); err != nil {
+		return nil, err
+	}
+	im := t.meta(&in)
+	if err := validateEnvelope(kind, r.ID, *im.location, *im.tags); err != nil {
+		return nil, err
+	}
+	var (
+		body    T
+		op      *arm.Operation
+		created bool
+	)
+	_, err := t.p.st.Txn(ctx, func(tx store.Tx) error {
+		var cur T
+		cm := t.meta(&cur)
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(*cm.etag)); err != nil {
+			return err
+		}
+		created = !exists
+		if err := checkLocation(r.ID, str(*cm.location), str(*im.location)); err != nil {
+			return err
+		}
+		var guid *string
+		if exists && guidOf != nil {
+			guid = guidOf(&cur)
+		}
+		id, name, guid, err := identity(tx, r, exists, str(*cm.id), str(*cm.name), guid)
+		if err != nil {
+			return err
+		}
+		if guidOf == nil {
+			guid = nil
+		}
+		state, done := t.p.settle(r.ID, false)
+		w := putWrite[T]{in: &in, id: id, name: name, guid: guid, state: state, loc: normLocation(str(*im.location)), etag: arm.NewETag()}
+		if exists {
+			w.cur = &cur
+		}
+		doc, err := build(tx, w)
+		if err != nil {
+			return err
+		}
+		if err := arm.Save(tx, r.ID, doc); err != nil {
+			return err
+		}
+		if body, err = t.show(tx, *doc, func() *usage { return t.p.newUsage(tx, r.ID.Subscription) }); err != nil {
+			return err
+		}
+		op, err = arm.StartOperation(tx, r.ID, w.loc, done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return accepted(created, body, op), nil
 }

@@ -28,47 +28,17 @@ const typeWatcher = "Microsoft.Network/networkWatchers"
 
 func (p *Provider) watchers() tracked[armnetwork.Watcher] {
 	return tracked[armnetwork.Watcher]{p: p,
-		meta: func(v *armnetwork.Watcher) docMeta { return docMeta{&v.Etag, &v.Location, &v.Tags} }}
+		meta: func(v *armnetwork.Watcher) docMeta {
+			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		}}
 }
 
 func (p *Provider) putWatcher(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var in armnetwork.Watcher
-	if err := r.Decode(&in); err != nil {
-		return nil, err
-	}
-	if err := validateEnvelope("network watcher", r.ID, in.Location, in.Tags); err != nil {
-		return nil, err
-	}
-	var (
-		body    armnetwork.Watcher
-		created bool
-	)
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		var cur armnetwork.Watcher
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		created = !exists
-		if err := checkLocation(r.ID, str(cur.Location), *in.Location); err != nil {
-			return err
-		}
-		id, name, _, err := identity(tx, r, exists, str(cur.ID), str(cur.Name), nil)
-		if err != nil {
-			return err
-		}
-		body = armnetwork.Watcher{ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeWatcher),
-			Location: ptr(normLocation(*in.Location)), Tags: in.Tags, Etag: ptr(arm.NewETag()),
-			Properties: &armnetwork.WatcherPropertiesFormat{ProvisioningState: ptr(armnetwork.ProvisioningStateSucceeded)}}
-		return arm.Save(tx, r.ID, &body)
+	return p.watchers().put(ctx, r, "network watcher", nil, func(_ store.Tx, w putWrite[armnetwork.Watcher]) (*armnetwork.Watcher, error) {
+		return &armnetwork.Watcher{ID: ptr(w.id.String()), Name: ptr(w.name), Type: ptr(typeWatcher),
+			Location: ptr(w.loc), Tags: w.in.Tags, Etag: ptr(w.etag),
+			Properties: &armnetwork.WatcherPropertiesFormat{ProvisioningState: ptr(armnetwork.ProvisioningStateSucceeded)}}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return accepted(created, body, nil), nil
 }
 
 // watcherCheck runs a check of the watcher r.ID as a finished long-running
