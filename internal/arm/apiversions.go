@@ -9,10 +9,12 @@ import (
 // VersionTable is one provider's api-versions: every version Azure
 // publishes for it that privlink accepts, and for the types Azure added
 // later, the first version that has them. It is the one place a provider
-// says which versions it serves; handlers never look at the version,
-// because every accepted version maps to the one internal model (the
-// shapes privlink serves are a superset of each version's, and no version
-// in a table means something privlink cannot honour).
+// says which versions it serves. Every accepted version maps to the one
+// internal model (the shapes privlink serves are a superset of each
+// version's, and no version in a table means something privlink cannot
+// honour), so handlers do not look at the version, with one exception: an
+// answer whose shape Azure changed incompatibly in some version (the
+// postgres capabilities) is rendered in the request's shape.
 //
 // Versions are kept newest first, as ARM lists them in a provider's
 // resourceTypes (clients such as `az resource` take the first stable one).

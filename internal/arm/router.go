@@ -72,9 +72,14 @@ type ResourceType struct {
 	Put    Handler
 	Patch  Handler
 	Delete Handler
-	// Actions are POST (or GET) actions on one resource, keyed by the
-	// action's name (case-insensitive), e.g. "start".
+	// Actions are POST actions on one resource, keyed by the action's
+	// name (case-insensitive), e.g. "start"; RBAC action
+	// {type}/{name}/action.
 	Actions map[string]Handler
+	// ReadActions are GET actions on one resource (e.g. "capabilities"),
+	// keyed likewise; RBAC action {type}/{name}/read. The router answers
+	// another method on either kind 405 MethodNotAllowed.
+	ReadActions map[string]Handler
 
 	// NoResourceGroup marks types that live outside resource groups
 	// (subscription-level actions).
@@ -384,17 +389,24 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 			ptype = parent.Type()
 		}
 		if pt := rt.lookup(ptype); pt != nil {
-			for k, ah := range pt.Actions {
-				if strings.EqualFold(k, name) {
+			for _, kind := range []struct {
+				handlers map[string]Handler
+				method   string
+				suffix   string
+			}{{pt.Actions, http.MethodPost, "/action"}, {pt.ReadActions, http.MethodGet, "/read"}} {
+				for k, ah := range kind.handlers {
+					if !strings.EqualFold(k, name) {
+						continue
+					}
 					if err := checkShape(pt, parent); err != nil {
 						return nil, nil, nil, "", err
 					}
-					req.ID, req.Action = parent, k
-					suffix := "/action"
-					if method == http.MethodGet {
-						suffix = "/read"
+					if method != kind.method {
+						return nil, nil, nil, "", Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
+							"The %s method is not supported for action '%s' of '%s'; use %s.", method, k, ptype, kind.method)
 					}
-					return pt, ah, nil, ptype + "/" + k + suffix, nil
+					req.ID, req.Action = parent, k
+					return pt, ah, nil, ptype + "/" + k + kind.suffix, nil
 				}
 			}
 		}

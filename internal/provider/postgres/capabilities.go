@@ -220,9 +220,6 @@ func (o offer) render(r *arm.Request) *arm.Response {
 
 // locationCapabilities serves GET …/locations/{location}/capabilities.
 func (p *Provider) locationCapabilities(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	if err := requireGet(r); err != nil {
-		return nil, err
-	}
 	return p.theOffer().render(r), nil
 }
 
@@ -230,9 +227,6 @@ func (p *Provider) locationCapabilities(ctx context.Context, r *arm.Request) (*a
 // what the server may change to (its compute size and storage, within its
 // major version).
 func (p *Provider) serverCapabilities(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	if err := requireGet(r); err != nil {
-		return nil, err
-	}
 	server, err := p.loadServer(ctx, r.ID)
 	if err != nil {
 		return nil, err

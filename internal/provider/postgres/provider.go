@@ -126,8 +126,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{
 			Type: typeServer, APIVersions: v,
 			Get: p.getServer, List: p.listServers, Put: p.putServer, Patch: p.patchServer, Delete: p.deleteServer,
-			Actions: map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer,
-				"capabilities": p.serverCapabilities},
+			Actions:           map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer},
+			ReadActions:       map[string]arm.Handler{"capabilities": p.serverCapabilities},
 			BeforeGroupDelete: p.serverGroupDelete,
 			// Virtual network integration is refused (features.go), but
 			// its references are checked first, as ARM does.
@@ -148,7 +148,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 		{Type: namespace, APIVersions: v, NoResourceGroup: true,
 			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
 		{Type: typeLocations, APIVersions: v, NoResourceGroup: true,
-			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability, "capabilities": p.locationCapabilities}},
+			Actions:     map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability},
+			ReadActions: map[string]arm.Handler{"capabilities": p.locationCapabilities}},
 	}
 }
 
@@ -180,21 +181,6 @@ func accepted(body any, op *arm.Operation) *arm.Response {
 
 // noContent is the answer to a DELETE of something that does not exist.
 func noContent() *arm.Response { return &arm.Response{Status: http.StatusNoContent} }
-
-// requirePost refuses the other methods the router sends to actions.
-func requirePost(r *arm.Request) error { return requireMethod(r, http.MethodPost) }
-
-// requireGet refuses the other methods the router sends to the actions
-// that are reads (capabilities).
-func requireGet(r *arm.Request) error { return requireMethod(r, http.MethodGet) }
-
-func requireMethod(r *arm.Request, method string) error {
-	if r.HTTP != nil && r.HTTP.Method != method {
-		return arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
-			"The %s method is not supported for action '%s'; use %s.", r.HTTP.Method, r.Action, method)
-	}
-	return nil
-}
 
 // normLocation returns ARM's form of a location: "West Europe" → "westeurope".
 func normLocation(s string) string {
