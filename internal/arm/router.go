@@ -460,20 +460,27 @@ func methodNotAllowed(method, typ string) error {
 	return Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The %s method is not supported for resource type '%s'.", method, typ)
 }
 
-func checkAPIVersion(t *ResourceType, v string) error {
+func checkAPIVersion(t *ResourceType, v string) error { return CheckAPIVersion(t.Type, t.APIVersions, v) }
+
+// CheckAPIVersion refuses an api-version v that is missing or not one of
+// versions (without regard to case), naming what (a resource type, or a
+// path privlinkd serves beside the router) and the supported versions, as
+// ARM does. It is the one api-version check: the router's for every type,
+// and the daemon's for its own paths.
+func CheckAPIVersion(what string, versions []string, v string) error {
 	if v == "" {
 		return BadRequest("MissingApiVersionParameter", "api-version",
-			"The api-version query parameter (?api-version=) is required for all requests. Supported versions for '%s': '%s'.", t.Type, strings.Join(t.APIVersions, "', '"))
+			"The api-version query parameter (?api-version=) is required for all requests. Supported versions for '%s': '%s'.", what, strings.Join(versions, "', '"))
 	}
-	if slices.ContainsFunc(t.APIVersions, func(s string) bool { return strings.EqualFold(s, v) }) {
+	if slices.ContainsFunc(versions, func(s string) bool { return strings.EqualFold(s, v) }) {
 		return nil
 	}
-	code := "NoRegisteredProviderFound"
-	if strings.HasPrefix(strings.ToLower(t.Type), "microsoft.resources/") {
-		code = "InvalidApiVersionParameter"
+	code := "InvalidApiVersionParameter"
+	if lower := strings.ToLower(what); strings.HasPrefix(lower, "microsoft.") && !strings.HasPrefix(lower, "microsoft.resources/") {
+		code = "NoRegisteredProviderFound"
 	}
 	return BadRequest(code, "api-version", "The api-version '%s' is not supported for resource type '%s'. The supported api-versions are '%s'.",
-		v, t.Type, strings.Join(t.APIVersions, "', '"))
+		v, what, strings.Join(versions, "', '"))
 }
 
 // checkScope answers 404 when the resource group or the parent resource of

@@ -34,25 +34,15 @@ var metadataAPIVersions = []string{"2022-09-01", "2020-06-01", "2019-05-01", "20
 func metadataHandler(base, audience string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("api-version")
-		switch {
-		case v == "":
-			writeErr(w, r, arm.BadRequest("MissingApiVersionParameter", "api-version",
-				"The api-version query parameter (?api-version=) is required for all requests. Supported versions for 'metadata/endpoints': '%s'.",
-				strings.Join(metadataAPIVersions, "', '")))
+		if err := arm.CheckAPIVersion("metadata/endpoints", metadataAPIVersions, v); err != nil {
+			writeErr(w, r, err)
 			return
-		case v == "2015-01-01":
+		}
+		if strings.EqualFold(v, "2015-01-01") {
 			writeMetadata(w, legacyMetadata(base, audience))
 			return
 		}
-		for _, known := range metadataAPIVersions {
-			if v == known {
-				writeMetadata(w, cloudMetadata(base, audience))
-				return
-			}
-		}
-		writeErr(w, r, arm.BadRequest("InvalidApiVersionParameter", "api-version",
-			"The api-version '%s' is invalid. The supported versions for 'metadata/endpoints' are '%s'.",
-			v, strings.Join(metadataAPIVersions, "', '")))
+		writeMetadata(w, cloudMetadata(base, audience))
 	})
 }
 
