@@ -460,7 +460,9 @@ func methodNotAllowed(method, typ string) error {
 	return Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The %s method is not supported for resource type '%s'.", method, typ)
 }
 
-func checkAPIVersion(t *ResourceType, v string) error { return CheckAPIVersion(t.Type, t.APIVersions, v) }
+func checkAPIVersion(t *ResourceType, v string) error {
+	return CheckAPIVersion(t.Type, t.APIVersions, v)
+}
 
 // CheckAPIVersion refuses an api-version v that is missing or not one of
 // versions (without regard to case), naming what (a resource type, or a
