@@ -91,12 +91,19 @@ func newWorldProxy(t *testing.T) *worldProxy {
 // raw.githubusercontent.com). Refused, az carries on.
 var versionChecks = []string{"CONNECT azure.microsoft.com:443", "CONNECT raw.githubusercontent.com:443"}
 
-// beyond returns the requests that went anywhere but privlinkd, less
-// az's version checks.
-func (p *worldProxy) beyond() []string {
+// check fails the test when az reached anything but privlinkd, or when
+// the proxy saw none of az's version checks: then az did not go through
+// it, and what az reached is unknown.
+func (p *worldProxy) check(t *testing.T) {
+	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.DeleteFunc(slices.Clone(p.seen), func(s string) bool { return slices.Contains(versionChecks, s) })
+	if !slices.ContainsFunc(p.seen, func(s string) bool { return slices.Contains(versionChecks, s) }) {
+		t.Fatalf("the proxy standing for the world saw none of az's first-start version checks %v (it saw %v): az does not go through it", versionChecks, p.seen)
+	}
+	if beyond := slices.DeleteFunc(slices.Clone(p.seen), func(s string) bool { return slices.Contains(versionChecks, s) }); len(beyond) != 0 {
+		t.Fatalf("az reached beyond privlinkd: %v", beyond)
+	}
 }
 
 // newAzCLI sets up az for the principal of credFile by running, line by
@@ -442,9 +449,7 @@ func TestAzCLI274(t *testing.T) {
 		}
 	}
 	wall := time.Since(start)
-	if seen := proxy.beyond(); len(seen) != 0 {
-		t.Fatalf("az reached beyond privlinkd: %v", seen)
-	}
+	proxy.check(t)
 	// privlinkd's share of the time, from its access log (read once it
 	// has stopped, so that the log is complete and not being written).
 	d.stop(syscall.SIGTERM)
@@ -495,7 +500,5 @@ func TestAzCLI245(t *testing.T) {
 	a.run(nil, "postgres", "flexible-server", "firewall-rule", "delete", "-g", "rg45", "-n", srv, "--rule-name", "office", "--yes")
 	a.run(nil, "postgres", "flexible-server", "delete", "-g", "rg45", "-n", srv, "--yes")
 	a.run(nil, "group", "delete", "-n", "rg45", "--yes")
-	if seen := proxy.beyond(); len(seen) != 0 {
-		t.Fatalf("az reached beyond privlinkd: %v", seen)
-	}
+	proxy.check(t)
 }
