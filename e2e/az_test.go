@@ -450,12 +450,7 @@ func TestAzCLI274(t *testing.T) {
 	}
 	wall := time.Since(start)
 	proxy.check(t)
-	// privlinkd's share of the time, from its access log (read once it
-	// has stopped, so that the log is complete and not being written).
-	d.stop(syscall.SIGTERM)
-	n, inARM := armTime(d.log.String())
-	t.Logf("az 2.74 workflow: %d az commands in %v (%.1f s each); privlinkd served %d ARM requests in %v, %.2f%% of the wall time",
-		calls.n, wall.Round(time.Millisecond), wall.Seconds()/float64(calls.n), n, inARM.Round(time.Millisecond), 100*inARM.Seconds()/wall.Seconds())
+	owner.report(d, "az 2.74 workflow", wall)
 }
 
 // TestAzCLI245 drives privlinkd with Debian 12's az 2.45 as far as it
@@ -469,6 +464,7 @@ func TestAzCLI245(t *testing.T) {
 	d := startDaemon(t, "bolt")
 	proxy := newWorldProxy(t)
 	calls := &azCalls{}
+	start := time.Now()
 	a := newAzCLI(t, d, azPath, proxy, calls, filepath.Join(d.dataDir, "credentials.json"), "--adfs")
 
 	srv := "azold" + strings.ReplaceAll(d.prefix[4:], "-", "")
@@ -500,5 +496,37 @@ func TestAzCLI245(t *testing.T) {
 	a.run(nil, "postgres", "flexible-server", "firewall-rule", "delete", "-g", "rg45", "-n", srv, "--rule-name", "office", "--yes")
 	a.run(nil, "postgres", "flexible-server", "delete", "-g", "rg45", "-n", srv, "--yes")
 	a.run(nil, "group", "delete", "-n", "rg45", "--yes")
+	wall := time.Since(start)
 	proxy.check(t)
+	a.report(d, "az 2.45 workflow", wall)
+}
+
+// report logs the benchmark of an az workflow (docs/benchmarks.md): its
+// wall time, az's commands, privlinkd's share from its access log (the
+// router logs each request at debug level with its duration; read once
+// privlinkd has stopped, so that the log is complete), and as the
+// baseline az's own start-up in the same run: the median of three `az
+// account show`, which read only the local profile. It stops d.
+func (a *azCLI) report(d *daemon, label string, wall time.Duration) {
+	a.t.Helper()
+	a.calls.mu.Lock()
+	n, inAz := a.calls.n, a.calls.total
+	a.calls.mu.Unlock()
+	var local []time.Duration
+	for range 3 {
+		start := time.Now()
+		if out, errOut, err := a.exec("account", "show"); err != nil {
+			a.t.Fatalf("az account show: %v\n%s%s", err, out, errOut)
+		}
+		local = append(local, time.Since(start))
+	}
+	slices.Sort(local)
+	d.stop(syscall.SIGTERM)
+	requests, inARM := armTime(d.log.String())
+	each := inAz / time.Duration(n)
+	a.t.Logf("%s: %v wall, %d az commands taking %v (%v each, %.1f× a local `az account show`, %v); "+
+		"privlinkd served %d ARM requests in %v: %.2f%% of the wall time, %.2f%% of az's",
+		label, wall.Round(time.Millisecond), n, inAz.Round(time.Millisecond), each.Round(time.Millisecond),
+		each.Seconds()/local[1].Seconds(), local[1].Round(time.Millisecond),
+		requests, inARM.Round(time.Millisecond), 100*inARM.Seconds()/wall.Seconds(), 100*inARM.Seconds()/inAz.Seconds())
 }
