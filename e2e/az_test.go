@@ -287,33 +287,10 @@ func TestAzCLI274(t *testing.T) {
 	if !strings.HasSuffix(srvID, "/flexibleServers/"+srv) {
 		t.Fatalf("flexible-server create printed id %q", srvID)
 	}
-	owner.run(&o, "postgres", "flexible-server", "show", "-g", "rg", "-n", srv)
-	wantJSON(t, "flexible-server show", o, "state", "Ready")
-	wantJSON(t, "flexible-server show", o, "fullyQualifiedDomainName", srv+".postgres.database.azure.com")
-	var list []any
-	owner.run(&list, "postgres", "flexible-server", "list", "-g", "rg")
-	wantJSON(t, "flexible-server list", list, "0.name", srv)
-	owner.run(&o, "postgres", "flexible-server", "update", "-g", "rg", "-n", srv, "--tags", "env=test")
-	wantJSON(t, "flexible-server update --tags", o, "tags.env", "test")
-	owner.run(nil, "postgres", "flexible-server", "stop", "-g", "rg", "-n", srv)
-	owner.run(&o, "postgres", "flexible-server", "show", "-g", "rg", "-n", srv)
-	wantJSON(t, "flexible-server show after stop", o, "state", "Stopped")
-	owner.run(nil, "postgres", "flexible-server", "start", "-g", "rg", "-n", srv)
-	owner.run(nil, "postgres", "flexible-server", "restart", "-g", "rg", "-n", srv)
-	owner.run(&o, "postgres", "flexible-server", "show", "-g", "rg", "-n", srv)
-	wantJSON(t, "flexible-server show after start and restart", o, "state", "Ready")
-	owner.run(&o, "postgres", "flexible-server", "parameter", "set", "-g", "rg", "-s", srv, "-n", "work_mem", "--value", "8192")
-	wantJSON(t, "parameter set", o, "value", "8192")
-	owner.run(&o, "postgres", "flexible-server", "parameter", "show", "-g", "rg", "-s", srv, "-n", "work_mem")
-	wantJSON(t, "parameter show", o, "value", "8192")
+	owner.manageServer("rg", srv)
 	owner.run(&o, "postgres", "flexible-server", "update", "-g", "rg", "-n", srv, "--public-access", "Enabled")
 	wantJSON(t, "update --public-access Enabled", o, "network.publicNetworkAccess", "Enabled")
-	owner.run(&o, "postgres", "flexible-server", "firewall-rule", "create", "-g", "rg", "-n", srv, "--rule-name", "office",
-		"--start-ip-address", "198.18.7.9", "--end-ip-address", "198.18.7.9")
-	wantJSON(t, "firewall-rule create", o, "startIpAddress", "198.18.7.9")
-	owner.run(&list, "postgres", "flexible-server", "firewall-rule", "list", "-g", "rg", "-n", srv)
-	wantJSON(t, "firewall-rule list", list, "0.name", "office")
-	owner.run(nil, "postgres", "flexible-server", "firewall-rule", "delete", "-g", "rg", "-n", srv, "--rule-name", "office", "--yes")
+	owner.firewallRule("rg", srv)
 	owner.run(&o, "postgres", "flexible-server", "update", "-g", "rg", "-n", srv, "--public-access", "Disabled")
 	wantJSON(t, "update --public-access Disabled", o, "network.publicNetworkAccess", "Disabled")
 
@@ -338,6 +315,7 @@ func TestAzCLI274(t *testing.T) {
 	}
 	manual("bpe1", "team B asks for reporting")
 	manual("bpe2", "team B asks again")
+	var list []any
 	pending := map[string]string{} // request message → connection name
 	owner.run(&list, "network", "private-endpoint-connection", "list", "-g", "rg", "-n", srv, "--type", srvType)
 	if len(list) != 3 {
@@ -476,24 +454,8 @@ func TestAzCLI245(t *testing.T) {
 	a.run(&o, "resource", "create", "-g", "rg45", "-n", srv, "--resource-type", "Microsoft.DBforPostgreSQL/flexibleServers",
 		"--api-version", "2022-12-01", "--is-full-object", "--properties", body)
 	wantJSON(t, "resource create", o, "properties.state", "Ready")
-	a.run(&o, "postgres", "flexible-server", "show", "-g", "rg45", "-n", srv)
-	wantJSON(t, "flexible-server show", o, "version", "15")
-	var list []any
-	a.run(&list, "postgres", "flexible-server", "list", "-g", "rg45")
-	wantJSON(t, "flexible-server list", list, "0.name", srv)
-	a.run(&o, "postgres", "flexible-server", "update", "-g", "rg45", "-n", srv, "--tags", "env=old")
-	wantJSON(t, "flexible-server update", o, "tags.env", "old")
-	a.run(nil, "postgres", "flexible-server", "stop", "-g", "rg45", "-n", srv)
-	a.run(nil, "postgres", "flexible-server", "start", "-g", "rg45", "-n", srv)
-	a.run(nil, "postgres", "flexible-server", "restart", "-g", "rg45", "-n", srv)
-	a.run(&o, "postgres", "flexible-server", "show", "-g", "rg45", "-n", srv)
-	wantJSON(t, "flexible-server show after stop, start, restart", o, "state", "Ready")
-	a.run(&o, "postgres", "flexible-server", "parameter", "set", "-g", "rg45", "-s", srv, "-n", "work_mem", "--value", "8192")
-	wantJSON(t, "parameter set", o, "value", "8192")
-	a.run(&o, "postgres", "flexible-server", "firewall-rule", "create", "-g", "rg45", "-n", srv, "--rule-name", "office",
-		"--start-ip-address", "198.18.7.9", "--end-ip-address", "198.18.7.9")
-	wantJSON(t, "firewall-rule create", o, "endIpAddress", "198.18.7.9")
-	a.run(nil, "postgres", "flexible-server", "firewall-rule", "delete", "-g", "rg45", "-n", srv, "--rule-name", "office", "--yes")
+	a.manageServer("rg45", srv)
+	a.firewallRule("rg45", srv)
 	a.run(nil, "postgres", "flexible-server", "delete", "-g", "rg45", "-n", srv, "--yes")
 	a.run(nil, "group", "delete", "-n", "rg45", "--yes")
 	wall := time.Since(start)
@@ -529,4 +491,58 @@ func (a *azCLI) report(d *daemon, label string, wall time.Duration) {
 		label, wall.Round(time.Millisecond), n, inAz.Round(time.Millisecond), each.Round(time.Millisecond),
 		each.Seconds()/local[1].Seconds(), local[1].Round(time.Millisecond),
 		requests, inARM.Round(time.Millisecond), 100*inARM.Seconds()/wall.Seconds(), 100*inARM.Seconds()/inAz.Seconds())
+}
+
+// manageServer runs on the server srv of group rg the az postgres
+// flexible-server commands both releases have (show, list, update --tags,
+// stop, start, restart, parameter set and show), checking the states and
+// values they print.
+func (a *azCLI) manageServer(rg, srv string) {
+	t := a.t
+	t.Helper()
+	fs := func(v any, args ...string) {
+		t.Helper()
+		a.run(v, append([]string{"postgres", "flexible-server"}, args...)...)
+	}
+	var o obj
+	fs(&o, "show", "-g", rg, "-n", srv)
+	wantJSON(t, "flexible-server show", o, "state", "Ready")
+	wantJSON(t, "flexible-server show", o, "version", "15")
+	wantJSON(t, "flexible-server show", o, "fullyQualifiedDomainName", srv+".postgres.database.azure.com")
+	var list []any
+	fs(&list, "list", "-g", rg)
+	wantJSON(t, "flexible-server list", list, "0.name", srv)
+	fs(&o, "update", "-g", rg, "-n", srv, "--tags", "env=test")
+	wantJSON(t, "flexible-server update --tags", o, "tags.env", "test")
+	fs(nil, "stop", "-g", rg, "-n", srv)
+	fs(&o, "show", "-g", rg, "-n", srv)
+	wantJSON(t, "flexible-server show after stop", o, "state", "Stopped")
+	fs(nil, "start", "-g", rg, "-n", srv)
+	fs(nil, "restart", "-g", rg, "-n", srv)
+	fs(&o, "show", "-g", rg, "-n", srv)
+	wantJSON(t, "flexible-server show after start and restart", o, "state", "Ready")
+	fs(&o, "parameter", "set", "-g", rg, "-s", srv, "-n", "work_mem", "--value", "8192")
+	wantJSON(t, "parameter set", o, "value", "8192")
+	fs(&o, "parameter", "show", "-g", rg, "-s", srv, "-n", "work_mem")
+	wantJSON(t, "parameter show", o, "value", "8192")
+}
+
+// firewallRule creates, lists and deletes a firewall rule of the server
+// srv of group rg.
+func (a *azCLI) firewallRule(rg, srv string) {
+	t := a.t
+	t.Helper()
+	var o obj
+	a.run(&o, "postgres", "flexible-server", "firewall-rule", "create", "-g", rg, "-n", srv, "--rule-name", "office",
+		"--start-ip-address", "198.18.7.9", "--end-ip-address", "198.18.7.9")
+	wantJSON(t, "firewall-rule create", o, "startIpAddress", "198.18.7.9")
+	wantJSON(t, "firewall-rule create", o, "endIpAddress", "198.18.7.9")
+	var list []any
+	a.run(&list, "postgres", "flexible-server", "firewall-rule", "list", "-g", rg, "-n", srv)
+	wantJSON(t, "firewall-rule list", list, "0.name", "office")
+	a.run(nil, "postgres", "flexible-server", "firewall-rule", "delete", "-g", rg, "-n", srv, "--rule-name", "office", "--yes")
+	a.run(&list, "postgres", "flexible-server", "firewall-rule", "list", "-g", rg, "-n", srv)
+	if len(list) != 0 {
+		t.Fatalf("firewall rules after deleting the one: %v", list)
+	}
 }
