@@ -1,7 +1,13 @@
 # Sourced by scripts/test and scripts/run: installs what privlink needs on a
 # fresh Debian machine (as root) and puts Go on PATH.
 
-DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certificates chromium)
+DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certificates)
+# The tests drive privlinkd with the az CLI too (e2e/az_test.go): Debian
+# 12's azure-cli (2.45), and 2.74 from Debian 13 (scripts/install-azure-cli);
+# and the portal in headless chromium (e2e/portal_test.go).
+if [ -n "${PRIVLINK_TEST_DEPS:-}" ]; then
+  DEBIAN_PACKAGES+=(azure-cli chromium)
+fi
 
 need_install=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
@@ -16,6 +22,10 @@ if [ "${#need_install[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${need_install[@]}"
+fi
+
+if [ -n "${PRIVLINK_TEST_DEPS:-}" ] && [ "$(id -u)" = 0 ]; then
+  "$(dirname "${BASH_SOURCE[0]}")/install-azure-cli" /opt/privlink/azure-cli
 fi
 
 if ! command -v go >/dev/null 2>&1; then

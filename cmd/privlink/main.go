@@ -40,6 +40,9 @@ Usage:
   privlink quickstart [-g GROUP] [--server NAME] [--password PW]
                                           build a network, a server and a private endpoint, and
                                           print the psql command that connects through it
+  privlink az-setup [--adfs] [--cloud NAME]
+                                          print the az cloud register, az config and az login lines
+                                          that point the az CLI at privlinkd (--adfs: az 2.45)
 
 Global flags (before the command):
   --data-dir DIR        privlinkd's data directory (default /var/lib/privlink)
@@ -132,6 +135,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		return whyCmd(ctx, cfg, rest, out)
+	case "az-setup":
+		c, err := azconfig.Load(*credsPath)
+		if err != nil {
+			return fmt.Errorf("%w (is privlinkd running, and are you root? pass --data-dir or --credentials)", err)
+		}
+		return azSetupCmd(c, *credsPath, rest, out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil

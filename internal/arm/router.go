@@ -63,7 +63,8 @@ type ListHandler func(ctx context.Context, r *Request) ([]any, error)
 type ResourceType struct {
 	// Type is the full type, e.g. "Microsoft.Network/virtualNetworks/subnets".
 	Type string
-	// APIVersions are the accepted api-version values.
+	// APIVersions are the accepted api-version values (a provider's
+	// VersionTable.For); Register orders them newest first.
 	APIVersions []string
 
 	Get    Handler
@@ -71,9 +72,14 @@ type ResourceType struct {
 	Put    Handler
 	Patch  Handler
 	Delete Handler
-	// Actions are POST (or GET) actions on one resource, keyed by the
-	// action's name (case-insensitive), e.g. "start".
+	// Actions are POST actions on one resource, keyed by the action's
+	// name (case-insensitive), e.g. "start"; RBAC action
+	// {type}/{name}/action.
 	Actions map[string]Handler
+	// ReadActions are GET actions on one resource (e.g. "capabilities"),
+	// keyed likewise; RBAC action {type}/{name}/read. The router answers
+	// another method on either kind 405 MethodNotAllowed.
+	ReadActions map[string]Handler
 
 	// NoResourceGroup marks types that live outside resource groups
 	// (subscription-level actions).
@@ -182,6 +188,8 @@ func (rt *Router) Register(types ...*ResourceType) {
 		if _, dup := rt.types[k]; dup {
 			panic("arm: resource type registered twice: " + t.Type)
 		}
+		t.APIVersions = slices.Clone(t.APIVersions)
+		SortAPIVersions(t.APIVersions)
 		rt.types[k] = t
 	}
 }
@@ -381,17 +389,24 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 			ptype = parent.Type()
 		}
 		if pt := rt.lookup(ptype); pt != nil {
-			for k, ah := range pt.Actions {
-				if strings.EqualFold(k, name) {
+			for _, kind := range []struct {
+				handlers map[string]Handler
+				method   string
+				suffix   string
+			}{{pt.Actions, http.MethodPost, "/action"}, {pt.ReadActions, http.MethodGet, "/read"}} {
+				for k, ah := range kind.handlers {
+					if !strings.EqualFold(k, name) {
+						continue
+					}
 					if err := checkShape(pt, parent); err != nil {
 						return nil, nil, nil, "", err
 					}
-					req.ID, req.Action = parent, k
-					suffix := "/action"
-					if method == http.MethodGet {
-						suffix = "/read"
+					if method != kind.method {
+						return nil, nil, nil, "", Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
+							"The %s method is not supported for action '%s' of '%s'; use %s.", method, k, ptype, kind.method)
 					}
-					return pt, ah, nil, ptype + "/" + k + suffix, nil
+					req.ID, req.Action = parent, k
+					return pt, ah, nil, ptype + "/" + k + kind.suffix, nil
 				}
 			}
 		}
@@ -446,19 +461,28 @@ func methodNotAllowed(method, typ string) error {
 }
 
 func checkAPIVersion(t *ResourceType, v string) error {
+	return CheckAPIVersion(t.Type, t.APIVersions, v)
+}
+
+// CheckAPIVersion refuses an api-version v that is missing or not one of
+// versions (without regard to case), naming what (a resource type, or a
+// path privlinkd serves beside the router) and the supported versions, as
+// ARM does. It is the one api-version check: the router's for every type,
+// and the daemon's for its own paths.
+func CheckAPIVersion(what string, versions []string, v string) error {
 	if v == "" {
 		return BadRequest("MissingApiVersionParameter", "api-version",
-			"The api-version query parameter (?api-version=) is required for all requests. Supported versions for '%s': '%s'.", t.Type, strings.Join(t.APIVersions, "', '"))
+			"The api-version query parameter (?api-version=) is required for all requests. Supported versions for '%s': '%s'.", what, strings.Join(versions, "', '"))
 	}
-	if slices.Contains(t.APIVersions, v) {
+	if slices.ContainsFunc(versions, func(s string) bool { return strings.EqualFold(s, v) }) {
 		return nil
 	}
-	code := "NoRegisteredProviderFound"
-	if strings.HasPrefix(strings.ToLower(t.Type), "microsoft.resources/") {
-		code = "InvalidApiVersionParameter"
+	code := "InvalidApiVersionParameter"
+	if lower := strings.ToLower(what); strings.HasPrefix(lower, "microsoft.") && !strings.HasPrefix(lower, "microsoft.resources/") {
+		code = "NoRegisteredProviderFound"
 	}
 	return BadRequest(code, "api-version", "The api-version '%s' is not supported for resource type '%s'. The supported api-versions are '%s'.",
-		v, t.Type, strings.Join(t.APIVersions, "', '"))
+		v, what, strings.Join(versions, "', '"))
 }
 
 // checkScope answers 404 when the resource group or the parent resource of

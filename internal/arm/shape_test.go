@@ -45,21 +45,7 @@ func TestRouterRefusesMisplacedTypes(t *testing.T) {
 	t.Cleanup(srv.Close)
 	send := func(method, path string) (int, string, string) {
 		t.Helper()
-		var body io.Reader
-		if method != http.MethodGet {
-			body = strings.NewReader(`{}`)
-		}
-		req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path+"?api-version=1", body)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var e struct{ Error struct{ Code string } }
-		_ = json.Unmarshal(b, &e)
-		return resp.StatusCode, e.Error.Code, string(b)
+		return sendTo(t, srv, method, path+"?api-version=1")
 	}
 	const thing = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Test/things/a"
 	for _, c := range []struct{ method, path, code string }{
@@ -119,4 +105,29 @@ func storeWith(tb testing.TB, ids ...string) store.Store {
 		}
 	}
 	return st
+}
+
+// sendTo sends method to srv's target (path and query) with an empty JSON
+// object as the body of all but GET, and returns the status, the ARM
+// error code (if any) and the body.
+func sendTo(t testing.TB, srv *httptest.Server, method, target string) (status int, code, body string) {
+	t.Helper()
+	var rd io.Reader
+	if method != http.MethodGet {
+		rd = strings.NewReader(`{}`)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, srv.URL+target, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e struct{ Error struct{ Code string } }
+	_ = json.Unmarshal(b, &e)
+	return resp.StatusCode, e.Error.Code, string(b)
 }

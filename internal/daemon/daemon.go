@@ -179,6 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", metricsHandler(ids, metrics))
+	mux.Handle("GET /metadata/endpoints", metadataHandler(base, Audience))
 	mux.Handle("/subscriptions/", router)
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))

@@ -378,7 +378,7 @@ func (e *env) cells(t testing.TB, typ *arm.ResourceType, g string) (typeCells, b
 		n := e.next()
 		instance = f.path(g, n)
 		e.put(t, e.a.Owner, instance, f.body(g, n))
-	case typ.Get != nil || typ.Patch != nil || typ.Delete != nil || len(typ.Actions) > 0:
+	case typ.Get != nil || typ.Patch != nil || typ.Delete != nil || len(typ.Actions) > 0 || len(typ.ReadActions) > 0:
 		t.Errorf("%s serves a resource but its fixture has no instance", typ.Type)
 		return typeCells{}, false
 	}
@@ -425,6 +425,9 @@ func (e *env) cells(t testing.TB, typ *arm.ResourceType, g string) (typeCells, b
 			return typeCells{}, false
 		}
 		tc.cells = append(tc.cells, cell{verb: "POST " + name, method: http.MethodPost, path: instance + "/" + name, body: body, write: true})
+	}
+	for _, name := range slices.Sorted(maps.Keys(typ.ReadActions)) {
+		tc.cells = append(tc.cells, cell{verb: "GET " + name, method: http.MethodGet, path: instance + "/" + name})
 	}
 	if typ.Delete != nil {
 		victim := instance

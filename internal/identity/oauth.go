@@ -18,19 +18,38 @@ import (
 //	GET  /{tenant}/discovery/v2.0/keys
 //	POST /{tenant}/oauth2/v2.0/token   (client_credentials)
 //
+// and the same authority shaped as AD FS, for MSAL clients that cannot be
+// told to skip instance discovery (which asks login.microsoftonline.com
+// about any other authority; the az CLI before core.instance_discovery):
+// MSAL never does it for an AD FS authority, whose one tenant is
+// "adfs". privlink's token endpoint there takes the tenant from the
+// client:
+//
+//	GET  /adfs/.well-known/openid-configuration
+//	POST /adfs/oauth2/token
+//
 // Mount it for the paths IsIdentityPath accepts.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.serveOpenIDConfiguration)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", s.serveKeys)
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.serveToken)
+	mux.HandleFunc("GET /adfs/.well-known/openid-configuration", s.serveOpenIDConfiguration)
+	mux.HandleFunc("POST /adfs/oauth2/token", s.serveToken)
 	return mux
 }
+
+// adfsTenant is the tenant segment of the AD FS shaped authority.
+const adfsTenant = "adfs"
 
 // IsIdentityPath reports whether an URL path is one of Handler's endpoints
 // (whatever the tenant segment), so that a server can route it there and
 // everything else to ARM.
 func IsIdentityPath(path string) bool {
+	switch path {
+	case "/" + adfsTenant + "/.well-known/openid-configuration", "/" + adfsTenant + "/oauth2/token":
+		return true
+	}
 	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	if len(segs) != 4 || segs[0] == "" {
 		return false
@@ -124,14 +143,19 @@ func (s *Service) tenantFromPath(w http.ResponseWriter, r *http.Request) (string
 }
 
 func (s *Service) serveOpenIDConfiguration(w http.ResponseWriter, r *http.Request) {
-	tid, ok := s.tenantFromPath(w, r)
-	if !ok {
-		return
+	issuer, tokenPath := s.baseURL+"/"+adfsTenant, "/"+adfsTenant+"/oauth2/token"
+	tid := adfsTenant
+	if r.PathValue("tenant") != "" {
+		var ok bool
+		if tid, ok = s.tenantFromPath(w, r); !ok {
+			return
+		}
+		issuer, tokenPath = s.issuer(tid), "/"+tid+"/oauth2/v2.0/token"
 	}
 	base := s.baseURL + "/" + tid
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                s.issuer(tid),
-		"token_endpoint":                        base + "/oauth2/v2.0/token",
+		"issuer":                                issuer,
+		"token_endpoint":                        s.baseURL + tokenPath,
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
 		"jwks_uri":                              base + "/discovery/v2.0/keys",
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
@@ -193,9 +217,15 @@ const maxTokenRequest = 64 << 10
 // accepted and ignored: privlink does not do continuous access
 // evaluation.
 func (s *Service) serveToken(w http.ResponseWriter, r *http.Request) {
-	tid, ok := s.tenantFromPath(w, r)
-	if !ok {
-		return
+	// On the AD FS shaped authority (no tenant segment) the tenant is the
+	// client's own.
+	adfs := r.PathValue("tenant") == ""
+	tid := adfsTenant
+	if !adfs {
+		var ok bool
+		if tid, ok = s.tenantFromPath(w, r); !ok {
+			return
+		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxTokenRequest)
 	if err := r.ParseForm(); err != nil {
@@ -234,6 +264,9 @@ func (s *Service) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("client lookup failed", "clientId", clientID, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
+	}
+	if err == nil && adfs {
+		tid = p.TenantID
 	}
 	if err != nil || p.TenantID != tid {
 		s.writeOAuthError(w, r, http.StatusBadRequest, "unauthorized_client", aadstsAppNotFound, fmt.Sprintf(

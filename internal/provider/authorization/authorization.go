@@ -15,9 +15,9 @@ import (
 	"github.com/privlink/privlink/internal/store"
 )
 
-// APIVersions are those the Azure SDKs and the az CLI send for
+// Versions are those the Azure SDKs and the az CLI send for
 // Microsoft.Authorization.
-var APIVersions = []string{"2022-04-01", "2020-10-01-preview", "2020-04-01-preview", "2018-09-01-preview", "2018-01-01-preview", "2015-07-01"}
+var Versions = arm.NewVersionTable("2022-04-01", "2020-10-01-preview", "2020-04-01-preview", "2018-09-01-preview", "2018-01-01-preview", "2015-07-01")
 
 // Provider serves Microsoft.Authorization.
 type Provider struct {
@@ -30,9 +30,9 @@ func New(ids *identity.Service) *Provider { return &Provider{ids: ids} }
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
 	return []*arm.ResourceType{
-		{Type: "Microsoft.Authorization/roleAssignments", APIVersions: APIVersions, Extension: true,
+		{Type: "Microsoft.Authorization/roleAssignments", APIVersions: Versions.All(), Extension: true,
 			Get: p.getAssignment, Put: p.putAssignment, Delete: p.deleteAssignment, List: p.listAssignments},
-		{Type: "Microsoft.Authorization/roleDefinitions", APIVersions: APIVersions, Extension: true,
+		{Type: "Microsoft.Authorization/roleDefinitions", APIVersions: Versions.All(), Extension: true,
 			Get: p.getDefinition, List: p.listDefinitions},
 	}
 }

@@ -190,9 +190,6 @@ func (p *Provider) effectiveRoutes(ctx context.Context, r *arm.Request) (*arm.Re
 // effective answers an effective-* action on a NIC with compute's result,
 // as a finished long-running operation.
 func (p *Provider) effective(ctx context.Context, r *arm.Request, compute func(*policy.Network, []*policy.NIC) any) (*arm.Response, error) {
-	if r.HTTP != nil && r.HTTP.Method != http.MethodPost {
-		return nil, arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The %s method is not supported for action '%s'; use POST.", r.HTTP.Method, r.Action)
-	}
 	var op *arm.Operation
 	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
 		n, nics, doc, err := nicPolicy(tx, r.ID)

@@ -29,10 +29,17 @@ import (
 	"github.com/privlink/privlink/internal/store"
 )
 
-// APIVersions are the api-versions accepted for Microsoft.Network: the one
-// armnetwork/v7 sends (2025-01-01) and recent ones other clients send; the
-// shapes served here are the same in all of them.
-var APIVersions = []string{"2024-05-01", "2024-07-01", "2024-10-01", "2025-01-01"}
+// Versions are the api-versions accepted for Microsoft.Network: every
+// stable version Azure published from 2022-01-01 (the oldest the az CLI
+// 2.74 sends) to 2025-01-01 (what armnetwork/v7 sends). Every type served
+// here exists in all of them, and the fields privlink reads and writes
+// mean the same in each: a version adds fields privlink does not serve
+// (and ignores), never a new meaning of one it does.
+var Versions = arm.NewVersionTable(
+	"2025-01-01", "2024-10-01", "2024-07-01", "2024-05-01", "2024-03-01", "2024-01-01",
+	"2023-11-01", "2023-09-01", "2023-06-01", "2023-05-01", "2023-04-01", "2023-02-01",
+	"2022-11-01", "2022-09-01", "2022-07-01", "2022-05-01", "2022-01-01",
+)
 
 const namespace = "Microsoft.Network"
 
@@ -83,7 +90,7 @@ func WithTargets(k *privatelink.Kinds) Option { return func(p *Provider) { p.tar
 
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
-	v := APIVersions
+	v := Versions.All()
 	return []*arm.ResourceType{
 		p.vnets().register(&arm.ResourceType{Type: typeVNet, APIVersions: v, Put: p.putVNet, Links: vnetLinks, BeforeGroupDelete: p.vnetGroupDelete}),
 		{Type: typeSubnet, APIVersions: v, Get: p.getSubnet, List: p.listSubnets, Put: p.putSubnet,

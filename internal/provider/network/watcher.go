@@ -44,9 +44,6 @@ func (p *Provider) putWatcher(ctx context.Context, r *arm.Request) (*arm.Respons
 // watcherCheck runs a check of the watcher r.ID as a finished long-running
 // operation (Azure's are long-running; the answer is ready at once).
 func (p *Provider) watcherCheck(ctx context.Context, r *arm.Request, in any, check func(tx store.Tx) (any, error)) (*arm.Response, error) {
-	if r.HTTP != nil && r.HTTP.Method != http.MethodPost {
-		return nil, arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The %s method is not supported for action '%s'; use POST.", r.HTTP.Method, r.Action)
-	}
 	if err := r.Decode(in); err != nil {
 		return nil, err
 	}

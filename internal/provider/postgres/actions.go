@@ -72,9 +72,6 @@ func requireReady(doc *serverDoc) error {
 // state; the answer is 202 with the action's operation.
 func (p *Provider) action(ctx context.Context, r *arm.Request,
 	apply func(tx store.Tx, id arm.ResourceID, doc *serverDoc, d *Desired) (string, error)) (*arm.Response, error) {
-	if err := requirePost(r); err != nil {
-		return nil, err
-	}
 	var op *arm.Operation
 	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
 		op = nil

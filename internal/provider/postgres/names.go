@@ -157,9 +157,6 @@ func releaseName(tx store.Tx, name, want string) error {
 // subscription or location level: whether a server could be created with
 // the name anywhere.
 func (p *Provider) checkNameAvailability(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	if err := requirePost(r); err != nil {
-		return nil, err
-	}
 	var in nameAvailabilityIn
 	if err := r.Decode(&in); err != nil {
 		return nil, err

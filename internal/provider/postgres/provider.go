@@ -28,11 +28,23 @@ import (
 	"github.com/privlink/privlink/internal/store"
 )
 
-// APIVersions are the api-versions accepted for Microsoft.DBforPostgreSQL:
-// the one armpostgresqlflexibleservers/v5 sends (2025-08-01) and the
-// earlier stable ones other clients (az CLI, older SDKs) send; the shapes
-// served here are a superset of theirs.
-var APIVersions = []string{"2022-12-01", "2023-06-30", "2024-08-01", "2025-08-01"}
+// Versions are the api-versions accepted for Microsoft.DBforPostgreSQL
+// flexible servers: every stable version Azure published (2021-06-01,
+// 2022-12-01, 2024-08-01 and 2025-08-01, what armpostgresqlflexibleservers/v5
+// sends) and the public previews up to 2025-08-01 (the az CLI 2.74 sends
+// 2025-01-01-preview, and 2023-06-01-preview for endpoint connections;
+// 2.45 sends 2022-12-01). The fields privlink serves mean the same in all
+// of them; later versions only add fields, and those privlink cannot
+// honour (virtual network integration, replicas, high availability, ...)
+// are refused by name whatever the version (features.go). Private
+// endpoint connections and private link resources exist from
+// 2023-06-01-preview on, as in Azure.
+var Versions = arm.NewVersionTable(
+	"2025-08-01", "2025-06-01-preview", "2025-01-01-preview", "2024-11-01-preview",
+	"2024-08-01", "2024-03-01-preview", "2023-12-01-preview", "2023-06-01-preview",
+	"2023-03-01-preview", "2022-12-01", "2022-03-08-preview", "2022-01-20-preview",
+	"2021-06-01", "2021-06-01-preview",
+).Since(typePrivateLink, "2023-06-01-preview").Since(typeConnections, "2023-06-01-preview")
 
 const namespace = "Microsoft.DBforPostgreSQL"
 
@@ -42,7 +54,9 @@ const (
 	typeFirewallRule = "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules"
 	typeConfig       = "Microsoft.DBforPostgreSQL/flexibleServers/configurations"
 	typePrivateLink  = "Microsoft.DBforPostgreSQL/flexibleServers/privateLinkResources"
-	// typeLocations carries the per-location checkNameAvailability action.
+	typeConnections  = typeServer + "/" + privatelink.Segment
+	// typeLocations carries the per-location checkNameAvailability and
+	// capabilities actions.
 	typeLocations = "Microsoft.DBforPostgreSQL/locations"
 )
 
@@ -107,12 +121,13 @@ func WithVersions(versions []string) Option {
 
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
-	v := APIVersions
+	v := Versions.All()
 	return []*arm.ResourceType{
 		{
 			Type: typeServer, APIVersions: v,
 			Get: p.getServer, List: p.listServers, Put: p.putServer, Patch: p.patchServer, Delete: p.deleteServer,
 			Actions:           map[string]arm.Handler{"start": p.startServer, "stop": p.stopServer, "restart": p.restartServer},
+			ReadActions:       map[string]arm.Handler{"capabilities": p.serverCapabilities},
 			BeforeGroupDelete: p.serverGroupDelete,
 			// Virtual network integration is refused (features.go), but
 			// its references are checked first, as ARM does.
@@ -125,15 +140,16 @@ func (p *Provider) Types() []*arm.ResourceType {
 			Put: p.putFirewallRule, Delete: p.deleteFirewallRule},
 		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
 			Put: p.putConfig, Patch: p.putConfig},
-		{Type: typePrivateLink, APIVersions: v, Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
-		privatelink.ConnectionsType(p.st, Kind, v),
+		{Type: typePrivateLink, APIVersions: Versions.For(typePrivateLink), Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},
+		privatelink.ConnectionsType(p.st, Kind, Versions.For(typeConnections)),
 		// POST /subscriptions/{s}/providers/Microsoft.DBforPostgreSQL/checkNameAvailability:
 		// the router resolves an action on a bare namespace to the type
 		// named by the namespace alone.
 		{Type: namespace, APIVersions: v, NoResourceGroup: true,
 			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
 		{Type: typeLocations, APIVersions: v, NoResourceGroup: true,
-			Actions: map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability}},
+			Actions:     map[string]arm.Handler{"checkNameAvailability": p.checkNameAvailability},
+			ReadActions: map[string]arm.Handler{"capabilities": p.locationCapabilities}},
 	}
 }
 
@@ -165,15 +181,6 @@ func accepted(body any, op *arm.Operation) *arm.Response {
 
 // noContent is the answer to a DELETE of something that does not exist.
 func noContent() *arm.Response { return &arm.Response{Status: http.StatusNoContent} }
-
-// requirePost refuses the other methods the router sends to actions.
-func requirePost(r *arm.Request) error {
-	if r.HTTP != nil && r.HTTP.Method != http.MethodPost {
-		return arm.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
-			"The %s method is not supported for action '%s'; use POST.", r.HTTP.Method, r.Action)
-	}
-	return nil
-}
 
 // normLocation returns ARM's form of a location: "West Europe" → "westeurope".
 func normLocation(s string) string {

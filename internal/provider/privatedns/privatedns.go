@@ -44,9 +44,10 @@ import (
 // APIVersion is the api-version armprivatedns v1.3.0 sends.
 const APIVersion = "2024-06-01"
 
-// APIVersions are the accepted api-versions: APIVersion and the older ones
-// the az CLI sends. Their shapes are the same but for resolutionPolicy.
-var APIVersions = []string{APIVersion, "2020-06-01", "2020-01-01", "2018-09-01"}
+// Versions are the accepted api-versions: every one Azure published for
+// Microsoft.Network/privateDnsZones (APIVersion and the older ones the az
+// CLI sends). Their shapes are the same but for resolutionPolicy.
+var Versions = arm.NewVersionTable(APIVersion, "2020-06-01", "2020-01-01", "2018-09-01")
 
 // Resource types.
 const (
@@ -96,21 +97,21 @@ func New(st store.Store) *Provider { return &Provider{st: st} }
 func (p *Provider) Types() []*arm.ResourceType {
 	types := []*arm.ResourceType{
 		{
-			Type: ZoneType, APIVersions: APIVersions,
+			Type: ZoneType, APIVersions: Versions.All(),
 			Get: p.getZone, List: p.listZones, Put: p.putZone, Patch: p.patchZone, Delete: p.deleteZone,
 			BeforeGroupDelete: beforeGroupDelete,
 		},
 		{
-			Type: LinkType, APIVersions: APIVersions,
+			Type: LinkType, APIVersions: Versions.All(),
 			Get: p.getLink, List: p.listLinks, Put: p.putLink, Patch: p.patchLink, Delete: p.deleteLink,
 			// Linking a network to a zone needs the right to join the network.
 			Links: []arm.Link{{Path: "properties.virtualNetwork.id", Type: "Microsoft.Network/virtualNetworks", Action: arm.JoinVirtualNetworkAction}},
 		},
-		{Type: ZoneType + "/" + allSegment, APIVersions: APIVersions, List: p.listAllRecordSets},
+		{Type: ZoneType + "/" + allSegment, APIVersions: Versions.All(), List: p.listAllRecordSets},
 	}
 	for _, t := range RecordTypes {
 		types = append(types, &arm.ResourceType{
-			Type: ZoneType + "/" + string(t), APIVersions: APIVersions,
+			Type: ZoneType + "/" + string(t), APIVersions: Versions.All(),
 			Get: p.getRecordSet, List: p.listRecordSetsByType, Put: p.putRecordSet, Patch: p.patchRecordSet, Delete: p.deleteRecordSet,
 		})
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/privlink/privlink/internal/store"
 )
 
-// APIVersions are the api-versions accepted for Microsoft.Resources: the
+// Versions are the api-versions accepted for Microsoft.Resources: the
 // one armresources v1.2.0 sends, and recent ones the az CLI sends.
-var APIVersions = []string{"2021-04-01", "2022-09-01", "2024-03-01", "2024-07-01", "2024-11-01"}
+var Versions = arm.NewVersionTable("2024-11-01", "2024-07-01", "2024-03-01", "2022-09-01", "2021-04-01")
 
 // Provider serves resource groups.
 type Provider struct {
@@ -34,12 +34,12 @@ func New(st store.Store, types func() []*arm.ResourceType) *Provider {
 func (p *Provider) Types() []*arm.ResourceType {
 	return []*arm.ResourceType{
 		{
-			Type: "Microsoft.Resources/resourceGroups", APIVersions: APIVersions,
+			Type: "Microsoft.Resources/resourceGroups", APIVersions: Versions.All(),
 			Get: p.get, List: p.list, Put: p.put, Patch: p.patch, Delete: p.delete,
 			NoParentCheck: true,
 		},
 		{
-			Type: "Microsoft.Resources/resources", APIVersions: APIVersions,
+			Type: "Microsoft.Resources/resources", APIVersions: Versions.All(),
 			List: p.listResources, NoParentCheck: true,
 		},
 	}
