@@ -239,3 +239,30 @@ func TestFailedGenerationRollsBack(t *testing.T) {
 	}
 	e.action2(t, "start", "rg", "rbk")
 }
+
+// TestSKUMemory holds the compute sizes Azure offers to their memory, and
+// refuses those it does not (128 and 192 vCores exist only in v6).
+func TestSKUMemory(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		gib  int64
+		ok   bool
+	}{
+		{"Standard_B1ms", 2, true},
+		{"Standard_D4ds_v5", 16, true},
+		{"standard_d96ds_v5", 384, true},
+		{"Standard_D128ds_v6", 512, true},
+		{"Standard_D128ds_v5", 0, false},
+		{"Standard_D192ds_v5", 0, false},
+		{"Standard_E192ds_v6", 1832, true},
+		{"Standard_E128ds_v5", 0, false},
+		{"Standard_E64s_v3", 432, true},
+		{"Standard_E20ds_v5", 160, true},
+		{"Standard_D20ds_v5", 0, false},
+		{"Standard_B3ms", 0, false},
+	} {
+		if gib, ok := skuMemoryGiB(c.name); gib != c.gib || ok != c.ok {
+			t.Errorf("skuMemoryGiB(%s) = %d, %v; want %d, %v", c.name, gib, ok, c.gib, c.ok)
+		}
+	}
+}

@@ -250,7 +250,7 @@ func skuMemoryGiB(name string) (gib int64, ok bool) {
 		return 0, false
 	}
 	vcores, err := strconv.ParseInt(m[2], 10, 64)
-	if err != nil {
+	if err != nil || vcores > 96 && !strings.HasSuffix(strings.ToLower(m[3]), "_v6") {
 		return 0, false
 	}
 	switch strings.ToUpper(m[1]) {
