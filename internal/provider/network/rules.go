@@ -148,6 +148,9 @@ func buildRule(r arm.Reader, w ruleWrite, name string, in, cur *armnetwork.Secur
 		return nil, err
 	}
 	out.DestinationAddressPrefix, out.DestinationAddressPrefixes, out.DestinationApplicationSecurityGroups = dst.prefix, dst.prefixes, dst.asgs
+	if err := checkRuleASGs(r, id, pp, src.asgs, dst.asgs); err != nil {
+		return nil, err
+	}
 	return &armnetwork.SecurityRule{ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeRule), Etag: ptr(w.etag), Properties: out}, nil
 }
 
@@ -269,16 +272,9 @@ func ruleAddresses(r arm.Reader, rule arm.ResourceID, location, pp, side string,
 		}
 		out.prefixes = list
 	case len(asgs) > 0:
-		for i, a := range asgs {
-			t := arm.Field(groups, i) + ".id"
-			if a == nil {
-				return out, errMissing(t, "An application security group reference")
-			}
-			ref, err := resolveSameRegion(r, rule, location, t, a.ID, typeASG)
-			if err != nil {
-				return out, err
-			}
-			out.asgs = append(out.asgs, &armnetwork.ApplicationSecurityGroup{ID: ptr(ref.String())})
+		var err error
+		if out.asgs, err = resolveASGs(r, rule, location, groups, asgs, nil); err != nil {
+			return out, err
 		}
 		out.prefixes = []*string{}
 	default:
