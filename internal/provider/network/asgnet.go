@@ -98,11 +98,10 @@ func checkASGPlace(u *usage, skip, asg, vnet, target string) error {
 
 // checkRuleASGs refuses a rule whose source and destination application
 // security groups have members in different virtual networks.
-func checkRuleASGs(r arm.Reader, rule arm.ResourceID, pp string, src, dst []*armnetwork.ApplicationSecurityGroup) error {
+func checkRuleASGs(u *usage, rule arm.ResourceID, pp string, src, dst []*armnetwork.ApplicationSecurityGroup) error {
 	if len(src) == 0 || len(dst) == 0 {
 		return nil
 	}
-	u := newUsage(r, rule.Subscription)
 	var (
 		first    ipConfigRef
 		firstASG string

@@ -75,6 +75,9 @@ type ruleWrite struct {
 	path     string // JSON path prefix of the rule in the request, "" for a rule PUT
 	state    armnetwork.ProvisioningState
 	etag     string
+	// u answers the ASG checks, shared by the rules of one write; nil:
+	// buildRule makes one.
+	u *usage
 }
 
 // ruleEntry is a rule of an NSG's new set, for the priority check.
@@ -148,7 +151,11 @@ func buildRule(r arm.Reader, w ruleWrite, name string, in, cur *armnetwork.Secur
 		return nil, err
 	}
 	out.DestinationAddressPrefix, out.DestinationAddressPrefixes, out.DestinationApplicationSecurityGroups = dst.prefix, dst.prefixes, dst.asgs
-	if err := checkRuleASGs(r, id, pp, src.asgs, dst.asgs); err != nil {
+	u := w.u
+	if u == nil {
+		u = newUsage(r, id.Subscription)
+	}
+	if err := checkRuleASGs(u, id, pp, src.asgs, dst.asgs); err != nil {
 		return nil, err
 	}
 	return &armnetwork.SecurityRule{ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeRule), Etag: ptr(w.etag), Properties: out}, nil
