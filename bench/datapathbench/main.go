@@ -44,6 +44,13 @@
 // profiles one more run of each path (perf record -a) and sorts the
 // samples of postgres, pgbench and ksoftirqd by kernel subsystem.
 //
+// With --policies (policies.go) it compares, instead, the endpoint with
+// its subnet's NSG applied and ignored: an NSG of 100 rules and an ASG of
+// 50 NICs, privateEndpointNetworkPolicies Enabled against Disabled, rounds
+// alternating, select-only at each --clients count; then it times 30
+// security rule PUTs to the moment a probe inside the client NIC sees them
+// enforced.
+//
 // No process in the host namespace sends a packet to an emulated address:
 // every client runs inside a privlink namespace. At the end the tool stops
 // privlinkd and the postmaster it started (by PID) and removes every
@@ -100,6 +107,7 @@ type flags struct {
 	firstQuery          int
 	perfDir             string
 	hold                bool
+	policies            bool
 }
 
 func main() {
@@ -113,6 +121,7 @@ func main() {
 	flag.IntVar(&f.scale, "s", 10, "pgbench scale factor (-i -s)")
 	flag.IntVar(&f.firstQuery, "first-query", 10, "endpoints created for the PUT → first query measurement (0: skip)")
 	flag.StringVar(&f.perfDir, "perf", "", "also profile (perf record -a) one extra direct and one endpoint select-only run at 8 clients, into this directory")
+	flag.BoolVar(&f.policies, "policies", false, "instead of direct against endpoint: the endpoint with its subnet's NSG (100 rules, an ASG of 50 NICs) applied (privateEndpointNetworkPolicies Enabled) against ignored (Disabled), select-only at each --clients, and security rule PUT → enforcement (30 changes); skips the first-query samples")
 	flag.BoolVar(&f.hold, "hold", false, "after the setup and pgbench -i, print the namespaces and wait for Ctrl-C instead of measuring (for investigation)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -177,7 +186,7 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 	defer b.dns.Close()
 	var fq []firstQuery
-	if f.firstQuery > 0 {
+	if f.firstQuery > 0 && !f.policies {
 		if fq, err = b.firstQueries(ctx, f.firstQuery); err != nil {
 			return err
 		}
@@ -192,6 +201,9 @@ func run(ctx context.Context, f flags) (err error) {
 			b.dataDir, b.nicNS, b.srv.NS, b.srv.Addr, b.peAddr)
 		<-ctx.Done()
 		return nil
+	}
+	if f.policies {
+		return b.runPolicies(ctx)
 	}
 	res, err := b.rounds(ctx)
 	if err != nil {
@@ -795,14 +807,18 @@ func (s snapshot) since(s0 snapshot) cpu {
 	}
 }
 
+// cpuPerTx is the CPU time of postgres, pgbench, privlinkd and ksoftirqd
+// per transaction, in µs.
+func cpuPerTx(m measurement) float64 {
+	return 1e6 * (m.cpu.postgres + m.cpu.pgbench + m.cpu.privlinkd + m.cpu.ksoftirqd) / m.tx
+}
+
 // report prints the tables.
 func report(f flags, res []*result, fq []firstQuery) {
 	med := lat.MedianOf[measurement, float64]
 	tps := func(m measurement) float64 { return m.tps }
 	fmt.Printf("\n### pgbench, scale %d, -j %d, %s per run, %d rounds, sslmode=require on both paths\n\n", f.scale, f.threads, f.duration, f.rounds)
-	ours := func(m measurement) float64 {
-		return 1e6 * (m.cpu.postgres + m.cpu.pgbench + m.cpu.privlinkd + m.cpu.ksoftirqd) / m.tx
-	}
+	ours := cpuPerTx
 	cost := func(r *result, p pathKind) string {
 		var xs []float64
 		for i := range r.m[direct] {

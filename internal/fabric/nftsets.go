@@ -534,24 +534,37 @@ func elementGroups(cur *tableState, spec tableSpec, sets map[string]*nftables.Se
 		same := func(a, b nftables.SetElement) bool {
 			return slices.Equal(a.Val, b.Val) && a.Comment == b.Comment
 		}
+		// An interval's end (which carries no comment) goes in the group
+		// of its start, just before it in key order: the kernel refuses a
+		// start that follows another start without an end between them.
+		owner := func(group *string, e nftables.SetElement) string {
+			if !e.IntervalEnd || e.Comment != "" {
+				*group = e.Comment
+			}
+			return *group
+		}
+		group := ""
 		for _, id := range slices.Sorted(maps.Keys(have)) {
 			e := have[id]
+			g := owner(&group, e)
 			if w, ok := want[id]; ok && same(w, e) {
 				continue
 			}
 			del := nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, IntervalEnd: e.IntervalEnd, Comment: e.Comment}
 			if ss.name == spec.blockedSet() {
-				put(&unblock, "u", e.Comment, elemOp{set: s, del: true, elem: del})
+				put(&unblock, "u", g, elemOp{set: s, del: true, elem: del})
 			} else {
-				put(&dels, "d", e.Comment, elemOp{set: s, del: true, elem: del})
+				put(&dels, "d", g, elemOp{set: s, del: true, elem: del})
 			}
 		}
+		group = ""
 		for _, id := range slices.Sorted(maps.Keys(want)) {
 			e := want[id]
+			g := owner(&group, e)
 			if h, ok := have[id]; ok && same(h, e) {
 				continue
 			}
-			put(&adds, "a", e.Comment, elemOp{set: s, elem: e})
+			put(&adds, "a", g, elemOp{set: s, elem: e})
 		}
 	}
 	return slices.Concat(dels, adds, unblock)

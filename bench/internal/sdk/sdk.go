@@ -2,7 +2,7 @@
 // of clients for a daemon's principal, and the bodies and calls that create
 // and delete what the benchmarks measure against (resource groups, virtual
 // networks, NICs, private DNS zones and their links, private endpoints and
-// their zone groups), each polled to its end as a user of the SDK does,
+// their zone groups, network and application security groups), each polled to its end as a user of the SDK does,
 // with errors that name the resource.
 package sdk
 
@@ -56,6 +56,12 @@ type Clients struct {
 	Servers    *armpostgresqlflexibleservers.ServersClient
 	// Conns are the servers' private endpoint connections.
 	Conns *armpostgresqlflexibleservers.PrivateEndpointConnectionsClient
+	// Subnets, NSGs, Rules (security rules) and ASGs are for the network
+	// policies.
+	Subnets *armnetwork.SubnetsClient
+	NSGs    *armnetwork.SecurityGroupsClient
+	Rules   *armnetwork.SecurityRulesClient
+	ASGs    *armnetwork.ApplicationSecurityGroupsClient
 }
 
 // New returns the clients of cfg's principal; opts nil means
@@ -82,6 +88,7 @@ func New(cfg *azconfig.Config, opts *azarm.ClientOptions) (*Clients, error) {
 		return nil, fmt.Errorf("postgres clients: %w", err)
 	}
 	c.VNets, c.NICs, c.Endpoints, c.ZoneGroups = nf.NewVirtualNetworksClient(), nf.NewInterfacesClient(), nf.NewPrivateEndpointsClient(), nf.NewPrivateDNSZoneGroupsClient()
+	c.Subnets, c.NSGs, c.Rules, c.ASGs = nf.NewSubnetsClient(), nf.NewSecurityGroupsClient(), nf.NewSecurityRulesClient(), nf.NewApplicationSecurityGroupsClient()
 	c.Zones, c.Links, c.Records = df.NewPrivateZonesClient(), df.NewVirtualNetworkLinksClient(), df.NewRecordSetsClient()
 	c.Servers, c.Conns = pf.NewServersClient(), pf.NewPrivateEndpointConnectionsClient()
 	return c, nil
@@ -143,19 +150,28 @@ func (c *Clients) DeleteVNet(ctx context.Context, rg, name string) error {
 	return err
 }
 
-// NICBody is a NIC with one dynamic IP configuration in subnet subnetID.
-func NICBody(subnetID string) armnetwork.Interface {
+// NICBody is a NIC with one dynamic IP configuration in subnet subnetID,
+// a member of the application security groups asgs (IDs).
+func NICBody(subnetID string, asgs ...string) armnetwork.Interface {
+	ipc := &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: To(subnetID)},
+		PrivateIPAllocationMethod: To(armnetwork.IPAllocationMethodDynamic)}
+	for _, a := range asgs {
+		ipc.ApplicationSecurityGroups = append(ipc.ApplicationSecurityGroups, &armnetwork.ApplicationSecurityGroup{ID: To(a)})
+	}
 	return armnetwork.Interface{Location: To(Location),
-		Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: To("ip"),
-			Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: To(subnetID)},
-				PrivateIPAllocationMethod: To(armnetwork.IPAllocationMethodDynamic)}}}}}
+		Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: To("ip"), Properties: ipc}}}}
 }
 
 // CreateNIC PUTs NIC name of group rg in subnet subnetID and polls it until
 // done; it is an error if it is not Succeeded then. The PUT's response goes
 // to *resp when resp is not nil (see flex.Ops).
 func (c *Clients) CreateNIC(ctx context.Context, rg, name, subnetID string, resp **http.Response) (armnetwork.Interface, error) {
-	p, err := c.NICs.BeginCreateOrUpdate(Capture(ctx, resp), rg, name, NICBody(subnetID), nil)
+	return c.PutNIC(ctx, rg, name, NICBody(subnetID), resp)
+}
+
+// PutNIC is CreateNIC of a given body.
+func (c *Clients) PutNIC(ctx context.Context, rg, name string, body armnetwork.Interface, resp **http.Response) (armnetwork.Interface, error) {
+	p, err := c.NICs.BeginCreateOrUpdate(Capture(ctx, resp), rg, name, body, nil)
 	r, err := poll(ctx, rg+": NIC "+name, p, err)
 	if err != nil {
 		return r.Interface, err
@@ -316,4 +332,57 @@ func (c *Clients) CreateClientNetwork(ctx context.Context, rg, endpoints string)
 		return n, err
 	}
 	return n, c.LinkZone(ctx, rg, PrivateLinkZone, "vnet", n.VNetID)
+}
+
+// CreateASG creates application security group name of group rg and
+// returns its ID.
+func (c *Clients) CreateASG(ctx context.Context, rg, name string) (string, error) {
+	p, err := c.ASGs.BeginCreateOrUpdate(ctx, rg, name, armnetwork.ApplicationSecurityGroup{Location: To(Location)}, nil)
+	r, err := poll(ctx, rg+": application security group "+name, p, err)
+	return deref(r.ID), err
+}
+
+// CreateNSG creates network security group name of group rg with rules and
+// returns its ID.
+func (c *Clients) CreateNSG(ctx context.Context, rg, name string, rules []*armnetwork.SecurityRule) (string, error) {
+	p, err := c.NSGs.BeginCreateOrUpdate(ctx, rg, name, armnetwork.SecurityGroup{Location: To(Location),
+		Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: rules}}, nil)
+	r, err := poll(ctx, rg+": network security group "+name, p, err)
+	return deref(r.ID), err
+}
+
+// PutRule PUTs security rule name of NSG nsg (group rg) and polls it until
+// done.
+func (c *Clients) PutRule(ctx context.Context, rg, nsg, name string, props *armnetwork.SecurityRulePropertiesFormat) (Times, error) {
+	var t Times
+	start := time.Now()
+	p, err := c.Rules.BeginCreateOrUpdate(ctx, rg, nsg, name, armnetwork.SecurityRule{Properties: props}, nil)
+	t.Answered = time.Since(start)
+	_, err = poll(ctx, rg+": security rule "+nsg+"/"+name, p, err)
+	t.Done = time.Since(start)
+	return t, err
+}
+
+// UpdateSubnet reads subnet name of network vnet (group rg), applies
+// change to it and PUTs it back, polling until done.
+func (c *Clients) UpdateSubnet(ctx context.Context, rg, vnet, name string, change func(*armnetwork.SubnetPropertiesFormat)) error {
+	got, err := c.Subnets.Get(ctx, rg, vnet, name, nil)
+	if err != nil {
+		return fmt.Errorf("%s: subnet %s/%s: %w", rg, vnet, name, err)
+	}
+	s := got.Subnet
+	if s.Properties == nil {
+		s.Properties = &armnetwork.SubnetPropertiesFormat{}
+	}
+	change(s.Properties)
+	p, err := c.Subnets.BeginCreateOrUpdate(ctx, rg, vnet, name, armnetwork.Subnet{Properties: s.Properties}, nil)
+	_, err = poll(ctx, rg+": subnet "+vnet+"/"+name, p, err)
+	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -47,6 +47,9 @@ const (
 	codeRuleAddressPrefix    = "SecurityRuleInvalidAddressPrefix"
 	codeRuleUnsupportedValue = "SecurityRuleParameterContainsUnsupportedValue"
 	codeRouteConflict        = "RouteConflict" // by analogy
+	// An ASG's members in two virtual networks (asgnet.go): Azure's rule
+	// is documented, its code could not be confirmed; by analogy.
+	codeASGNetwork = "ApplicationSecurityGroupsNotInSameVirtualNetwork"
 	// Azure's "common deployment errors" page (MicrosoftDocs/azure-docs).
 	codeIPNotInSubnet = "PrivateIPAddressNotInSubnet"
 	codeIPReserved    = "PrivateIPAddressInReservedRange"

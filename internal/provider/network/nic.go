@@ -288,16 +288,8 @@ func placeIPConfigs(tx store.Tx, u *usage, spec *nicSpec, nic arm.ResourceID, lo
 			return nil, err
 		}
 		pl := &placed{spec: s, subnet: ref, prefixes: v4(subnetPrefixes(&subnet)), cur: curByName[strings.ToLower(s.name)]}
-		for i, a := range s.in.Properties.ApplicationSecurityGroups {
-			t := arm.Field(pp+"applicationSecurityGroups", i) + ".id"
-			if a == nil {
-				return nil, errMissing(t, "An application security group reference")
-			}
-			asg, err := resolveSameRegion(tx, nic, loc, t, a.ID, typeASG)
-			if err != nil {
-				return nil, err
-			}
-			pl.asgs = append(pl.asgs, &armnetwork.ApplicationSecurityGroup{ID: ptr(asg.String())})
+		if pl.asgs, err = joinASGs(tx, u, nic, loc, pp+"applicationSecurityGroups", s.in.Properties.ApplicationSecurityGroups, ref.ID); err != nil {
+			return nil, err
 		}
 		out = append(out, pl)
 	}

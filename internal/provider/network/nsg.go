@@ -41,7 +41,7 @@ func (p *Provider) putNSG(ctx context.Context, r *arm.Request) (*arm.Response, e
 				},
 			}
 			if hasRules {
-				rw := ruleWrite{nsgID: w.id, location: w.loc, state: w.state, etag: w.etag}
+				rw := ruleWrite{nsgID: w.id, location: w.loc, state: w.state, etag: w.etag, u: newUsage(tx, w.id.Subscription)}
 				if err := writeInlineRules(tx, rw, in.SecurityRules); err != nil {
 					return nil, err
 				}

@@ -226,8 +226,9 @@ func TestSecurityRuleValidation(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			before := e.snapshot()
 			_, err := e.putRule("rg", "nsg", "new", c.rule)
-			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target, c.words...)
+			e.refused(t, before, err, c.code, c.target, c.words...)
 		})
 	}
 	// The same direction with another priority, the other direction with the

@@ -337,16 +337,8 @@ func (p *Provider) resolveEndpoint(tx store.Tx, r *arm.Request, spec *endpointSp
 			return nil, err
 		}
 	}
-	for i, a := range props.ApplicationSecurityGroups {
-		t := arm.Field("properties.applicationSecurityGroups", i) + ".id"
-		if a == nil {
-			return nil, errMissing(t, "An application security group reference")
-		}
-		asg, err := resolveSameRegion(tx, id, w.loc, t, a.ID, typeASG)
-		if err != nil {
-			return nil, err
-		}
-		w.asgs = append(w.asgs, &armnetwork.ApplicationSecurityGroup{ID: ptr(asg.String())})
+	if w.asgs, err = joinASGs(tx, p.newUsage(tx, id.Subscription), id, w.loc, "properties.applicationSecurityGroups", props.ApplicationSecurityGroups, w.subnet.ID); err != nil {
+		return nil, err
 	}
 	if w.target, err = p.targets.Lookup(tx, spec.server); err != nil {
 		return nil, err

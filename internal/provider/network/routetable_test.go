@@ -135,6 +135,8 @@ func TestRouteValidation(t *testing.T) {
 		{"appliance with bad address", route("r", "10.0.0.0/8", armnetwork.RouteNextHopTypeVirtualAppliance, "10.0.0"), codeInvalidParameter, "properties.nextHopIpAddress"},
 		{"appliance with IPv6 address", route("r", "10.0.0.0/8", armnetwork.RouteNextHopTypeVirtualAppliance, "fd00::4"), codeInvalidParameter, "properties.nextHopIpAddress"},
 		{"address without appliance", route("r", "10.0.0.0/8", armnetwork.RouteNextHopTypeInternet, "10.0.0.4"), codeInvalidParameter, "properties.nextHopIpAddress"},
+		{"address on a None route", route("r", "10.0.0.0/8", armnetwork.RouteNextHopTypeNone, "10.0.0.4"), codeInvalidParameter, "properties.nextHopIpAddress"},
+		{"IPv6 host bits", route("r", "fd00::1/64", armnetwork.RouteNextHopTypeNone, ""), codeInvalidCIDR, "properties.addressPrefix"},
 		{"duplicate prefix", route("r", "10.9.0.0/16", armnetwork.RouteNextHopTypeNone, ""), codeRouteConflict, "properties.addressPrefix"},
 	}
 	for _, c := range cases {
@@ -143,8 +145,9 @@ func TestRouteValidation(t *testing.T) {
 				c.route.Properties.NextHopType = nil
 				c.code = codeMissingParameter
 			}
+			before := e.snapshot()
 			_, err := e.putRoute("rg", "rt", "r", *c.route)
-			wantTarget(t, testkit.WantARMError(t, err, 400, c.code), c.target)
+			e.refused(t, before, err, c.code, c.target)
 			// The same route inline names its index.
 			_, err = e.putTable("rg", "rt2", armnetwork.RouteTable{Location: to.Ptr("westeurope"), Properties: &armnetwork.RouteTablePropertiesFormat{
 				Routes: []*armnetwork.Route{route("ok", "10.8.0.0/16", armnetwork.RouteNextHopTypeNone, ""), c.route}}})

@@ -75,6 +75,9 @@ type ruleWrite struct {
 	path     string // JSON path prefix of the rule in the request, "" for a rule PUT
 	state    armnetwork.ProvisioningState
 	etag     string
+	// u answers the ASG checks, shared by the rules of one write; nil:
+	// buildRule makes one.
+	u *usage
 }
 
 // ruleEntry is a rule of an NSG's new set, for the priority check.
@@ -148,6 +151,13 @@ func buildRule(r arm.Reader, w ruleWrite, name string, in, cur *armnetwork.Secur
 		return nil, err
 	}
 	out.DestinationAddressPrefix, out.DestinationAddressPrefixes, out.DestinationApplicationSecurityGroups = dst.prefix, dst.prefixes, dst.asgs
+	u := w.u
+	if u == nil {
+		u = newUsage(r, id.Subscription)
+	}
+	if err := checkRuleASGs(u, id, pp, src.asgs, dst.asgs); err != nil {
+		return nil, err
+	}
 	return &armnetwork.SecurityRule{ID: ptr(id.String()), Name: ptr(name), Type: ptr(typeRule), Etag: ptr(w.etag), Properties: out}, nil
 }
 
@@ -269,16 +279,9 @@ func ruleAddresses(r arm.Reader, rule arm.ResourceID, location, pp, side string,
 		}
 		out.prefixes = list
 	case len(asgs) > 0:
-		for i, a := range asgs {
-			t := arm.Field(groups, i) + ".id"
-			if a == nil {
-				return out, errMissing(t, "An application security group reference")
-			}
-			ref, err := resolveSameRegion(r, rule, location, t, a.ID, typeASG)
-			if err != nil {
-				return out, err
-			}
-			out.asgs = append(out.asgs, &armnetwork.ApplicationSecurityGroup{ID: ptr(ref.String())})
+		var err error
+		if out.asgs, err = resolveASGs(r, rule, location, groups, asgs, nil); err != nil {
+			return out, err
 		}
 		out.prefixes = []*string{}
 	default:

@@ -63,7 +63,8 @@ func summarizeNIC(n *armnetwork.Interface) nicSummary {
 		if ic == nil || ic.Properties == nil || ic.Properties.Subnet == nil {
 			continue
 		}
-		ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: str(ic.Properties.Subnet.ID), PrivateEndpoint: managedBy(n)}
+		ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: str(ic.Properties.Subnet.ID), PrivateEndpoint: managedBy(n),
+			ASGs: asgIDs(ic.Properties.ApplicationSecurityGroups)}
 		if a, err := netip.ParseAddr(str(ic.Properties.PrivateIPAddress)); err == nil {
 			ref.Address = a
 		}
@@ -158,6 +159,9 @@ type ipConfigRef struct {
 	// PrivateEndpoint is the ID of the private endpoint that owns the
 	// NIC, "" for an ordinary NIC.
 	PrivateEndpoint string
+	// ASGs are the IDs of the application security groups the
+	// ipConfiguration is a member of.
+	ASGs []string
 }
 
 // user names who holds the address in messages: the private endpoint
