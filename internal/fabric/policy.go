@@ -441,8 +441,8 @@ func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (uint32, erro
 		})}, nil
 	case policy.HopInternet:
 		// No network address leaves for the internet (the model's
-		// Unreachable); the rest goes on (the router has no way out to
-		// the internet yet: nothing answers it).
+		// Unreachable); the rest goes on, to the router's default
+		// outbound link (outbound.go) for 198.18.0.0/15.
 		inSpace := []expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: policy.SetSpace}}
 		return nftRule{name, slices.Concat(to, inSpace, []expr.Any{verdictDeny})}, nil
 	}
