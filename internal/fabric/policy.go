@@ -48,7 +48,10 @@ import (
 //	                      endpoint's) inbound chains (subnet then NIC);
 //	                      before them, a packet from a NIC whose source is
 //	                      not one of its addresses is dropped (unless it
-//	                      forwards: enableIPForwarding)
+//	                      forwards: enableIPForwarding); first of all, the
+//	                      later packets of a flow a route handed to an
+//	                      appliance (its conntrack mark) go to it again,
+//	                      but those coming back from it
 //	set src-{link}        a NIC's own addresses
 //	chain tickle-notrack  the revocation probes stay out of conntrack
 //
@@ -104,7 +107,7 @@ func (f *Fabric) EnsurePolicy(network string, p *policy.Program, nics map[string
 		return nil, fmt.Errorf("fabric: policies of network %s: %w", network, err)
 	}
 	// The routes first: a mark the table sets must lead somewhere.
-	routeErr := ensureApplianceRoutes(router, appliances, nics)
+	routeErr := errors.Join(ensureApplianceRoutes(router, appliances, nics), f.ensureForwarding(p, nics))
 	res := f.convergeTable(router, spec)
 	if res.changed && res.err == nil {
 		f.log.Info("network policies converged", "ns", router.name, "network", network,
@@ -145,6 +148,38 @@ func revokePlainFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
 		err = errors.Join(err, tickle(r, flows))
 	}
 	return flows, err
+}
+
+// ensureForwarding sets net.ipv4.ip_forward in the namespace of each NIC
+// of p's attachments as its enableIPForwarding says (1: it routes packets
+// not addressed to it, such as those a VirtualAppliance route hands it,
+// back out to its router; ICMP redirects off, since it sends them back the
+// way they came). A NIC without a namespace yet gets it on a later pass.
+func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) error {
+	var errs []error
+	for _, a := range p.Attachments {
+		id := nics[a.NIC]
+		if a.Endpoint || id == "" {
+			continue
+		}
+		on, redirects := "0", "1"
+		if a.IPForwarding {
+			on, redirects = "1", "0"
+		}
+		err := f.Do(f.NamespaceName(KindNIC, id), func() error {
+			for _, kv := range [][2]string{{"net/ipv4/ip_forward", on}, {"net/ipv4/conf/all/send_redirects", redirects},
+				{"net/ipv4/conf/" + nicLinkName + "/send_redirects", redirects}} {
+				if _, err := setSysctl(kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("IP forwarding of NIC %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // appliance is a virtual appliance that routes send packets to.
@@ -251,9 +286,31 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 	}
 	spec.chains = append(spec.chains, chainSpec{
 		name: chainPolicy, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, priority: policyPriority,
-		rules: slices.Concat(base, spoofRules, outRules, routeRules, inRules),
+		rules: slices.Concat(applianceFlowRules(appliances, nics), base, spoofRules, outRules, routeRules, inRules),
 	}, notrackChain())
 	return spec, appliances, nil
+}
+
+// applianceFlowRules send every packet of a flow that a route handed to
+// an appliance to the appliance again, but for those coming back from it:
+// the original direction's packets whose conntrack mark is the
+// appliance's get it as their packet mark (its routing table), unless they
+// arrive from the appliance's own link (forwarded on by it).
+func applianceFlowRules(appliances []appliance, nics map[string]string) []nftRule {
+	var out []nftRule
+	for _, ap := range appliances {
+		from := []expr.Any{}
+		if id := nics[ap.nic]; ap.nic != "" && id != "" {
+			from = []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(RouterLinkName(id))}}
+		}
+		out = append(out, nftRule{fmt.Sprintf("appliance %s: its flows' packets again, mark %#x", ap.addr, ap.mark), slices.Concat(
+			from,
+			[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{0})},
+			[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyMARK}, cmpEq(binaryutil.NativeEndian.PutUint32(ap.mark))},
+			[]expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}, accept})})
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -434,9 +491,12 @@ func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (uint32, erro
 		if err != nil {
 			return nftRule{}, err
 		}
+		// The flow's conntrack mark remembers it (applianceFlowRules), so
+		// its later packets go the same way.
 		return nftRule{fmt.Sprintf("%s %s mark %#x", name, ra.NextHopIP, mark), slices.Concat(to, []expr.Any{
 			&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+			&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1},
 			accept, // handed to the appliance: no inbound rules on this pass
 		})}, nil
 	case policy.HopInternet:

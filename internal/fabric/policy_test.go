@@ -396,6 +396,62 @@ func TestPolicyRoutes(t *testing.T) {
 	pn.check(t, probe{"c", "a", 8080, true})
 }
 
+// TestPolicyForwarding: a VirtualAppliance route hands a flow to a NIC
+// that forwards (enableIPForwarding: ip_forward in its namespace, no
+// anti-spoofing on its link): the flow completes through it, every packet
+// of its direction passing the appliance, the destination seeing the
+// client's own address; the appliance's own traffic is not sent back to
+// it; when it stops forwarding, the flow goes nowhere.
+func TestPolicyForwarding(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	pn.model.Subnets[1].RouteTable = "rt1" // c's subnet routes a via b
+	pn.model.RouteTables["rt1"] = []*policy.Route{{Name: "via-b", Prefix: netip.MustParsePrefix("10.0.1.0/24"),
+		NextHop: policy.HopVirtualAppliance, NextHopIP: mustAddr("10.0.1.5")}}
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8080})
+	if v.Outcome != policy.ToAppliance {
+		t.Fatalf("model: %s, want ToAppliance", v)
+	}
+	seen := make(chan error, 1)
+	go func() {
+		seen <- captureTCP(pn.f, pn.ns["b"], "10.0.2.4", "10.0.1.4", 8080, 5*time.Second, "PSH",
+			func(flags byte) bool { return flags&0x08 != 0 })
+	}()
+	time.Sleep(200 * time.Millisecond) // the capture socket is open
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := pn.f.DialContext(ctx, pn.ns["c"], "tcp", "10.0.1.4:8080")
+	if err != nil {
+		t.Fatalf("c → a through the forwarding appliance b: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "a 10.0.2.4\n" {
+		t.Fatalf("c → a through b: greeting %q, %v; want a to see c's own address", buf[:n], err)
+	}
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "ping\n" {
+		t.Fatalf("echo through b: %q, %v", buf[:n], err)
+	}
+	if err := <-seen; err != nil {
+		t.Errorf("the appliance did not see the flow's data: %v", err)
+	}
+	// b's own traffic to a (its own subnet, no routes) goes straight.
+	pn.check(t, probe{"b", "a", 8080, true})
+	// Not forwarding: the flow ends at b.
+	pn.nic("b").IPForwarding = false
+	pn.apply(t)
+	if _, err := call(pn.f, pn.ns["c"], "10.0.1.4:8080", 1500*time.Millisecond); err == nil {
+		t.Error("c reached a through an appliance that no longer forwards")
+	}
+}
+
 // TestPolicyRemoved: a nil program removes every rule: all passes again.
 func TestPolicyRemoved(t *testing.T) {
 	t.Parallel()
@@ -419,6 +475,12 @@ func TestPolicyRemoved(t *testing.T) {
 // captureSYN waits, up to bound, for a TCP SYN from src to dst:port to
 // arrive on a link of namespace ns (a packet socket, as tcpdump).
 func captureSYN(f *Fabric, ns, src, dst string, port uint16, bound time.Duration) error {
+	return captureTCP(f, ns, src, dst, port, bound, "SYN", func(flags byte) bool { return flags&tcpFlagsMask == tcpFlagSYN })
+}
+
+// captureTCP waits, up to bound, for a TCP segment from src to dst:port
+// whose flags match (what names them) on a link of namespace ns.
+func captureTCP(f *Fabric, ns, src, dst string, port uint16, bound time.Duration, what string, match func(flags byte) bool) error {
 	fd := -1
 	err := f.Do(ns, func() error {
 		var err error
@@ -445,11 +507,11 @@ func captureSYN(f *Fabric, ns, src, dst string, port uint16, bound time.Duration
 			continue
 		}
 		tcp := p[int(p[0]&0xf)*4:]
-		if len(tcp) >= 14 && binary.BigEndian.Uint16(tcp[2:4]) == port && tcp[13]&tcpFlagsMask == tcpFlagSYN {
+		if len(tcp) >= 14 && binary.BigEndian.Uint16(tcp[2:4]) == port && match(tcp[13]) {
 			return nil
 		}
 	}
-	return fmt.Errorf("no SYN %s → %s:%d within %v", src, dst, port, bound)
+	return fmt.Errorf("no %s %s → %s:%d within %v", what, src, dst, port, bound)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
