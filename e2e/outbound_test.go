@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/postgresql/armpostgresqlflexibleservers/v5"
 	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/testkit"
 )
 
@@ -111,4 +113,100 @@ func TestOutbound(t *testing.T) {
 	l.writeSubnet(t, "clients", &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.1.0/24")})
 	testkit.WaitFor(t, 15*time.Second, "psql once the NSG is gone", func() error { _, err := psql(); return err })
 	why(true, "reachable")
+}
+
+// TestApplianceEndpoint: a route table on the clients' subnet sends the
+// endpoint subnet (10.0.2.0/24) to a virtual appliance, a NIC with
+// enableIPForwarding running tcpdump. While the endpoint subnet's
+// privateEndpointNetworkPolicies leave route tables out (Disabled), the
+// endpoint's /32 wins: tcpdump sees nothing and PostgreSQL answers; with
+// RouteTableEnabled, tcpdump sees the client's flow to the endpoint's
+// address and PostgreSQL still answers, through the appliance; with next
+// hop None nothing gets through. `privlink why` names the route each time.
+func TestApplianceEndpoint(t *testing.T) {
+	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig", "tcpdump")
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	owner := newCustomer(t, d, d.cfg, "va")
+	owner.network(t, "10.0.2.0/24")
+	createServer(t, newPGClients(t, d, d.creds.SubscriptionID), "va", "srv-va")
+	fab, err := fabric.New(d.prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &policyLab{d: d, owner: owner, n: newNetClients(t, d), fab: fab, addr: map[string]string{"nva": "10.0.3.4"}}
+	l.peIP = peIP(owner.endpoint(t, "pe", owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srv-va"), false))
+	client := l.nicID("client")
+	l.writeSubnet(t, "appliances", &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.3.0/24")})
+	nva := l.nicBody(t, "nva", "appliances")
+	nva.Properties.EnableIPForwarding = ptr(true)
+	l.writeNIC(t, "nva", nva)
+	route := func(hop armnetwork.RouteNextHopType, ip *string) {
+		t.Helper()
+		p, err := l.n.rts.BeginCreateOrUpdate(ctx(t), "va", "rt", armnetwork.RouteTable{Location: ptr("westeurope"),
+			Properties: &armnetwork.RouteTablePropertiesFormat{Routes: []*armnetwork.Route{{Name: ptr("to-endpoints"),
+				Properties: &armnetwork.RoutePropertiesFormat{AddressPrefix: ptr("10.0.2.0/24"), NextHopType: &hop, NextHopIPAddress: ip}}}}}, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx(t), pollOpts)
+		}
+		if err != nil {
+			t.Fatalf("route table: %v", err)
+		}
+	}
+	route(armnetwork.RouteNextHopTypeVirtualAppliance, ptr("10.0.3.4"))
+	l.writeSubnet(t, "clients", &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.1.0/24"),
+		RouteTable: &armnetwork.RouteTable{ID: ptr(owner.id("Microsoft.Network/routeTables", "rt"))}})
+
+	// captured runs tcpdump in the appliance's namespace while attempt
+	// runs, and returns what it printed of the client's flow to the
+	// endpoint.
+	captured := func(attempt func() error) (string, error) {
+		t.Helper()
+		cx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer cancel()
+		dump := exec.CommandContext(cx, "ip", "netns", "exec", l.ns("nva"), "tcpdump", "-i", "eth0", "-n", "-l", "-c", "1",
+			"tcp and dst port 5432 and dst host "+l.peIP)
+		var out strings.Builder
+		dump.Stdout = &out
+		if err := dump.Start(); err != nil {
+			t.Fatalf("tcpdump: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond) // tcpdump listens
+		err := attempt()
+		_ = dump.Wait() // -c 1, or killed when cx ends
+		return out.String(), err
+	}
+	pg := func() error { return sslRequestIn(d, client, l.peIP) }
+	why := func(reachable bool, want string) {
+		t.Helper()
+		out, err := d.cliResult("--data-dir", d.dataDir, "why", "-g", "va", "client", l.peIP+":5432")
+		if (err == nil) != reachable || !strings.Contains(out, want) {
+			t.Errorf("privlink why (want reachable=%v, %q): %v\n%s", reachable, want, err, out)
+		}
+	}
+
+	// Disabled: the endpoint's /32 wins over the route.
+	testkit.WaitFor(t, 15*time.Second, "PostgreSQL through the endpoint, policies Disabled", pg)
+	if seen, err := captured(pg); err != nil || seen != "" {
+		t.Errorf("policies Disabled: PostgreSQL %v; the appliance saw %q, want nothing", err, seen)
+	}
+	why(true, "reachable")
+
+	// RouteTableEnabled: through the appliance, and still answered.
+	l.putSubnet(t, "", armnetwork.VirtualNetworkPrivateEndpointNetworkPoliciesRouteTableEnabled)
+	testkit.WaitFor(t, 15*time.Second, "the appliance seeing the flow, RouteTableEnabled", func() error {
+		seen, err := captured(pg)
+		if err != nil || !strings.Contains(seen, l.peIP+".5432") {
+			return fmt.Errorf("PostgreSQL %v, the appliance saw %q", err, seen)
+		}
+		return nil
+	})
+	why(false, "sends it to VirtualAppliance 10.0.3.4")
+
+	// Next hop None: dropped.
+	route(armnetwork.RouteNextHopTypeNone, nil)
+	if !testkit.Poll(10*time.Second, func() bool { return pg() != nil }) {
+		t.Error("PostgreSQL answers through a route with next hop None")
+	}
+	why(false, "sends it to None")
 }
