@@ -23,11 +23,7 @@ import (
 // psql in, none keeps it out); an NSG rule denying Internet outbound on
 // the NIC's subnet stops it, and `privlink why` agrees each time.
 func TestOutbound(t *testing.T) {
-	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig", "psql")
-	d := startDaemon(t, "bolt")
-	t.Cleanup(func() { stopPostmasters(t, d) })
-	owner := newCustomer(t, d, d.cfg, "out")
-	owner.network(t, "10.0.2.0/24")
+	d, owner := networkLab(t, "out", "psql")
 	pg := newPGClients(t, d, d.creds.SubscriptionID)
 	srv := createServer(t, pg, "out", "srv-out")
 	fqdn := *srv.Properties.FullyQualifiedDomainName
@@ -124,11 +120,7 @@ func TestOutbound(t *testing.T) {
 // address and PostgreSQL still answers, through the appliance; with next
 // hop None nothing gets through. `privlink why` names the route each time.
 func TestApplianceEndpoint(t *testing.T) {
-	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig", "tcpdump")
-	d := startDaemon(t, "bolt")
-	t.Cleanup(func() { stopPostmasters(t, d) })
-	owner := newCustomer(t, d, d.cfg, "va")
-	owner.network(t, "10.0.2.0/24")
+	d, owner := networkLab(t, "va", "tcpdump")
 	createServer(t, newPGClients(t, d, d.creds.SubscriptionID), "va", "srv-va")
 	fab, err := fabric.New(d.prefix, nil)
 	if err != nil {
