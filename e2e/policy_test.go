@@ -58,6 +58,19 @@ func TestWhy(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "PostgreSQL answering through the approved endpoint", func() error { return sslRequestIn(d, client, peIP(pe)) })
 }
 
+// networkLab starts a daemon (root, with ip, dig and tools) and gives a
+// customer of resource group rg a client network (customer.network, the
+// endpoint subnet 10.0.2.0/24).
+func networkLab(t *testing.T, rg string, tools ...string) (*daemon, *customer) {
+	t.Helper()
+	testkit.RequireRoot(t, "it creates network namespaces", append([]string{"ip", "dig"}, tools...)...)
+	d := startDaemon(t, "bolt")
+	t.Cleanup(func() { stopPostmasters(t, d) })
+	owner := newCustomer(t, d, d.cfg, rg)
+	owner.network(t, "10.0.2.0/24")
+	return d, owner
+}
+
 // policyLab is TestPolicy's network, reached from inside its NICs.
 type policyLab struct {
 	d     *daemon
@@ -218,11 +231,7 @@ func tcpRule(name string, prio int32, access armnetwork.SecurityRuleAccess, sour
 // privateEndpointNetworkPolicies flip (closing a live session they now
 // deny); enforcement survives a kill -9 of privlinkd, unchanged.
 func TestPolicy(t *testing.T) {
-	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig", "nft")
-	d := startDaemon(t, "bolt")
-	t.Cleanup(func() { stopPostmasters(t, d) })
-	owner := newCustomer(t, d, d.cfg, "pol")
-	owner.network(t, "10.0.2.0/24")
+	d, owner := networkLab(t, "pol", "nft")
 	fab, err := fabric.New(d.prefix, nil)
 	if err != nil {
 		t.Fatal(err)

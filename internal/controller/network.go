@@ -190,7 +190,10 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	if !ok {
 		n.stopDNS(fid)
 		n.srv.ForgetStats(View(id))
-		return n.fab.DeleteNetwork(fid)
+		if err := n.fab.DeleteNetwork(fid); err != nil {
+			return err
+		}
+		return n.releaseOutbound(ctx, id)
 	}
 	prefixes, err := network.NetworkPrefixes(rd, id)
 	if err != nil {
@@ -200,7 +203,13 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	if err != nil {
 		return err
 	}
-	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints}
+	outbound, err := n.ensureOutbound(ctx, id)
+	if errors.Is(err, errOutboundExhausted) {
+		n.log.Warn("virtual network without default outbound: its NICs do not reach the internet", "network", id.String(), "error", err)
+	} else if err != nil {
+		return err
+	}
+	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints, Outbound: outbound}
 	if err := n.fab.EnsureNetwork(spec); err != nil {
 		return err
 	}

@@ -580,7 +580,7 @@ func TestRouterFilter(t *testing.T) {
 	router := mustEnsureNetwork(t, f, "net1", "10.0.1.0/24")
 	nic := mustEnsureNIC(t, f, "a", "net1", "10.0.1.4/24")
 
-	// An outside namespace on a link the filter does not know ("x0").
+	// An outside namespace on a link the filter does not know ("z0").
 	outside := f.NamespaceName("test", "outside")
 	func() {
 		f.mu.Lock()
@@ -595,7 +595,7 @@ func TestRouterFilter(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer or.close()
-		rl, ol, _, err := ensureVethPair(rr, "x0", or, "eth0", nil)
+		rl, ol, _, err := ensureVethPair(rr, "z0", or, "eth0", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -630,7 +630,7 @@ func TestRouterFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"privlink: established", "privlink: nic to nic", "privlink: translated"}; !slices.Equal(comments, want) {
+	if want := []string{"privlink: established", "privlink: nic to nic", "privlink: nic to internet", "privlink: translated"}; !slices.Equal(comments, want) {
 		t.Fatalf("rules %q, want %q", comments, want)
 	}
 

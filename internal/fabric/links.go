@@ -256,15 +256,22 @@ func ensureHostRoute(r *nsRef, l netlink.Link, dst netip.Addr) error {
 // dev l". When onlink, gw is made reachable by a /32 route on l first (for
 // an interface whose own address is a /32).
 func ensureDefaultRoute(r *nsRef, l netlink.Link, gw netip.Addr, onlink bool) error {
+	return ensureGatewayRoute(r, l, netip.PrefixFrom(netip.IPv4Unspecified(), 0), gw, onlink)
+}
+
+// ensureGatewayRoute converges the route to dst (masked) of r's namespace
+// to "via gw dev l", as ensureDefaultRoute does for 0.0.0.0/0.
+func ensureGatewayRoute(r *nsRef, l netlink.Link, dst netip.Prefix, gw netip.Addr, onlink bool) error {
 	if onlink {
 		if err := ensureHostRoute(r, l, gw); err != nil {
 			return err
 		}
 	}
-	def := &netlink.Route{Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Table: unix.RT_TABLE_MAIN}
+	dst = dst.Masked()
+	def := &netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}, Table: unix.RT_TABLE_MAIN}
 	routes, err := routeList(r.h, def, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
 	if err != nil {
-		return fmt.Errorf("namespace %s: default routes: %w", r.name, err)
+		return fmt.Errorf("namespace %s: routes to %s: %w", r.name, dst, err)
 	}
 	if len(routes) == 1 && routes[0].LinkIndex == l.Attrs().Index && routes[0].Gw.Equal(gw.AsSlice()) {
 		return nil
@@ -277,7 +284,7 @@ func ensureDefaultRoute(r *nsRef, l netlink.Link, gw netip.Addr, onlink bool) er
 		Table:     unix.RT_TABLE_MAIN,
 	}
 	if err := r.h.RouteReplace(want); err != nil {
-		return fmt.Errorf("namespace %s: default route via %s dev %s: %w", r.name, gw, l.Attrs().Name, err)
+		return fmt.Errorf("namespace %s: route %s via %s dev %s: %w", r.name, dst, gw, l.Attrs().Name, err)
 	}
 	return nil
 }

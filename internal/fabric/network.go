@@ -31,6 +31,11 @@ type NetworkSpec struct {
 	// live on the router's lo (so the router answers ARP for them in their
 	// subnet) and the data path translates traffic to them.
 	Endpoints []netip.Addr
+	// Outbound is the network's default outbound address (in
+	// 198.18.0.0/15, unique on the emulated internet): its NICs reach the
+	// internet translated to it (see OutboundLinkName). The zero value
+	// means no way out to the internet.
+	Outbound netip.Addr
 }
 
 // SubnetGateway returns the gateway address of subnet p: by Azure's rule, the
@@ -57,14 +62,20 @@ func (s NetworkSpec) validate() error {
 			return fmt.Errorf("fabric: network %s: endpoint %s: want an IPv4 address inside one of the subnets: %w", s.ID, a, ErrInvalid)
 		}
 	}
+	if s.Outbound.IsValid() {
+		if err := checkInternetAddr(s.Outbound); err != nil {
+			return fmt.Errorf("fabric: network %s: outbound address: %w", s.ID, err)
+		}
+	}
 	return nil
 }
 
 // EnsureNetwork converges the router namespace of a virtual network: IPv4
 // forwarding on, the network's DNS address (168.63.129.16/32), each
 // subnet's gateway and each private endpoint address (as /32) on lo, gateways of subnets no longer in the spec
-// removed, and the forward filter of RouterFilter installed. It leaves the
-// network's NICs alone.
+// removed, the forward filter of RouterFilter installed, and the default
+// outbound link to the internet router as spec.Outbound says (see
+// OutboundLinkName). It leaves the network's NICs alone.
 func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
 	if err := spec.validate(); err != nil {
 		return err
@@ -97,6 +108,9 @@ func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
 	}
 	if err := ensureRouterFilter(r); err != nil {
 		return fmt.Errorf("fabric: network %s: %w", spec.ID, err)
+	}
+	if err := f.ensureOutbound(r, spec); err != nil {
+		return fmt.Errorf("fabric: network %s: default outbound: %w", spec.ID, err)
 	}
 	f.log.Debug("network converged", "network", spec.ID, "ns", name, "subnets", len(spec.Subnets))
 	return nil

@@ -17,12 +17,15 @@ import (
 //
 //	ct state established,related             (replies, ICMP errors)
 //	iifname "n*" oifname "n*"                (NIC to NIC inside the network)
+//	iifname "n*" oifname "x*"                (NIC to the internet: default outbound)
 //	ct status dnat                           (flows a DNAT rule translated)
 //
 // Router-side links toward NICs are named RouterLinkName(id), "n" and 12 hex
 // digits; other links in a router must not start with "n" (links toward
-// service namespaces start with "s", see ServiceLinkNames). So a router
-// forwards between its own NICs and, once the data path adds DNAT rules
+// service namespaces start with "s", see ServiceLinkNames; the link toward
+// the internet router is OutboundLinkName, "x"). So a router forwards
+// between its own NICs, from its NICs to the internet (the replies only
+// back: established) and, once the data path adds DNAT rules
 // (EnsureEndpoints, in chains of its own in the same table, see nat.go),
 // the translated flows; nothing else. The fabric converges only this
 // chain's rules here: other chains of the table are left alone.
@@ -54,6 +57,7 @@ func routerForwardRules() []nftRule {
 	return []nftRule{
 		{"privlink: established", append(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)},
 		{"privlink: nic to nic", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, nicLinkTag), []expr.Any{accept})},
+		{"privlink: nic to internet", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, outboundLinkTag), []expr.Any{accept})},
 		{"privlink: translated", append(ctBits(expr.CtKeySTATUS, ipsDstNAT), accept)},
 	}
 }

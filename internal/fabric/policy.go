@@ -49,6 +49,10 @@ import (
 //	                      before them, a packet from a NIC whose source is
 //	                      not one of its addresses is dropped (unless it
 //	                      forwards: enableIPForwarding)
+//	chain appliances,     filter prerouting at raw priority (before
+//	      va-{key}        conntrack): a NIC's packets that its subnet's
+//	                      VirtualAppliance routes hand to an appliance are
+//	                      marked and untracked (applianceRawChains)
 //	set src-{link}        a NIC's own addresses
 //	chain tickle-notrack  the revocation probes stay out of conntrack
 //
@@ -57,8 +61,10 @@ import (
 const (
 	PolicyTable = "privlink-policy"
 
-	chainPolicy = "policy"
-	chainDeny   = "deny"
+	chainPolicy     = "policy"
+	chainDeny       = "deny"
+	chainAppliances = "appliances"
+	setEndpoints    = "endpoints"
 
 	// applianceMark is the first packet mark, and applianceTable the first
 	// routing table, of the virtual appliances of a router's routes; the
@@ -104,7 +110,7 @@ func (f *Fabric) EnsurePolicy(network string, p *policy.Program, nics map[string
 		return nil, fmt.Errorf("fabric: policies of network %s: %w", network, err)
 	}
 	// The routes first: a mark the table sets must lead somewhere.
-	routeErr := ensureApplianceRoutes(router, appliances, nics)
+	routeErr := errors.Join(ensureApplianceRoutes(router, appliances, nics), f.ensureForwarding(p, nics))
 	res := f.convergeTable(router, spec)
 	if res.changed && res.err == nil {
 		f.log.Info("network policies converged", "ns", router.name, "network", network,
@@ -145,6 +151,38 @@ func revokePlainFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
 		err = errors.Join(err, tickle(r, flows))
 	}
 	return flows, err
+}
+
+// ensureForwarding sets net.ipv4.ip_forward in the namespace of each NIC
+// of p's attachments as its enableIPForwarding says (1: it routes packets
+// not addressed to it, such as those a VirtualAppliance route hands it,
+// back out to its router; ICMP redirects off, since it sends them back the
+// way they came). A NIC without a namespace yet gets it on a later pass.
+func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) error {
+	var errs []error
+	for _, a := range p.Attachments {
+		id := nics[a.NIC]
+		if a.Endpoint || id == "" {
+			continue
+		}
+		on, redirects := "0", "1"
+		if a.IPForwarding {
+			on, redirects = "1", "0"
+		}
+		err := f.Do(f.NamespaceName(KindNIC, id), func() error {
+			for _, kv := range [][2]string{{"net/ipv4/ip_forward", on}, {"net/ipv4/conf/all/send_redirects", redirects},
+				{"net/ipv4/conf/" + nicLinkName + "/send_redirects", redirects}} {
+				if _, err := setSysctl(kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("IP forwarding of NIC %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // appliance is a virtual appliance that routes send packets to.
@@ -251,9 +289,106 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 	}
 	spec.chains = append(spec.chains, chainSpec{
 		name: chainPolicy, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, priority: policyPriority,
-		rules: slices.Concat(base, spoofRules, outRules, routeRules, inRules),
+		rules: slices.Concat(applianceFlowRules(appliances, nics), base, spoofRules, outRules, routeRules, inRules),
 	}, notrackChain())
+	marks := map[netip.Addr]uint32{}
+	for _, ap := range appliances {
+		marks[ap.addr] = ap.mark
+	}
+	raw, rawSets := applianceRawChains(p, links, marks)
+	spec.chains, spec.sets = append(spec.chains, raw...), append(spec.sets, rawSets...)
 	return spec, appliances, nil
+}
+
+// applianceFlowRules send every packet of a flow that a route handed to
+// an appliance to the appliance again, but for those coming back from it:
+// the original direction's packets whose conntrack mark is the
+// appliance's get it as their packet mark (its routing table), unless they
+// arrive from the appliance's own link (forwarded on by it).
+func applianceFlowRules(appliances []appliance, nics map[string]string) []nftRule {
+	var out []nftRule
+	for _, ap := range appliances {
+		from := []expr.Any{}
+		if id := nics[ap.nic]; ap.nic != "" && id != "" {
+			from = []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(RouterLinkName(id))}}
+		}
+		out = append(out, nftRule{fmt.Sprintf("appliance %s: its flows' packets again, mark %#x", ap.addr, ap.mark), slices.Concat(
+			from,
+			[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{0})},
+			[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyMARK}, cmpEq(binaryutil.NativeEndian.PutUint32(ap.mark))},
+			[]expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}, accept})})
+	}
+	return out
+}
+
+// packetMark sets the packet mark.
+func packetMark(mark uint32) []expr.Any {
+	return []expr.Any{&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}}
+}
+
+// applianceRawChains are the chains that hand packets toward private
+// endpoints to virtual appliances before conntrack sees them: chain
+// appliances (filter prerouting, raw priority) sends each packet from a
+// NIC whose subnet has VirtualAppliance routes (but DNS's) through its
+// subnet's chain va-{subnet}, which returns for what a longer route keeps
+// and marks the endpoints (set endpoints) of an appliance's prefixes for
+// its routing table, untracked. So conntrack and the endpoint's
+// translation take the flow when the appliance sends it back: the first
+// pass leaves no conntrack entry and no NAT binding behind (which would
+// keep the second pass from being translated). The policy chain still
+// applies the NIC's outbound rules to every such packet. Flows to NICs
+// take the conntrack mark way instead (applianceFlowRules), so that the
+// replies of flows a route does not hand to the appliance are not sent
+// there.
+func applianceRawChains(p *policy.Program, links map[string]string, marks map[netip.Addr]uint32) ([]chainSpec, []setSpec) {
+	var chains []chainSpec
+	var jumps []nftRule
+	done := map[string]bool{}
+	for _, subnet := range sortedKeys(p.Routes) {
+		var rules []nftRule
+		hasVA := false
+		for _, ra := range p.Routes[subnet] {
+			to := slices.Concat(ipv4(), prefixMatch(offIPDaddr, ra.Prefix))
+			name := fmt.Sprintf("route %s %s %s", ra.Name, ra.Prefix, ra.NextHop)
+			if ra.NextHop != policy.HopVirtualAppliance {
+				rules = append(rules, nftRule{name, append(to, verdictReturn)})
+				continue
+			}
+			hasVA = true
+			mark := marks[ra.NextHopIP]
+			toEndpoint := []expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: setEndpoints}}
+			rules = append(rules, nftRule{fmt.Sprintf("%s %s mark %#x untracked to endpoints", name, ra.NextHopIP, mark),
+				slices.Concat(to, toEndpoint, packetMark(mark), []expr.Any{&expr.Notrack{}, accept})})
+		}
+		if !hasVA {
+			continue
+		}
+		name := "va-" + policy.Key(subnet)
+		chains = append(chains, chainSpec{name: name, rules: rules})
+		done[subnet] = true
+	}
+	if len(chains) == 0 {
+		return nil, nil
+	}
+	var endpoints []netip.Prefix
+	for _, a := range p.Attachments {
+		if a.Endpoint {
+			endpoints = append(endpoints, netip.PrefixFrom(a.Addr, 32))
+		}
+	}
+	for _, a := range p.Attachments {
+		if link := links[a.NIC]; link != "" && done[a.Subnet] {
+			ch := "va-" + policy.Key(a.Subnet)
+			jumps = append(jumps, nftRule{fmt.Sprintf("nic %s appliances: %s", link, ch), slices.Concat(metaIs(expr.MetaKeyIIFNAME, ifname(link)), jump(ch))})
+		}
+	}
+	base := []nftRule{{"appliances: not " + DNSAddr.String(), slices.Concat(ipv4(),
+		[]expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), cmpEq(addrBytes(DNSAddr)), accept})}}
+	return append(chains, chainSpec{name: chainAppliances, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting,
+			priority: nftables.ChainPriorityRaw, rules: append(base, jumps...)}),
+		[]setSpec{addrSet(setEndpoints, endpoints)}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -434,15 +569,16 @@ func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (uint32, erro
 		if err != nil {
 			return nftRule{}, err
 		}
-		return nftRule{fmt.Sprintf("%s %s mark %#x", name, ra.NextHopIP, mark), slices.Concat(to, []expr.Any{
-			&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		// The flow's conntrack mark remembers it (applianceFlowRules), so
+		// its later packets go the same way.
+		return nftRule{fmt.Sprintf("%s %s mark %#x", name, ra.NextHopIP, mark), slices.Concat(to, packetMark(mark), []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1},
 			accept, // handed to the appliance: no inbound rules on this pass
 		})}, nil
 	case policy.HopInternet:
 		// No network address leaves for the internet (the model's
-		// Unreachable); the rest goes on (the router has no way out to
-		// the internet yet: nothing answers it).
+		// Unreachable); the rest goes on, to the router's default
+		// outbound link (outbound.go) for 198.18.0.0/15.
 		inSpace := []expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: policy.SetSpace}}
 		return nftRule{name, slices.Concat(to, inSpace, []expr.Any{verdictDeny})}, nil
 	}
@@ -509,8 +645,44 @@ func ensureApplianceRoutes(r *nsRef, appliances []appliance, nics map[string]str
 			errs = append(errs, fmt.Errorf("ip rule of appliance %s: %w", ap.addr, err))
 		}
 	}
+	errs = append(errs, ensureLocalRule(r, rules, len(appliances) > 0))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("namespace %s: appliance routes: %w", r.name, err)
+	}
+	return nil
+}
+
+// localRuleAfter is the priority of the local table's ip rule in a router
+// with appliances: after theirs, so that a packet to a local address (a
+// private endpoint's, before its translation) that a route hands to an
+// appliance goes there rather than to the router's own stack.
+const localRuleAfter = applianceRulePriority + 1
+
+// ensureLocalRule puts the ip rule of the local table at localRuleAfter
+// when after (adding it before removing the usual one at 0, so local
+// addresses stay local throughout), else back at 0. rules are r's rules.
+func ensureLocalRule(r *nsRef, rules []netlink.Rule, after bool) error {
+	want, other := localRuleAfter, 0
+	if !after {
+		want, other = 0, localRuleAfter
+	}
+	have := false
+	for _, ru := range rules {
+		have = have || (ru.Table == unix.RT_TABLE_LOCAL && ru.Priority == want)
+	}
+	if !have {
+		ru := netlink.NewRule()
+		ru.Priority, ru.Table, ru.Family = want, unix.RT_TABLE_LOCAL, unix.AF_INET
+		if err := r.h.RuleAdd(ru); err != nil {
+			return fmt.Errorf("ip rule of the local table at %d: %w", want, err)
+		}
+	}
+	for _, ru := range rules {
+		if ru.Table == unix.RT_TABLE_LOCAL && ru.Priority == other {
+			if err := r.h.RuleDel(&ru); err != nil && !isNotExist(err) {
+				return fmt.Errorf("delete ip rule of the local table at %d: %w", other, err)
+			}
+		}
 	}
 	return nil
 }

@@ -396,6 +396,159 @@ func TestPolicyRoutes(t *testing.T) {
 	pn.check(t, probe{"c", "a", 8080, true})
 }
 
+// TestPolicyForwarding: a VirtualAppliance route hands a flow to a NIC
+// that forwards (enableIPForwarding: ip_forward in its namespace, no
+// anti-spoofing on its link): the flow completes through it, every packet
+// of its direction passing the appliance, the destination seeing the
+// client's own address; the appliance's own traffic is not sent back to
+// it; when it stops forwarding, the flow goes nowhere.
+func TestPolicyForwarding(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	pn.model.Subnets[1].RouteTable = "rt1" // c's subnet routes a via b
+	pn.model.RouteTables["rt1"] = []*policy.Route{{Name: "via-b", Prefix: netip.MustParsePrefix("10.0.1.0/24"),
+		NextHop: policy.HopVirtualAppliance, NextHopIP: mustAddr("10.0.1.5")}}
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8080})
+	if v.Outcome != policy.ToAppliance {
+		t.Fatalf("model: %s, want ToAppliance", v)
+	}
+	seen := make(chan error, 1)
+	go func() {
+		seen <- captureTCP(pn.f, pn.ns["b"], "10.0.2.4", "10.0.1.4", 8080, 5*time.Second, "PSH",
+			func(flags byte) bool { return flags&0x08 != 0 })
+	}()
+	time.Sleep(200 * time.Millisecond) // the capture socket is open
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := pn.f.DialContext(ctx, pn.ns["c"], "tcp", "10.0.1.4:8080")
+	if err != nil {
+		t.Fatalf("c → a through the forwarding appliance b: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "a 10.0.2.4\n" {
+		t.Fatalf("c → a through b: greeting %q, %v; want a to see c's own address", buf[:n], err)
+	}
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "ping\n" {
+		t.Fatalf("echo through b: %q, %v", buf[:n], err)
+	}
+	if err := <-seen; err != nil {
+		t.Errorf("the appliance did not see the flow's data: %v", err)
+	}
+	// b's own traffic to a (its own subnet, no routes) goes straight.
+	pn.check(t, probe{"b", "a", 8080, true})
+	// Not forwarding: the flow ends at b.
+	pn.nic("b").IPForwarding = false
+	pn.apply(t)
+	if _, err := call(pn.f, pn.ns["c"], "10.0.1.4:8080", 1500*time.Millisecond); err == nil {
+		t.Error("c reached a through an appliance that no longer forwards")
+	}
+}
+
+// TestPolicyApplianceEndpoint: a route of a's subnet sends the endpoint
+// subnet to a forwarding appliance (c): the endpoint's own /32 wins while
+// its subnet's policies do not enable route tables (c sees nothing); once
+// they do, the flow goes to c untranslated (c sees the endpoint's
+// address, not the service's) and completes through it, translated when c
+// sends it back; next hop None drops it.
+func TestPolicyApplianceEndpoint(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	pn.model.Subnets[0].RouteTable = "rt1"
+	pn.model.RouteTables["rt1"] = []*policy.Route{{Name: "via-c", Prefix: netip.MustParsePrefix("10.0.2.0/24"),
+		NextHop: policy.HopVirtualAppliance, NextHopIP: mustAddr("10.0.2.4")}}
+	pn.nic("c").IPForwarding = true
+	outcome := func() policy.Outcome {
+		v, err := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.1.4"), Dst: mustAddr("10.0.2.5"), Protocol: policy.TCP, SrcPort: 1, DstPort: pgPort})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Outcome
+	}
+	session := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		c, err := pn.f.DialContext(ctx, pn.ns["a"], "tcp", pn.endpointTarget)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil || !strings.HasPrefix(string(buf[:n]), "pg1 ") {
+			return fmt.Errorf("greeting %q, %v", buf[:n], err)
+		}
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			return err
+		}
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "ping\n" {
+			return fmt.Errorf("echo %q, %v", buf[:n], err)
+		}
+		return nil
+	}
+	// The captures run while the session does.
+	through := func(what string, match func(byte) bool) chan error {
+		seen := make(chan error, 1)
+		go func() {
+			seen <- captureTCP(pn.f, pn.ns["c"], "10.0.1.4", "10.0.2.5", pgPort, 3*time.Second, what, match)
+		}()
+		time.Sleep(200 * time.Millisecond) // the capture socket is open
+		return seen
+	}
+	syn := func(flags byte) bool { return flags&tcpFlagsMask == tcpFlagSYN }
+	psh := func(flags byte) bool { return flags&0x08 != 0 }
+
+	pn.apply(t)
+	if o := outcome(); o != policy.Delivered {
+		t.Errorf("model, policies Disabled: %s, want Delivered", o)
+	}
+	seen := through("SYN", syn)
+	if err := session(); err != nil {
+		t.Errorf("a → endpoint, policies Disabled: %v", err)
+	}
+	if err := <-seen; err == nil {
+		t.Error("the appliance saw a's SYN to the endpoint while the endpoint's /32 wins")
+	}
+
+	pn.model.Subnets[1].EndpointPolicies = policy.PoliciesRouteTable
+	pn.apply(t)
+	if o := outcome(); o != policy.ToAppliance {
+		t.Errorf("model, RouteTableEnabled: %s, want ToAppliance", o)
+	}
+	seenSYN, seenData := through("SYN", syn), through("PSH", psh)
+	if err := session(); err != nil {
+		t.Errorf("a → endpoint through the appliance: %v", err)
+	}
+	for _, ch := range []chan error{seenSYN, seenData} {
+		if err := <-ch; err != nil {
+			t.Errorf("the appliance, RouteTableEnabled: %v", err)
+		}
+	}
+	// The appliance's own traffic and a's to the DNS address stay direct.
+	pn.check(t, probe{"c", "pe1", pgPort, true}, probe{"b", "a", 8080, true})
+
+	pn.model.RouteTables["rt1"][0].NextHop, pn.model.RouteTables["rt1"][0].NextHopIP = policy.HopNone, netip.Addr{}
+	pn.apply(t)
+	if o := outcome(); o != policy.Dropped {
+		t.Errorf("model, None: %s, want Dropped", o)
+	}
+	if err := session(); err == nil {
+		t.Error("a → endpoint with next hop None: connected")
+	}
+	// No appliances: the local table's rule is back at 0.
+	if out, err := exec.Command("ip", "-n", pn.router, "rule", "show").CombinedOutput(); err != nil || !strings.Contains(string(out), "0:\tfrom all lookup local") {
+		t.Errorf("ip rules without appliances: %v\n%s", err, out)
+	}
+}
+
 // TestPolicyRemoved: a nil program removes every rule: all passes again.
 func TestPolicyRemoved(t *testing.T) {
 	t.Parallel()
@@ -419,6 +572,12 @@ func TestPolicyRemoved(t *testing.T) {
 // captureSYN waits, up to bound, for a TCP SYN from src to dst:port to
 // arrive on a link of namespace ns (a packet socket, as tcpdump).
 func captureSYN(f *Fabric, ns, src, dst string, port uint16, bound time.Duration) error {
+	return captureTCP(f, ns, src, dst, port, bound, "SYN", func(flags byte) bool { return flags&tcpFlagsMask == tcpFlagSYN })
+}
+
+// captureTCP waits, up to bound, for a TCP segment from src to dst:port
+// whose flags match (what names them) on a link of namespace ns.
+func captureTCP(f *Fabric, ns, src, dst string, port uint16, bound time.Duration, what string, match func(flags byte) bool) error {
 	fd := -1
 	err := f.Do(ns, func() error {
 		var err error
@@ -445,11 +604,11 @@ func captureSYN(f *Fabric, ns, src, dst string, port uint16, bound time.Duration
 			continue
 		}
 		tcp := p[int(p[0]&0xf)*4:]
-		if len(tcp) >= 14 && binary.BigEndian.Uint16(tcp[2:4]) == port && tcp[13]&tcpFlagsMask == tcpFlagSYN {
+		if len(tcp) >= 14 && binary.BigEndian.Uint16(tcp[2:4]) == port && match(tcp[13]) {
 			return nil
 		}
 	}
-	return fmt.Errorf("no SYN %s → %s:%d within %v", src, dst, port, bound)
+	return fmt.Errorf("no %s %s → %s:%d within %v", what, src, dst, port, bound)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
