@@ -619,21 +619,7 @@ func TestPolicyProtocols(t *testing.T) {
 	t.Parallel()
 	pn := newPolicyNet(t)
 	for _, port := range []string{"9000", "9001"} {
-		pc, err := pn.f.ListenUDP(pn.ns["c"], "10.0.2.4:"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 64)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_, _ = pc.WriteTo(buf[:n], from)
-			}
-		}()
+		startUDPEcho(t, pn.f, pn.ns["c"], "10.0.2.4:"+port)
 	}
 	udp := func(port string) error {
 		cx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -690,21 +676,7 @@ func TestPolicyProtocols(t *testing.T) {
 func TestPolicyRevokesUDPAndICMP(t *testing.T) {
 	t.Parallel()
 	pn := newPolicyNet(t)
-	pc, err := pn.f.ListenUDP(pn.ns["c"], "10.0.2.4:9000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	startUDPEcho(t, pn.f, pn.ns["c"], "10.0.2.4:9000")
 	pn.apply(t)
 	cx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -761,6 +733,27 @@ func TestPolicyRevokesUDPAndICMP(t *testing.T) {
 	if err := exchange(); err == nil {
 		t.Error("the live UDP flow the rule denies still gets its answers")
 	}
+}
+
+// startUDPEcho answers each datagram to addr, in namespace ns, with
+// itself until the test ends.
+func startUDPEcho(t *testing.T, f *Fabric, ns, addr string) {
+	t.Helper()
+	pc, err := f.ListenUDP(ns, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
 }
 
 // pingIn sends an ICMP echo request from namespace ns to dst and waits up
