@@ -193,6 +193,16 @@ func TestApplianceEndpoint(t *testing.T) {
 		}
 		return nil
 	})
+	// The appliance forwards, so why follows it to the endpoint.
+	why(true, "through virtual appliance "+strings.ToLower(l.nicID("nva"))+" (10.0.3.4), which forwards it")
+
+	// Without IP forwarding the appliance keeps the flow: it sees it, and
+	// PostgreSQL does not answer.
+	nva.Properties.EnableIPForwarding = ptr(false)
+	l.writeNIC(t, "nva", nva)
+	if !testkit.Poll(10*time.Second, func() bool { return pg() != nil }) {
+		t.Error("PostgreSQL answers through an appliance that does not forward")
+	}
 	why(false, "sends it to VirtualAppliance 10.0.3.4")
 
 	// Next hop None: dropped.

@@ -94,19 +94,46 @@ func (l *policyLab) subnetID(name string) string {
 	return l.owner.id("Microsoft.Network/virtualNetworks", "vnet") + "/subnets/" + name
 }
 
-// attempt connects from NIC from to the NIC (or "pe") to, port: a NIC's
-// listener greets with its name, the endpoint is PostgreSQL.
-func (l *policyLab) attempt(from, to string, port int) error {
-	if to == "pe" {
+// attempt connects from NIC from to the NIC (or "pe") to, port, over
+// proto: over TCP a NIC's listener greets with its name, the endpoint is
+// PostgreSQL; over UDP a NIC's echo listener answers with its name; ICMP
+// is ping -c1 -W1 inside from's namespace (port unused).
+func (l *policyLab) attempt(proto, from, to string, port int) error {
+	switch {
+	case proto == "icmp":
+		dst := l.peIP
+		if to != "pe" {
+			dst = l.addr[to]
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.ns(from), "ping", "-n", "-c1", "-W1", dst).CombinedOutput(); err != nil {
+			return fmt.Errorf("ping %s: %w: %s", dst, err, out)
+		}
+		return nil
+	case to == "pe":
 		return sslRequestIn(l.d, l.nicID(from), l.peIP)
 	}
 	cx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c, err := l.fab.DialContext(cx, l.ns(from), "tcp", net.JoinHostPort(l.addr[to], strconv.Itoa(port)))
+	c, err := l.fab.DialContext(cx, l.ns(from), proto, net.JoinHostPort(l.addr[to], strconv.Itoa(port)))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if proto == "udp" {
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte(from)); err != nil {
+			return err
+		}
+		b := make([]byte, 64)
+		n, err := c.Read(b)
+		if err != nil {
+			return err
+		}
+		if string(b[:n]) != to {
+			return fmt.Errorf("answered by %q, not %s", b[:n], to)
+		}
+		return nil
+	}
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
@@ -127,29 +154,82 @@ type verdict struct {
 	rule string
 }
 
-// check holds each row against a real attempt (which may take a moment
-// to follow a change: the controller applies it) and against `privlink
-// why`, which answers from the store at once.
+// check holds each row, over TCP, against a real attempt (which may take
+// a moment to follow a change: the controller applies it) and against
+// `privlink why`, which answers from the store at once.
 func (l *policyLab) check(t *testing.T, rows ...verdict) {
+	t.Helper()
+	l.checkOver(t, "tcp", rows...)
+}
+
+// checkOver is check over proto (tcp, udp or icmp). Network Watcher's
+// connectivity check, which `privlink why` asks, has no UDP: a UDP row is
+// held against IP flow verify instead, asked for the source NIC's
+// outbound and the destination NIC's inbound (both must allow).
+func (l *policyLab) checkOver(t *testing.T, proto string, rows ...verdict) {
 	t.Helper()
 	for _, r := range rows {
 		to := l.peIP + ":5432"
 		if r.to != "pe" {
 			to = net.JoinHostPort(l.addr[r.to], strconv.Itoa(r.port))
 		}
-		what := fmt.Sprintf("%s → %s (%s) allowed=%v", r.from, r.to, to, r.allowed)
+		what := fmt.Sprintf("%s %s → %s (%s) allowed=%v", proto, r.from, r.to, to, r.allowed)
 		testkit.WaitFor(t, 10*time.Second, what, func() error {
-			err := l.attempt(r.from, r.to, r.port)
+			err := l.attempt(proto, r.from, r.to, r.port)
 			if (err == nil) != r.allowed {
 				return fmt.Errorf("attempt: %v", err)
 			}
 			return nil
 		})
-		out, err := l.d.cliResult("--data-dir", l.d.dataDir, "why", "-g", l.owner.rg, r.from, to)
+		if proto == "udp" {
+			if allowed, rule := l.verifyUDP(t, r); allowed != r.allowed || (r.rule != "" && rule != "securityRules/"+r.rule) {
+				t.Errorf("%s: IP flow verify disagrees with the attempt: allowed=%v by %s", what, allowed, rule)
+			}
+			continue
+		}
+		out, err := l.d.cliResult("--data-dir", l.d.dataDir, "why", "--protocol", proto, "-g", l.owner.rg, r.from, to)
 		if (err == nil) != r.allowed || (r.rule != "" && !strings.Contains(out, "security rule securityRules/"+r.rule+" ")) {
 			t.Errorf("%s: privlink why disagrees with the attempt (%v):\n%s", what, err, out)
 		}
 	}
+}
+
+// verifyUDP asks IP flow verify about row r over UDP, from an ephemeral
+// port: the source NIC outbound, then the destination NIC inbound. It
+// returns whether both allow, and the rule that decided last.
+func (l *policyLab) verifyUDP(t *testing.T, r verdict) (bool, string) {
+	t.Helper()
+	w, err := armnetwork.NewWatchersClient(l.d.creds.SubscriptionID, l.d.cfg.Credential, l.d.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(r.port)
+	var rule string
+	for _, q := range []struct {
+		nic, dir, local, localPort, remote, remotePort string
+	}{
+		{r.from, "Outbound", l.addr[r.from], "40000", l.addr[r.to], port},
+		{r.to, "Inbound", l.addr[r.to], port, l.addr[r.from], "40000"},
+	} {
+		p, err := w.BeginVerifyIPFlow(ctx(t), "NetworkWatcherRG", "NetworkWatcher_westeurope", armnetwork.VerificationIPFlowParameters{
+			TargetResourceID: ptr(l.nicID(q.nic)), Direction: ptr(armnetwork.Direction(q.dir)), Protocol: ptr(armnetwork.IPFlowProtocolUDP),
+			LocalIPAddress: ptr(q.local), LocalPort: ptr(q.localPort), RemoteIPAddress: ptr(q.remote), RemotePort: ptr(q.remotePort)}, nil)
+		var res armnetwork.WatchersClientVerifyIPFlowResponse
+		if err == nil {
+			res, err = p.PollUntilDone(ctx(t), pollOpts)
+		}
+		if err != nil {
+			t.Fatalf("IP flow verify %s %s: %v", q.nic, q.dir, err)
+		}
+		rule = ""
+		if res.RuleName != nil {
+			rule = *res.RuleName
+		}
+		if *res.Access != armnetwork.AccessAllow {
+			return false, rule
+		}
+	}
+	return true, rule
 }
 
 func (l *policyLab) putNSG(t *testing.T, name string, rules ...*armnetwork.SecurityRule) {
@@ -231,7 +311,7 @@ func tcpRule(name string, prio int32, access armnetwork.SecurityRuleAccess, sour
 // privateEndpointNetworkPolicies flip (closing a live session they now
 // deny); enforcement survives a kill -9 of privlinkd, unchanged.
 func TestPolicy(t *testing.T) {
-	d, owner := networkLab(t, "pol", "nft")
+	d, owner := networkLab(t, "pol", "nft", "ping")
 	fab, err := fabric.New(d.prefix, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +334,12 @@ func TestPolicy(t *testing.T) {
 			}
 			testkit.Serve(t, ln, func(c net.Conn) { fmt.Fprintf(c, "%s\n", name); c.Close() })
 		}
+		pc, err := fab.ListenUDP(l.ns(name), net.JoinHostPort(l.addr[name], "7"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go udpEcho(pc, name)
 	}
 
 	// No NSG: everything passes.
@@ -329,6 +415,26 @@ func TestPolicy(t *testing.T) {
 		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"})
 	})
 
+	t.Run("UDP and ICMP", func(t *testing.T) {
+		udp := tcpRule("deny-client-udp", 120, armnetwork.SecurityRuleAccessDeny, client32, "7")
+		udp.Properties.Protocol = ptr(armnetwork.SecurityRuleProtocolUDP)
+		icmp := tcpRule("deny-client-icmp", 130, armnetwork.SecurityRuleAccessDeny, client32, "*")
+		icmp.Properties.Protocol = ptr(armnetwork.SecurityRuleProtocolIcmp)
+		l.checkOver(t, "udp", verdict{"client", "app", 7, true, ""}, verdict{"web", "app", 7, true, ""})
+		l.checkOver(t, "icmp", verdict{"client", "app", 0, true, ""}, verdict{"web", "app", 0, true, ""})
+		l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 100, armnetwork.SecurityRuleAccessDeny, client32, "8080"), udp, icmp)
+		// Each rule denies its protocol only, and the client only; the
+		// return traffic of the app's own flows passes (stateful).
+		l.checkOver(t, "udp", verdict{"client", "app", 7, false, "deny-client-udp"}, verdict{"web", "app", 7, true, ""},
+			verdict{"app", "client", 7, true, ""})
+		l.checkOver(t, "icmp", verdict{"client", "app", 0, false, "deny-client-icmp"}, verdict{"web", "app", 0, true, ""},
+			verdict{"app", "client", 0, true, ""})
+		l.check(t, verdict{"client", "app", 8081, true, ""})
+		l.putNSG(t, "nsg-ep", tcpRule("deny-client-8080", 100, armnetwork.SecurityRuleAccessDeny, client32, "8080"))
+		l.checkOver(t, "udp", verdict{"client", "app", 7, true, ""})
+		l.checkOver(t, "icmp", verdict{"client", "app", 0, true, ""})
+	})
+
 	t.Run("routes", func(t *testing.T) {
 		// The clients subnet's route table drops what goes to the
 		// endpoints subnet; the endpoint's /32 is invalidated too, since
@@ -380,6 +486,18 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("a restart rewrote %s:\nbefore %s\nafter  %s", epChain, before, after)
 		}
 	})
+}
+
+// udpEcho answers each datagram pc receives with name, until pc closes.
+func udpEcho(pc net.PacketConn, name string) {
+	b := make([]byte, 64)
+	for {
+		_, from, err := pc.ReadFrom(b)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo([]byte(name), from)
+	}
 }
 
 // chainOf is the text of one chain in `nft -a list table` output.

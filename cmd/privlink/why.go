@@ -157,11 +157,15 @@ func printWhy(out io.Writer, from, to, proto string, ci armnetwork.ConnectivityI
 	fmt.Fprintf(out, "%s -> %s (%s): %s\n", from, to, proto, verdict)
 	for _, h := range ci.Hops {
 		where := "at the source"
-		if h.ID != nil && *h.ID == "destination" {
+		switch {
+		case h.ID != nil && *h.ID == "destination":
 			where = "at the destination"
 			if h.Type != nil {
 				where += " (" + *h.Type + ")"
 			}
+		case h.Type != nil && *h.Type == "VirtualAppliance":
+			where = fmt.Sprintf("at virtual appliance %s (%s)", deref(h.ResourceID), deref(h.Address))
+			fmt.Fprintf(out, "  through virtual appliance %s (%s), which forwards it\n", deref(h.ResourceID), deref(h.Address))
 		}
 		for _, is := range h.Issues {
 			ctx := map[string]string{}

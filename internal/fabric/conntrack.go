@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/mdlayher/netlink"
+	"github.com/privlink/privlink/internal/policy"
 	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
@@ -46,8 +47,13 @@ type Flow struct {
 	// address (and a port) on an endpoint's path, Client on a public one.
 	// pg_stat_activity's client_addr shows it.
 	Source netip.AddrPort
-	// State is conntrack's TCP state ("ESTABLISHED", "TIME_WAIT").
+	// State is conntrack's TCP state ("ESTABLISHED", "TIME_WAIT"); ""
+	// for UDP and ICMP.
 	State string
+	// Protocol is the flow's: policy.TCP (every flow listFlows and
+	// WatchFlows tell), or, among the flows a network policy revokes,
+	// policy.UDP or policy.ICMP (whose ports are 0).
+	Protocol policy.Protocol
 }
 
 // TCP states of conntrack (enum tcp_conntrack).
@@ -58,24 +64,29 @@ func (fl Flow) active() bool { return fl.State != "TIME_WAIT" && fl.State != "CL
 // flowOf returns the Flow of a conntrack entry that is a translated (its
 // destination rewritten) IPv4 TCP connection.
 func flowOf(cf *conntrack.Flow) (Flow, bool) {
-	fl, translated, ok := tcpFlowOf(cf)
-	return fl, ok && translated
+	fl, translated, ok := entryFlowOf(cf)
+	return fl, ok && translated && fl.Protocol == policy.TCP
 }
 
-// tcpFlowOf returns the Flow of a conntrack entry that is an IPv4 TCP
-// connection (ok), and whether a translation rewrote its destination (an
-// untranslated one's Service is its Target, its Source its Client).
-func tcpFlowOf(cf *conntrack.Flow) (fl Flow, translated, ok bool) {
+// ctProtocols are the protocols entryFlowOf decodes.
+var ctProtocols = map[uint8]policy.Protocol{unix.IPPROTO_TCP: policy.TCP, unix.IPPROTO_UDP: policy.UDP, unix.IPPROTO_ICMP: policy.ICMP}
+
+// entryFlowOf returns the Flow of a conntrack entry that is an IPv4 TCP,
+// UDP or ICMP flow (ok), and whether a translation rewrote its destination
+// (an untranslated one's Service is its Target, its Source its Client).
+func entryFlowOf(cf *conntrack.Flow) (fl Flow, translated, ok bool) {
 	o, r := cf.TupleOrig, cf.TupleReply
-	if o.Proto.Protocol != unix.IPPROTO_TCP || !o.IP.SourceAddress.Unmap().Is4() {
+	proto, known := ctProtocols[o.Proto.Protocol]
+	if !known || !o.IP.SourceAddress.Unmap().Is4() {
 		return Flow{}, false, false
 	}
 	ap := func(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a.Unmap(), port) }
 	fl = Flow{
-		Client:  ap(o.IP.SourceAddress, o.Proto.SourcePort),
-		Target:  ap(o.IP.DestinationAddress, o.Proto.DestinationPort),
-		Service: ap(r.IP.SourceAddress, r.Proto.SourcePort),
-		Source:  ap(r.IP.DestinationAddress, r.Proto.DestinationPort),
+		Client:   ap(o.IP.SourceAddress, o.Proto.SourcePort),
+		Target:   ap(o.IP.DestinationAddress, o.Proto.DestinationPort),
+		Service:  ap(r.IP.SourceAddress, r.Proto.SourcePort),
+		Source:   ap(r.IP.DestinationAddress, r.Proto.DestinationPort),
+		Protocol: proto,
 	}
 	if s := tcpState(cf); s >= 0 && s < len(ctTCPStates) {
 		fl.State = ctTCPStates[s]
@@ -147,10 +158,11 @@ func listFlows(r *nsRef) ([]Flow, error) {
 	return out, nil
 }
 
-// deleteFlows deletes the entries of r's conntrack table whose TCP flows,
-// translated ones or (translated false) untranslated ones, revoke selects, and returns those flows (whether or not their
-// deletion succeeded; an entry already gone counts as deleted). If note is
-// not nil, it is told each flow before its entry goes.
+// deleteFlows deletes the entries of r's conntrack table whose TCP, UDP
+// or ICMP flows, translated ones or (translated false) untranslated ones,
+// revoke selects, and returns those flows (whether or not their deletion
+// succeeded; an entry already gone counts as deleted). If note is not nil,
+// it is told each flow before its entry goes.
 func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Flow)) ([]Flow, error) {
 	c, cfs, err := openTable(r)
 	if err != nil {
@@ -160,7 +172,7 @@ func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Fl
 	var matched []Flow
 	var errs []error
 	for i := range cfs {
-		fl, tr, ok := tcpFlowOf(&cfs[i])
+		fl, tr, ok := entryFlowOf(&cfs[i])
 		if !ok || tr != translated || !revoke(fl) {
 			continue
 		}
@@ -190,7 +202,8 @@ func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Fl
 // noted in the Fabric's revocation log before its entry goes, so that a
 // flow watcher (WatchFlows) tells its end as revoked.
 func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool, foreseen map[flowKey]bool) ([]Flow, error) {
-	revoked, err := deleteFlows(r, true, revoke, func(fl Flow) { f.revocations.note(r.name, fl) })
+	tcp := func(fl Flow) bool { return fl.Protocol == policy.TCP && revoke(fl) }
+	revoked, err := deleteFlows(r, true, tcp, func(fl Flow) { f.revocations.note(r.name, fl) })
 	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() && !foreseen[keyOf(fl)] })
 	if len(revoked) > 0 {
 		err = errors.Join(err, tickle(r, revoked))

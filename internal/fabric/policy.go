@@ -127,12 +127,13 @@ func (f *Fabric) EnsurePolicy(network string, p *policy.Program, nics map[string
 	return revoked, nil
 }
 
-// revokeDenied revokes the TCP flows of r that p denies or drops: the
-// translated ones (toward endpoints) with revokeFlows, the others (between
-// NICs) by deleting their entries and probing both ends the same way.
+// revokeDenied revokes the flows of r that p denies or drops: the
+// translated TCP ones (toward endpoints) with revokeFlows, the others
+// (between NICs, TCP, UDP and ICMP) by deleting their entries and, for
+// TCP, probing both ends the same way.
 func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
 	denied := func(fl Flow) bool {
-		out, _ := p.Decide(policy.Flow{Src: fl.Client.Addr(), Dst: fl.Target.Addr(), Protocol: policy.TCP,
+		out, _ := p.Decide(policy.Flow{Src: fl.Client.Addr(), Dst: fl.Target.Addr(), Protocol: fl.Protocol,
 			SrcPort: fl.Client.Port(), DstPort: fl.Target.Port()})
 		return out == policy.Denied || out == policy.Dropped
 	}
@@ -142,13 +143,14 @@ func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
 }
 
 // revokePlainFlows deletes the conntrack entries of the live untranslated
-// TCP flows revoke selects and probes both their ends (tickle): each end's
-// challenge ACK is then a packet without a flow, which the policy denies
-// and resets.
+// flows revoke selects and probes both ends of the TCP ones (tickle):
+// each end's challenge ACK is then a packet without a flow, which the
+// policy denies and resets. A UDP or ICMP flow's next packet is a new
+// flow, which the policy decides.
 func revokePlainFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
 	flows, err := deleteFlows(r, false, func(fl Flow) bool { return fl.active() && revoke(fl) }, nil)
-	if len(flows) > 0 {
-		err = errors.Join(err, tickle(r, flows))
+	if tcp := slices.DeleteFunc(slices.Clone(flows), func(fl Flow) bool { return fl.Protocol != policy.TCP }); len(tcp) > 0 {
+		err = errors.Join(err, tickle(r, tcp))
 	}
 	return flows, err
 }

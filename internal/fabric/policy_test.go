@@ -381,8 +381,8 @@ func TestPolicyRoutes(t *testing.T) {
 	go func() { seen <- captureSYN(pn.f, pn.ns["b"], "10.0.2.4", "10.0.1.4", 8080, 5*time.Second) }()
 	time.Sleep(200 * time.Millisecond) // the capture socket is open
 	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8080})
-	if v.Outcome != policy.ToAppliance {
-		t.Fatalf("model: %s, want ToAppliance", v)
+	if v.Outcome != policy.ToAppliance || v.Appliance != "b" || len(v.Via) != 0 {
+		t.Fatalf("model: %s, want ToAppliance b (it does not forward)", v)
 	}
 	if _, err := call(pn.f, pn.ns["c"], "10.0.1.4:8080", 1500*time.Millisecond); err == nil {
 		t.Error("c reached a through an appliance that does not forward")
@@ -411,8 +411,8 @@ func TestPolicyForwarding(t *testing.T) {
 	pn.nic("b").IPForwarding = true
 	pn.apply(t)
 	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8080})
-	if v.Outcome != policy.ToAppliance {
-		t.Fatalf("model: %s, want ToAppliance", v)
+	if v.Outcome != policy.Delivered || len(v.Via) != 1 || v.Via[0].Appliance != "b" {
+		t.Fatalf("model: %s, want Delivered through appliance b", v)
 	}
 	seen := make(chan error, 1)
 	go func() {
@@ -520,8 +520,8 @@ func TestPolicyApplianceEndpoint(t *testing.T) {
 
 	pn.model.Subnets[1].EndpointPolicies = policy.PoliciesRouteTable
 	pn.apply(t)
-	if o := outcome(); o != policy.ToAppliance {
-		t.Errorf("model, RouteTableEnabled: %s, want ToAppliance", o)
+	if o := outcome(); o != policy.Delivered {
+		t.Errorf("model, RouteTableEnabled: %s, want Delivered (through the forwarding appliance)", o)
 	}
 	seenSYN, seenData := through("SYN", syn), through("PSH", psh)
 	if err := session(); err != nil {
@@ -619,21 +619,7 @@ func TestPolicyProtocols(t *testing.T) {
 	t.Parallel()
 	pn := newPolicyNet(t)
 	for _, port := range []string{"9000", "9001"} {
-		pc, err := pn.f.ListenUDP(pn.ns["c"], "10.0.2.4:"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 64)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_, _ = pc.WriteTo(buf[:n], from)
-			}
-		}()
+		startUDPEcho(t, pn.f, pn.ns["c"], "10.0.2.4:"+port)
 	}
 	udp := func(port string) error {
 		cx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -681,6 +667,93 @@ func TestPolicyProtocols(t *testing.T) {
 	expect("ping under an any-protocol rule with ports", ping(), v.Allowed())
 	expect("udp 9000 under it", udp("9000"), true)
 	pn.check(t, probe{"a", "c", 8080, false}, probe{"a", "c", 8081, true})
+}
+
+// TestPolicyRevokesUDPAndICMP: a rule that denies a live UDP flow and an
+// ICMP one deletes their conntrack entries, as it does a TCP flow's: the
+// UDP socket's next datagram is a new flow, which the rule drops, rather
+// than riding its old entry until it times out.
+func TestPolicyRevokesUDPAndICMP(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	startUDPEcho(t, pn.f, pn.ns["c"], "10.0.2.4:9000")
+	pn.apply(t)
+	cx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	live, err := pn.f.DialContext(cx, pn.ns["a"], "udp", "10.0.2.4:9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	exchange := func() error {
+		_ = live.SetDeadline(time.Now().Add(time.Second))
+		if _, err := live.Write([]byte("ping")); err != nil {
+			return err
+		}
+		_, err := live.Read(make([]byte, 64))
+		return err
+	}
+	if err := exchange(); err != nil {
+		t.Fatalf("the UDP flow before the rule: %v", err)
+	}
+	if err := pingIn(pn.f, pn.ns["a"], "10.0.2.4", 5*time.Second); err != nil {
+		t.Fatalf("ping before the rule: %v", err)
+	}
+
+	pn.model.NSGs["nsg-s2"] = &policy.NSG{ID: "nsg-s2", Rules: []policy.Rule{
+		{Name: "deny-icmp", Priority: 100, Direction: policy.Inbound, Access: policy.Deny, Protocol: policy.ICMP, Source: policy.Match{Any: true}, Dest: policy.Match{Any: true}},
+		{Name: "deny-udp-9000", Priority: 110, Direction: policy.Inbound, Access: policy.Deny, Protocol: policy.UDP, Source: policy.Match{Any: true}, Dest: policy.Match{Any: true},
+			DestPorts: []policy.PortRange{{From: 9000, To: 9000}}},
+	}}
+	pn.model.Subnets[1].NSG = "nsg-s2"
+	revoked := pn.apply(t)
+	var udp, icmp bool
+	for _, fl := range revoked {
+		udp = udp || fl.Protocol == policy.UDP && fl.Client == live.LocalAddr().(*net.UDPAddr).AddrPort() && fl.Target == mustAddrPort("10.0.2.4:9000")
+		icmp = icmp || fl.Protocol == policy.ICMP && fl.Client.Addr() == mustAddr("10.0.1.4") && fl.Target.Addr() == mustAddr("10.0.2.4")
+	}
+	if !udp || !icmp {
+		t.Errorf("revoked %+v, want the UDP flow (%v) and the ICMP one (%v)", revoked, udp, icmp)
+	}
+	r, err := pn.f.open(pn.router, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	c, cfs, err := openTable(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for i := range cfs {
+		if fl, _, ok := entryFlowOf(&cfs[i]); ok && fl.Protocol != policy.TCP && fl.Target.Addr() == mustAddr("10.0.2.4") {
+			t.Errorf("a denied %s flow kept its conntrack entry: %+v", fl.Protocol, fl)
+		}
+	}
+	if err := exchange(); err == nil {
+		t.Error("the live UDP flow the rule denies still gets its answers")
+	}
+}
+
+// startUDPEcho answers each datagram to addr, in namespace ns, with
+// itself until the test ends.
+func startUDPEcho(t *testing.T, f *Fabric, ns, addr string) {
+	t.Helper()
+	pc, err := f.ListenUDP(ns, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
 }
 
 // pingIn sends an ICMP echo request from namespace ns to dst and waits up

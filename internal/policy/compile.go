@@ -202,34 +202,49 @@ func (n *Network) compileMatch(p *Program, m Match) Addrs {
 
 // Decide is what a router running p does with f's first packet: the
 // source's outbound chains, its subnet's route, the destination's inbound
-// chains. It stands for the kernel in tests of the compiler, and answers
-// as Network.Decide does (outcome and deciding rule's comment).
+// chains; a packet a route hands to an appliance that forwards (IP
+// forwarding) comes back from it and is taken as the appliance's own
+// (its outbound chains, its subnet's route). It stands for the kernel in
+// tests of the compiler, and answers as Network.Decide does (outcome and
+// deciding rule's comment).
 func (p *Program) Decide(f Flow) (Outcome, string) {
 	if f.Dst == PlatformAddr {
 		return Platform, ""
 	}
-	var src, dst *Attachment
-	for i := range p.Attachments {
-		switch p.Attachments[i].Addr {
-		case f.Src:
-			src = &p.Attachments[i]
-		case f.Dst:
-			dst = &p.Attachments[i]
+	at := func(addr netip.Addr) *Attachment {
+		for i := range p.Attachments {
+			if p.Attachments[i].Addr == addr {
+				return &p.Attachments[i]
+			}
 		}
+		return nil
 	}
+	src, dst := at(f.Src), at(f.Dst)
 	if src == nil {
 		return Unreachable, ""
 	}
 	last := ""
-	if !p.pass(src.Out, f, &last) {
-		return Denied, last
-	}
-	if a := p.routeOf(src, f.Dst); a != nil {
+	for via := map[netip.Addr]bool{}; ; {
+		if !p.pass(src.Out, f, &last) {
+			return Denied, last
+		}
+		a := p.routeOf(src, f.Dst)
+		if a == nil {
+			break
+		}
 		switch a.NextHop {
 		case HopNone:
 			return Dropped, last
 		case HopVirtualAppliance:
-			return ToAppliance, last
+			next := at(a.NextHopIP)
+			if next == nil || !next.IPForwarding || next.Endpoint {
+				return ToAppliance, last
+			}
+			if via[next.Addr] {
+				return Unreachable, last // a routing loop
+			}
+			via[next.Addr], src = true, next
+			continue
 		case HopInternet:
 			if slices.ContainsFunc(p.Sets[SetSpace], func(q netip.Prefix) bool { return q.Contains(f.Dst) }) {
 				return Unreachable, last // a user route sent a network address away
@@ -238,6 +253,7 @@ func (p *Program) Decide(f Flow) (Outcome, string) {
 		case HopVirtualNetworkGateway:
 			return Unreachable, last
 		}
+		break
 	}
 	if dst == nil {
 		return Unreachable, last

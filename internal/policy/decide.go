@@ -72,7 +72,10 @@ const (
 	// Dropped: the route's next hop is None.
 	Dropped Outcome = "Dropped"
 	// ToAppliance: a route sends it to a virtual appliance
-	// (Verdict.Appliance), which may forward it.
+	// (Verdict.Appliance) that does not forward it (its NIC does not
+	// enable IP forwarding, or no NIC holds the next hop's address). An
+	// appliance that forwards is a hop (Verdict.Via), and the outcome is
+	// where the flow ends after it.
 	ToAppliance Outcome = "ToAppliance"
 	// ToInternet: it leaves the network for the (emulated) internet.
 	ToInternet Outcome = "ToInternet"
@@ -95,11 +98,26 @@ type Verdict struct {
 	// Checks are the NSGs crossed, in order, each with its matching rule;
 	// the last one decided a Denied flow.
 	Checks []Check
-	// Route is the route the flow took out of its source's subnet.
+	// Route is the route the flow took out of the subnet of its last
+	// sender: the source, or the last appliance of Via.
 	Route *Route
 	// Appliance is the NIC a ToAppliance flow goes to ("" if no NIC of the
 	// network holds the next hop's address).
 	Appliance string
+	// Via are the virtual appliances that forwarded the flow (their NICs
+	// enable IP forwarding), in order, each with the route that handed
+	// the flow to it. The router takes a forwarded packet as one the
+	// appliance sent: its NIC's outbound NSGs and its subnet's routes
+	// apply, then the destination's inbound NSGs.
+	Via []Hop
+}
+
+// Hop is a virtual appliance that forwarded a flow.
+type Hop struct {
+	// Appliance is the appliance's NIC (lower-cased ID).
+	Appliance string
+	// Route is the route that handed the flow to it.
+	Route *Route
 }
 
 // Allowed reports whether the flow passes the policies: delivered, or
@@ -122,6 +140,9 @@ func (v Verdict) String() string {
 	if r := v.Rule(); r != nil {
 		s += fmt.Sprintf(" by %s (priority %d, %s of %s)", r.Name, r.Priority, r.Direction, r.NSG)
 	}
+	for _, h := range v.Via {
+		s += fmt.Sprintf(" through appliance %s (%s %s)", h.Appliance, h.Route.Prefix, h.Route.NextHop)
+	}
 	if v.Route != nil {
 		s += fmt.Sprintf(" via %s %s", v.Route.Prefix, v.Route.NextHop)
 	}
@@ -142,6 +163,13 @@ func (n *Network) Decide(f Flow) (Verdict, error) {
 	if src == nil {
 		return v, fmt.Errorf("no NIC of network %s holds %s", n.ID, f.Src)
 	}
+	return n.from(v, src, f)
+}
+
+// from decides f as the NIC src sends it: its outbound NSGs, its subnet's
+// route, then within the network the destination's inbound NSGs; a
+// virtual appliance that forwards sends it on in turn.
+func (n *Network) from(v Verdict, src *NIC, f Flow) (Verdict, error) {
 	if !n.cross(&v, src, Outbound, f) {
 		return v, nil
 	}
@@ -162,10 +190,21 @@ func (n *Network) Decide(f Flow) (Verdict, error) {
 		return v, nil
 	case HopVirtualAppliance:
 		v.Outcome = ToAppliance
-		if c := n.NICAt(v.Route.NextHopIP); c != nil {
-			v.Appliance = c.ID
+		c := n.NICAt(v.Route.NextHopIP)
+		if c == nil {
+			return v, nil
 		}
-		return v, nil
+		v.Appliance = c.ID
+		if !c.IPForwarding || c.Endpoint {
+			return v, nil
+		}
+		if slices.ContainsFunc(v.Via, func(h Hop) bool { return h.Appliance == c.ID }) {
+			v.Outcome = Unreachable // a routing loop: the packet goes round until its TTL runs out
+			return v, nil
+		}
+		v.Via = append(v.Via, Hop{Appliance: c.ID, Route: v.Route})
+		v.Appliance = ""
+		return n.from(v, c, f)
 	case HopVirtualNetworkGateway:
 		v.Outcome = Unreachable // no gateway yet
 		return v, nil

@@ -144,11 +144,30 @@ func TestRoutes(t *testing.T) {
 		if r.NextHop != HopVirtualAppliance || r.Name != "to-nva" {
 			t.Errorf("%s: the user route must invalidate the /32: %+v", p, r)
 		}
+		// nva forwards: the flow goes on from it to the endpoint, whose
+		// subnet NSG applies when the policies enable NSGs too.
 		v, _ := n.Decide(Flow{Src: ip("10.0.1.4"), Dst: ip("10.0.2.4"), Protocol: TCP, DstPort: 5432})
-		if v.Outcome != ToAppliance || v.Appliance != "nva" {
-			t.Errorf("%s: flow = %s", p, v)
+		want, rule := Delivered, ""
+		if p == PoliciesEnabled {
+			want, rule = Denied, "deny-c1-pg"
+		}
+		if v.Outcome != want || len(v.Via) != 1 || v.Via[0].Appliance != "nva" || v.Via[0].Route.Name != "to-nva" ||
+			(rule != "" && v.Rule().Name != rule) || v.Route.NextHop != HopEndpoint {
+			t.Errorf("%s: flow through the forwarding appliance = %s, want %s %s via nva", p, v, want, rule)
 		}
 	}
+	// An appliance that does not forward keeps the flow; one whose
+	// subnet routes back to it loops.
+	n.NICs[3].IPForwarding = false
+	if v, _ := n.Decide(Flow{Src: ip("10.0.1.4"), Dst: ip("10.0.2.4"), Protocol: TCP, DstPort: 5432}); v.Outcome != ToAppliance || v.Appliance != "nva" || len(v.Via) != 0 {
+		t.Errorf("appliance without IP forwarding: flow = %s", v)
+	}
+	n.NICs[3].IPForwarding = true
+	n.Subnets[2].RouteTable = "rt"
+	if v, _ := n.Decide(Flow{Src: ip("10.0.1.4"), Dst: ip("10.0.2.4"), Protocol: TCP, DstPort: 5432}); v.Outcome != Unreachable || len(v.Via) != 1 {
+		t.Errorf("appliance routing back to itself: flow = %s", v)
+	}
+	n.Subnets[2].RouteTable = ""
 	// A default route (0/0) never invalidates it; a route shorter than
 	// the space's /16 neither.
 	for _, p := range []string{"0.0.0.0/0", "10.0.0.0/8"} {

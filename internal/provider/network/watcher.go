@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -271,7 +272,7 @@ func (p *Provider) connectivityCheck(ctx context.Context, r *arm.Request) (*arm.
 		if err != nil {
 			return nil, err
 		}
-		return connectivityInfo(tx, srcID, src, dst, dstNIC, v)
+		return connectivityInfo(tx, n, srcID, src, dst, dstNIC, v)
 	})
 }
 
@@ -298,8 +299,10 @@ func connectivityDestination(tx store.Tx, n *policy.Network, d *armnetwork.Conne
 // connectivityInfo renders a verdict as Network Watcher's connectivity
 // information: the source hop and the destination hop, each with the
 // issues found there; a private endpoint whose connection is not Approved
-// is an issue of the platform.
-func connectivityInfo(tx store.Tx, srcID arm.ResourceID, src *policy.NIC, dst netip.Addr, dstNIC *policy.NIC, v policy.Verdict) (any, error) {
+// is an issue of the platform. Each virtual appliance that forwarded the
+// flow (v.Via) is a hop between them, of type VirtualAppliance; an
+// outbound rule or a route stops the flow at the hop that sent it.
+func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src *policy.NIC, dst netip.Addr, dstNIC *policy.NIC, v policy.Verdict) (any, error) {
 	issue := func(origin armnetwork.Origin, typ armnetwork.IssueType, ctx ...[2]string) *armnetwork.ConnectivityIssue {
 		var c []map[string]*string
 		for _, kv := range ctx {
@@ -314,17 +317,29 @@ func connectivityInfo(tx store.Tx, srcID arm.ResourceID, src *policy.NIC, dst ne
 	if dstNIC != nil {
 		last.ResourceID, last.Type = ptr(dstNIC.ID), ptr("VirtualNetworkInterface")
 	}
+	hops := []*armnetwork.ConnectivityHop{first}
+	for i, h := range v.Via {
+		hop := &armnetwork.ConnectivityHop{ID: ptr(fmt.Sprintf("appliance%d", i+1)), Type: ptr("VirtualAppliance"),
+			ResourceID: ptr(h.Appliance), NextHopIDs: []*string{ptr("destination")}, Issues: []*armnetwork.ConnectivityIssue{}}
+		if c := n.NICByID(h.Appliance); c != nil {
+			hop.Address, hop.ResourceID = ptr(c.Addr.String()), ptr(c.ID)
+		}
+		hops[len(hops)-1].NextHopIDs = []*string{hop.ID}
+		hops = append(hops, hop)
+	}
+	sender := hops[len(hops)-1] // the hop whose outbound rules and routes decided last
+	hops = append(hops, last)
 	switch v.Outcome {
 	case policy.Denied:
 		c := v.Checks[len(v.Checks)-1]
-		hop, origin := first, armnetwork.OriginOutbound
+		hop, origin := sender, armnetwork.OriginOutbound
 		if c.Direction == policy.Inbound {
 			hop, origin = last, armnetwork.OriginInbound
 		}
 		hop.Issues = append(hop.Issues, issue(origin, armnetwork.IssueTypeNetworkSecurityRule,
 			[2]string{"RuleName", ruleRef(c.Rule)}, [2]string{"NetworkSecurityGroup", c.Applied.NSG}))
 	case policy.Dropped, policy.ToAppliance:
-		first.Issues = append(first.Issues, issue(armnetwork.OriginLocal, armnetwork.IssueTypeUserDefinedRoute,
+		sender.Issues = append(sender.Issues, issue(armnetwork.OriginLocal, armnetwork.IssueTypeUserDefinedRoute,
 			[2]string{"Route", v.Route.Prefix.String()}, [2]string{"NextHopType", string(v.Route.NextHop)}, [2]string{"NextHopIpAddress", v.Route.NextHopIP.String()}))
 	case policy.Unreachable:
 		last.Issues = append(last.Issues, issue(armnetwork.OriginInbound, armnetwork.IssueTypePlatform,
@@ -344,10 +359,15 @@ func connectivityInfo(tx store.Tx, srcID arm.ResourceID, src *policy.NIC, dst ne
 		}
 	}
 	status := armnetwork.ConnectionStatusConnected
-	if len(first.Issues)+len(last.Issues) > 0 || !v.Allowed() {
+	for _, h := range hops {
+		if len(h.Issues) > 0 {
+			status = armnetwork.ConnectionStatusDisconnected
+		}
+	}
+	if !v.Allowed() {
 		status = armnetwork.ConnectionStatusDisconnected
 	}
-	return armnetwork.ConnectivityInformation{Hops: []*armnetwork.ConnectivityHop{first, last}, ConnectionStatus: &status,
+	return armnetwork.ConnectivityInformation{Hops: hops, ConnectionStatus: &status,
 		ProbesSent: ptr[int32](0), ProbesFailed: ptr[int32](0)}, nil
 }
 
