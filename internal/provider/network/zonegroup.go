@@ -534,22 +534,10 @@ func endpointAddr(r arm.Reader, pe *armnetwork.PrivateEndpoint) (netip.Addr, err
 	return decodeNICAddr(kv), nil
 }
 
-// decodeNICAddr returns a stored NIC's first private IPv4 address; the
-// zero Addr when it has none or cannot be read.
-func decodeNICAddr(kv store.KV) netip.Addr {
-	var nic armnetwork.Interface
-	if json.Unmarshal(kv.Value, &nic) != nil || nic.Properties == nil {
-		return netip.Addr{}
-	}
-	for _, ic := range nic.Properties.IPConfigurations {
-		if ic != nil && ic.Properties != nil {
-			if a, ok := parseIPv4(str(ic.Properties.PrivateIPAddress)); ok {
-				return a
-			}
-		}
-	}
-	return netip.Addr{}
-}
+// decodeNICAddr returns the address of a stored NIC's primary IPv4
+// configuration (an endpoint's NIC has one), as NICFactsOf reads it; the
+// zero Addr when it has none.
+func decodeNICAddr(kv store.KV) netip.Addr { return NICFactsOf(kv).Addr }
 
 // IsEndpointDNSKey reports whether a store key is one whose change may
 // change EndpointsDNS: a private endpoint's document, a zone group's, a
