@@ -159,11 +159,11 @@ func listFlows(r *nsRef) ([]Flow, error) {
 }
 
 // deleteFlows deletes the entries of r's conntrack table whose TCP, UDP
-// or ICMP flows, translated ones or (translated false) untranslated ones,
-// revoke selects, and returns those flows (whether or not their deletion
-// succeeded; an entry already gone counts as deleted). If note is not nil,
-// it is told each flow before its entry goes.
-func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Flow)) ([]Flow, error) {
+// or ICMP flows revoke selects (told whether a translation rewrote the
+// flow's destination), and returns those flows (whether or not their
+// deletion succeeded; an entry already gone counts as deleted). If note is
+// not nil, it is told each translated flow before its entry goes.
+func deleteFlows(r *nsRef, revoke func(fl Flow, translated bool) bool, note func(Flow)) ([]Flow, error) {
 	c, cfs, err := openTable(r)
 	if err != nil {
 		return nil, err
@@ -172,11 +172,11 @@ func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Fl
 	var matched []Flow
 	var errs []error
 	for i := range cfs {
-		fl, tr, ok := entryFlowOf(&cfs[i])
-		if !ok || tr != translated || !revoke(fl) {
+		fl, translated, ok := entryFlowOf(&cfs[i])
+		if !ok || !revoke(fl, translated) {
 			continue
 		}
-		if note != nil {
+		if note != nil && translated {
 			note(fl)
 		}
 		matched = append(matched, fl)
@@ -202,8 +202,8 @@ func deleteFlows(r *nsRef, translated bool, revoke func(Flow) bool, note func(Fl
 // noted in the Fabric's revocation log before its entry goes, so that a
 // flow watcher (WatchFlows) tells its end as revoked.
 func (f *Fabric) revokeFlows(r *nsRef, revoke func(Flow) bool, foreseen map[flowKey]bool) ([]Flow, error) {
-	tcp := func(fl Flow) bool { return fl.Protocol == policy.TCP && revoke(fl) }
-	revoked, err := deleteFlows(r, true, tcp, func(fl Flow) { f.revocations.note(r.name, fl) })
+	tcp := func(fl Flow, translated bool) bool { return translated && fl.Protocol == policy.TCP && revoke(fl) }
+	revoked, err := deleteFlows(r, tcp, func(fl Flow) { f.revocations.note(r.name, fl) })
 	revoked = slices.DeleteFunc(revoked, func(fl Flow) bool { return !fl.active() && !foreseen[keyOf(fl)] })
 	if len(revoked) > 0 {
 		err = errors.Join(err, tickle(r, revoked))

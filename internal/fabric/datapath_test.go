@@ -710,7 +710,7 @@ func TestRevocationPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r.close()
-		deleted, err := deleteFlows(r, true, func(fl Flow) bool { return fl.Target == mustAddrPort("10.0.2.5:5432") }, nil)
+		deleted, err := deleteFlows(r, func(fl Flow, translated bool) bool { return translated && fl.Target == mustAddrPort("10.0.2.5:5432") }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

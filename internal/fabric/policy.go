@@ -84,7 +84,7 @@ var policyPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 
 // EnsurePolicy converges the network policies of a network's router to p
 // (nil removes them all): the table PolicyTable, changed only where it
 // differs (ASG membership is set elements), in one atomic batch; the
-// policy routes of p's virtual appliances; then every TCP flow of the
+// policy routes of p's virtual appliances; then every live flow of the
 // router that p denies or drops (an earlier program let it through) is
 // revoked as a withdrawn translation is: its conntrack entry goes and both
 // its ends are reset. nics maps each NIC of p's attachments (lower-cased
@@ -127,28 +127,25 @@ func (f *Fabric) EnsurePolicy(network string, p *policy.Program, nics map[string
 	return revoked, nil
 }
 
-// revokeDenied revokes the flows of r that p denies or drops: the
-// translated TCP ones (toward endpoints) with revokeFlows, the others
-// (between NICs, TCP, UDP and ICMP) by deleting their entries and, for
-// TCP, probing both ends the same way.
+// revokeDenied revokes, in one pass over r's conntrack table, the flows
+// that p denies or drops: translated TCP ones (toward endpoints) as
+// revokeFlows does, noted in the revocation log; untranslated ones
+// (between NICs: TCP, UDP and ICMP) that are live. Their entries go, and
+// both ends of each live TCP flow are probed (tickle): each end's
+// challenge ACK is then a packet without a flow, which the router resets.
+// A UDP or ICMP flow's next packet is a new flow, which the policy
+// decides. It returns the live flows it revoked.
 func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
-	denied := func(fl Flow) bool {
+	denied := func(fl Flow, translated bool) bool {
+		if translated && fl.Protocol != policy.TCP || !translated && !fl.active() {
+			return false
+		}
 		out, _ := p.Decide(policy.Flow{Src: fl.Client.Addr(), Dst: fl.Target.Addr(), Protocol: fl.Protocol,
 			SrcPort: fl.Client.Port(), DstPort: fl.Target.Port()})
 		return out == policy.Denied || out == policy.Dropped
 	}
-	revoked, err := f.revokeFlows(r, denied, nil)
-	plain, plainErr := revokePlainFlows(r, denied)
-	return append(revoked, plain...), errors.Join(err, plainErr)
-}
-
-// revokePlainFlows deletes the conntrack entries of the live untranslated
-// flows revoke selects and probes both ends of the TCP ones (tickle):
-// each end's challenge ACK is then a packet without a flow, which the
-// policy denies and resets. A UDP or ICMP flow's next packet is a new
-// flow, which the policy decides.
-func revokePlainFlows(r *nsRef, revoke func(Flow) bool) ([]Flow, error) {
-	flows, err := deleteFlows(r, false, func(fl Flow) bool { return fl.active() && revoke(fl) }, nil)
+	flows, err := deleteFlows(r, denied, func(fl Flow) { f.revocations.note(r.name, fl) })
+	flows = slices.DeleteFunc(flows, func(fl Flow) bool { return !fl.active() })
 	if tcp := slices.DeleteFunc(slices.Clone(flows), func(fl Flow) bool { return fl.Protocol != policy.TCP }); len(tcp) > 0 {
 		err = errors.Join(err, tickle(r, tcp))
 	}
