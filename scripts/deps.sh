@@ -5,9 +5,10 @@ DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certifi
 # The tests drive privlinkd with the az CLI too (e2e/az_test.go): Debian
 # 12's azure-cli (2.45), and 2.74 from Debian 13 (scripts/install-azure-cli);
 # and the portal in headless chromium (e2e/portal_test.go); tcpdump is the
-# virtual appliance's capture in e2e/outbound_test.go; ping is TestPolicy's ICMP probe.
+# virtual appliance's capture in e2e/outbound_test.go; ping is TestPolicy's ICMP probe;
+# strace checks that internal/proxyrelay splices (TestRelaySplices).
 if [ -n "${PRIVLINK_TEST_DEPS:-}" ]; then
-  DEBIAN_PACKAGES+=(azure-cli chromium tcpdump iputils-ping)
+  DEBIAN_PACKAGES+=(azure-cli chromium tcpdump iputils-ping strace)
 fi
 
 need_install=()

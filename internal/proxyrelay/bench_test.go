@@ -39,10 +39,13 @@ func BenchmarkRelay(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	for _, path := range []struct {
+	paths := []struct {
 		name       string
 		sink, echo netip.AddrPort
-	}{{"direct", sink, echoes}, {"relay", sinkRelay, echoRelay}} {
+	}{{"direct", sink, echoes}, {"relay", sinkRelay, echoRelay}}
+	// Each kind runs direct then relay, next to each other, so that the
+	// machine's load changes as little as possible between the two.
+	for _, path := range paths {
 		b.Run("stream/"+path.name, func(b *testing.B) {
 			c := dial(b, path.sink)
 			buf := make([]byte, 1<<20)
@@ -53,6 +56,8 @@ func BenchmarkRelay(b *testing.B) {
 				}
 			}
 		})
+	}
+	for _, path := range paths {
 		b.Run("pingpong/"+path.name, func(b *testing.B) {
 			c := dial(b, path.echo)
 			buf := make([]byte, 64)
@@ -65,6 +70,8 @@ func BenchmarkRelay(b *testing.B) {
 				}
 			}
 		})
+	}
+	for _, path := range paths {
 		b.Run("connect/"+path.name, func(b *testing.B) {
 			buf := make([]byte, 64)
 			for b.Loop() {
