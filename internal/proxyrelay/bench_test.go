@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // The relay against a direct connection to the same backend, in one run, on
@@ -99,24 +101,15 @@ func benchBackend(b *testing.B, serve func(r *bufio.Reader, c net.Conn)) (netip.
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	testkit.Serve(b, ln, func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if h, err := r.Peek(16); err == nil && string(h[:12]) == string(signature[:]) {
+			if _, err := r.Discard(16 + int(binary.BigEndian.Uint16(h[14:]))); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				if h, err := r.Peek(16); err == nil && string(h[:12]) == string(signature[:]) {
-					if _, err := r.Discard(16 + int(binary.BigEndian.Uint16(h[14:]))); err != nil {
-						return
-					}
-				}
-				serve(r, c)
-			}()
 		}
-	}()
+		serve(r, c)
+	})
 	return ln.Addr().(*net.TCPAddr).AddrPort(), ln
 }

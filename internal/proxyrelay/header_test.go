@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -13,33 +14,32 @@ import (
 // parseHeader reads a PROXY header with pires/go-proxyproto, an
 // implementation independent of AppendHeader, and returns the source,
 // destination and the LinkID of Azure's TLV (ok false when there is none).
-func parseHeader(t testing.TB, r *bufio.Reader) (src, dst netip.AddrPort, linkID uint32, ok bool) {
-	t.Helper()
+func parseHeader(r *bufio.Reader) (src, dst netip.AddrPort, linkID uint32, ok bool, err error) {
 	h, err := proxyproto.Read(r)
 	if err != nil {
-		t.Fatalf("parse PROXY header: %v", err)
+		return src, dst, 0, false, fmt.Errorf("parse PROXY header: %w", err)
 	}
 	if h.Version != 2 || h.Command != proxyproto.PROXY {
-		t.Fatalf("header version %d command %v: want 2 and PROXY", h.Version, h.Command)
+		return src, dst, 0, false, fmt.Errorf("header version %d command %v: want 2 and PROXY", h.Version, h.Command)
 	}
 	s, d, tcp := h.TCPAddrs()
 	if !tcp {
-		t.Fatalf("header transport %v: want TCP", h.TransportProtocol)
+		return src, dst, 0, false, fmt.Errorf("header transport %v: want TCP", h.TransportProtocol)
 	}
 	tlvs, err := h.TLVs()
 	if err != nil {
-		t.Fatalf("header TLVs: %v", err)
+		return src, dst, 0, false, fmt.Errorf("header TLVs: %w", err)
 	}
 	for _, tlv := range tlvs {
 		if tlv.Type != TLVTypeAzure {
 			continue
 		}
 		if len(tlv.Value) != 5 || tlv.Value[0] != TLVSubtypeAzureLinkID {
-			t.Fatalf("Azure TLV value %x: want subtype 01 and 4 bytes", tlv.Value)
+			return src, dst, 0, false, fmt.Errorf("azure TLV value %x: want subtype 01 and 4 bytes", tlv.Value)
 		}
 		linkID, ok = binary.LittleEndian.Uint32(tlv.Value[1:]), true
 	}
-	return s.AddrPort(), d.AddrPort(), linkID, ok
+	return s.AddrPort(), d.AddrPort(), linkID, ok, nil
 }
 
 func TestHeaderParses(t *testing.T) {
@@ -60,7 +60,10 @@ func TestHeaderParses(t *testing.T) {
 			}
 			payload := []byte("payload after the header")
 			r := bufio.NewReader(bytes.NewReader(append(b, payload...)))
-			src, dst, linkID, ok := parseHeader(t, r)
+			src, dst, linkID, ok, err := parseHeader(r)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if src != tc.src || dst != tc.dst {
 				t.Errorf("addresses %s -> %s: want %s -> %s", src, dst, tc.src, tc.dst)
 			}

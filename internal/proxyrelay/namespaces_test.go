@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/fabric/fabrictest"
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 // TestRelayAcrossNamespaces runs the relay as the data path will: three
@@ -33,36 +34,30 @@ func TestRelayAcrossNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	type view struct {
 		peer, src, dst netip.AddrPort
 		linkID         uint32
-		err            error
 	}
 	views := make(chan view, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				v := view{peer: c.RemoteAddr().(*net.TCPAddr).AddrPort()}
-				v.src, v.dst, v.linkID, _ = parseHeader(t, r)
-				views <- v
-				line, err := r.ReadString('\n')
-				if err == nil {
-					_, err = c.Write([]byte(line))
-				}
-				if err != nil {
-					return
-				}
-				r.ReadByte() // until the session ends
-			}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		v := view{peer: c.RemoteAddr().(*net.TCPAddr).AddrPort()}
+		var err error
+		if v.src, v.dst, v.linkID, _, err = parseHeader(r); err != nil {
+			t.Error(err)
+			return
 		}
-	}()
+		views <- v
+		line, err := r.ReadString('\n')
+		if err == nil {
+			_, err = c.Write([]byte(line))
+		}
+		if err != nil {
+			return
+		}
+		r.ReadByte() // until the session ends
+	})
 
 	r := New(context.Background(), f, nil, Options{})
 	t.Cleanup(func() { r.Close() })

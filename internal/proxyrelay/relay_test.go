@@ -59,7 +59,11 @@ func backend(t testing.TB, proxy bool, answer func(r *bufio.Reader, c net.Conn))
 		r := bufio.NewReader(c)
 		s := seen{peer: c.RemoteAddr().(*net.TCPAddr).AddrPort()}
 		if proxy {
-			s.src, s.dst, s.linkID, s.hasLinkID = parseHeader(t, r)
+			var err error
+			if s.src, s.dst, s.linkID, s.hasLinkID, err = parseHeader(r); err != nil {
+				t.Error(err)
+				return
+			}
 		} else {
 			b, _ := r.Peek(len(signature))
 			s.headerless = append([]byte(nil), b...)
@@ -240,6 +244,22 @@ func TestRelayRevocation(t *testing.T) {
 	}
 }
 
+// wantClosed connects to addr and wants the relay to close the connection
+// without data: the reset may come before the dial returns, or on the first
+// read.
+func wantClosed(t testing.TB, addr netip.AddrPort, what string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(bound))
+	if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("%s: read %d bytes, err %v: want it closed", what, n, err)
+	}
+}
+
 // ping sends a line through c and waits for its echo.
 func ping(t testing.TB, c *net.TCPConn) {
 	t.Helper()
@@ -334,14 +354,7 @@ func TestRelayUpstreamDown(t *testing.T) {
 	if err := r.Set([]Route{{Name: "down", Listen: listen, Upstream: freePort(t), ProxyProtocol: true}}); err != nil {
 		t.Fatal(err)
 	}
-	// The reset may come before the dial returns, or on the first read.
-	if c, err := net.Dial("tcp", listen.String()); err == nil {
-		c.SetDeadline(time.Now().Add(bound))
-		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("consumer of an unreachable upstream: read err %v, want closed", err)
-		}
-		c.Close()
-	}
+	wantClosed(t, listen, "consumer of an unreachable upstream")
 	testkit.WaitFor(t, bound, "failed counter", func() error {
 		if got := r.Counters()["down"]; got.Failed != 1 || got.Active != 0 {
 			return fmt.Errorf("counters %+v: want 1 failed, 0 active", got)
@@ -426,12 +439,13 @@ func TestRelayMaxSessions(t *testing.T) {
 	first := dial(t, listen)
 	ping(t, first)
 	recv(t, ch)
-	if _, err := dial(t, listen).Read(make([]byte, 1)); err == nil {
-		t.Error("second session over MaxSessions 1 got data")
-	}
-	if got := r.Counters()["one"].Refused; got != 1 {
-		t.Errorf("refused %d, want 1", got)
-	}
+	wantClosed(t, listen, "second session over MaxSessions 1")
+	testkit.WaitFor(t, bound, "refused counter", func() error {
+		if got := r.Counters()["one"].Refused; got != 1 {
+			return fmt.Errorf("refused %d, want 1", got)
+		}
+		return nil
+	})
 	ping(t, first)
 }
 
