@@ -386,6 +386,10 @@ func (rt *route) serve(s *session) {
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.relay.opts.DialTimeout)
 	up, err := rt.relay.fab.DialTCPFrom(ctx, spec.DialNamespace, spec.Source, spec.Upstream)
 	cancel()
+	if err != nil && rt.ctx.Err() != nil {
+		s.reset() // the route went while dialling: not a failure
+		return
+	}
 	if err != nil {
 		rt.failed.Add(1)
 		log.Warn("relay upstream unreachable", "route", spec.Name, "consumer", src, "upstream", spec.Upstream, "err", err)
