@@ -219,7 +219,7 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 	for _, ep := range d.eps {
 		if r := d.Networks[names.Key(ep.network)]; r != nil {
 			r.Endpoints = append(r.Endpoints, fabric.EndpointNAT{
-				Name: names.Key(ep.id), Endpoint: ep.addr, Port: pgPort,
+				Name: names.Key(ep.id), Endpoint: ep.addr, Ports: []uint16{pgPort},
 				Service: ep.server.Fabric, ServiceAddr: ep.server.desired.ServiceAddr, SNAT: snats[strings.ToLower(ep.id.String())],
 			})
 		}
@@ -230,7 +230,7 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 		if err != nil {
 			return nil, err
 		}
-		pn := fabric.PublicNAT{Name: s.Fabric, Public: s.desired.PublicAddr, Port: pgPort, Service: s.Fabric,
+		pn := fabric.PublicNAT{Name: s.Fabric, Public: s.desired.PublicAddr, Ports: []uint16{pgPort}, Service: s.Fabric,
 			ServiceAddr: s.desired.ServiceAddr, Enabled: s.desired.PublicNetworkAccess && s.desired.Running}
 		info := TranslationInfo{Kind: KindPublic, Name: s.Fabric, Programmed: true, Enabled: pn.Enabled,
 			ServerID: s.ID.String(), ServerName: s.Name, Addr: pn.Public, Port: pgPort}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,8 +129,8 @@ func TestPlannerDesired(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s is not translated in vnet's router: %+v", name, want.Networks[vnet].Endpoints)
 		}
-		if !e.Endpoint.IsValid() || e.Port != pgPort || e.Service != names.Key(srvID) || e.ServiceAddr != des.ServiceAddr {
-			t.Errorf("%s: %+v, want its address, port %d, to srv1 at %s", name, e, pgPort, des.ServiceAddr)
+		if !e.Endpoint.IsValid() || !slices.Equal(e.Ports, []uint16{pgPort}) || e.Service != names.Key(srvID) || e.ServiceAddr != des.ServiceAddr {
+			t.Errorf("%s: %+v, want its address, ports [%d], to srv1 at %s", name, e, pgPort, des.ServiceAddr)
 		}
 		if !snatPrefix.Contains(e.SNAT) || seen[e.SNAT] || snats[strings.ToLower(pe.String())] != e.SNAT {
 			t.Errorf("%s: SNAT %s (stored %v), want its own address in %s, kept in %s/", name, e.SNAT, snats, snatPrefix, snatKey)
