@@ -240,13 +240,19 @@ func (e *env) ensure(m *Manager, s *server) Status {
 // transaction of its own, and returns its output.
 func (e *env) psql(s *server, password, conninfo string, sqls ...string) (string, error) {
 	e.t.Helper()
+	return e.psqlAt(s, Port, "postgres", password, conninfo, sqls...)
+}
+
+// psqlAt is psql to port and database db.
+func (e *env) psqlAt(s *server, port int, db, password, conninfo string, sqls ...string) (string, error) {
+	e.t.Helper()
 	if !strings.Contains(conninfo, "host=") {
 		conninfo = fmt.Sprintf("host=%s.postgres.database.azure.com ", s.Name) + conninfo
 	}
 	if !strings.Contains(conninfo, "user=") {
 		conninfo += " user=" + s.AdminLogin
 	}
-	conninfo += fmt.Sprintf(" hostaddr=%s port=%d dbname=postgres connect_timeout=10", s.Addr, Port)
+	conninfo += fmt.Sprintf(" hostaddr=%s port=%d dbname=%s connect_timeout=10", s.Addr, port, db)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	args := []string{"netns", "exec", e.ns(s), "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", conninfo}
