@@ -173,6 +173,32 @@ func TestPlannerDesired(t *testing.T) {
 		t.Errorf("a second pass changed the internet router:\n%s\n%s", a, b)
 	}
 
+	// pgbouncer.enabled adds 6432 to the server's translations, and
+	// taking it back removes it.
+	for _, c := range []struct {
+		value string
+		want  []uint16
+	}{{"true", []uint16{pgPort, bouncerPort}}, {"false", []uint16{pgPort}}} {
+		cp, err := pf.NewConfigurationsClient().BeginPut(ctx, "rg", "srv1", "pgbouncer.enabled", pg.ConfigurationForUpdate{
+			Properties: &pg.ConfigurationProperties{Value: to.Ptr(c.value), Source: to.Ptr("user-override")}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The poller waits for a controller this test does not run: the
+		// Desired record is written when the PUT is answered.
+		_ = cp
+		d, err := planner.Desired(ctx)
+		must(err)
+		for _, e := range d.Networks[vnet].Endpoints {
+			if !slices.Equal(e.Ports, c.want) {
+				t.Errorf("pgbouncer.enabled %s: %s has ports %v, want %v", c.value, e.Name, e.Ports, c.want)
+			}
+		}
+		if pubs := d.Internet.Public; len(pubs) != 1 || !slices.Equal(pubs[0].Ports, c.want) {
+			t.Errorf("pgbouncer.enabled %s: public paths %+v, want ports %v", c.value, pubs, c.want)
+		}
+	}
+
 	// pe1 goes: its SNAT address is freed, pe2 keeps its own.
 	dp, err := nf.NewPrivateEndpointsClient().BeginDelete(ctx, "rg", "pe1", nil)
 	must(done(ctx, dp, err))
