@@ -277,8 +277,13 @@ func (e *env) verifyFull(host string) string {
 // dial opens a session to the server from inside its namespace, through
 // fabric.DialContext, verifying its certificate.
 func (e *env) dial(ctx context.Context, s *server) (*pgx.Conn, error) {
+	return e.dialPort(ctx, s, Port)
+}
+
+// dialPort is dial to port (PgBouncerPort: the server's pooler).
+func (e *env) dialPort(ctx context.Context, s *server, port int) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s.postgres.database.azure.com port=%d user=%s password=%s dbname=postgres sslmode=verify-full sslrootcert=%s",
-		s.Name, Port, s.AdminLogin, s.password, e.caPath))
+		s.Name, port, s.AdminLogin, s.password, e.caPath))
 	if err != nil {
 		return nil, err
 	}

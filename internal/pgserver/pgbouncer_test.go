@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/privlink/privlink/internal/testkit"
 )
 
@@ -123,9 +125,20 @@ func TestPgBouncer(t *testing.T) {
 		return err
 	})
 
-	// Disabled: stopped, 6432 refused.
+	// Disabled: stopped, its sessions closed, 6432 refused.
+	live, err := e.dialPort(t.Context(), s, PgBouncerPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close(context.Background())
+	if _, err := live.Exec(t.Context(), "select 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("a session through pgbouncer: %v", err)
+	}
 	s.Settings = map[string]string{"pgbouncer.enabled": "false"}
 	e.ensure(m2, s)
+	if _, err := live.Exec(t.Context(), "select 1", pgx.QueryExecModeSimpleProtocol); err == nil {
+		t.Error("a session through pgbouncer still answers after disabling")
+	}
 	if _, err := m2.PgBouncerPID(s.ID); !errors.Is(err, errNoBouncer) {
 		t.Errorf("pgbouncer after disabling: %v", err)
 	}
