@@ -1,7 +1,7 @@
 # Sourced by scripts/test and scripts/run: installs what privlink needs on a
 # fresh Debian machine (as root) and puts Go on PATH.
 
-DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 ca-certificates)
+DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 pgbouncer ca-certificates)
 # The tests drive privlinkd with the az CLI too (e2e/az_test.go): Debian
 # 12's azure-cli (2.45), and 2.74 from Debian 13 (scripts/install-azure-cli);
 # and the portal in headless chromium (e2e/portal_test.go); tcpdump is the

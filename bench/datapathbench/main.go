@@ -108,6 +108,8 @@ type flags struct {
 	perfDir             string
 	hold                bool
 	policies            bool
+	pgbouncer           bool
+	poolMode            string
 }
 
 func main() {
@@ -122,6 +124,8 @@ func main() {
 	flag.IntVar(&f.firstQuery, "first-query", 10, "endpoints created for the PUT → first query measurement (0: skip)")
 	flag.StringVar(&f.perfDir, "perf", "", "also profile (perf record -a) one extra direct and one endpoint select-only run at 8 clients, into this directory")
 	flag.BoolVar(&f.policies, "policies", false, "instead of direct against endpoint: the endpoint with its subnet's NSG (100 rules, an ASG of 50 NICs) applied (privateEndpointNetworkPolicies Enabled) against ignored (Disabled), select-only at each --clients, and security rule PUT → enforcement (30 changes); skips the first-query samples")
+	flag.BoolVar(&f.pgbouncer, "pgbouncer", false, "instead of direct against endpoint: the endpoint at 6432 (the server's PgBouncer, enabled through the configurations API) against 5432, select-only with -C and without, 8 clients; skips the first-query samples")
+	flag.StringVar(&f.poolMode, "pool-mode", "TRANSACTION", "with --pgbouncer: pgbouncer.pool_mode")
 	flag.BoolVar(&f.hold, "hold", false, "after the setup and pgbench -i, print the namespaces and wait for Ctrl-C instead of measuring (for investigation)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -186,7 +190,7 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 	defer b.dns.Close()
 	var fq []firstQuery
-	if f.firstQuery > 0 && !f.policies {
+	if f.firstQuery > 0 && !f.policies && !f.pgbouncer {
 		if fq, err = b.firstQueries(ctx, f.firstQuery); err != nil {
 			return err
 		}
@@ -204,6 +208,9 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 	if f.policies {
 		return b.runPolicies(ctx)
+	}
+	if f.pgbouncer {
+		return b.runPgBouncer(ctx)
 	}
 	res, err := b.rounds(ctx)
 	if err != nil {
@@ -496,10 +503,13 @@ const (
 	direct pathKind = iota
 	endpoint
 	endpointAddr
+	// endpointBouncer is the endpoint at 6432, the server's PgBouncer
+	// (--pgbouncer).
+	endpointBouncer
 )
 
 func (p pathKind) String() string {
-	return [...]string{"direct", "endpoint", "endpoint by address"}[p]
+	return [...]string{"direct", "endpoint", "endpoint by address", "endpoint at 6432"}[p]
 }
 
 // command runs name inside the path's client namespace with libpq's
@@ -515,6 +525,9 @@ func (b *bench) command(ctx context.Context, p pathKind, name string, args ...st
 		cmd.Env = pgEnv(serverFQDN, "")
 		if p == endpointAddr {
 			cmd.Env = pgEnv(serverFQDN, b.peAddr.String())
+		}
+		if p == endpointBouncer {
+			cmd.Env = append(cmd.Env, "PGPORT=6432")
 		}
 	}
 	return cmd
@@ -625,6 +638,19 @@ func (b *bench) counters(p pathKind) (fabric.Counters, error) {
 type result struct {
 	row row
 	m   map[pathKind][]measurement
+}
+
+// tpsRatio returns the median over the rounds of num's TPS ÷ den's, and
+// each round's, as a list.
+func (r *result) tpsRatio(num, den pathKind) (float64, string) {
+	var ratios []float64
+	var per []string
+	for i := range r.m[den] {
+		x := r.m[num][i].tps / r.m[den][i].tps
+		ratios = append(ratios, x)
+		per = append(per, fmt.Sprintf("%.3f", x))
+	}
+	return lat.Median(ratios), strings.Join(per, ", ")
 }
 
 func (b *bench) rounds(ctx context.Context) ([]*result, error) {
@@ -828,33 +854,21 @@ func report(f flags, res []*result, fq []firstQuery) {
 	}
 	table.Header("workload", "clients", "direct TPS", "endpoint TPS", "endpoint ÷ direct (median)", "per round", "goal", "CPU per transaction, direct → endpoint: direct ÷ endpoint")
 	for _, r := range res {
-		var ratios []float64
-		var per []string
-		for i := range r.m[direct] {
-			x := r.m[endpoint][i].tps / r.m[direct][i].tps
-			ratios = append(ratios, x)
-			per = append(per, fmt.Sprintf("%.3f", x))
-		}
+		ratio, per := r.tpsRatio(endpoint, direct)
 		goal := "—"
 		if r.row.goal > 0 {
 			mark := "met"
-			if lat.Median(ratios) < r.row.goal {
+			if ratio < r.row.goal {
 				mark = "not met"
 			}
 			goal = fmt.Sprintf("≥ %.2f: %s", r.row.goal, mark)
 		}
 		fmt.Printf("| %s | %d | %.0f | %.0f | **%.3f** | %s | %s | %s |\n", r.row.name, r.row.clients, med(r.m[direct], tps), med(r.m[endpoint], tps),
-			lat.Median(ratios), strings.Join(per, ", "), goal, cost(r, endpoint))
+			ratio, per, goal, cost(r, endpoint))
 		if r.row.byAddr {
-			var ar []float64
-			var per []string
-			for i := range r.m[direct] {
-				x := r.m[endpointAddr][i].tps / r.m[direct][i].tps
-				ar = append(ar, x)
-				per = append(per, fmt.Sprintf("%.3f", x))
-			}
+			ar, per := r.tpsRatio(endpointAddr, direct)
 			fmt.Printf("| %s, endpoint by address (no DNS lookup) | %d | %.0f | %.0f | %.3f | %s | — | %s |\n", r.row.name, r.row.clients,
-				med(r.m[direct], tps), med(r.m[endpointAddr], tps), lat.Median(ar), strings.Join(per, ", "), cost(r, endpointAddr))
+				med(r.m[direct], tps), med(r.m[endpointAddr], tps), ar, per, cost(r, endpointAddr))
 		}
 	}
 

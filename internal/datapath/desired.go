@@ -36,8 +36,21 @@ import (
 	"github.com/privlink/privlink/internal/store"
 )
 
-// pgPort is PostgreSQL's port, on both sides of every translation.
-const pgPort = 5432
+// pgPort is PostgreSQL's port, on both sides of every translation;
+// bouncerPort the built-in PgBouncer's, translated too while the server's
+// pgbouncer.enabled is true.
+const (
+	pgPort      = 5432
+	bouncerPort = 6432
+)
+
+// ports returns the ports a server's translations carry.
+func (s *Server) ports() []uint16 {
+	if s.desired.PgBouncerEnabled() {
+		return []uint16{pgPort, bouncerPort}
+	}
+	return []uint16{pgPort}
+}
 
 // Prefixes are the store prefixes the data path reads.
 var Prefixes = []string{"arm/", postgres.DesiredPrefix + "/"}
@@ -219,7 +232,7 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 	for _, ep := range d.eps {
 		if r := d.Networks[names.Key(ep.network)]; r != nil {
 			r.Endpoints = append(r.Endpoints, fabric.EndpointNAT{
-				Name: names.Key(ep.id), Endpoint: ep.addr, Port: pgPort,
+				Name: names.Key(ep.id), Endpoint: ep.addr, Ports: ep.server.ports(),
 				Service: ep.server.Fabric, ServiceAddr: ep.server.desired.ServiceAddr, SNAT: snats[strings.ToLower(ep.id.String())],
 			})
 		}
@@ -230,7 +243,7 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 		if err != nil {
 			return nil, err
 		}
-		pn := fabric.PublicNAT{Name: s.Fabric, Public: s.desired.PublicAddr, Port: pgPort, Service: s.Fabric,
+		pn := fabric.PublicNAT{Name: s.Fabric, Public: s.desired.PublicAddr, Ports: s.ports(), Service: s.Fabric,
 			ServiceAddr: s.desired.ServiceAddr, Enabled: s.desired.PublicNetworkAccess && s.desired.Running}
 		info := TranslationInfo{Kind: KindPublic, Name: s.Fabric, Programmed: true, Enabled: pn.Enabled,
 			ServerID: s.ID.String(), ServerName: s.Name, Addr: pn.Public, Port: pgPort}

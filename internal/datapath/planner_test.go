@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,8 +129,8 @@ func TestPlannerDesired(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s is not translated in vnet's router: %+v", name, want.Networks[vnet].Endpoints)
 		}
-		if !e.Endpoint.IsValid() || e.Port != pgPort || e.Service != names.Key(srvID) || e.ServiceAddr != des.ServiceAddr {
-			t.Errorf("%s: %+v, want its address, port %d, to srv1 at %s", name, e, pgPort, des.ServiceAddr)
+		if !e.Endpoint.IsValid() || !slices.Equal(e.Ports, []uint16{pgPort}) || e.Service != names.Key(srvID) || e.ServiceAddr != des.ServiceAddr {
+			t.Errorf("%s: %+v, want its address, ports [%d], to srv1 at %s", name, e, pgPort, des.ServiceAddr)
 		}
 		if !snatPrefix.Contains(e.SNAT) || seen[e.SNAT] || snats[strings.ToLower(pe.String())] != e.SNAT {
 			t.Errorf("%s: SNAT %s (stored %v), want its own address in %s, kept in %s/", name, e.SNAT, snats, snatPrefix, snatKey)
@@ -170,6 +171,32 @@ func TestPlannerDesired(t *testing.T) {
 	}
 	if a, b := want.Internet.Fingerprint(), again.Internet.Fingerprint(); a != b {
 		t.Errorf("a second pass changed the internet router:\n%s\n%s", a, b)
+	}
+
+	// pgbouncer.enabled adds 6432 to the server's translations, and
+	// taking it back removes it.
+	for _, c := range []struct {
+		value string
+		want  []uint16
+	}{{"true", []uint16{pgPort, bouncerPort}}, {"false", []uint16{pgPort}}} {
+		cp, err := pf.NewConfigurationsClient().BeginPut(ctx, "rg", "srv1", "pgbouncer.enabled", pg.ConfigurationForUpdate{
+			Properties: &pg.ConfigurationProperties{Value: to.Ptr(c.value), Source: to.Ptr("user-override")}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The poller waits for a controller this test does not run: the
+		// Desired record is written when the PUT is answered.
+		_ = cp
+		d, err := planner.Desired(ctx)
+		must(err)
+		for _, e := range d.Networks[vnet].Endpoints {
+			if !slices.Equal(e.Ports, c.want) {
+				t.Errorf("pgbouncer.enabled %s: %s has ports %v, want %v", c.value, e.Name, e.Ports, c.want)
+			}
+		}
+		if pubs := d.Internet.Public; len(pubs) != 1 || !slices.Equal(pubs[0].Ports, c.want) {
+			t.Errorf("pgbouncer.enabled %s: public paths %+v, want ports %v", c.value, pubs, c.want)
+		}
 	}
 
 	// pe1 goes: its SNAT address is freed, pe2 keeps its own.

@@ -17,8 +17,8 @@ import (
 const labelPublic = "lo:pub"
 
 // EndpointNAT is one private endpoint's translation in its network's router:
-// TCP to Endpoint:Port goes to ServiceAddr:Port in the namespace of Service,
-// from the address SNAT.
+// TCP to Endpoint:port, for each of Ports, goes to ServiceAddr:port in the
+// namespace of Service, from the address SNAT.
 type EndpointNAT struct {
 	// Name identifies the translation in its network (1-64 of
 	// [A-Za-z0-9_.-]); its counters are named after it.
@@ -28,9 +28,10 @@ type EndpointNAT struct {
 	// that are not translated then reach the router's own stack, which
 	// refuses them.
 	Endpoint netip.Addr
-	// Port is the translated TCP port (5432 for PostgreSQL), the same on
-	// both sides.
-	Port uint16
+	// Ports are the translated TCP ports (5432 for PostgreSQL, 6432 for
+	// its pooler), each the same on both sides: one or more, no port
+	// twice. Each is a few more set elements, never a rule.
+	Ports []uint16
 	// Service is the ID of the service namespace (EnsureService), and
 	// ServiceAddr its address there.
 	Service     string
@@ -68,8 +69,8 @@ func (r AddrRange) contains(a netip.Addr) bool {
 }
 
 // PublicNAT is one server's public path in the internet router: TCP from a
-// source inside Allowed to Public:Port goes to ServiceAddr:Port in the
-// namespace of Service, keeping its source address.
+// source inside Allowed to Public:port, for each of Ports, goes to
+// ServiceAddr:port in the namespace of Service, keeping its source address.
 type PublicNAT struct {
 	// Name identifies the path (1-64 of [A-Za-z0-9_.-]); its counters and
 	// firewall set are named after it.
@@ -77,8 +78,8 @@ type PublicNAT struct {
 	// Public is the server's public address, in 198.18.0.0/15, one per
 	// path; it lives on the internet router's lo while the path is listed.
 	Public netip.Addr
-	// Port is the translated TCP port, the same on both sides.
-	Port uint16
+	// Ports are the translated TCP ports, as EndpointNAT's.
+	Ports []uint16
 	// Service is the ID of the service namespace, and ServiceAddr its
 	// address there.
 	Service     string
@@ -120,8 +121,8 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 		if !a.Is4() || ServicePrefix.Contains(a) || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == DNSAddr {
 			return bad("endpoint %s: want a unicast IPv4 address of the network", a)
 		}
-		if ep.Port == 0 {
-			return bad("port 0")
+		if err := checkPorts(ep.Ports); err != nil {
+			return bad("%v", err)
 		}
 		if !ep.ServiceAddr.Is4() || !ServicePrefix.Contains(ep.ServiceAddr) {
 			return bad("service address %s: want one inside %s", ep.ServiceAddr, ServicePrefix)
@@ -133,16 +134,20 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 			return bad("service %s has two addresses, %s and %s", ep.Service, prev, ep.ServiceAddr)
 		}
 		svcAddrs[ep.Service] = ep.ServiceAddr
-		target := netip.AddrPortFrom(a, ep.Port)
 		switch {
 		case names[ep.Name]:
 			return bad("name used twice")
-		case targets[target]:
-			return bad("%s translated twice", target)
 		case snats[ep.SNAT]:
 			return bad("SNAT address %s used twice", ep.SNAT)
 		}
-		names[ep.Name], targets[target], snats[ep.SNAT] = true, true, true
+		for _, port := range ep.Ports {
+			target := netip.AddrPortFrom(a, port)
+			if targets[target] {
+				return bad("%s translated twice", target)
+			}
+			targets[target] = true
+		}
+		names[ep.Name], snats[ep.SNAT] = true, true
 	}
 	for _, ep := range eps {
 		for svc, addr := range svcAddrs {
@@ -171,8 +176,8 @@ func validatePublic(pubs []PublicNAT) error {
 		if err := checkInternetAddr(p.Public); err != nil {
 			return bad("public address %s: want a host address in %s other than %s", p.Public, InternetPrefix, InternetGateway)
 		}
-		if p.Port == 0 {
-			return bad("port 0")
+		if err := checkPorts(p.Ports); err != nil {
+			return bad("%v", err)
 		}
 		if !p.ServiceAddr.Is4() || !ServicePrefix.Contains(p.ServiceAddr) {
 			return bad("service address %s: want one inside %s", p.ServiceAddr, ServicePrefix)
@@ -197,6 +202,25 @@ func validatePublic(pubs []PublicNAT) error {
 	return nil
 }
 
+// checkPorts checks a translation's ports: one or more, none 0, none
+// twice.
+func checkPorts(ports []uint16) error {
+	if len(ports) == 0 {
+		return errors.New("no port")
+	}
+	seen := map[uint16]bool{}
+	for _, p := range ports {
+		switch {
+		case p == 0:
+			return errors.New("port 0")
+		case seen[p]:
+			return fmt.Errorf("port %d twice", p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
 // EnsureEndpoints converges the endpoint translations of a network's router
 // to exactly eps (the whole desired set; nil removes them all):
 //
@@ -204,8 +228,8 @@ func validatePublic(pubs []PublicNAT) error {
 //     that eps name, holding their SNAT addresses on the router's end, with
 //     routes to the service's address one way and back to the SNAT
 //     addresses the other; links to other services are deleted;
-//   - per translation, a DNAT of new TCP connections to Endpoint:Port
-//     toward ServiceAddr:Port, an SNAT to its SNAT address on the service
+//   - per translation and port, a DNAT of new TCP connections to
+//     Endpoint:port toward ServiceAddr:port, an SNAT to its SNAT address on the service
 //     link, and guard rules that count and let through its two directions;
 //     every other packet toward or from a service link is dropped (TCP is
 //     reset). One nftables batch replaces the previous set of translations
@@ -268,11 +292,13 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 	}
 	byTarget := map[netip.AddrPort]EndpointNAT{}
 	for _, ep := range ok {
-		byTarget[netip.AddrPortFrom(ep.Endpoint, ep.Port)] = ep
+		for _, port := range ep.Ports {
+			byTarget[netip.AddrPortFrom(ep.Endpoint, port)] = ep
+		}
 	}
 	revoke := func(fl Flow) bool {
 		ep, ok := byTarget[fl.Target]
-		return !ok || fl.Service != netip.AddrPortFrom(ep.ServiceAddr, ep.Port) || fl.Source.Addr() != ep.SNAT
+		return !ok || fl.Service != netip.AddrPortFrom(ep.ServiceAddr, fl.Target.Port()) || fl.Source.Addr() != ep.SNAT
 	}
 	foreseen, _ := f.foreseeRevocations(router, revoke)
 	res := f.convergeTable(router, endpointTable(network, ok))
@@ -424,8 +450,8 @@ func linkAddrs(r *nsRef, name string) ([]netip.Addr, error) {
 //     links to other services are deleted;
 //   - per path, an interval set of its Allowed ranges (refilled in place
 //     when they change), counters, and while Enabled a DNAT of new TCP
-//     connections to Public:Port from a source in the set toward
-//     ServiceAddr:Port, without SNAT, so the service sees the client's
+//     connections to Public:port (each of Ports) from a source in the set
+//     toward ServiceAddr:port, without SNAT, so the service sees the client's
 //     own address, and guard rules that count and let through the two
 //     directions of such flows only; all in one atomic nftables batch.
 //   - then every translated flow no current path allows (the path is gone
@@ -493,11 +519,13 @@ func (f *Fabric) ensurePublic(inet *nsRef, pubs []PublicNAT) ([]Flow, error) {
 	}
 	byTarget := map[netip.AddrPort]PublicNAT{}
 	for _, p := range ok {
-		byTarget[netip.AddrPortFrom(p.Public, p.Port)] = p
+		for _, port := range p.Ports {
+			byTarget[netip.AddrPortFrom(p.Public, port)] = p
+		}
 	}
 	revoke := func(fl Flow) bool {
 		p, ok := byTarget[fl.Target]
-		return !ok || fl.Service != netip.AddrPortFrom(p.ServiceAddr, p.Port) || fl.Source != fl.Client || !p.allows(fl.Client.Addr())
+		return !ok || fl.Service != netip.AddrPortFrom(p.ServiceAddr, fl.Target.Port()) || fl.Source != fl.Client || !p.allows(fl.Client.Addr())
 	}
 	foreseen, _ := f.foreseeRevocations(inet, revoke)
 	res := f.convergeTable(inet, publicTable(ok))

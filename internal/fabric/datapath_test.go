@@ -281,13 +281,13 @@ func flowsIn(t testing.TB, f *Fabric, ns string) []Flow {
 
 func TestDataPathValidation(t *testing.T) {
 	f := &Fabric{prefix: "plv-", log: slog.New(slog.DiscardHandler)}
-	good := EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")}
+	good := EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")}
 	with := func(mod func(*EndpointNAT)) []EndpointNAT {
 		ep := good
 		mod(&ep)
 		return []EndpointNAT{ep}
 	}
-	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), Enabled: true,
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), Enabled: true,
 		Allowed: []AddrRange{PrefixRange(netip.MustParsePrefix("198.18.7.0/24"))}}
 	withPub := func(mod func(*PublicNAT)) []PublicNAT {
 		p := pub
@@ -304,7 +304,12 @@ func TestDataPathValidation(t *testing.T) {
 		{name: "bad name", eps: with(func(e *EndpointNAT) { e.Name = "a b" })},
 		{name: "endpoint in 169.254/16", eps: with(func(e *EndpointNAT) { e.Endpoint = mustAddr("169.254.3.3") })},
 		{name: "endpoint IPv6", eps: with(func(e *EndpointNAT) { e.Endpoint = mustAddr("fd00::5") })},
-		{name: "port 0", eps: with(func(e *EndpointNAT) { e.Port = 0 })},
+		{name: "port 0", eps: with(func(e *EndpointNAT) { e.Ports = []uint16{pgPort, 0} })},
+		{name: "no port", eps: with(func(e *EndpointNAT) { e.Ports = nil })},
+		{name: "port twice", eps: with(func(e *EndpointNAT) { e.Ports = []uint16{pgPort, 6432, pgPort} })},
+		{name: "target twice across translations", eps: []EndpointNAT{
+			func() EndpointNAT { e := good; e.Ports = []uint16{pgPort, 6432}; return e }(),
+			func() EndpointNAT { e := second; e.Endpoint, e.Ports = good.Endpoint, []uint16{6432}; return e }()}},
 		{name: "no service", eps: with(func(e *EndpointNAT) { e.Service = "" })},
 		{name: "service address outside", eps: with(func(e *EndpointNAT) { e.ServiceAddr = mustAddr("10.0.0.9") })},
 		{name: "SNAT outside", eps: with(func(e *EndpointNAT) { e.SNAT = mustAddr("10.0.0.9") })},
@@ -315,7 +320,9 @@ func TestDataPathValidation(t *testing.T) {
 		{name: "service with two addresses", eps: []EndpointNAT{good, func() EndpointNAT { e := second; e.ServiceAddr = mustAddr("169.254.10.6"); return e }()}},
 		{name: "public outside 198.18/15", pubs: withPub(func(p *PublicNAT) { p.Public = mustAddr("8.8.8.8") })},
 		{name: "public is the gateway", pubs: withPub(func(p *PublicNAT) { p.Public = InternetGateway })},
-		{name: "public port 0", pubs: withPub(func(p *PublicNAT) { p.Port = 0 })},
+		{name: "public port 0", pubs: withPub(func(p *PublicNAT) { p.Ports = []uint16{0} })},
+		{name: "public no port", pubs: withPub(func(p *PublicNAT) { p.Ports = nil })},
+		{name: "public port twice", pubs: withPub(func(p *PublicNAT) { p.Ports = []uint16{6432, 6432} })},
 		{name: "public service address outside", pubs: withPub(func(p *PublicNAT) { p.ServiceAddr = mustAddr("198.18.0.11") })},
 		{name: "range reversed", pubs: withPub(func(p *PublicNAT) { p.Allowed = []AddrRange{{mustAddr("198.18.7.9"), mustAddr("198.18.7.1")}} })},
 		{name: "range IPv6", pubs: withPub(func(p *PublicNAT) { p.Allowed = []AddrRange{PrefixRange(netip.MustParsePrefix("fd00::/64"))} })},
@@ -339,6 +346,12 @@ func TestDataPathValidation(t *testing.T) {
 	}
 	if err := validateEndpoints("net1", []EndpointNAT{good, second}); err != nil {
 		t.Errorf("two good translations: %v", err)
+	}
+	// One address, two translations on different ports: allowed.
+	split := second
+	split.Endpoint, split.Ports = good.Endpoint, []uint16{6432}
+	if err := validateEndpoints("net1", []EndpointNAT{good, split}); err != nil {
+		t.Errorf("one address, two translations of different ports: %v", err)
 	}
 }
 
@@ -403,7 +416,7 @@ func pe1Network(t testing.TB, f *Fabric) (router, nic, svc string) {
 }
 
 func pe1() EndpointNAT {
-	return EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")}
+	return EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")}
 }
 
 func TestEndpoint(t *testing.T) {
@@ -439,7 +452,7 @@ func TestEndpoint(t *testing.T) {
 		mustCall(t, f, nic, dns, "dns 10.0.1.4")
 	})
 	t.Run("second endpoint to another service", func(t *testing.T) {
-		pe2 := EndpointNAT{Name: "pe2", Endpoint: mustAddr("10.0.2.6"), Port: pgPort, Service: "pg2", ServiceAddr: mustAddr("169.254.10.6"), SNAT: mustAddr("169.254.1.6")}
+		pe2 := EndpointNAT{Name: "pe2", Endpoint: mustAddr("10.0.2.6"), Ports: []uint16{pgPort}, Service: "pg2", ServiceAddr: mustAddr("169.254.10.6"), SNAT: mustAddr("169.254.1.6")}
 		mustEnsureEndpoints(t, f, "net1", pe1(), pe2)
 		mustCall(t, f, nic, "10.0.2.5:5432", "pg1 169.254.1.5")
 		mustCall(t, f, nic, "10.0.2.6:5432", "pg2 169.254.1.6")
@@ -511,7 +524,7 @@ func TestEndpoint(t *testing.T) {
 		mustCall(t, f, nic, "10.0.2.5:5432", "pg1 169.254.1.5")
 	})
 	t.Run("missing service", func(t *testing.T) {
-		gone := EndpointNAT{Name: "gone", Endpoint: mustAddr("10.0.2.7"), Port: pgPort, Service: "nope", ServiceAddr: mustAddr("169.254.10.10"), SNAT: mustAddr("169.254.1.7")}
+		gone := EndpointNAT{Name: "gone", Endpoint: mustAddr("10.0.2.7"), Ports: []uint16{pgPort}, Service: "nope", ServiceAddr: mustAddr("169.254.10.10"), SNAT: mustAddr("169.254.1.7")}
 		_, err := f.EnsureEndpoints("net1", []EndpointNAT{pe1(), gone})
 		if !errors.Is(err, ErrNotFound) {
 			t.Fatalf("got %v, want ErrNotFound", err)
@@ -761,19 +774,12 @@ func TestRevocationPaths(t *testing.T) {
 func TestPublic(t *testing.T) {
 	t.Parallel()
 	f := newTestFabric(t)
-	inside, err := f.EnsureInternetHost(mustAddr("198.18.7.9"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	outside, err := f.EnsureInternetHost(mustAddr("198.19.1.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	inside, outside := insideOutside(t, f)
 	inet := f.NamespaceName(KindInternet, "")
 	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
 	srv := startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
 	serve(t, f, pg1, "169.254.10.2:5433", "pg1-other-port")
-	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
 		Allowed: []AddrRange{PrefixRange(netip.MustParsePrefix("198.18.7.0/24"))}, Enabled: true}
 	mustEnsurePublic(t, f, pub)
 	logRuleset(t, inet)
@@ -914,7 +920,7 @@ func TestPublicGuardCountsAllowedOnly(t *testing.T) {
 	}
 	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
 	startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
-	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
 		Allowed: []AddrRange{PrefixRange(netip.MustParsePrefix("198.18.7.0/24"))}, Enabled: true}
 	mustEnsurePublic(t, f, pub)
 	s := dialSession(t, f, inside, "198.18.0.10:5432")
@@ -965,7 +971,7 @@ func TestEndpointAndPublicTogether(t *testing.T) {
 	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
 	serve(t, f, pg1, "169.254.10.2:5432", "pg1")
 	mustEnsureEndpoints(t, f, "net1", pe1())
-	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
 		Allowed: []AddrRange{PrefixRange(netip.MustParsePrefix("198.18.7.9/32"))}, Enabled: true}
 	mustEnsurePublic(t, f, pub)
 	mustCall(t, f, nic, "10.0.2.5:5432", "pg1 169.254.1.5")
@@ -987,7 +993,7 @@ func TestDataPathNoLeak(t *testing.T) {
 	f := newTestFabric(t)
 	_, nic, pg1 := pe1Network(t, f)
 	srv := startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
-	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), Enabled: true}
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), Enabled: true}
 	cycle := func() {
 		mustEnsureEndpoints(t, f, "net1", pe1())
 		mustEnsurePublic(t, f, pub)

@@ -25,7 +25,10 @@ import (
 // lookups, not a rule per translation):
 //
 //	map pe-mark, pub-mark    address . port (where clients connect) :
-//	                         the translation's mark
+//	                         the translation's mark; a translation of
+//	                         several ports (5432 and PgBouncer's 6432) has
+//	                         an element per port here and in dnat, in and
+//	                         out, all named after it
 //	map pe-dnat, pub-dnat    address . port : service address . port, a
 //	                         counter per element (connections translated)
 //	map pe-snat              mark . service link : SNAT address
@@ -479,17 +482,20 @@ func newTranslationSets(prefix string) translationSets {
 	}
 }
 
-// add adds the elements of one translation named name: target translated
-// to svc over link, with mark.
-func (ts *translationSets) add(name string, target, svc netip.AddrPort, link string, mark uint32) {
-	tkey := slices.Concat(addrBytes(target.Addr()), portBytes(target.Port()))
-	ts.mark.elems = append(ts.mark.elems, nftables.SetElement{Key: tkey, Val: markBytes(mark), Comment: name})
-	ts.dnat.elems = append(ts.dnat.elems, nftables.SetElement{
-		Key: slices.Clone(tkey), Val: slices.Concat(addrBytes(svc.Addr()), portBytes(svc.Port())), Comment: name,
-	})
-	key := slices.Concat(ifname(link), addrBytes(svc.Addr()), portBytes(svc.Port()), markBytes(mark))
-	ts.in.elems = append(ts.in.elems, nftables.SetElement{Key: key, Comment: name})
-	ts.out.elems = append(ts.out.elems, nftables.SetElement{Key: slices.Clone(key), Comment: name})
+// add adds the elements of one translation named name: target:port
+// translated to svc:port over link, with mark, for each of ports (one
+// element per port in each set, all with the translation's name).
+func (ts *translationSets) add(name string, target, svc netip.Addr, ports []uint16, link string, mark uint32) {
+	for _, port := range ports {
+		tkey := slices.Concat(addrBytes(target), portBytes(port))
+		ts.mark.elems = append(ts.mark.elems, nftables.SetElement{Key: tkey, Val: markBytes(mark), Comment: name})
+		ts.dnat.elems = append(ts.dnat.elems, nftables.SetElement{
+			Key: slices.Clone(tkey), Val: slices.Concat(addrBytes(svc), portBytes(port)), Comment: name,
+		})
+		key := slices.Concat(ifname(link), addrBytes(svc), portBytes(port), markBytes(mark))
+		ts.in.elems = append(ts.in.elems, nftables.SetElement{Key: key, Comment: name})
+		ts.out.elems = append(ts.out.elems, nftables.SetElement{Key: slices.Clone(key), Comment: name})
+	}
 }
 
 func (ts translationSets) specs(prefix string) []setSpec {
@@ -505,7 +511,7 @@ func endpointTable(network string, eps []EndpointNAT) tableSpec {
 	for _, ep := range eps {
 		link, _ := ServiceLinkNames(network, ep.Service)
 		mark := translationMark(ep.SNAT)
-		ts.add(ep.Name, netip.AddrPortFrom(ep.Endpoint, ep.Port), netip.AddrPortFrom(ep.ServiceAddr, ep.Port), link, mark)
+		ts.add(ep.Name, ep.Endpoint, ep.ServiceAddr, ep.Ports, link, mark)
 		snat.elems = append(snat.elems, nftables.SetElement{Key: slices.Concat(markBytes(mark), ifname(link)), Val: addrBytes(ep.SNAT), Comment: ep.Name})
 	}
 	snatChain := chainSpec{
@@ -537,7 +543,7 @@ func publicTable(pubs []PublicNAT) tableSpec {
 	allow := setSpec{name: p + setAllow, key: typeAllow, interval: true}
 	for _, pub := range pubs {
 		link, _ := ServiceLinkNames("", pub.Service)
-		ts.add(pub.Name, netip.AddrPortFrom(pub.Public, pub.Port), netip.AddrPortFrom(pub.ServiceAddr, pub.Port), link, translationMark(pub.Public))
+		ts.add(pub.Name, pub.Public, pub.ServiceAddr, pub.Ports, link, translationMark(pub.Public))
 		if pub.Enabled {
 			allow.elems = append(allow.elems, allowElements(pub.Name, pub.Public, pub.Allowed)...)
 		}
@@ -660,17 +666,19 @@ func readCounters(r *nsRef, prefix string) (map[string]Counters, map[netip.AddrP
 			if e.Counter != nil {
 				packets, bytes = e.Counter.Packets, e.Counter.Bytes
 			}
+			// A translation of several ports has an element per port
+			// in each set: its counters are their sums.
 			switch which {
 			case setDNAT:
-				v.Connections = packets
+				v.Connections += packets
 				if len(e.Key) >= 6 {
 					a, _ := netip.AddrFromSlice(e.Key[:4])
 					names[netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Key[4:6]))] = e.Comment
 				}
 			case setIn:
-				v.PacketsIn, v.BytesIn = packets, bytes
+				v.PacketsIn, v.BytesIn = v.PacketsIn+packets, v.BytesIn+bytes
 			case setOut:
-				v.PacketsOut, v.BytesOut = packets, bytes
+				v.PacketsOut, v.BytesOut = v.PacketsOut+packets, v.BytesOut+bytes
 			}
 			out[e.Comment] = v
 		}

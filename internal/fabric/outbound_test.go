@@ -30,7 +30,7 @@ func TestOutbound(t *testing.T) {
 	startEcho(t, f, host, "198.18.7.9:8080", "host")
 	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
 	startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
-	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+	pub := PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
 		Allowed: []AddrRange{PrefixRange(netip.PrefixFrom(out, 32))}, Enabled: true}
 	mustEnsurePublic(t, f, pub)
 

@@ -46,7 +46,7 @@ func newPolicyNet(t *testing.T) *policyNet {
 	}
 	pg1 := mustEnsureService(t, f, "pg1", "169.254.10.2")
 	startEcho(t, f, pg1, "169.254.10.2:5432", "pg1")
-	mustEnsureEndpoints(t, f, "net1", EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Port: pgPort, Service: "pg1",
+	mustEnsureEndpoints(t, f, "net1", EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Ports: []uint16{pgPort}, Service: "pg1",
 		ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")})
 	pn.model = &policy.Network{
 		ID:    "net1",

@@ -41,7 +41,7 @@ func BenchmarkDataPathRoundTripTranslations(b *testing.B) {
 		for i := range n {
 			snat++
 			ep := EndpointNAT{
-				Name: fmt.Sprintf("pe%04d", i), Endpoint: netip.AddrFrom4([4]byte{10, 0, byte(2 + i/250), byte(4 + i%250)}), Port: pgPort,
+				Name: fmt.Sprintf("pe%04d", i), Endpoint: netip.AddrFrom4([4]byte{10, 0, byte(2 + i/250), byte(4 + i%250)}), Ports: []uint16{pgPort},
 				Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: netip.AddrFrom4([4]byte{169, 254, byte(192 + snat/256), byte(snat % 256)}),
 			}
 			eps, addrs = append(eps, ep), append(addrs, ep.Endpoint.String())

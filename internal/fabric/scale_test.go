@@ -48,7 +48,7 @@ func newScaleNetwork(t *testing.T, f *Fabric, id string, n, snatBase int) *scale
 		ep := EndpointNAT{
 			Name:     fmt.Sprintf("pe%04d", i),
 			Endpoint: netip.AddrFrom4([4]byte{10, 0, byte(2 + i/250), byte(4 + i%250)}),
-			Port:     pgPort,
+			Ports:    []uint16{pgPort},
 			SNAT:     netip.AddrFrom4([4]byte{169, 254, byte(192 + (snatBase+i+1)/256), byte((snatBase + i + 1) % 256)}),
 		}
 		svc := scaleServices[i%len(scaleServices)]
@@ -69,7 +69,7 @@ func (sn *scaleNetwork) connectAll(f *Fabric, eps []EndpointNAT) []error {
 	var errs []error
 	err := f.Do(sn.nic, func() error {
 		for _, ep := range eps {
-			addr := netip.AddrPortFrom(ep.Endpoint, ep.Port).String()
+			addr := netip.AddrPortFrom(ep.Endpoint, ep.Ports[0]).String()
 			c, err := net.DialTimeout("tcp", addr, hangGuard)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s (%s): %w", ep.Name, addr, err))
@@ -95,7 +95,7 @@ func (sn *scaleNetwork) refusedAll(t *testing.T, f *Fabric, eps []EndpointNAT) {
 	t.Helper()
 	err := f.Do(sn.nic, func() error {
 		for _, ep := range eps {
-			addr := netip.AddrPortFrom(ep.Endpoint, ep.Port).String()
+			addr := netip.AddrPortFrom(ep.Endpoint, ep.Ports[0]).String()
 			if c, err := net.DialTimeout("tcp", addr, 1500*time.Millisecond); err == nil {
 				c.Close()
 				return fmt.Errorf("%s (%s): connected after its withdrawal", ep.Name, addr)
@@ -185,7 +185,7 @@ func TestThousandTranslationsOneRouter(t *testing.T) {
 		if i >= 200 {
 			break
 		}
-		s := dialSession(t, f, sn.nic, netip.AddrPortFrom(ep.Endpoint, ep.Port).String())
+		s := dialSession(t, f, sn.nic, netip.AddrPortFrom(ep.Endpoint, ep.Ports[0]).String())
 		if withdrawn(i) {
 			goners = append(goners, s)
 		} else if len(stayers) < 10 {
@@ -349,7 +349,7 @@ func TestWithdrawalFailsClosed(t *testing.T) {
 	}
 
 	// Adding a translation while programming fails: not in place.
-	pe2 := EndpointNAT{Name: "pe2", Endpoint: mustAddr("10.0.2.6"), Port: pgPort, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.6")}
+	pe2 := EndpointNAT{Name: "pe2", Endpoint: mustAddr("10.0.2.6"), Ports: []uint16{pgPort}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.6")}
 	mustEnsureNetworkWithEndpoints(t, f, "net1", []string{"10.0.0.0/16"}, "10.0.2.5", "10.0.2.6")
 	_, err = f.EnsureEndpoints("net1", []EndpointNAT{pe2})
 	if !errors.As(err, &te) || te.Failed["pe2"] == nil || !slices.Contains(te.Held, "pe1") {

@@ -23,6 +23,11 @@ const adminConnectTimeout = 10 * time.Second
 // the unix socket, authenticated by peer credentials (root maps to
 // postgres through pg_ident's privlink map), without any password.
 func (m *Manager) connect(ctx context.Context, c *cluster) (*pgx.Conn, error) {
+	return m.connectDB(ctx, c, "postgres")
+}
+
+// connectDB is connect to database db.
+func (m *Manager) connectDB(ctx context.Context, c *cluster, db string) (*pgx.Conn, error) {
 	if _, err := os.Stat(filepath.Join(c.sockDir, sockName)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no socket in %s: %w", c.sockDir, ErrNotRunning)
@@ -32,7 +37,7 @@ func (m *Manager) connect(ctx context.Context, c *cluster) (*pgx.Conn, error) {
 	// Every parameter is explicit, so that PG* variables in privlinkd's
 	// environment change nothing that matters.
 	cc, err := pgx.ParseConfig("host=" + connQuote(c.sockDir) + " port=" + strconv.Itoa(Port) +
-		" user=postgres dbname=postgres sslmode=disable")
+		" user=postgres dbname=" + connQuote(db) + " sslmode=disable")
 	if err != nil {
 		return nil, fmt.Errorf("admin connection config: %w", err)
 	}

@@ -110,14 +110,17 @@ type cluster struct {
 
 	// mu serialises operations (Ensure, Delete, restarts by Run) and
 	// guards the fields below.
-	mu       sync.Mutex
-	spec     Spec // last spec ensured; valid when hasSpec
-	hasSpec  bool
-	bin      string // bin directory of spec.Version
-	proc     *proc  // the watched postmaster; nil when none
-	deleted  bool
-	failures int       // restart failures in a row
-	retryAt  time.Time // no restart before
+	mu      sync.Mutex
+	spec    Spec // last spec ensured; valid when hasSpec
+	hasSpec bool
+	bin     string // bin directory of spec.Version
+	proc    *proc  // the watched postmaster; nil when none
+	// bouncer is the watched pgbouncer (pgbouncer.go); nil when none.
+	bouncer        *proc
+	bouncerRetryAt time.Time // no pgbouncer restart before
+	deleted        bool
+	failures       int       // restart failures in a row
+	retryAt        time.Time // no restart before
 
 	statusMu sync.Mutex
 	status   Status
@@ -178,6 +181,9 @@ func (c *cluster) ensure(ctx context.Context, m *Manager, spec Spec, cfg serverC
 			filepath.Join(c.sockDir, sockName), n, maxSockLen, ErrInvalid)
 	}
 	if err := c.ensureData(ctx, m, spec.Version, bin); err != nil {
+		return err
+	}
+	if _, err := bouncerConfigOf(spec.Settings); err != nil {
 		return err
 	}
 	changed, err := c.writeFiles(ctx, m, spec, cfg, bin)
@@ -464,6 +470,9 @@ func (c *cluster) run(ctx context.Context, m *Manager, changed bool) error {
 	if err := c.saveState(state); err != nil {
 		return err
 	}
+	if err := c.ensureBouncer(ctx, m, conn, c.requireSecure()); err != nil {
+		return fmt.Errorf("pgbouncer: %w", err)
+	}
 	pending, err := settingsReport(ctx, conn)
 	if err != nil {
 		return err
@@ -660,10 +669,14 @@ func logTail(path string, off int64) string {
 	return "(nothing logged)"
 }
 
-// stop stops the cluster's postmaster, if one runs: a fast shutdown, then
+// stop stops the cluster's pooler and postmaster, if they run: for the
+// postmaster a fast shutdown, then
 // an immediate one, then SIGKILL, each after a bound; then it kills what
 // is left of the cluster's processes.
 func (c *cluster) stop(ctx context.Context, m *Manager) error {
+	if err := c.stopBouncer(ctx, m); err != nil {
+		return err
+	}
 	p, _ := c.current(m)
 	if p == nil {
 		return m.killCluster(c.dataDir, killTimeout)

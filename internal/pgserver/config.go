@@ -387,7 +387,13 @@ func renderHBA(requireSecure bool) []byte {
 	b.WriteString("# Written by privlink; changes here are overwritten.\n")
 	b.WriteString("# TYPE    DATABASE  USER      ADDRESS    METHOD\n")
 	fmt.Fprintf(&b, "local      all       postgres             peer map=%s\n", identMap)
+	// The built-in PgBouncer (pgbouncer.go): its auth_query role by peer,
+	// and the roles it logs in as with their SCRAM keys, on the socket
+	// only root and postgres can reach.
+	fmt.Fprintf(&b, "local      all       %s   peer map=%s\n", bouncerRole, identMap)
+	b.WriteString("local      all       all                  scram-sha-256\n")
 	b.WriteString("host       all       postgres  0.0.0.0/0  reject\n")
+	fmt.Fprintf(&b, "host       all       %s  0.0.0.0/0  reject\n", bouncerRole)
 	b.WriteString("hostssl    all       all       0.0.0.0/0  scram-sha-256\n")
 	if !requireSecure {
 		b.WriteString("host       all       all       0.0.0.0/0  scram-sha-256\n")
@@ -396,13 +402,15 @@ func renderHBA(requireSecure bool) []byte {
 }
 
 // renderIdent returns pg_ident.conf: the system users root (privlinkd) and
-// postgres may connect as role postgres.
+// postgres may connect as role postgres, and postgres (the pooler) as
+// its auth_query role.
 func renderIdent() []byte {
 	var b strings.Builder
 	b.WriteString("# Written by privlink; changes here are overwritten.\n")
 	b.WriteString("# MAPNAME  SYSTEM-USERNAME  PG-USERNAME\n")
 	fmt.Fprintf(&b, "%s   root             postgres\n", identMap)
 	fmt.Fprintf(&b, "%s   postgres         postgres\n", identMap)
+	fmt.Fprintf(&b, "%s   postgres         %s\n", identMap, bouncerRole)
 	return []byte(b.String())
 }
 

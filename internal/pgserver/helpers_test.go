@@ -240,13 +240,19 @@ func (e *env) ensure(m *Manager, s *server) Status {
 // transaction of its own, and returns its output.
 func (e *env) psql(s *server, password, conninfo string, sqls ...string) (string, error) {
 	e.t.Helper()
+	return e.psqlAt(s, Port, "postgres", password, conninfo, sqls...)
+}
+
+// psqlAt is psql to port and database db.
+func (e *env) psqlAt(s *server, port int, db, password, conninfo string, sqls ...string) (string, error) {
+	e.t.Helper()
 	if !strings.Contains(conninfo, "host=") {
 		conninfo = fmt.Sprintf("host=%s.postgres.database.azure.com ", s.Name) + conninfo
 	}
 	if !strings.Contains(conninfo, "user=") {
 		conninfo += " user=" + s.AdminLogin
 	}
-	conninfo += fmt.Sprintf(" hostaddr=%s port=%d dbname=postgres connect_timeout=10", s.Addr, Port)
+	conninfo += fmt.Sprintf(" hostaddr=%s port=%d dbname=%s connect_timeout=10", s.Addr, port, db)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	args := []string{"netns", "exec", e.ns(s), "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", conninfo}
@@ -271,8 +277,13 @@ func (e *env) verifyFull(host string) string {
 // dial opens a session to the server from inside its namespace, through
 // fabric.DialContext, verifying its certificate.
 func (e *env) dial(ctx context.Context, s *server) (*pgx.Conn, error) {
+	return e.dialPort(ctx, s, Port)
+}
+
+// dialPort is dial to port (PgBouncerPort: the server's pooler).
+func (e *env) dialPort(ctx context.Context, s *server, port int) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s.postgres.database.azure.com port=%d user=%s password=%s dbname=postgres sslmode=verify-full sslrootcert=%s",
-		s.Name, Port, s.AdminLogin, s.password, e.caPath))
+		s.Name, port, s.AdminLogin, s.password, e.caPath))
 	if err != nil {
 		return nil, err
 	}

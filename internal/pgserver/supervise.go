@@ -24,7 +24,7 @@ const (
 )
 
 // Run supervises every server that should run (the last Ensure said
-// Running): a postmaster that exits, or that runs in a namespace that
+// Running), and its pgbouncer while pgbouncer.enabled: a postmaster that exits, or that runs in a namespace that
 // was replaced, is restarted at once, then after backoffs of 1s, 2s, 4s
 // ... up to 30s while restarts fail. Run blocks until ctx ends or the
 // Manager is closed, waits for restarts in flight, and returns nil;
@@ -80,13 +80,19 @@ func (m *Manager) Run(ctx context.Context) error {
 			if !c.mu.TryLock() {
 				continue // an operation is under way; it leaves things right
 			}
-			if !c.needsRestart(m) {
+			pm, pooler := c.needsRestart(m), c.bouncerDown(m)
+			if !pm && !pooler {
 				c.mu.Unlock()
 				continue
 			}
 			restarts.Go(func() {
 				defer c.mu.Unlock()
-				c.restart(ctx, m)
+				if pm {
+					c.restart(ctx, m)
+				}
+				if c.bouncerDown(m) {
+					c.restartBouncer(ctx, m)
+				}
 			})
 		}
 	}

@@ -173,12 +173,12 @@ func TestDataPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	echo(t, f, f.NamespaceName(fabric.KindService, "pg1"), "169.254.10.2:5432")
-	pe1 := fabric.EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Port: 5432, Service: "pg1",
+	pe1 := fabric.EndpointNAT{Name: "pe1", Endpoint: mustAddr("10.0.2.5"), Ports: []uint16{5432}, Service: "pg1",
 		ServiceAddr: mustAddr("169.254.10.2"), SNAT: mustAddr("169.254.1.5")}
 	if _, err := f.EnsureEndpoints("net1", []fabric.EndpointNAT{pe1}); err != nil {
 		t.Fatal(err)
 	}
-	pub := fabric.PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Port: 5432, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
+	pub := fabric.PublicNAT{Name: "pg1", Public: mustAddr("198.18.0.10"), Ports: []uint16{5432}, Service: "pg1", ServiceAddr: mustAddr("169.254.10.2"),
 		Allowed: []fabric.AddrRange{fabric.PrefixRange(netip.MustParsePrefix("198.18.7.0/24"))}, Enabled: true}
 	if _, err := f.EnsurePublic([]fabric.PublicNAT{pub}); err != nil {
 		t.Fatal(err)

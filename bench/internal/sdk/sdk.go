@@ -56,6 +56,8 @@ type Clients struct {
 	Servers    *armpostgresqlflexibleservers.ServersClient
 	// Conns are the servers' private endpoint connections.
 	Conns *armpostgresqlflexibleservers.PrivateEndpointConnectionsClient
+	// Configs are the servers' configurations (server parameters).
+	Configs *armpostgresqlflexibleservers.ConfigurationsClient
 	// Subnets, NSGs, Rules (security rules) and ASGs are for the network
 	// policies.
 	Subnets *armnetwork.SubnetsClient
@@ -90,7 +92,7 @@ func New(cfg *azconfig.Config, opts *azarm.ClientOptions) (*Clients, error) {
 	c.VNets, c.NICs, c.Endpoints, c.ZoneGroups = nf.NewVirtualNetworksClient(), nf.NewInterfacesClient(), nf.NewPrivateEndpointsClient(), nf.NewPrivateDNSZoneGroupsClient()
 	c.Subnets, c.NSGs, c.Rules, c.ASGs = nf.NewSubnetsClient(), nf.NewSecurityGroupsClient(), nf.NewSecurityRulesClient(), nf.NewApplicationSecurityGroupsClient()
 	c.Zones, c.Links, c.Records = df.NewPrivateZonesClient(), df.NewVirtualNetworkLinksClient(), df.NewRecordSetsClient()
-	c.Servers, c.Conns = pf.NewServersClient(), pf.NewPrivateEndpointConnectionsClient()
+	c.Servers, c.Conns, c.Configs = pf.NewServersClient(), pf.NewPrivateEndpointConnectionsClient(), pf.NewConfigurationsClient()
 	return c, nil
 }
 
@@ -98,6 +100,15 @@ func New(cfg *azconfig.Config, opts *azarm.ClientOptions) (*Clients, error) {
 // virtualNetworks") in group rg.
 func (c *Clients) ID(rg, typ, name string) string {
 	return "/subscriptions/" + c.Sub + "/resourceGroups/" + rg + "/providers/" + typ + "/" + name
+}
+
+// SetConfig sets server parameter name of server rg/server to value and
+// waits for it to apply.
+func (c *Clients) SetConfig(ctx context.Context, rg, server, name, value string) error {
+	p, err := c.Configs.BeginPut(ctx, rg, server, name, armpostgresqlflexibleservers.ConfigurationForUpdate{
+		Properties: &armpostgresqlflexibleservers.ConfigurationProperties{Value: To(value), Source: To("user-override")}}, nil)
+	_, err = poll(ctx, "configuration "+name+" of "+server, p, err)
+	return err
 }
 
 // poll waits for a long-running operation the SDK started (err is its

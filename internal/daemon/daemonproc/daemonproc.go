@@ -207,7 +207,19 @@ func (p *Proc) Stop(sig syscall.Signal, timeout time.Duration) error {
 // Postmasters returns the PIDs in DATA/pg/*/data/postmaster.pid whose
 // processes are alive.
 func (p *Proc) Postmasters() []int {
-	files, _ := filepath.Glob(filepath.Join(p.DataDir, "pg", "*", "data", "postmaster.pid"))
+	return p.pidsIn(filepath.Join(p.DataDir, "pg", "*", "data", "postmaster.pid"))
+}
+
+// PgBouncers returns the PIDs in DATA/pg/*/bouncer/pgbouncer.pid (the
+// servers' built-in poolers) whose processes are alive.
+func (p *Proc) PgBouncers() []int {
+	return p.pidsIn(filepath.Join(p.DataDir, "pg", "*", "bouncer", "pgbouncer.pid"))
+}
+
+// pidsIn returns the PIDs on the first line of the files pattern matches
+// whose processes are alive.
+func (p *Proc) pidsIn(pattern string) []int {
+	files, _ := filepath.Glob(pattern)
 	var pids []int
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -223,7 +235,7 @@ func (p *Proc) Postmasters() []int {
 }
 
 // StopPostmasters stops every postmaster of the data directory, by the
-// PID in its postmaster.pid, with sig (SIGINT: PostgreSQL's fast shutdown;
+// PID in its postmaster.pid (and every pgbouncer, by its pid file), with sig (SIGINT: PostgreSQL's fast shutdown;
 // SIGQUIT: immediate) and waits until they have all exited, killing what
 // is left after timeout. Stop privlinkd first, or its supervisor starts
 // them again.
@@ -232,6 +244,12 @@ func (p *Proc) StopPostmasters(sig syscall.Signal, timeout time.Duration) error 
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, sig)
 	}
+	// The poolers go too (SIGTERM: pgbouncer's immediate shutdown).
+	bouncers := p.PgBouncers()
+	for _, pid := range bouncers {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	pids = append(pids, bouncers...)
 	deadline := time.Now().Add(timeout)
 	for _, pid := range pids {
 		for alive(pid) {

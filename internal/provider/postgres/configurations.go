@@ -94,9 +94,9 @@ const maxInt32 = math.MaxInt32
 
 // catalog holds the settings, sorted by name as Azure lists them. The
 // defaults are PostgreSQL's own, except timezone (UTC, Azure's) and the
-// two privlink settings: require_secure_transport (on, Azure's: only TLS
-// connections) and pgbouncer.enabled (false).
-var catalog = []setting{
+// privlink setting require_secure_transport (on, Azure's: only TLS
+// connections); the pgbouncer.* ones are Azure's (pgbouncer.go).
+var catalog = withPgBouncer([]setting{
 	{name: "effective_cache_size", dataType: dtInteger, def: "524288", unit: "8KB", dynamic: true, min: 1, max: maxInt32,
 		description: "The planner's assumption about the size of the disk cache available to one query.", docs: "runtime-config-query.html"},
 	{name: "idle_in_transaction_session_timeout", dataType: dtInteger, def: "0", unit: "milliseconds", dynamic: true, min: 0, max: maxInt32,
@@ -113,9 +113,6 @@ var catalog = []setting{
 		description: "The memory one maintenance operation (VACUUM, CREATE INDEX, ALTER TABLE ADD FOREIGN KEY) may use.", docs: "runtime-config-resource.html"},
 	{name: "max_connections", dataType: dtInteger, def: "100", dynamic: false, min: 25, max: 5000,
 		description: "The maximum number of concurrent connections to the server. Takes effect at the next restart.", docs: "runtime-config-connection.html"},
-	{name: "pgbouncer.enabled", dataType: dtBoolean, def: "false", dynamic: true, values: []string{"true", "false"},
-		description: "Runs the built-in PgBouncer connection pooler on port 6432.",
-		docs:        "https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-pgbouncer"},
 	{name: "random_page_cost", dataType: dtNumeric, def: "4", dynamic: true, min: 0, max: math.MaxFloat64,
 		description: "The planner's estimate of the cost of a nonsequentially fetched disk page.", docs: "runtime-config-query.html"},
 	{name: "require_secure_transport", dataType: dtBoolean, def: "on", dynamic: true, values: []string{"on", "off"},
@@ -130,7 +127,7 @@ var catalog = []setting{
 		description: "The time zone for displaying and interpreting time stamps, as an IANA name such as UTC or Europe/Paris.", docs: "runtime-config-client.html"},
 	{name: "work_mem", dataType: dtInteger, def: "4096", unit: "KB", dynamic: true, min: 64, max: 2097151,
 		description: "The memory one query operation (a sort or hash table) may use before spilling to disk.", docs: "runtime-config-resource.html"},
-}
+})
 
 // DefaultSettings returns the value of every configurable setting when
 // the user changed none: the base the controller overlays Desired.Settings

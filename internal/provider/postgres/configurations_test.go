@@ -38,6 +38,18 @@ func (e *env) getConfig(rg, server, name string) pg.Configuration {
 	return c.Configuration
 }
 
+// wantInvalidValue sets configuration name of server rg/server to value
+// and wants Azure's InvalidParameterValue naming the setting and what it
+// takes (want).
+func (e *env) wantInvalidValue(t *testing.T, server, name, value, want string) {
+	t.Helper()
+	_, err := e.setConfig("rg", server, name, &value, "user-override", false)
+	re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
+	if !strings.Contains(re.Error(), name) || !strings.Contains(re.Error(), want) {
+		t.Errorf("%s=%q: %v", name, value, re)
+	}
+}
+
 func TestConfigurations(t *testing.T) {
 	e := newEnv(t)
 	e.group("rg")
@@ -166,11 +178,7 @@ func TestConfigurations(t *testing.T) {
 		{"timezone", "Mars/Olympus", "[A-Za-z0-9/_+-]+"},
 		{"timezone", "../../etc/passwd", "[A-Za-z0-9/_+-]+"},
 	} {
-		_, err := e.setConfig("rg", "cfg", c.name, &c.value, "user-override", false)
-		re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeInvalidValue)
-		if !strings.Contains(re.Error(), c.name) || !strings.Contains(re.Error(), c.want) {
-			t.Errorf("%s=%s: %v", c.name, c.value, re)
-		}
+		e.wantInvalidValue(t, "cfg", c.name, c.value, c.want)
 	}
 	_, err = e.setConfig("rg", "cfg", "work_mem", nil, "user-override", false)
 	testkit.WantResponseError(t, err, http.StatusBadRequest, codeMissingParameter)
