@@ -98,20 +98,11 @@ func (m *Manager) Upgrade(ctx context.Context, spec Spec, progress func(UpgradeS
 	if progress == nil {
 		progress = func(UpgradeStep) {}
 	}
-	cfg, err := validate(spec)
+	cfg, newBin, c, release, err := m.enter(spec)
 	if err != nil {
 		return Status{}, err
 	}
-	newBin, err := m.bin(spec.Version)
-	if err != nil {
-		return Status{}, fmt.Errorf("pgserver: server %s: %w", spec.ID, err)
-	}
-	if err := m.begin(); err != nil {
-		return Status{}, err
-	}
-	defer m.ops.Done()
-	c := m.lockCluster(spec.ID)
-	defer c.mu.Unlock()
+	defer release()
 	from, ok := m.DataVersion(spec.ID)
 	if !ok || from == spec.Version {
 		err := c.ensure(ctx, m, spec, cfg, newBin)
