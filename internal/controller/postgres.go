@@ -146,8 +146,19 @@ func (c *Postgres) reconcile(ctx context.Context, item string) (time.Duration, e
 	if err := c.fab.EnsureService(fabric.ServiceSpec{ID: fid, Address: netip.PrefixFrom(d.ServiceAddr, 32)}); err != nil {
 		return c.retry(ctx, id, &d, fmt.Errorf("server %s: %w", d.Name, err))
 	}
-	status, err := c.pg.Ensure(ctx, spec(fid, &d, d.Settings, d.Running))
+	var status pgserver.Status
+	if from, ok := c.pg.DataVersion(fid); ok && from != d.Version && d.Running {
+		status, err = c.upgrade(ctx, id, fid, &d, from)
+	} else {
+		status, err = c.pg.Ensure(ctx, spec(fid, &d, d.Settings, d.Running))
+	}
 	if err != nil {
+		var uerr *pgserver.UpgradeError
+		if errors.As(err, &uerr) {
+			// The old cluster serves: fail the operation, the server
+			// back on its version (postgres.Failed), as it runs.
+			return 0, c.fail(ctx, id, &d, postgres.UpgradeFailure(d.Name, uerr.From, uerr.To, uerr.Reason), false)
+		}
 		var verr *pgserver.VersionError
 		switch {
 		case errors.As(err, &verr):
@@ -172,6 +183,25 @@ func (c *Postgres) reconcile(ctx context.Context, item string) (time.Duration, e
 		return err
 	})
 	return 0, err
+}
+
+// upgrade runs the major version upgrade of server id from the version
+// its data holds to d.Version, reporting its progress on the server's
+// operations (at most once a second and on each step).
+func (c *Postgres) upgrade(ctx context.Context, id arm.ResourceID, fid string, d *postgres.Desired, from string) (pgserver.Status, error) {
+	c.log.Info("major version upgrade", "server", d.Name, "from", from, "to", d.Version)
+	var last pgserver.UpgradeStep
+	var lastAt time.Time
+	return c.pg.Upgrade(ctx, spec(fid, d, d.Settings, true), func(s pgserver.UpgradeStep) {
+		if s == last || (s.Step == last.Step && time.Since(lastAt) < time.Second) {
+			return
+		}
+		last, lastAt = s, time.Now()
+		c.log.Info("major version upgrade progress", "server", d.Name, "step", s.Step, "percent", s.Percent)
+		if _, err := c.st.Txn(ctx, func(tx store.Tx) error { return postgres.ReportUpgrade(tx, id, s.Percent) }); err != nil {
+			c.log.Warn("cannot record the upgrade's progress", "server", d.Name, "err", err)
+		}
+	})
 }
 
 // spec is the pgserver spec of a server with the given settings and

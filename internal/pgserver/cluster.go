@@ -212,6 +212,11 @@ func (c *cluster) ensureData(ctx context.Context, m *Manager, version, bin strin
 		return err
 	}
 	defer root.Close()
+	if back, err := recoverSwitch(root); err != nil {
+		return fmt.Errorf("put back the cluster of an interrupted upgrade: %w", err)
+	} else if back {
+		m.log.Warn("put back the old cluster of an interrupted major version upgrade", "server", c.id)
+	}
 	have, err := root.ReadFile(filepath.Join(dataSubdir, versionFile))
 	switch {
 	case err == nil:

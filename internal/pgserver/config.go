@@ -29,13 +29,16 @@ type Config struct {
 	// Log receives the Manager's logs; nil discards them.
 	Log *slog.Logger
 	// BinRoot is where PostgreSQL major versions are installed, one
-	// directory per version holding bin/postgres (Debian's layout). Empty
-	// means /usr/lib/postgresql.
+	// directory per version holding bin/postgres (Debian's layout): a
+	// list of such directories separated by ':', the first holding a
+	// version winning. Empty means DefaultBinRoot.
 	BinRoot string
 }
 
-// DefaultBinRoot is where Debian installs PostgreSQL major versions.
-const DefaultBinRoot = "/usr/lib/postgresql"
+// DefaultBinRoot is where Debian installs PostgreSQL major versions,
+// then where scripts/install-pg-majors installs the majors Debian 12 does
+// not ship (see versions.go).
+const DefaultBinRoot = "/usr/lib/postgresql:/opt/privlink/pg"
 
 // Port is the TCP port every server listens on, inside its namespace.
 const Port = 5432
@@ -214,7 +217,7 @@ func (e *VersionError) Error() string {
 	if len(e.Installed) > 0 {
 		inst = strings.Join(e.Installed, ", ")
 	}
-	return fmt.Sprintf("PostgreSQL %s is not installed; installed: %s; apt-get install postgresql-%s", e.Version, inst, e.Version)
+	return fmt.Sprintf("PostgreSQL %s is not installed; installed: %s; %s", e.Version, inst, installHint(e.Version))
 }
 
 // Unwrap returns ErrVersionNotInstalled.

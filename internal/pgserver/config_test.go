@@ -131,7 +131,7 @@ func TestFindVersions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	versions, bins, err := findVersions(root)
+	versions, bins, err := findVersions(root + ":" + filepath.Join(root, "missing"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestFindVersions(t *testing.T) {
 		t.Errorf("bins %v", bins)
 	}
 	err = &VersionError{Version: "17", Installed: versions}
-	if want := "PostgreSQL 17 is not installed; installed: 9, 15, 16; apt-get install postgresql-17"; err.Error() != want {
+	if want := "PostgreSQL 17 is not installed; installed: 9, 15, 16; run scripts/install-pg-majors (as root)"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 	if !errors.Is(err, ErrVersionNotInstalled) {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,8 +41,9 @@ func requireVersion(t testing.TB, m *Manager, version string) {
 	}
 }
 
-// testVersion is the PostgreSQL major version tests run: the newest
-// installed, unless PRIVLINK_PG_VERSION says otherwise.
+// testVersion is the PostgreSQL major version tests run: Debian's when
+// installed, else the newest installed, unless PRIVLINK_PG_VERSION says
+// otherwise.
 func testVersion(t testing.TB, m *Manager) string {
 	t.Helper()
 	if v := os.Getenv("PRIVLINK_PG_VERSION"); v != "" {
@@ -51,6 +53,11 @@ func testVersion(t testing.TB, m *Manager) string {
 	vs := m.Versions()
 	if len(vs) == 0 {
 		requireVersion(t, m, "15")
+	}
+	for _, v := range slices.Backward(debianMajors) {
+		if slices.Contains(vs, v) {
+			return v
+		}
 	}
 	return vs[len(vs)-1]
 }

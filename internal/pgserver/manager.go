@@ -328,20 +328,11 @@ func (m *Manager) lockCluster(id string) *cluster {
 // same files), with a *VersionError for a version not installed, and with
 // net.ErrClosed after Close.
 func (m *Manager) Ensure(ctx context.Context, spec Spec) (Status, error) {
-	cfg, err := validate(spec)
+	cfg, bin, c, release, err := m.enter(spec)
 	if err != nil {
 		return Status{}, err
 	}
-	bin, err := m.bin(spec.Version)
-	if err != nil {
-		return Status{}, fmt.Errorf("pgserver: server %s: %w", spec.ID, err)
-	}
-	if err := m.begin(); err != nil {
-		return Status{}, err
-	}
-	defer m.ops.Done()
-	c := m.lockCluster(spec.ID)
-	defer c.mu.Unlock()
+	defer release()
 	if err := c.ensure(ctx, m, spec, cfg, bin); err != nil {
 		err = fmt.Errorf("pgserver: server %s (%s): %w", spec.ID, cfg.name, err)
 		if spec.Running && !errors.Is(err, ErrInvalid) {
@@ -359,6 +350,25 @@ func (m *Manager) Ensure(ctx context.Context, spec Spec) (Status, error) {
 	// A successful Ensure starts the restart backoff afresh.
 	c.failures, c.retryAt = 0, time.Time{}
 	return c.getStatus(), nil
+}
+
+// enter starts an operation on server spec.ID: it validates spec, finds
+// the bin directory of its version, registers the operation and locks the
+// cluster; release ends it.
+func (m *Manager) enter(spec Spec) (cfg serverConfig, bin string, c *cluster, release func(), err error) {
+	cfg, err = validate(spec)
+	if err != nil {
+		return cfg, "", nil, nil, err
+	}
+	bin, err = m.bin(spec.Version)
+	if err != nil {
+		return cfg, "", nil, nil, fmt.Errorf("pgserver: server %s: %w", spec.ID, err)
+	}
+	if err := m.begin(); err != nil {
+		return cfg, "", nil, nil, err
+	}
+	c = m.lockCluster(spec.ID)
+	return cfg, bin, c, func() { c.mu.Unlock(); m.ops.Done() }, nil
 }
 
 // Status returns what the Manager knows of server id without waiting for

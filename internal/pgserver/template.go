@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,35 +19,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// findVersions returns the PostgreSQL major versions installed under
-// binRoot (those with an executable binRoot/<version>/bin/postgres),
-// ascending, and their bin directories.
-func findVersions(binRoot string) ([]string, map[string]string, error) {
-	matches, err := filepath.Glob(filepath.Join(binRoot, "*", "bin", "postgres"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("pgserver: find PostgreSQL versions under %s: %w", binRoot, err)
-	}
-	bins := make(map[string]string)
-	var versions []string
-	for _, m := range matches {
-		ver := filepath.Base(filepath.Dir(filepath.Dir(m)))
-		if !versionRE.MatchString(ver) {
-			continue
-		}
-		if st, err := os.Stat(m); err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
-			continue
-		}
-		bins[ver] = filepath.Dir(m)
-		versions = append(versions, ver)
-	}
-	slices.SortFunc(versions, func(a, b string) int {
-		x, _ := strconv.Atoi(a)
-		y, _ := strconv.Atoi(b)
-		return x - y
-	})
-	return versions, bins, nil
-}
 
 // templateDir is the template cluster of a version.
 func (m *Manager) templateDir(version string) string {

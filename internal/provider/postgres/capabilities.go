@@ -32,7 +32,8 @@ const capabilitiesShapeSince = "2023-03-01-preview"
 
 // offer is what privlink accepts, in the terms of the capabilities.
 type offer struct {
-	versions []string // PostgreSQL majors, ascending
+	versions []string            // PostgreSQL majors, ascending
+	upgrades map[string][]string // major → majors it can be upgraded to
 	editions []editionOffer
 }
 
@@ -61,7 +62,10 @@ var skuSuffixes = []struct {
 
 // theOffer lists the compute sizes of every tier.
 func (p *Provider) theOffer() offer {
-	o := offer{versions: slices.Clone(p.versions)}
+	o := offer{versions: slices.Clone(p.versions), upgrades: map[string][]string{}}
+	for _, v := range p.versions {
+		o.upgrades[v] = p.upgradeTargets(v)
+	}
 	for _, tier := range skuTiers {
 		e := editionOffer{tier: tier, defaultSKU: defaultSKUName[tier]}
 		switch tier {
@@ -153,7 +157,7 @@ func (o offer) current() map[string]any {
 	}
 	var versions []map[string]any
 	for _, v := range o.versions {
-		versions = append(versions, map[string]any{"name": v, "supportedVersionsToUpgrade": []string{}, "supportedFeatures": []any{}, "status": "Available"})
+		versions = append(versions, map[string]any{"name": v, "supportedVersionsToUpgrade": o.upgrades[v], "supportedFeatures": []any{}, "status": "Available"})
 	}
 	return map[string]any{
 		"name":                    "FlexibleServerCapabilities",
@@ -188,7 +192,7 @@ func (o offer) legacy() map[string]any {
 		}
 		var versions []map[string]any
 		for _, v := range o.versions {
-			versions = append(versions, map[string]any{"name": v, "supportedVersionsToUpgrade": []string{}, "supportedVcores": vcores, "status": "Available"})
+			versions = append(versions, map[string]any{"name": v, "supportedVersionsToUpgrade": o.upgrades[v], "supportedVcores": vcores, "status": "Available"})
 		}
 		var sizes []map[string]any
 		for _, gib := range storageSizes {
@@ -225,7 +229,7 @@ func (p *Provider) locationCapabilities(ctx context.Context, r *arm.Request) (*a
 
 // serverCapabilities serves GET …/flexibleServers/{name}/capabilities:
 // what the server may change to (its compute size and storage, within its
-// major version).
+// major version, and the majors it can be upgraded to).
 func (p *Provider) serverCapabilities(ctx context.Context, r *arm.Request) (*arm.Response, error) {
 	server, err := p.loadServer(ctx, r.ID)
 	if err != nil {

@@ -127,6 +127,10 @@ func Failed(tx store.Tx, id arm.ResourceID, gen int64, opErr error) (bool, error
 			}
 		}
 		doc.Properties.State = state
+		if d.Version != "" && doc.Properties.Version != d.Version {
+			// A failed major version upgrade: the old version serves.
+			doc.Properties.Version, doc.Properties.MinorVersion = d.Version, d.MinorVersion
+		}
 	})
 	if err != nil {
 		return false, err
@@ -171,6 +175,10 @@ func rollBack(tx store.Tx, id arm.ResourceID, d *Desired) (string, error) {
 	}
 	if d.Running != good.Running {
 		changed = append(changed, map[bool]string{true: "running", false: "stopped"}[good.Running])
+	}
+	if good.Version != "" && d.Version != good.Version {
+		changed = append(changed, fmt.Sprintf("version from %s back to %s", d.Version, good.Version))
+		d.Version, d.MinorVersion = good.Version, good.MinorVersion
 	}
 	d.Settings, d.Running = maps.Clone(good.Settings), good.Running
 	if err := saveDesired(tx, id, d); err != nil {

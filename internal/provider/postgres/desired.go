@@ -30,8 +30,12 @@ type Desired struct {
 	// Name is the server name as created (ARM names are case-insensitive;
 	// the certificate uses it lower-cased).
 	Name string `json:"name"`
-	// Version is the PostgreSQL major version, e.g. "15".
+	// Version is the PostgreSQL major version, e.g. "15". A change is a
+	// major version upgrade, which the controller runs (upgrade.go).
 	Version string `json:"version"`
+	// MinorVersion is properties.minorVersion of Version, when known; a
+	// failed upgrade puts the server's back.
+	MinorVersion string `json:"minorVersion,omitempty"`
 	// AdminLogin is the administrator role.
 	AdminLogin string `json:"adminLogin"`
 	// AdminVerifier is the SCRAM-SHA-256 verifier of the administrator's
@@ -77,16 +81,21 @@ type Desired struct {
 type Applied struct {
 	Settings map[string]string `json:"settings,omitempty"`
 	Running  bool              `json:"running"`
+	// Version and MinorVersion are the major the cluster ran (and its
+	// minor): a failed major version upgrade goes back to them. Empty in
+	// records written before upgrades existed: nothing to go back to.
+	Version      string `json:"version,omitempty"`
+	MinorVersion string `json:"minorVersion,omitempty"`
 }
 
 // applied returns the Applied part of d.
 func (d *Desired) applied() *Applied {
-	return &Applied{Settings: maps.Clone(d.Settings), Running: d.Running}
+	return &Applied{Settings: maps.Clone(d.Settings), Running: d.Running, Version: d.Version, MinorVersion: d.MinorVersion}
 }
 
 // equal reports whether a and b are the same.
 func (a *Applied) equal(b *Applied) bool {
-	return a.Running == b.Running && maps.Equal(a.Settings, b.Settings)
+	return a.Running == b.Running && maps.Equal(a.Settings, b.Settings) && a.Version == b.Version
 }
 
 // Store key prefixes of the provider's own (non-ARM) records.

@@ -133,8 +133,6 @@ func refusedFeature(r arm.Reader, id arm.ResourceID, f features) error {
 		return refuse("properties.cluster.clusterSize", fmt.Sprintf("Elastic clusters (clusterSize %d)", f.clusterSize), "Use clusterSize 1 or leave cluster out.")
 	case f.failover:
 		return refuse("restartWithFailover", "Restart with failover", "The server has no high availability standby; restart without failover.")
-	case f.fromVersion != "" && f.toVersion != "" && f.toVersion != f.fromVersion:
-		return refuse("properties.version", fmt.Sprintf("In-place major version upgrade (from %s to %s)", f.fromVersion, f.toVersion), "Create a new server with the new version instead.")
 	}
 	return nil
 }

@@ -71,8 +71,9 @@ const DefaultMajorVersion = "15"
 type Provider struct {
 	st         store.Store
 	controller bool
-	versions   []string          // installed major versions, ascending
-	minor      map[string]string // major → minor version, when known
+	versions   []string            // installed major versions, ascending
+	minor      map[string]string   // major → minor version, when known
+	upgrades   map[string][]string // major → majors it can be upgraded to (upgrade.go)
 }
 
 // Option configures a Provider.

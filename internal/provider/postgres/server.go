@@ -212,7 +212,7 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 		return nil, err
 	}
 	d := &Desired{
-		ID: id.String(), Name: name, Version: doc.Properties.Version,
+		ID: id.String(), Name: name, Version: doc.Properties.Version, MinorVersion: doc.Properties.MinorVersion,
 		AdminLogin: doc.Properties.AdministratorLogin, AdminVerifier: verifier,
 		Running: true, PublicNetworkAccess: doc.Properties.Network.PublicNetworkAccess == enabled,
 		ServiceAddr: service, PublicAddr: public,
@@ -266,7 +266,14 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 	if pw != nil && VerifyPassword(d.AdminVerifier, *pw) {
 		pw = nil // the same password again: nothing to do
 	}
-	desiredChange := pw != nil ||
+	upgrade := next.Properties.Version != cur.Properties.Version
+	if upgrade {
+		if err := p.checkUpgrade(cur, next.Properties.Version); err != nil {
+			return nil, err
+		}
+		next.Properties.MinorVersion = p.minor[next.Properties.Version]
+	}
+	desiredChange := pw != nil || upgrade ||
 		next.Properties.AdministratorLogin != cur.Properties.AdministratorLogin ||
 		next.Properties.Network.PublicNetworkAccess != cur.Properties.Network.PublicNetworkAccess
 	if desiredChange || !sameProperties(cur, &next) {
@@ -290,6 +297,7 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 		d.AdminVerifier = verifier
 	}
 	d.PublicNetworkAccess = next.Properties.Network.PublicNetworkAccess == enabled
+	d.Version, d.MinorVersion = next.Properties.Version, next.Properties.MinorVersion
 	if err := saveDesired(tx, id, d); err != nil {
 		return nil, err
 	}
@@ -337,7 +345,7 @@ func (p *Provider) buildServer(in *serverIn, cur *serverDoc, caller *arm.Caller,
 			Network:           networkDoc{PublicNetworkAccess: enabled},
 			Replica:           replicaDoc{Role: "None"},
 			ReplicationRole:   "None",
-			Version:           p.versions[len(p.versions)-1],
+			Version:           p.defaultVersion(),
 		}
 	} else {
 		doc = *cur

@@ -66,21 +66,17 @@ func TestRefusedFeatures(t *testing.T) {
 	if s, err := e.create("rg", "offered", ok); err != nil || *s.Properties.Backup.BackupRetentionDays != 14 {
 		t.Fatalf("create with offered features: %v", err)
 	}
-	// On an existing server: HA, version upgrade, replica promotion, restart with failover.
+	// On an existing server: HA, replica promotion, restart with failover
+	// (major version upgrades: upgrade_test.go).
 	_, err := e.update("rg", "offered", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		HighAvailability: &pg.HighAvailabilityForPatch{Mode: to.Ptr(pg.HighAvailabilityModeSameZone)}}})
 	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
-	_, err = e.update("rg", "offered", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{Version: to.Ptr(pg.PostgresMajorVersionSixteen)}})
-	re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
-	if !strings.Contains(re.Error(), "major version upgrade") {
-		t.Errorf("upgrade: %v", re)
-	}
 	_, err = e.update("rg", "offered", pg.ServerForPatch{Properties: &pg.ServerPropertiesForPatch{
 		Replica: &pg.Replica{PromoteMode: to.Ptr(pg.ReadReplicaPromoteModeStandalone)}}})
 	testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	_, err = e.servers.BeginRestart(e.ctx, "rg", "offered", &pg.ServersClientBeginRestartOptions{
 		Parameters: &pg.RestartParameter{RestartWithFailover: to.Ptr(true), FailoverMode: to.Ptr(pg.FailoverModePlannedFailover)}})
-	re = testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
+	re := testkit.WantResponseError(t, err, http.StatusBadRequest, codeFeatureNotSupported)
 	if !strings.Contains(re.Error(), "failover") {
 		t.Errorf("failover: %v", re)
 	}
