@@ -32,6 +32,17 @@ type Config struct {
 	// directory per version holding bin/postgres (Debian's layout). Empty
 	// means /usr/lib/postgresql.
 	BinRoot string
+	// EntraKeys is the JWKS document of the keys Entra tokens are signed
+	// with, and EntraIssuer the issuer of a tenant's tokens (identity's
+	// JWKS and Issuer): needed by servers with Spec.Entra (entra.go).
+	EntraKeys   []byte
+	EntraIssuer func(tenantID string) string
+	// PAMHelper is an executable that runs PAMHelperMain when its first
+	// argument is PAMHelperCommand; empty means this process's own
+	// executable (privlinkd).
+	PAMHelper string
+	// PAMDir is where PAM service files go; empty means /etc/pam.d.
+	PAMDir string
 }
 
 // DefaultBinRoot is where Debian installs PostgreSQL major versions.
@@ -77,6 +88,9 @@ type Spec struct {
 	// running postmaster when RestartGeneration is greater than the
 	// generation it last started with.
 	RestartGeneration int64
+	// Entra, when not nil, lets Microsoft Entra ID principals log in with
+	// access tokens (entra.go).
+	Entra *EntraSpec
 }
 
 // SettingRequireSecureTransport is privlink's (and Azure's) name for
@@ -282,6 +296,9 @@ func validate(spec Spec) (serverConfig, error) {
 	if spec.RestartGeneration < 0 {
 		return bad("restart generation %d is negative", spec.RestartGeneration)
 	}
+	if err := validateEntra(spec); err != nil {
+		return serverConfig{}, fmt.Errorf("pgserver: server %s: %w", spec.ID, err)
+	}
 	cfg := serverConfig{name: name, settings: maps.Clone(DefaultSettings), requireSecure: true}
 	for k, v := range spec.Settings {
 		key := strings.ToLower(k)
@@ -382,15 +399,30 @@ func renderConf(cfg serverConfig, addr netip.Addr, sockDir string) []byte {
 // for role postgres, SCRAM over TLS for every other role, and SCRAM
 // without TLS only when secure transport is not required. It never holds
 // a trust line.
-func renderHBA(requireSecure bool) []byte {
+//
+// With Entra authentication (entra != nil), members of EntraGroupRole
+// log in through PAM (the token checked by privlink's helper) before
+// those lines, and with password authentication disabled every other
+// role is refused over TCP.
+func renderHBA(requireSecure bool, entra *hbaEntra) []byte {
 	var b strings.Builder
 	b.WriteString("# Written by privlink; changes here are overwritten.\n")
 	b.WriteString("# TYPE    DATABASE  USER      ADDRESS    METHOD\n")
 	fmt.Fprintf(&b, "local      all       postgres             peer map=%s\n", identMap)
 	b.WriteString("host       all       postgres  0.0.0.0/0  reject\n")
-	b.WriteString("hostssl    all       all       0.0.0.0/0  scram-sha-256\n")
+	password := "scram-sha-256"
+	if entra != nil {
+		fmt.Fprintf(&b, "hostssl    all       +%s  0.0.0.0/0  pam pamservice=%s\n", EntraGroupRole, entra.service)
+		if !requireSecure {
+			fmt.Fprintf(&b, "host       all       +%s  0.0.0.0/0  pam pamservice=%s\n", EntraGroupRole, entra.service)
+		}
+		if !entra.passwordAuth {
+			password = "reject"
+		}
+	}
+	fmt.Fprintf(&b, "hostssl    all       all       0.0.0.0/0  %s\n", password)
 	if !requireSecure {
-		b.WriteString("host       all       all       0.0.0.0/0  scram-sha-256\n")
+		fmt.Fprintf(&b, "host       all       all       0.0.0.0/0  %s\n", password)
 	}
 	return []byte(b.String())
 }

@@ -207,6 +207,10 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 	doc.SystemData = newSystemData(r.Caller, now)
 	doc.Properties.FullyQualifiedDomainName = name + "." + DNSSuffix
 	doc.Properties.MinorVersion = p.minor[doc.Properties.Version]
+	if doc.Properties.AdministratorLogin == "" {
+		return nil, errMissing("properties.administratorLogin",
+			"privlink keeps a password administrator on every server, also with passwordAuth Disabled (it cannot log in then): the administrator login (with administratorLoginPassword)")
+	}
 	service, public, err := reserve(tx, id)
 	if err != nil {
 		return nil, err
@@ -216,6 +220,9 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 		AdminLogin: doc.Properties.AdministratorLogin, AdminVerifier: verifier,
 		Running: true, PublicNetworkAccess: doc.Properties.Network.PublicNetworkAccess == enabled,
 		ServiceAddr: service, PublicAddr: public,
+	}
+	if d.Entra, err = entraOf(tx, id, &doc); err != nil {
+		return nil, err
 	}
 	if err := saveDesired(tx, id, d); err != nil {
 		return nil, err
@@ -266,9 +273,14 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 	if pw != nil && VerifyPassword(d.AdminVerifier, *pw) {
 		pw = nil // the same password again: nothing to do
 	}
+	entra, err := entraOf(tx, id, &next)
+	if err != nil {
+		return nil, err
+	}
 	desiredChange := pw != nil ||
 		next.Properties.AdministratorLogin != cur.Properties.AdministratorLogin ||
-		next.Properties.Network.PublicNetworkAccess != cur.Properties.Network.PublicNetworkAccess
+		next.Properties.Network.PublicNetworkAccess != cur.Properties.Network.PublicNetworkAccess ||
+		!sameEntra(entra, d.Entra)
 	if desiredChange || !sameProperties(cur, &next) {
 		if err := errServerState(cur.Name, cur.Properties.State, "Update"); err != nil {
 			return nil, err
@@ -290,6 +302,7 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 		d.AdminVerifier = verifier
 	}
 	d.PublicNetworkAccess = next.Properties.Network.PublicNetworkAccess == enabled
+	d.Entra = entra
 	if err := saveDesired(tx, id, d); err != nil {
 		return nil, err
 	}
