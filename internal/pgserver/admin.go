@@ -234,6 +234,9 @@ func adminCreateRole(version string) bool {
 // carrying the verifier are never logged.
 func ensureAdmin(ctx context.Context, conn *pgx.Conn, spec Spec, state *appliedState) error {
 	login := spec.AdminLogin
+	if login == "" {
+		return nil // a server with Entra authentication only (validate)
+	}
 	role := pgx.Identifier{login}.Sanitize()
 	var (
 		exists   = true

@@ -286,12 +286,15 @@ func validate(spec Spec) (serverConfig, error) {
 	if !spec.Addr.Is4() || !fabric.ServicePrefix.Contains(spec.Addr) {
 		return bad("address %v: want an IPv4 address inside %s", spec.Addr, fabric.ServicePrefix)
 	}
-	if !loginRE.MatchString(spec.AdminLogin) || strings.HasPrefix(strings.ToLower(spec.AdminLogin), "pg_") ||
-		slices.Contains(reservedLogins, strings.ToLower(spec.AdminLogin)) {
-		return bad("admin login %q: want 1-63 of [A-Za-z0-9_] starting with a letter or '_', not starting with pg_ and not a reserved name", spec.AdminLogin)
-	}
-	if !verifierRE.MatchString(spec.AdminVerifier) {
-		return bad("admin verifier: want a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)")
+	entraOnly := spec.AdminLogin == "" && spec.AdminVerifier == "" && spec.Entra != nil && !spec.Entra.PasswordAuth
+	if !entraOnly {
+		if !loginRE.MatchString(spec.AdminLogin) || strings.HasPrefix(strings.ToLower(spec.AdminLogin), "pg_") ||
+			slices.Contains(reservedLogins, strings.ToLower(spec.AdminLogin)) {
+			return bad("admin login %q: want 1-63 of [A-Za-z0-9_] starting with a letter or '_', not starting with pg_ and not a reserved name (or none, on a server with Entra authentication only)", spec.AdminLogin)
+		}
+		if !verifierRE.MatchString(spec.AdminVerifier) {
+			return bad("admin verifier: want a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)")
+		}
 	}
 	if spec.RestartGeneration < 0 {
 		return bad("restart generation %d is negative", spec.RestartGeneration)

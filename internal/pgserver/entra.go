@@ -26,7 +26,7 @@ import (
 // in through pg_hba's pam method with a PAM service of the server's own
 // (/etc/pam.d/privlink-<hash of the cluster directory>): its auth stack is
 // pam_script (Debian's libpam-script), which runs the cluster's
-// entra/pam_script_auth with the password, that is the access token, in
+// entra-pam/pam_script_auth (root's: pam_script wants that) with the password, that is the access token, in
 // PAM_AUTHTOK. (pam_exec's expose_authtok would be the obvious module,
 // but it hands a program at most 512 bytes of the password, and a token
 // signed with RS256 is about a kilobyte.) The script runs privlink's PAM
@@ -86,6 +86,7 @@ const PAMHelperCommand = "pam-verify"
 // Files of the cluster directory's entra/ (postgres, 0700).
 const (
 	entraSubdir      = "entra"
+	entraScriptDir   = "entra-pam"       // root:root 0755: pam_script refuses scripts not owned by root:root
 	entraScript      = "pam_script_auth" // the name pam_script runs
 	entraKeysFile    = "keys.json"
 	entraPrincipals  = "principals.csv"
@@ -157,7 +158,7 @@ func renderPAMService(c *cluster) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by privlink for the cluster in %s; removed with it.\n", c.dir)
 	b.WriteString("# Microsoft Entra ID logins: the token (PAM_AUTHTOK) checked offline by privlink's helper.\n")
-	fmt.Fprintf(&b, "auth     required  pam_script.so dir=%s\n", filepath.Join(c.dir, entraSubdir))
+	fmt.Fprintf(&b, "auth     required  pam_script.so dir=%s\n", filepath.Join(c.dir, entraScriptDir))
 	b.WriteString("account  required  pam_permit.so\n")
 	return []byte(b.String())
 }
@@ -248,7 +249,16 @@ func (c *cluster) writeEntraFiles(m *Manager, spec Spec) (*hbaEntra, error) {
 	if _, err := writeIfChanged(root, entraKeysFile, keys, 0o600, m.uid, m.gid); err != nil {
 		return nil, err
 	}
-	if _, err := writeIfChanged(root, entraScript, renderEntraScript(helper, dir), 0o700, m.uid, m.gid); err != nil {
+	scripts := filepath.Join(c.dir, entraScriptDir)
+	if err := ensureDir(scripts, 0o755, 0, 0); err != nil {
+		return nil, err
+	}
+	sroot, err := os.OpenRoot(scripts)
+	if err != nil {
+		return nil, err
+	}
+	defer sroot.Close()
+	if _, err := writeIfChanged(sroot, entraScript, renderEntraScript(helper, dir), 0o755, 0, 0); err != nil {
 		return nil, err
 	}
 	want := renderPAMService(c)

@@ -107,27 +107,11 @@ func sameEntra(a, b *EntraAuth) bool {
 }
 
 func (p *Provider) getAdministrator(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var a administratorDoc
-	ok, err := arm.Load(arm.ReadOnly(ctx, p.st), r.ID, &a)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, errChildNotFound(r.ID)
-	}
-	return arm.OK(a), nil
+	return getChild[administratorDoc](ctx, p.st, r)
 }
 
 func (p *Provider) listAdministrators(ctx context.Context, r *arm.Request) ([]any, error) {
-	admins, err := arm.LoadAll[administratorDoc](arm.ReadOnly(ctx, p.st), r.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]any, len(admins))
-	for i := range admins {
-		out[i] = admins[i]
-	}
-	return out, nil
+	return listChildren[administratorDoc](ctx, p.st, r)
 }
 
 // validateAdministrator checks an administrator body against its server.

@@ -207,10 +207,6 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 	doc.SystemData = newSystemData(r.Caller, now)
 	doc.Properties.FullyQualifiedDomainName = name + "." + DNSSuffix
 	doc.Properties.MinorVersion = p.minor[doc.Properties.Version]
-	if doc.Properties.AdministratorLogin == "" {
-		return nil, errMissing("properties.administratorLogin",
-			"privlink keeps a password administrator on every server, also with passwordAuth Disabled (it cannot log in then): the administrator login (with administratorLoginPassword)")
-	}
 	service, public, err := reserve(tx, id)
 	if err != nil {
 		return nil, err
