@@ -1,7 +1,10 @@
 # Sourced by scripts/test and scripts/run: installs what privlink needs on a
 # fresh Debian machine (as root) and puts Go on PATH.
 
-DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 pgbouncer ca-certificates)
+# libpam-script: pam_script.so, which runs privlink's token check for
+# Microsoft Entra ID logins (internal/pgserver/entra.go); pgbouncer: the
+# built-in PgBouncer (internal/pgserver/pgbouncer.go).
+DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 pgbouncer ca-certificates libpam-script)
 # The tests drive privlinkd with the az CLI too (e2e/az_test.go): Debian
 # 12's azure-cli (2.45), and 2.74 from Debian 13 (scripts/install-azure-cli);
 # and the portal in headless chromium (e2e/portal_test.go); tcpdump is the
@@ -24,6 +27,12 @@ if [ "${#need_install[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${need_install[@]}"
+fi
+# libpam-script's package adds pam_script.so to the machine's common PAM
+# stacks (sufficient, for every login); privlink only uses it in its own
+# per-server services. Take it out of the common stacks.
+if [ "$(id -u)" = 0 ] && grep -qs pam_script /etc/pam.d/common-auth; then
+  pam-auth-update --remove pam_script
 fi
 
 if [ -n "${PRIVLINK_TEST_DEPS:-}" ] && [ "$(id -u)" = 0 ]; then

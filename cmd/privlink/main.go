@@ -24,7 +24,10 @@ import (
 const usage = `privlink: the privlink command-line client
 
 Usage:
-  privlink token                          print a bearer token for the default principal
+  privlink token [--resource-type oss-rdbms | --resource URL]
+                                          print a bearer token for the principal: for ARM, or for
+                                          PostgreSQL logins with Microsoft Entra ID (oss-rdbms), the
+                                          password psql takes with user = the administrator's name
   privlink rest METHOD PATH [--body FILE] call the ARM API (like az rest); PATH starts with /subscriptions
   privlink principal create [--new-tenant] [--name NAME]
                                           create a principal with a subscription of its own; prints its credentials
@@ -96,7 +99,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		tok, err := cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cfg.Scope()}})
+		scope, err := tokenScope(cfg.Scope(), rest)
+		if err != nil {
+			return err
+		}
+		tok, err := cfg.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
 		if err != nil {
 			return fmt.Errorf("get token: %w", err)
 		}
@@ -278,4 +285,32 @@ func printJSON(out io.Writer, data []byte) {
 		return
 	}
 	_, _ = out.Write(data)
+}
+
+// ossRDBMSResource is the audience of Microsoft Entra ID tokens for
+// PostgreSQL logins (az account get-access-token --resource-type
+// oss-rdbms).
+const ossRDBMSResource = "https://ossrdbms-aad.database.windows.net"
+
+// tokenScope returns the scope the token command asks for: ARM's (arm)
+// unless --resource-type oss-rdbms or --resource URL say otherwise.
+func tokenScope(arm string, args []string) (string, error) {
+	fs := flag.NewFlagSet("privlink token", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	resourceType := fs.String("resource-type", "", "oss-rdbms or arm")
+	resource := fs.String("resource", "", "the resource (audience) of the token")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return "", fmt.Errorf("token: usage: privlink token [--resource-type oss-rdbms | --resource URL]")
+	}
+	switch {
+	case *resourceType != "" && *resource != "":
+		return "", fmt.Errorf("token: give --resource-type or --resource, not both")
+	case *resourceType == "oss-rdbms":
+		return ossRDBMSResource + "/.default", nil
+	case *resourceType == "arm" || (*resourceType == "" && *resource == ""):
+		return arm, nil
+	case *resourceType != "":
+		return "", fmt.Errorf("token: --resource-type %q: privlink issues tokens for arm and oss-rdbms", *resourceType)
+	}
+	return strings.TrimSuffix(*resource, "/") + "/.default", nil
 }

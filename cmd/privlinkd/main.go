@@ -14,9 +14,15 @@ import (
 	"syscall"
 
 	"github.com/privlink/privlink/internal/daemon"
+	"github.com/privlink/privlink/internal/pgserver"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == pgserver.PAMHelperCommand {
+		// Run by PostgreSQL's PAM stack for a Microsoft Entra ID login
+		// (pgserver's entra.go), not by users.
+		os.Exit(pgserver.PAMHelperMain(os.Args[2:], os.Stderr))
+	}
 	var cfg daemon.Config
 	var endpoints, level string
 	flag.StringVar(&cfg.DataDir, "data-dir", "/var/lib/privlink", "directory for the store, the CA and credentials.json")

@@ -213,7 +213,22 @@ func spec(fid string, d *postgres.Desired, settings map[string]string, running b
 		ID: fid, Name: d.Name, Version: d.Version, Addr: d.ServiceAddr,
 		AdminLogin: d.AdminLogin, AdminVerifier: d.AdminVerifier,
 		Settings: all, Running: running, RestartGeneration: d.RestartGeneration,
+		Entra: entraSpec(d.Entra),
 	}
+}
+
+// entraSpec is pgserver's form of a server's Entra authentication.
+func entraSpec(e *postgres.EntraAuth) *pgserver.EntraSpec {
+	if e == nil {
+		return nil
+	}
+	out := &pgserver.EntraSpec{TenantID: e.TenantID, PasswordAuth: e.PasswordAuth}
+	for _, a := range e.Admins {
+		out.Admins = append(out.Admins, pgserver.EntraPrincipal{
+			Name: a.PrincipalName, ObjectID: a.ObjectID, TenantID: a.TenantID, Type: a.PrincipalType,
+		})
+	}
+	return out
 }
 
 // rollBack handles a generation whose cluster does not come up (or whose

@@ -115,7 +115,8 @@ func Run(ctx context.Context, cfg Config) error {
 	var pgm *pgserver.Manager
 	if fab != nil {
 		opts.Network = append(opts.Network, network.WithMaterializedNICs())
-		pgm, err = pgserver.NewManager(pgserver.Config{DataDir: cfg.DataDir, CA: ca, Fabric: fab, Log: log})
+		pgm, err = pgserver.NewManager(pgserver.Config{DataDir: cfg.DataDir, CA: ca, Fabric: fab, Log: log,
+			EntraKeys: ids.JWKS(), EntraIssuer: ids.Issuer})
 		if err != nil {
 			return fmt.Errorf("PostgreSQL servers: %w", err)
 		}

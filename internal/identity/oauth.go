@@ -180,7 +180,7 @@ type jwk struct {
 	Kid    string `json:"kid"`
 	N      string `json:"n"`
 	E      string `json:"e"`
-	Issuer string `json:"issuer"`
+	Issuer string `json:"issuer,omitempty"`
 }
 
 func (s *Service) serveKeys(w http.ResponseWriter, r *http.Request) {
@@ -188,16 +188,22 @@ func (s *Service) serveKeys(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": []jwk{s.publicJWK(s.issuer(tid))}})
+}
+
+// publicJWK is the signing key's public half as a JWK, with issuer when
+// not empty.
+func (s *Service) publicJWK(issuer string) jwk {
 	pub := s.key.PublicKey
-	writeJSON(w, http.StatusOK, map[string]any{"keys": []jwk{{
+	return jwk{
 		Kty:    "RSA",
 		Use:    "sig",
 		Alg:    "RS256",
 		Kid:    s.kid,
 		N:      base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
 		E:      base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-		Issuer: s.issuer(tid),
-	}}})
+		Issuer: issuer,
+	}
 }
 
 // tokenResponse is the successful token answer.
@@ -285,19 +291,20 @@ func (s *Service) serveToken(w http.ResponseWriter, r *http.Request) {
 			p.ClientID))
 		return
 	}
-	if !s.validScope(scope) {
+	aud, ok := s.scopeAudience(scope)
+	if !ok {
 		s.writeOAuthError(w, r, http.StatusBadRequest, "invalid_scope", aadstsInvalidScope, fmt.Sprintf(
 			"The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.",
 			scope))
 		return
 	}
-	token, expiresIn, err := s.mintToken(p, s.now())
+	token, expiresIn, err := s.mintTokenFor(p, s.now(), aud)
 	if err != nil {
 		s.log.Error("minting token failed", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	s.log.Debug("issued token", "tenant", tid, "clientId", p.ClientID, "objectId", p.ObjectID)
+	s.log.Debug("issued token", "tenant", tid, "clientId", p.ClientID, "objectId", p.ObjectID, "audience", aud)
 	w.Header().Set("client-request-id", correlationID(r))
 	writeJSON(w, http.StatusOK, tokenResponse{
 		TokenType:    "Bearer",
@@ -312,11 +319,19 @@ func (s *Service) missingParameter(w http.ResponseWriter, r *http.Request, name 
 		fmt.Sprintf("The request body must contain the following parameter: '%s'.", name))
 }
 
-// validScope accepts "<audience>/.default" (with or without a trailing
-// slash on the audience, so both https://x/.default and
-// https://x//.default name https://x/) plus any of the OpenID scopes MSAL
-// appends.
+// validScope reports whether scope names one resource privlink issues
+// tokens for (scopeAudience).
 func (s *Service) validScope(scope string) bool {
+	_, ok := s.scopeAudience(scope)
+	return ok
+}
+
+// scopeAudience returns the audience a token request's scope asks for:
+// exactly one "<audience>/.default" of an audience in Audiences (with or
+// without a trailing slash on the audience, so both https://x/.default
+// and https://x//.default name https://x/), plus any of the OpenID scopes
+// MSAL appends. The audience is returned as Audiences spells it.
+func (s *Service) scopeAudience(scope string) (aud string, ok bool) {
 	resources := 0
 	for _, sc := range strings.Fields(scope) {
 		switch sc {
@@ -324,10 +339,20 @@ func (s *Service) validScope(scope string) bool {
 			continue
 		}
 		res, ok := strings.CutSuffix(sc, "/.default")
-		if !ok || !strings.EqualFold(strings.TrimSuffix(res, "/"), strings.TrimSuffix(s.audience, "/")) {
-			return false
+		if !ok {
+			return "", false
+		}
+		found := false
+		for _, a := range s.Audiences() {
+			if strings.EqualFold(strings.TrimSuffix(res, "/"), strings.TrimSuffix(a, "/")) {
+				aud, found = a, true
+				break
+			}
+		}
+		if !found {
+			return "", false
 		}
 		resources++
 	}
-	return resources == 1
+	return aud, resources == 1
 }

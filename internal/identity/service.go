@@ -122,8 +122,31 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Service, error) {
 // BaseURL returns the normalized base URL (scheme and host).
 func (s *Service) BaseURL() string { return s.baseURL }
 
-// Audience returns the audience tokens are minted for.
+// Audience returns the ARM audience: the one Authenticate accepts.
 func (s *Service) Audience() string { return s.audience }
+
+// OSSRDBMSAudience is the audience of tokens for Azure Database for
+// PostgreSQL (and MySQL) logins with Microsoft Entra ID, what `az account
+// get-access-token --resource-type oss-rdbms` asks for (scope
+// https://ossrdbms-aad.database.windows.net/.default). PostgreSQL servers
+// check such tokens themselves (pgserver's PAM helper); ARM refuses them.
+const OSSRDBMSAudience = "https://ossrdbms-aad.database.windows.net"
+
+// Audiences returns every audience the token endpoint issues tokens for:
+// the ARM audience first, then OSSRDBMSAudience. Each token has one; only
+// ARM tokens authenticate ARM requests.
+func (s *Service) Audiences() []string { return []string{s.audience, OSSRDBMSAudience} }
+
+// Issuer returns the issuer of the tokens of a tenant (the "iss" claim).
+func (s *Service) Issuer(tenantID string) string { return s.issuer(tenantID) }
+
+// JWKS returns the JSON Web Key Set of the token signing keys, as the
+// keys endpoint serves it without the per-tenant issuer: what an offline
+// verifier (pgserver's PAM helper) checks signatures against.
+func (s *Service) JWKS() []byte {
+	data, _ := json.Marshal(map[string]any{"keys": []jwk{s.publicJWK("")}})
+	return data
+}
 
 // signingKeyRecord is the stored form of the token signing key. The key is
 // stored in clear: whoever reads the store can mint tokens, just as whoever

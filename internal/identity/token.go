@@ -32,12 +32,18 @@ type tokenClaims struct {
 	Version  string `json:"ver"`
 }
 
-// mintToken signs an access token for p, valid from now for the
+// mintToken signs an ARM access token for p, valid from now for the
 // configured lifetime. It returns the token and its lifetime in seconds.
 func (s *Service) mintToken(p principalRecord, now time.Time) (string, int64, error) {
+	return s.mintTokenFor(p, now, s.audience)
+}
+
+// mintTokenFor signs an access token for p with audience aud (one of
+// Audiences), valid from now for the configured lifetime.
+func (s *Service) mintTokenFor(p principalRecord, now time.Time, aud string) (string, int64, error) {
 	exp := now.Add(s.lifetime)
 	claims := jwt.MapClaims{
-		"aud":   s.audience, // a single string, as Entra ID writes it
+		"aud":   aud, // a single string, as Entra ID writes it
 		"iss":   s.issuer(p.TenantID),
 		"iat":   now.Unix(),
 		"nbf":   now.Unix(),

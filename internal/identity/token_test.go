@@ -569,3 +569,40 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("defaults: %s %s %v", s.BaseURL(), s.Audience(), s.lifetime)
 	}
 }
+
+// TestOSSRDBMSToken: a token asked for the OSS RDBMS scope (what az
+// account get-access-token --resource-type oss-rdbms asks) carries that
+// audience and the principal's oid and tid; ARM refuses it.
+func TestOSSRDBMSToken(t *testing.T) {
+	e := newEnv(t, newStore(t), nil)
+	tok, err := e.getToken(t, e.admin, OSSRDBMSAudience+"/.default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c tokenClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(tok.Token, &c); err != nil {
+		t.Fatal(err)
+	}
+	arm, err := e.getToken(t, e.admin, e.admin.Audience+"/.default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.svc.Authenticate(bearer(arm.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Audience) != 1 || c.Audience[0] != OSSRDBMSAudience || c.ObjectID != p.ObjectID || c.TenantID != e.admin.TenantID || c.Issuer != e.svc.Issuer(e.admin.TenantID) {
+		t.Errorf("claims: aud %v oid %s tid %s iss %s; want %s %s %s", c.Audience, c.ObjectID, c.TenantID, c.Issuer, OSSRDBMSAudience, p.ObjectID, e.admin.TenantID)
+	}
+	_, err = e.svc.Authenticate(bearer(tok.Token))
+	var ae *AuthError
+	if !errors.As(err, &ae) || ae.Code != CodeInvalidAuthenticationTokenAudience {
+		t.Errorf("ARM with an oss-rdbms token: %v, want %s", err, CodeInvalidAuthenticationTokenAudience)
+	}
+	if !strings.Contains(string(e.svc.JWKS()), `"kid":"`+e.svc.kid+`"`) {
+		t.Errorf("JWKS lacks the signing key: %s", e.svc.JWKS())
+	}
+	if _, err := e.getToken(t, e.admin, "https://database.windows.net/.default"); err == nil {
+		t.Error("a token for an audience privlink does not serve was issued")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -238,22 +239,15 @@ func adminCreateRole(version string) bool {
 // carrying the verifier are never logged.
 func ensureAdmin(ctx context.Context, conn *pgx.Conn, spec Spec, state *appliedState) error {
 	login := spec.AdminLogin
-	role := pgx.Identifier{login}.Sanitize()
-	attrs := "LOGIN NOSUPERUSER CREATEDB NOREPLICATION NOBYPASSRLS INHERIT "
-	wantCreateRole := adminCreateRole(spec.Version)
-	if wantCreateRole {
-		attrs += "CREATEROLE"
-	} else {
-		attrs += "NOCREATEROLE"
+	if login == "" {
+		return nil // a server with Entra authentication only (validate)
 	}
+	role := pgx.Identifier{login}.Sanitize()
 	var (
-		exists                                      = true
-		super, canLogin, createDB, createRole, repl bool
-		bypassRLS, inherit                          bool
-		password                                    *string
+		exists   = true
+		password *string
 	)
-	err := conn.QueryRow(ctx, `SELECT rolsuper, rolcanlogin, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolinherit, rolpassword
-		FROM pg_authid WHERE rolname = $1`, login).Scan(&super, &canLogin, &createDB, &createRole, &repl, &bypassRLS, &inherit, &password)
+	err := conn.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, login).Scan(&password)
 	if errors.Is(err, pgx.ErrNoRows) {
 		exists = false
 	} else if err != nil {
@@ -264,7 +258,6 @@ func ensureAdmin(ctx context.Context, conn *pgx.Conn, spec Spec, state *appliedS
 	if exists && password != nil && *password == spec.AdminVerifier {
 		setPassword = false
 	}
-	fixAttrs := exists && (super || !canLogin || !createDB || createRole != wantCreateRole || repl || bypassRLS || !inherit)
 
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -281,43 +274,69 @@ func ensureAdmin(ctx context.Context, conn *pgx.Conn, spec Spec, state *appliedS
 	lit := "'" + strings.ReplaceAll(spec.AdminVerifier, "'", "''") + "'"
 	switch {
 	case !exists:
-		stmts = append(stmts, "CREATE ROLE "+role+" WITH "+attrs+" PASSWORD "+lit)
-	default:
-		if fixAttrs {
-			stmts = append(stmts, "ALTER ROLE "+role+" WITH "+attrs)
-		}
-		if setPassword {
-			stmts = append(stmts, "ALTER ROLE "+role+" WITH PASSWORD "+lit)
-		}
+		stmts = append(stmts, "CREATE ROLE "+role+" WITH LOGIN PASSWORD "+lit)
+	case setPassword:
+		stmts = append(stmts, "ALTER ROLE "+role+" WITH PASSWORD "+lit)
 	}
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("admin role %s: %w", login, err)
 		}
 	}
-	for _, r := range adminRoles {
-		var member bool
-		if err := tx.QueryRow(ctx, "SELECT pg_has_role($1, $2, 'MEMBER')", login, r).Scan(&member); err != nil {
-			return fmt.Errorf("admin role %s: %w", login, err)
-		}
-		if !member {
-			if _, err := tx.Exec(ctx, "GRANT "+pgx.Identifier{r}.Sanitize()+" TO "+role); err != nil {
-				return fmt.Errorf("admin role %s: grant %s: %w", login, r, err)
-			}
-		}
-	}
-	var canCreate bool
-	if err := tx.QueryRow(ctx, "SELECT has_schema_privilege($1, 'public', 'CREATE')", login).Scan(&canCreate); err != nil {
+	if err := ensureRoleRights(ctx, tx, login, spec.Version, nil); err != nil {
 		return fmt.Errorf("admin role %s: %w", login, err)
-	}
-	if !canCreate {
-		if _, err := tx.Exec(ctx, "GRANT ALL ON SCHEMA public TO "+role); err != nil {
-			return fmt.Errorf("admin role %s: grant on schema public: %w", login, err)
-		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("admin role %s: %w", login, err)
 	}
 	state.AdminVerifierSHA256, state.AdminLogin = wantHash, login
+	return nil
+}
+
+// ensureRoleRights gives an existing role the administrator's rights, in
+// tx: LOGIN, CREATEDB, CREATEROLE (see adminCreateRole), never SUPERUSER,
+// REPLICATION or BYPASSRLS; member of adminRoles and of groups; may
+// create in database postgres's public schema. The password
+// administrator and every Entra administrator get them.
+func ensureRoleRights(ctx context.Context, tx pgx.Tx, login, version string, groups []string) error {
+	role := pgx.Identifier{login}.Sanitize()
+	attrs := "LOGIN NOSUPERUSER CREATEDB NOREPLICATION NOBYPASSRLS INHERIT "
+	wantCreateRole := adminCreateRole(version)
+	if wantCreateRole {
+		attrs += "CREATEROLE"
+	} else {
+		attrs += "NOCREATEROLE"
+	}
+	var super, canLogin, createDB, createRole, repl, bypassRLS, inherit bool
+	err := tx.QueryRow(ctx, `SELECT rolsuper, rolcanlogin, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolinherit
+		FROM pg_roles WHERE rolname = $1`, login).Scan(&super, &canLogin, &createDB, &createRole, &repl, &bypassRLS, &inherit)
+	if err != nil {
+		return err
+	}
+	if super || !canLogin || !createDB || createRole != wantCreateRole || repl || bypassRLS || !inherit {
+		if _, err := tx.Exec(ctx, "ALTER ROLE "+role+" WITH "+attrs); err != nil {
+			return err
+		}
+	}
+	for _, r := range append(slices.Clone(adminRoles), groups...) {
+		var member bool
+		if err := tx.QueryRow(ctx, "SELECT pg_has_role($1, $2, 'MEMBER')", login, r).Scan(&member); err != nil {
+			return err
+		}
+		if !member {
+			if _, err := tx.Exec(ctx, "GRANT "+pgx.Identifier{r}.Sanitize()+" TO "+role); err != nil {
+				return fmt.Errorf("grant %s: %w", r, err)
+			}
+		}
+	}
+	var canCreate bool
+	if err := tx.QueryRow(ctx, "SELECT has_schema_privilege($1, 'public', 'CREATE')", login).Scan(&canCreate); err != nil {
+		return err
+	}
+	if !canCreate {
+		if _, err := tx.Exec(ctx, "GRANT ALL ON SCHEMA public TO "+role); err != nil {
+			return fmt.Errorf("grant on schema public: %w", err)
+		}
+	}
 	return nil
 }

@@ -294,11 +294,15 @@ func (c *cluster) writeFiles(ctx context.Context, m *Manager, spec Spec, cfg ser
 	if err := ensureDirIn(root, confDir, 0o700, m.uid, m.gid); err != nil {
 		return false, err
 	}
+	entra, err := c.writeEntraFiles(m, spec)
+	if err != nil {
+		return false, err
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
 	}{
-		{hbaFile, renderHBA(cfg.requireSecure)},
+		{hbaFile, renderHBA(cfg.requireSecure, entra)},
 		{identFile, renderIdent()},
 	} {
 		ch, err := writeIfChanged(root, f.name, f.data, 0o600, m.uid, m.gid)
@@ -470,6 +474,9 @@ func (c *cluster) run(ctx context.Context, m *Manager, changed bool) error {
 		}
 	}
 	if err := ensureAdmin(ctx, conn, spec, &state); err != nil {
+		return err
+	}
+	if err := c.ensureEntra(ctx, conn, spec); err != nil {
 		return err
 	}
 	if err := c.saveState(state); err != nil {

@@ -33,6 +33,17 @@ type Config struct {
 	// list of such directories separated by ':', the first holding a
 	// version winning. Empty means DefaultBinRoot.
 	BinRoot string
+	// EntraKeys is the JWKS document of the keys Entra tokens are signed
+	// with, and EntraIssuer the issuer of a tenant's tokens (identity's
+	// JWKS and Issuer): needed by servers with Spec.Entra (entra.go).
+	EntraKeys   []byte
+	EntraIssuer func(tenantID string) string
+	// PAMHelper is an executable that runs PAMHelperMain when its first
+	// argument is PAMHelperCommand; empty means this process's own
+	// executable (privlinkd).
+	PAMHelper string
+	// PAMDir is where PAM service files go; empty means /etc/pam.d.
+	PAMDir string
 }
 
 // DefaultBinRoot is where Debian installs PostgreSQL major versions,
@@ -80,6 +91,9 @@ type Spec struct {
 	// running postmaster when RestartGeneration is greater than the
 	// generation it last started with.
 	RestartGeneration int64
+	// Entra, when not nil, lets Microsoft Entra ID principals log in with
+	// access tokens (entra.go).
+	Entra *EntraSpec
 }
 
 // SettingRequireSecureTransport is privlink's (and Azure's) name for
@@ -275,15 +289,21 @@ func validate(spec Spec) (serverConfig, error) {
 	if !spec.Addr.Is4() || !fabric.ServicePrefix.Contains(spec.Addr) {
 		return bad("address %v: want an IPv4 address inside %s", spec.Addr, fabric.ServicePrefix)
 	}
-	if !loginRE.MatchString(spec.AdminLogin) || strings.HasPrefix(strings.ToLower(spec.AdminLogin), "pg_") ||
-		slices.Contains(reservedLogins, strings.ToLower(spec.AdminLogin)) {
-		return bad("admin login %q: want 1-63 of [A-Za-z0-9_] starting with a letter or '_', not starting with pg_ and not a reserved name", spec.AdminLogin)
-	}
-	if !verifierRE.MatchString(spec.AdminVerifier) {
-		return bad("admin verifier: want a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)")
+	entraOnly := spec.AdminLogin == "" && spec.AdminVerifier == "" && spec.Entra != nil && !spec.Entra.PasswordAuth
+	if !entraOnly {
+		if !loginRE.MatchString(spec.AdminLogin) || strings.HasPrefix(strings.ToLower(spec.AdminLogin), "pg_") ||
+			slices.Contains(reservedLogins, strings.ToLower(spec.AdminLogin)) {
+			return bad("admin login %q: want 1-63 of [A-Za-z0-9_] starting with a letter or '_', not starting with pg_ and not a reserved name (or none, on a server with Entra authentication only)", spec.AdminLogin)
+		}
+		if !verifierRE.MatchString(spec.AdminVerifier) {
+			return bad("admin verifier: want a SCRAM-SHA-256 verifier (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)")
+		}
 	}
 	if spec.RestartGeneration < 0 {
 		return bad("restart generation %d is negative", spec.RestartGeneration)
+	}
+	if err := validateEntra(spec); err != nil {
+		return serverConfig{}, fmt.Errorf("pgserver: server %s: %w", spec.ID, err)
 	}
 	cfg := serverConfig{name: name, settings: maps.Clone(DefaultSettings), requireSecure: true}
 	for k, v := range spec.Settings {
@@ -385,21 +405,37 @@ func renderConf(cfg serverConfig, addr netip.Addr, sockDir string) []byte {
 // for role postgres, SCRAM over TLS for every other role, and SCRAM
 // without TLS only when secure transport is not required. It never holds
 // a trust line.
-func renderHBA(requireSecure bool) []byte {
+//
+// With Entra authentication (entra != nil), members of EntraGroupRole
+// log in through PAM (the token checked by privlink's helper) before
+// those lines, and with password authentication disabled every other
+// role is refused over TCP.
+func renderHBA(requireSecure bool, entra *hbaEntra) []byte {
 	var b strings.Builder
 	b.WriteString("# Written by privlink; changes here are overwritten.\n")
 	b.WriteString("# TYPE    DATABASE  USER      ADDRESS    METHOD\n")
+	password := "scram-sha-256"
+	if entra != nil && !entra.passwordAuth {
+		password = "reject"
+	}
 	fmt.Fprintf(&b, "local      all       postgres             peer map=%s\n", identMap)
 	// The built-in PgBouncer (pgbouncer.go): its auth_query role by peer,
 	// and the roles it logs in as with their SCRAM keys, on the socket
-	// only root and postgres can reach.
+	// only root and postgres can reach (refused too when password
+	// authentication is disabled: PgBouncer's logins are passwords).
 	fmt.Fprintf(&b, "local      all       %s   peer map=%s\n", bouncerRole, identMap)
-	b.WriteString("local      all       all                  scram-sha-256\n")
+	fmt.Fprintf(&b, "local      all       all                  %s\n", password)
 	b.WriteString("host       all       postgres  0.0.0.0/0  reject\n")
 	fmt.Fprintf(&b, "host       all       %s  0.0.0.0/0  reject\n", bouncerRole)
-	b.WriteString("hostssl    all       all       0.0.0.0/0  scram-sha-256\n")
+	if entra != nil {
+		fmt.Fprintf(&b, "hostssl    all       +%s  0.0.0.0/0  pam pamservice=%s\n", EntraGroupRole, entra.service)
+		if !requireSecure {
+			fmt.Fprintf(&b, "host       all       +%s  0.0.0.0/0  pam pamservice=%s\n", EntraGroupRole, entra.service)
+		}
+	}
+	fmt.Fprintf(&b, "hostssl    all       all       0.0.0.0/0  %s\n", password)
 	if !requireSecure {
-		b.WriteString("host       all       all       0.0.0.0/0  scram-sha-256\n")
+		fmt.Fprintf(&b, "host       all       all       0.0.0.0/0  %s\n", password)
 	}
 	return []byte(b.String())
 }

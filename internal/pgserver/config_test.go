@@ -100,7 +100,7 @@ func TestRender(t *testing.T) {
 		t.Error("server settings come after privlink's own")
 	}
 	for _, secure := range []bool{true, false} {
-		hba := string(renderHBA(secure))
+		hba := string(renderHBA(secure, nil))
 		if strings.Contains(hba, "trust") {
 			t.Errorf("pg_hba.conf has trust:\n%s", hba)
 		}

@@ -34,6 +34,7 @@
 package pgserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,14 @@ type Manager struct {
 
 	tmplMu    sync.Mutex
 	tmplLocks map[string]*sync.Mutex // per version
+
+	// Entra authentication (entra.go).
+	entraKeys   []byte
+	entraIssuer func(string) string
+	pamDir      string
+	helperSrc   string
+	helperMu    sync.Mutex
+	helperPath  string // installed copy, once made
 
 	wake chan struct{} // pokes Run: a postmaster exited
 	done chan struct{} // closed by Close
@@ -140,20 +149,24 @@ func NewManager(cfg Config) (*Manager, error) {
 		log.Warn("no PostgreSQL installed; servers cannot run", "bin_root", binRoot, "hint", "apt-get install postgresql-15")
 	}
 	m := &Manager{
-		log:       log,
-		ca:        cfg.CA,
-		fabric:    cfg.Fabric,
-		dataDir:   dataDir,
-		pgDir:     filepath.Join(dataDir, "pg"),
-		uid:       uid,
-		gid:       gid,
-		versions:  versions,
-		bins:      bins,
-		tmplLocks: make(map[string]*sync.Mutex),
-		wake:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		clusters:  make(map[string]*cluster),
-		refilling: make(map[string]bool),
+		log:         log,
+		ca:          cfg.CA,
+		fabric:      cfg.Fabric,
+		dataDir:     dataDir,
+		pgDir:       filepath.Join(dataDir, "pg"),
+		uid:         uid,
+		gid:         gid,
+		versions:    versions,
+		bins:        bins,
+		tmplLocks:   make(map[string]*sync.Mutex),
+		entraKeys:   cfg.EntraKeys,
+		entraIssuer: cfg.EntraIssuer,
+		pamDir:      cmp.Or(cfg.PAMDir, "/etc/pam.d"),
+		helperSrc:   cfg.PAMHelper,
+		wake:        make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		clusters:    make(map[string]*cluster),
+		refilling:   make(map[string]bool),
 	}
 	if err := m.prepareDirs(); err != nil {
 		return nil, fmt.Errorf("pgserver: %w", err)
@@ -413,6 +426,9 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	defer c.mu.Unlock()
 	_, statErr := os.Lstat(c.dir)
 	if err := c.stop(ctx, m); err != nil {
+		return fmt.Errorf("pgserver: delete server %s: %w", id, err)
+	}
+	if err := m.removeEntra(c); err != nil {
 		return fmt.Errorf("pgserver: delete server %s: %w", id, err)
 	}
 	if err := os.RemoveAll(c.dir); err != nil {

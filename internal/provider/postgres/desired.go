@@ -69,6 +69,10 @@ type Desired struct {
 	// controller fails the server's operations when it cannot apply a
 	// generation within a bound from then.
 	ChangedAt time.Time `json:"changedAt,omitzero"`
+	// Entra is Microsoft Entra ID authentication: the server's tenant,
+	// whether passwords still work, its administrators
+	// (administrators.go); nil while activeDirectoryAuth is Disabled.
+	Entra *EntraAuth `json:"entra,omitempty"`
 	// LastGood is what the cluster last ran with: Settings and Running
 	// of the last generation the controller reconciled (nil before the
 	// first). When a generation cannot be applied (the postmaster does

@@ -47,25 +47,35 @@ func FirewallRanges(r arm.Reader, id arm.ResourceID) ([]FirewallRange, error) {
 }
 
 func (p *Provider) getFirewallRule(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var fr firewallRuleDoc
-	ok, err := arm.Load(arm.ReadOnly(ctx, p.st), r.ID, &fr)
+	return getChild[firewallRuleDoc](ctx, p.st, r)
+}
+
+func (p *Provider) listFirewallRules(ctx context.Context, r *arm.Request) ([]any, error) {
+	return listChildren[firewallRuleDoc](ctx, p.st, r)
+}
+
+// getChild answers the GET of a server's child document of type T.
+func getChild[T any](ctx context.Context, st store.Store, r *arm.Request) (*arm.Response, error) {
+	var doc T
+	ok, err := arm.Load(arm.ReadOnly(ctx, st), r.ID, &doc)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, errChildNotFound(r.ID)
 	}
-	return arm.OK(fr), nil
+	return arm.OK(doc), nil
 }
 
-func (p *Provider) listFirewallRules(ctx context.Context, r *arm.Request) ([]any, error) {
-	rules, err := arm.LoadAll[firewallRuleDoc](arm.ReadOnly(ctx, p.st), r.ID)
+// listChildren answers the list of a server's child documents of type T.
+func listChildren[T any](ctx context.Context, st store.Store, r *arm.Request) ([]any, error) {
+	docs, err := arm.LoadAll[T](arm.ReadOnly(ctx, st), r.ID)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]any, len(rules))
-	for i := range rules {
-		out[i] = rules[i]
+	out := make([]any, len(docs))
+	for i := range docs {
+		out[i] = docs[i]
 	}
 	return out, nil
 }
@@ -114,14 +124,9 @@ func (p *Provider) putFirewallRule(ctx context.Context, r *arm.Request) (*arm.Re
 	}
 	var out firewallRuleDoc
 	_, err = p.st.Txn(ctx, func(tx store.Tx) error {
-		var server serverDoc
-		ok, err := arm.Load(tx, r.ID.Parent(), &server)
+		server, _, err := p.loadParent(tx, r.ID)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return arm.Errorf(http.StatusNotFound, "ParentResourceNotFound",
-				"Can not perform requested operation on nested resource. Parent resource '%s' not found.", r.ID.Parent().Name())
 		}
 		var cur firewallRuleDoc
 		exists, err := arm.Load(tx, r.ID, &cur)

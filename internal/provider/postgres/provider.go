@@ -139,6 +139,8 @@ func (p *Provider) Types() []*arm.ResourceType {
 		},
 		{Type: typeFirewallRule, APIVersions: v, Get: p.getFirewallRule, List: p.listFirewallRules,
 			Put: p.putFirewallRule, Delete: p.deleteFirewallRule},
+		{Type: typeAdministrator, APIVersions: v, Get: p.getAdministrator, List: p.listAdministrators,
+			Put: p.putAdministrator, Delete: p.deleteAdministrator},
 		{Type: typeConfig, APIVersions: v, Get: p.getConfig, List: p.listConfigs,
 			Put: p.putConfig, Patch: p.putConfig},
 		{Type: typePrivateLink, APIVersions: Versions.For(typePrivateLink), Get: p.getPrivateLinkResource, List: p.listPrivateLinkResources},

@@ -217,6 +217,9 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 		Running: true, PublicNetworkAccess: doc.Properties.Network.PublicNetworkAccess == enabled,
 		ServiceAddr: service, PublicAddr: public,
 	}
+	if d.Entra, err = entraOf(tx, id, &doc); err != nil {
+		return nil, err
+	}
 	if err := saveDesired(tx, id, d); err != nil {
 		return nil, err
 	}
@@ -273,9 +276,14 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 		}
 		next.Properties.MinorVersion = p.minor[next.Properties.Version]
 	}
+	entra, err := entraOf(tx, id, &next)
+	if err != nil {
+		return nil, err
+	}
 	desiredChange := pw != nil || upgrade ||
 		next.Properties.AdministratorLogin != cur.Properties.AdministratorLogin ||
-		next.Properties.Network.PublicNetworkAccess != cur.Properties.Network.PublicNetworkAccess
+		next.Properties.Network.PublicNetworkAccess != cur.Properties.Network.PublicNetworkAccess ||
+		!sameEntra(entra, d.Entra)
 	if desiredChange || !sameProperties(cur, &next) {
 		if err := errServerState(cur.Name, cur.Properties.State, "Update"); err != nil {
 			return nil, err
@@ -298,6 +306,7 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 	}
 	d.PublicNetworkAccess = next.Properties.Network.PublicNetworkAccess == enabled
 	d.Version, d.MinorVersion = next.Properties.Version, next.Properties.MinorVersion
+	d.Entra = entra
 	if err := saveDesired(tx, id, d); err != nil {
 		return nil, err
 	}
