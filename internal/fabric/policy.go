@@ -152,11 +152,31 @@ func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
 	return flows, err
 }
 
+// forwardingState is the IP forwarding set in a NIC's namespace, and
+// which namespace that was (its inode: a namespace made again starts
+// without forwarding).
+type forwardingState struct {
+	ino uint64
+	on  bool
+}
+
+// ForgetForwarding makes the next EnsurePolicy of every network set the IP
+// forwarding of each of its NICs again, whether or not it changed: the
+// policy controller's periodic resync, which heals a setting changed by
+// hand.
+func (f *Fabric) ForgetForwarding() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forwarding = nil
+}
+
 // ensureForwarding sets net.ipv4.ip_forward in the namespace of each NIC
 // of p's attachments as its enableIPForwarding says (1: it routes packets
 // not addressed to it, such as those a VirtualAppliance route hands it,
 // back out to its router; ICMP redirects off, since it sends them back the
-// way they came). A NIC without a namespace yet gets it on a later pass.
+// way they came). It enters only the namespaces whose NIC's setting
+// changed since it last set it there, or that are new (f.forwarding). A
+// NIC without a namespace yet gets it on a later pass.
 func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) error {
 	var errs []error
 	for _, a := range p.Attachments {
@@ -164,11 +184,20 @@ func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) err
 		if a.Endpoint || id == "" {
 			continue
 		}
+		name := f.NamespaceName(KindNIC, id)
+		ino, err := f.NamespaceInode(name)
+		if err != nil {
+			continue // not made yet
+		}
+		want := forwardingState{ino: ino, on: a.IPForwarding}
+		if cur, ok := f.forwarding[name]; ok && cur == want {
+			continue
+		}
 		on, redirects := "0", "1"
 		if a.IPForwarding {
 			on, redirects = "1", "0"
 		}
-		err := f.Do(f.NamespaceName(KindNIC, id), func() error {
+		err = f.Do(name, func() error {
 			for _, kv := range [][2]string{{"net/ipv4/ip_forward", on}, {"net/ipv4/conf/all/send_redirects", redirects},
 				{"net/ipv4/conf/" + nicLinkName + "/send_redirects", redirects}} {
 				if _, err := setSysctl(kv[0], kv[1]); err != nil {
@@ -177,7 +206,13 @@ func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) err
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		switch {
+		case err == nil:
+			if f.forwarding == nil {
+				f.forwarding = map[string]forwardingState{}
+			}
+			f.forwarding[name] = want
+		case !errors.Is(err, ErrNotFound):
 			errs = append(errs, fmt.Errorf("IP forwarding of NIC %s: %w", id, err))
 		}
 	}

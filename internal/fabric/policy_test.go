@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -792,4 +793,66 @@ func pingIn(f *Fabric, ns, dst string, bound time.Duration) error {
 		}
 	}
 	return fmt.Errorf("no echo reply from %s within %v", dst, bound)
+}
+
+// TestPolicyForwardingOnlyWhenChanged: EnsurePolicy sets a NIC's IP
+// forwarding when its enableIPForwarding changes or its namespace is new,
+// not on every pass: a setting changed behind its back stays until
+// ForgetForwarding (the controller's resync), or until the NIC's namespace
+// is made again, after which the next pass sets it again.
+func TestPolicyForwardingOnlyWhenChanged(t *testing.T) {
+	pn := newPolicyNet(t)
+	forward := func() string {
+		t.Helper()
+		var v string
+		if err := pn.f.Do(pn.ns["b"], func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+			v = strings.TrimSpace(string(b))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	byHand := func(v string) {
+		t.Helper()
+		if err := pn.f.Do(pn.ns["b"], func() error { _, err := setSysctl("net/ipv4/ip_forward", v); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	if got := forward(); got != "1" {
+		t.Fatalf("enableIPForwarding on: ip_forward %s, want 1", got)
+	}
+	byHand("0")
+	pn.apply(t) // the same program: b is not entered
+	if got := forward(); got != "0" {
+		t.Errorf("a pass without a change set ip_forward to %s: it entered the NIC's namespace", got)
+	}
+	pn.f.ForgetForwarding()
+	pn.apply(t)
+	if got := forward(); got != "1" {
+		t.Errorf("after ForgetForwarding: ip_forward %s, want 1", got)
+	}
+	pn.nic("b").IPForwarding = false
+	pn.apply(t)
+	if got := forward(); got != "0" {
+		t.Errorf("enableIPForwarding off: ip_forward %s, want 0", got)
+	}
+	// b's namespace made again: the next pass sets it, with no change of
+	// the program.
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	if err := pn.f.DeleteNIC("b"); err != nil {
+		t.Fatal(err)
+	}
+	pn.ns["b"] = mustEnsureNIC(t, pn.f, "b", "net1", pn.addr["b"]+"/24")
+	if got := forward(); got != "0" {
+		t.Fatalf("a new namespace starts with ip_forward %s, want 0", got)
+	}
+	pn.apply(t)
+	if got := forward(); got != "1" {
+		t.Errorf("after b's namespace was made again: ip_forward %s, want 1", got)
+	}
 }

@@ -65,6 +65,17 @@ type Attachment struct {
 	In, Out      []string
 }
 
+// Fingerprint is equal for two Programs that hold the same (sets, chains,
+// attachments, routes): a router that runs one need not converge to the
+// other.
+func (p *Program) Fingerprint() string {
+	if p == nil {
+		return ""
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%v", *p)) // maps print in key order
+	return hex.EncodeToString(sum[:])
+}
+
 // RouteAction is a route that is not delivery inside the network.
 type RouteAction struct {
 	Prefix    netip.Prefix
