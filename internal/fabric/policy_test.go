@@ -856,3 +856,37 @@ func TestPolicyForwardingOnlyWhenChanged(t *testing.T) {
 		t.Errorf("after b's namespace was made again: ip_forward %s, want 1", got)
 	}
 }
+
+// TestPolicyApplianceInbound: what a VirtualAppliance route hands an
+// appliance meets the appliance NIC's inbound NSG (as Azure applies it to
+// a network virtual appliance's NIC), whether it forwards or not, held
+// against the model: c's subnet routes a's subnet via b; b's NSG denies
+// 8081 from c inbound, so c reaches a's 8080 through b and not its 8081,
+// while a's own 8081 is open to b and c's traffic to a without the route
+// would pass.
+func TestPolicyApplianceInbound(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	pn.model.Subnets[1].RouteTable = "rt1"
+	pn.model.RouteTables["rt1"] = []*policy.Route{{Name: "via-b", Prefix: netip.MustParsePrefix("10.0.1.0/24"),
+		NextHop: policy.HopVirtualAppliance, NextHopIP: mustAddr("10.0.1.5")}}
+	pn.model.NSGs["nsg-b"] = &policy.NSG{ID: "nsg-b", Rules: []policy.Rule{
+		tcpRule("deny-c-8081", 100, policy.Inbound, policy.Deny, prefixes("10.0.2.4/32"), 8081),
+	}}
+	pn.nic("b").NSG = "nsg-b"
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	pn.check(t,
+		probe{"c", "a", 8080, true},  // through b
+		probe{"c", "a", 8081, false}, // b's inbound NSG
+		probe{"b", "a", 8081, true},  // b's own traffic: a has no NSG
+	)
+	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8081})
+	if r := v.Rule(); v.Outcome != policy.Denied || r == nil || r.Name != "deny-c-8081" || v.Checks[len(v.Checks)-1].NIC != "b" {
+		t.Errorf("model: %s, want Denied by deny-c-8081 at appliance b", v)
+	}
+	// Without the route, b's NSG is not on the way.
+	pn.model.Subnets[1].RouteTable = ""
+	pn.apply(t)
+	pn.check(t, probe{"c", "a", 8081, true})
+}

@@ -345,6 +345,11 @@ func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src 
 		hop, origin := sender, armnetwork.OriginOutbound
 		if c.Direction == policy.Inbound {
 			hop, origin = last, armnetwork.OriginInbound
+			for i, h := range v.Via { // an appliance's inbound NSG stopped it on its way in
+				if h.Appliance == c.NIC {
+					hop = hops[i+1]
+				}
+			}
 		}
 		hop.Issues = append(hop.Issues, issue(origin, armnetwork.IssueTypeNetworkSecurityRule,
 			[2]string{"RuleName", ruleRef(c.Rule)}, [2]string{"NetworkSecurityGroup", c.Applied.NSG}))
