@@ -21,7 +21,9 @@ import (
 // through the network's router as the network's default outbound address,
 // within the server's firewall rules (a rule naming that address lets
 // psql in, none keeps it out); an NSG rule denying Internet outbound on
-// the NIC's subnet stops it, and `privlink why` agrees each time.
+// the NIC's subnet stops it, and so does public network access Disabled.
+// `privlink why` agrees with psql each time, naming the firewall rule that
+// admits the flow, the missing one, the NSG rule or the public access.
 func TestOutbound(t *testing.T) {
 	d, owner := networkLab(t, "out", "psql")
 	pg := newPGClients(t, d, d.creds.SubscriptionID)
@@ -67,6 +69,7 @@ func TestOutbound(t *testing.T) {
 	if got, err := psql(); err == nil {
 		t.Fatalf("psql to the public endpoint without a firewall rule: %q", got)
 	}
+	why(false, "no firewall rule of flexible server srv-out admits 198.18.0.")
 	// The pool of default outbound addresses: the server sees one of them.
 	firewall(controller.OutboundPool.Addr().String(), "198.18.0.255")
 	var seen string
@@ -79,7 +82,7 @@ func TestOutbound(t *testing.T) {
 	if err != nil || !controller.OutboundPool.Contains(addr) {
 		t.Fatalf("the server sees the NIC as %q, want the network's default outbound address in %s", seen, controller.OutboundPool)
 	}
-	why(true, "reachable")
+	why(true, "firewall rule vnet of "+*srv.ID+" admits it (from "+seen+",")
 	// A rule naming exactly that address lets it in; one without it not.
 	firewall(addr.String(), addr.String())
 	if got, err := psql(); err != nil || got != seen {
@@ -90,6 +93,7 @@ func TestOutbound(t *testing.T) {
 	if !testkit.Poll(10*time.Second, func() bool { _, err := psql(); return err != nil }) {
 		t.Errorf("psql gets in with a firewall rule naming only %s", other)
 	}
+	why(false, "no firewall rule of flexible server srv-out admits "+seen+" ")
 	firewall(addr.String(), addr.String())
 	testkit.WaitFor(t, 15*time.Second, "psql after the rule is back", func() error { _, err := psql(); return err })
 
@@ -108,7 +112,21 @@ func TestOutbound(t *testing.T) {
 	why(false, "security rule securityRules/deny-internet ")
 	l.writeSubnet(t, "clients", &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr("10.0.1.0/24")})
 	testkit.WaitFor(t, 15*time.Second, "psql once the NSG is gone", func() error { _, err := psql(); return err })
-	why(true, "reachable")
+	why(true, "firewall rule vnet of ")
+
+	// Public network access Disabled: no firewall rule lets anyone in.
+	up, err := pg.servers.BeginUpdate(ctx(t), "out", "srv-out", armpostgresqlflexibleservers.ServerForPatch{Properties: &armpostgresqlflexibleservers.ServerPropertiesForPatch{
+		Network: &armpostgresqlflexibleservers.Network{PublicNetworkAccess: ptr(armpostgresqlflexibleservers.ServerPublicNetworkAccessStateDisabled)}}}, nil)
+	if err == nil {
+		_, err = up.PollUntilDone(ctx(t), pollOpts)
+	}
+	if err != nil {
+		t.Fatalf("public network access Disabled: %v", err)
+	}
+	if !testkit.Poll(10*time.Second, func() bool { _, err := psql(); return err != nil }) {
+		t.Error("psql to the public endpoint still gets through with public network access Disabled")
+	}
+	why(false, "public network access of flexible server srv-out is Disabled")
 }
 
 // TestApplianceEndpoint: a route table on the clients' subnet sends the

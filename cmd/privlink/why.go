@@ -188,6 +188,11 @@ func printWhy(out io.Writer, from, to, proto string, ci armnetwork.ConnectivityI
 				fmt.Fprintf(out, "  %s: security rule %s of %s denies it (%s)\n", where, ctx["RuleName"], ctx["NetworkSecurityGroup"], dir)
 			case is.Type != nil && *is.Type == armnetwork.IssueTypeUserDefinedRoute:
 				fmt.Fprintf(out, "  %s: the route %s sends it to %s %s\n", where, ctx["Route"], ctx["NextHopType"], ctx["NextHopIpAddress"])
+			case is.Type != nil && *is.Type == armnetwork.IssueTypeGuestFirewall && ctx["Access"] == "Allow":
+				fmt.Fprintf(out, "  %s: firewall rule %s of %s admits it (from %s, the network's default outbound address)\n",
+					where, ctx["FirewallRule"], ctx["Resource"], ctx["SourceAddress"])
+			case ctx["Resource"] != "" && ctx["Reason"] != "":
+				fmt.Fprintf(out, "  %s: %s%s\n", where, ctx["Reason"], publicHint(*is.Type, ctx["SourceAddress"]))
 			case ctx["PrivateEndpointConnection"] != "":
 				fmt.Fprintf(out, "  %s: private endpoint %s's connection is %s, not Approved: ask the server's owner to approve it\n",
 					where, ctx["PrivateEndpoint"], ctx["PrivateEndpointConnection"])
@@ -211,4 +216,13 @@ func deref[T ~string](p *T) string {
 		return ""
 	}
 	return string(*p)
+}
+
+// publicHint says what to do next about a public path that keeps a flow
+// out.
+func publicHint(typ armnetwork.IssueType, src string) string {
+	if typ == armnetwork.IssueTypeGuestFirewall {
+		return fmt.Sprintf(" (the server sees the network's default outbound address %s): add a firewall rule that holds it", src)
+	}
+	return ""
 }

@@ -33,7 +33,7 @@ type Datapath struct {
 	// converged holds, by router (a network's fabric ID; the internet
 	// router's is ""), the fingerprint it last converged to; only the
 	// loop's goroutine uses it.
-	converged map[string]string
+	converged converged
 	// failedPasses counts the passes in a row in which the kernel refused
 	// a change (for the back-off); only the loop's goroutine uses it.
 	failedPasses int
@@ -43,7 +43,7 @@ type Datapath struct {
 
 // NewDatapath returns the controller.
 func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Datapath {
-	d := &Datapath{fab: fab, pg: pg, log: log, planner: datapath.NewPlanner(st), converged: map[string]string{},
+	d := &Datapath{fab: fab, pg: pg, log: log, planner: datapath.NewPlanner(st), converged: converged{},
 		observed: datapath.NewObserved()}
 	d.loop = &Loop{Name: "datapath", Prefixes: datapath.Prefixes, Items: d.items,
 		Resync: func(context.Context) ([]string, error) { return []string{itemDatapathResync}, nil }, ResyncEvery: 30 * time.Second,
@@ -100,14 +100,14 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 	// converged the router, and the fabric's error.
 	converge := func(key string, r router, what string, ensure func() ([]fabric.Flow, error)) (bool, error) {
 		fp := r.Fingerprint()
-		if cur, ok := d.converged[key]; ok && cur == fp && item != itemDatapathResync {
+		if d.converged.current(key, fp) && item != itemDatapathResync {
 			return false, nil
 		}
-		delete(d.converged, key)
+		d.converged.forget(key)
 		revoked, err := ensure()
 		switch {
 		case err == nil:
-			d.converged[key] = fp
+			d.converged.done(key, fp)
 		case r.Waiting(err):
 			// A router or a server's namespace is not there yet.
 			pendings = append(pendings, fmt.Errorf("%s: %w", what, err))
@@ -117,11 +117,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		d.terminate(ctx, revoked, want)
 		return true, err
 	}
-	for key := range d.converged {
-		if _, ok := want.Networks[key]; !ok && key != internetRouter {
-			delete(d.converged, key)
-		}
-	}
+	d.converged.keep(func(key string) bool { _, ok := want.Networks[key]; return ok || key == internetRouter })
 	// results holds the error of each network's router converged this
 	// pass (nil: all in place); networks not converged this pass are as
 	// they last converged, which succeeded.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -23,7 +24,7 @@ import (
 // a server's public endpoint names that address.
 
 // OutboundPrefix is the store prefix of default outbound reservations.
-const OutboundPrefix = "network/outbound/"
+const OutboundPrefix = network.OutboundPrefix
 
 // OutboundPool is where default outbound addresses come from: the internet
 // router's own 198.18.0.0/24 but its network address, its gateway

@@ -2,14 +2,19 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/policy"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -21,18 +26,24 @@ import (
 // that answers effective rules and Network Watcher) and converges the
 // router's policy table (fabric.EnsurePolicy), which also closes the live
 // flows the new program denies. A change of any document the policies
-// depend on applies at once; every 30 s each network is converged again,
-// which heals drift.
+// depend on applies at once, and a pass whose compiled program (and NICs'
+// links) is the one the router last converged to touches nothing in the
+// kernel (no table read back, no conntrack dump); every 30 s each network
+// is converged again whatever its fingerprint, NICs' IP forwarding
+// included, which heals drift.
 type Policy struct {
 	st   store.Store
 	fab  *fabric.Fabric
 	log  *slog.Logger
 	loop *Loop
+	// converged holds, by network (lower-cased ARM ID), the fingerprint
+	// of the program and NICs its router last converged to.
+	converged converged
 }
 
 // NewPolicy returns the policy controller.
 func NewPolicy(st store.Store, fab *fabric.Fabric, log *slog.Logger) *Policy {
-	p := &Policy{st: st, fab: fab, log: log}
+	p := &Policy{st: st, fab: fab, log: log, converged: converged{}}
 	p.loop = &Loop{
 		Name: "policy", Prefixes: []string{"arm/"},
 		Items: p.items, Resync: p.resync, ResyncEvery: 30 * time.Second,
@@ -55,7 +66,12 @@ var policyTypes = map[string]bool{
 	"routetables/routes":                  true,
 }
 
-const itemAllPolicies = "all"
+// itemAllPolicies enqueues every network; itemResyncPolicies does too,
+// after forgetting what each converged to.
+const (
+	itemAllPolicies    = "all"
+	itemResyncPolicies = "all/resync"
+)
 
 func (p *Policy) items(key string, _ []byte) []string {
 	id, ok := arm.ParseDocKey(key)
@@ -73,10 +89,14 @@ func (p *Policy) items(key string, _ []byte) []string {
 	return nil
 }
 
-func (p *Policy) resync(context.Context) ([]string, error) { return []string{itemAllPolicies}, nil }
+func (p *Policy) resync(context.Context) ([]string, error) { return []string{itemResyncPolicies}, nil }
 
 func (p *Policy) reconcile(ctx context.Context, item string) (time.Duration, error) {
-	if item == itemAllPolicies {
+	if item == itemResyncPolicies {
+		p.converged.forgetAll()
+		p.fab.ForgetForwarding()
+	}
+	if item == itemAllPolicies || item == itemResyncPolicies {
 		kvs, _, err := p.st.List(ctx, "arm/")
 		if err != nil {
 			return 0, err
@@ -104,7 +124,9 @@ func (p *Policy) ensure(ctx context.Context, vnet arm.ResourceID) (time.Duration
 	if err != nil {
 		return 0, fmt.Errorf("policies of %s: %w", vnet, err)
 	}
+	key := strings.ToLower(vnet.String())
 	if n == nil {
+		p.converged.forget(key)
 		return 0, nil // gone: so is its router, with the table
 	}
 	nics := map[string]string{}
@@ -116,7 +138,16 @@ func (p *Policy) ensure(ctx context.Context, vnet arm.ResourceID) (time.Duration
 			nics[c.ID] = FabricID(nid)
 		}
 	}
-	revoked, err := p.fab.EnsurePolicy(FabricID(vnet), n.Compile(), nics)
+	prog := n.Compile()
+	fp := p.fingerprint(vnet, prog, nics)
+	if p.converged.current(key, fp) {
+		return 0, nil
+	}
+	p.converged.forget(key)
+	revoked, err := p.fab.EnsurePolicy(FabricID(vnet), prog, nics)
+	if err == nil {
+		p.converged.done(key, fp)
+	}
 	if errors.Is(err, fabric.ErrNotFound) {
 		p.log.Debug("router not there yet; policies wait", "network", vnet.String())
 		return routerPending, nil
@@ -128,4 +159,21 @@ func (p *Policy) ensure(ctx context.Context, vnet arm.ResourceID) (time.Duration
 		return 0, fmt.Errorf("policies of %s: %w", vnet, err)
 	}
 	return 0, nil
+}
+
+// fingerprint is the fingerprint of network vnet's router running prog
+// with the NICs' fabric IDs nics, and of the namespaces it touches (their
+// inodes: a router or NIC namespace made, or made again, converges at
+// once, e.g. a NIC's IP forwarding set as soon as it has a namespace).
+func (p *Policy) fingerprint(vnet arm.ResourceID, prog *policy.Program, nics map[string]string) string {
+	ino := func(kind fabric.Kind, id string) uint64 {
+		n, _ := p.fab.NamespaceInode(p.fab.NamespaceName(kind, id)) // 0: none yet
+		return n
+	}
+	b := fmt.Appendf(nil, "%s router %d", prog.Fingerprint(), ino(fabric.KindNetwork, FabricID(vnet)))
+	for _, nic := range slices.Sorted(maps.Keys(nics)) {
+		b = fmt.Appendf(b, " %s=%s:%d", nic, nics[nic], ino(fabric.KindNIC, nics[nic]))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

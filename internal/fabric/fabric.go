@@ -114,6 +114,11 @@ type Fabric struct {
 	// batchBudget, when not 0, replaces nftBatchBudget (tests of changes
 	// split into several batches).
 	batchBudget int
+	// forwarding remembers, by NIC namespace name, the IP forwarding
+	// ensureForwarding last set there and in which namespace (its inode),
+	// so a pass enters only the NICs whose setting or namespace changed;
+	// ForgetForwarding clears it (a resync). Guarded by mu.
+	forwarding map[string]forwardingState
 }
 
 // New returns a Fabric owning the namespaces whose names start with prefix

@@ -274,6 +274,9 @@ func (f *Fabric) ensureNS(name string, inside func() error) (r *nsRef, created b
 	if err != nil {
 		return nil, false, err
 	}
+	if created {
+		delete(f.forwarding, name) // see deleteNS
+	}
 	lo, err := r.h.LinkByName("lo")
 	if err == nil && lo.Attrs().Flags&net.FlagUp == 0 {
 		err = r.h.LinkSetUp(lo)
@@ -375,6 +378,7 @@ func removeNSEntry(name string) error {
 // keep it, and its links, alive after the unmount).
 func (f *Fabric) deleteNS(name string) error {
 	f.watches.end(name)
+	delete(f.forwarding, name) // a namespace made again under name starts anew
 	r, err := f.open(name, nil)
 	switch {
 	case err == nil:

@@ -33,6 +33,10 @@ import (
 //	                      VnetLocal returns, None (and what has no next
 //	                      hop here) goes to deny, VirtualAppliance marks
 //	                      the packet for the appliance's routing table
+//	chain va-in-{i}       regular, one per virtual appliance whose NIC has
+//	                      inbound NSGs: what a route hands the appliance
+//	                      meets them (subnet then NIC) before it goes
+//	                      to the appliance, as Azure filters it there
 //	chain deny            TCP picked up mid-stream (no lone SYN: a flow
 //	                      whose entry revocation deleted) is reset, the
 //	                      rest dropped, as an NSG drops
@@ -152,11 +156,31 @@ func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
 	return flows, err
 }
 
+// forwardingState is the IP forwarding set in a NIC's namespace, and
+// which namespace that was (its inode: a namespace made again starts
+// without forwarding).
+type forwardingState struct {
+	ino uint64
+	on  bool
+}
+
+// ForgetForwarding makes the next EnsurePolicy of every network set the IP
+// forwarding of each of its NICs again, whether or not it changed: the
+// policy controller's periodic resync, which heals a setting changed by
+// hand.
+func (f *Fabric) ForgetForwarding() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forwarding = nil
+}
+
 // ensureForwarding sets net.ipv4.ip_forward in the namespace of each NIC
 // of p's attachments as its enableIPForwarding says (1: it routes packets
 // not addressed to it, such as those a VirtualAppliance route hands it,
 // back out to its router; ICMP redirects off, since it sends them back the
-// way they came). A NIC without a namespace yet gets it on a later pass.
+// way they came). It enters only the namespaces whose NIC's setting
+// changed since it last set it there, or that are new (f.forwarding). A
+// NIC without a namespace yet gets it on a later pass.
 func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) error {
 	var errs []error
 	for _, a := range p.Attachments {
@@ -164,11 +188,20 @@ func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) err
 		if a.Endpoint || id == "" {
 			continue
 		}
+		name := f.NamespaceName(KindNIC, id)
+		ino, err := f.NamespaceInode(name)
+		if err != nil {
+			continue // not made yet
+		}
+		want := forwardingState{ino: ino, on: a.IPForwarding}
+		if cur, ok := f.forwarding[name]; ok && cur == want {
+			continue
+		}
 		on, redirects := "0", "1"
 		if a.IPForwarding {
 			on, redirects = "1", "0"
 		}
-		err := f.Do(f.NamespaceName(KindNIC, id), func() error {
+		err = f.Do(name, func() error {
 			for _, kv := range [][2]string{{"net/ipv4/ip_forward", on}, {"net/ipv4/conf/all/send_redirects", redirects},
 				{"net/ipv4/conf/" + nicLinkName + "/send_redirects", redirects}} {
 				if _, err := setSysctl(kv[0], kv[1]); err != nil {
@@ -177,7 +210,13 @@ func (f *Fabric) ensureForwarding(p *policy.Program, nics map[string]string) err
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		switch {
+		case err == nil:
+			if f.forwarding == nil {
+				f.forwarding = map[string]forwardingState{}
+			}
+			f.forwarding[name] = want
+		case !errors.Is(err, ErrNotFound):
 			errs = append(errs, fmt.Errorf("IP forwarding of NIC %s: %w", id, err))
 		}
 	}
@@ -189,7 +228,14 @@ type appliance struct {
 	addr netip.Addr
 	nic  string // lower-cased ID of the NIC that holds it, "" if none
 	mark uint32
+	// in are the inbound chains of its NIC, which what a route hands it
+	// meets (chain inChain).
+	in []string
 }
+
+// inChain is the chain that applies the appliance's inbound NSGs to a
+// packet a route hands it, then lets it go to the appliance.
+func (ap appliance) inChain() string { return fmt.Sprintf("va-in-%x", ap.mark-applianceMark) }
 
 // policyTable is the desired policy table of a router running p, and the
 // appliances its routes use.
@@ -209,23 +255,23 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 		}
 	}
 	var appliances []appliance
-	applianceOf := func(addr netip.Addr) (uint32, error) {
+	applianceOf := func(addr netip.Addr) (appliance, error) {
 		for _, ap := range appliances {
 			if ap.addr == addr {
-				return ap.mark, nil
+				return ap, nil
 			}
 		}
 		if len(appliances) == maxAppliances {
-			return 0, fmt.Errorf("more than %d virtual appliances: %w", maxAppliances, ErrInvalid)
+			return appliance{}, fmt.Errorf("more than %d virtual appliances: %w", maxAppliances, ErrInvalid)
 		}
 		ap := appliance{addr: addr, mark: applianceMark + uint32(len(appliances))}
 		for _, a := range p.Attachments {
 			if a.Addr == addr && !a.Endpoint {
-				ap.nic = a.NIC
+				ap.nic, ap.in = a.NIC, a.In
 			}
 		}
 		appliances = append(appliances, ap)
-		return ap.mark, nil
+		return ap, nil
 	}
 	var spoofRules, outRules, routeRules, inRules []nftRule
 	// A NIC sends from its own addresses only, unless it forwards.
@@ -262,6 +308,17 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 			rules = append(rules, r)
 		}
 		spec.chains = append(spec.chains, chainSpec{name: name, rules: rules})
+	}
+	for _, ap := range appliances {
+		if len(ap.in) == 0 {
+			continue
+		}
+		var rules []nftRule
+		for _, ch := range ap.in {
+			rules = append(rules, nftRule{fmt.Sprintf("appliance %s in: %s", ap.addr, ch), jump(ch)})
+		}
+		rules = append(rules, nftRule{fmt.Sprintf("appliance %s: to it", ap.addr), []expr.Any{accept}})
+		spec.chains = append(spec.chains, chainSpec{name: ap.inChain(), rules: rules})
 	}
 	for _, a := range p.Attachments {
 		if link := links[a.NIC]; link != "" {
@@ -557,23 +614,27 @@ func prefixMatch(off uint32, p netip.Prefix) []expr.Any {
 // routeRule is a route chain's rule for ra: a packet to ra's prefix
 // returns (delivered in the network), is denied (no next hop here), or is
 // marked for its appliance's routing table.
-func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (uint32, error)) (nftRule, error) {
+func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (appliance, error)) (nftRule, error) {
 	to := slices.Concat(ipv4(), prefixMatch(offIPDaddr, ra.Prefix))
 	name := fmt.Sprintf("route %s %s %s", ra.Name, ra.Prefix, ra.NextHop)
 	switch ra.NextHop {
 	case policy.HopVnetLocal, policy.HopEndpoint, policy.HopPeering:
 		return nftRule{name, append(to, verdictReturn)}, nil
 	case policy.HopVirtualAppliance:
-		mark, err := applianceOf(ra.NextHopIP)
+		ap, err := applianceOf(ra.NextHopIP)
 		if err != nil {
 			return nftRule{}, err
 		}
+		// Handed to the appliance: its NIC's inbound rules, not the
+		// destination's, on this pass.
+		verdict := expr.Any(accept)
+		if len(ap.in) > 0 {
+			verdict = &expr.Verdict{Kind: expr.VerdictGoto, Chain: ap.inChain()}
+		}
 		// The flow's conntrack mark remembers it (applianceFlowRules), so
 		// its later packets go the same way.
-		return nftRule{fmt.Sprintf("%s %s mark %#x", name, ra.NextHopIP, mark), slices.Concat(to, packetMark(mark), []expr.Any{
-			&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1},
-			accept, // handed to the appliance: no inbound rules on this pass
-		})}, nil
+		return nftRule{fmt.Sprintf("%s %s mark %#x", name, ra.NextHopIP, ap.mark), slices.Concat(to, packetMark(ap.mark), []expr.Any{
+			&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: 1}, verdict})}, nil
 	case policy.HopInternet:
 		// No network address leaves for the internet (the model's
 		// Unreachable); the rest goes on, to the router's default

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -792,4 +793,100 @@ func pingIn(f *Fabric, ns, dst string, bound time.Duration) error {
 		}
 	}
 	return fmt.Errorf("no echo reply from %s within %v", dst, bound)
+}
+
+// TestPolicyForwardingOnlyWhenChanged: EnsurePolicy sets a NIC's IP
+// forwarding when its enableIPForwarding changes or its namespace is new,
+// not on every pass: a setting changed behind its back stays until
+// ForgetForwarding (the controller's resync), or until the NIC's namespace
+// is made again, after which the next pass sets it again.
+func TestPolicyForwardingOnlyWhenChanged(t *testing.T) {
+	pn := newPolicyNet(t)
+	forward := func() string {
+		t.Helper()
+		var v string
+		if err := pn.f.Do(pn.ns["b"], func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+			v = strings.TrimSpace(string(b))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	byHand := func(v string) {
+		t.Helper()
+		if err := pn.f.Do(pn.ns["b"], func() error { _, err := setSysctl("net/ipv4/ip_forward", v); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	if got := forward(); got != "1" {
+		t.Fatalf("enableIPForwarding on: ip_forward %s, want 1", got)
+	}
+	byHand("0")
+	pn.apply(t) // the same program: b is not entered
+	if got := forward(); got != "0" {
+		t.Errorf("a pass without a change set ip_forward to %s: it entered the NIC's namespace", got)
+	}
+	pn.f.ForgetForwarding()
+	pn.apply(t)
+	if got := forward(); got != "1" {
+		t.Errorf("after ForgetForwarding: ip_forward %s, want 1", got)
+	}
+	pn.nic("b").IPForwarding = false
+	pn.apply(t)
+	if got := forward(); got != "0" {
+		t.Errorf("enableIPForwarding off: ip_forward %s, want 0", got)
+	}
+	// b's namespace made again: the next pass sets it, with no change of
+	// the program.
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	if err := pn.f.DeleteNIC("b"); err != nil {
+		t.Fatal(err)
+	}
+	pn.ns["b"] = mustEnsureNIC(t, pn.f, "b", "net1", pn.addr["b"]+"/24")
+	if got := forward(); got != "0" {
+		t.Fatalf("a new namespace starts with ip_forward %s, want 0", got)
+	}
+	pn.apply(t)
+	if got := forward(); got != "1" {
+		t.Errorf("after b's namespace was made again: ip_forward %s, want 1", got)
+	}
+}
+
+// TestPolicyApplianceInbound: what a VirtualAppliance route hands an
+// appliance meets the appliance NIC's inbound NSG (as Azure applies it to
+// a network virtual appliance's NIC), whether it forwards or not, held
+// against the model: c's subnet routes a's subnet via b; b's NSG denies
+// 8081 from c inbound, so c reaches a's 8080 through b and not its 8081,
+// while a's own 8081 is open to b and c's traffic to a without the route
+// would pass.
+func TestPolicyApplianceInbound(t *testing.T) {
+	t.Parallel()
+	pn := newPolicyNet(t)
+	pn.model.Subnets[1].RouteTable = "rt1"
+	pn.model.RouteTables["rt1"] = []*policy.Route{{Name: "via-b", Prefix: netip.MustParsePrefix("10.0.1.0/24"),
+		NextHop: policy.HopVirtualAppliance, NextHopIP: mustAddr("10.0.1.5")}}
+	pn.model.NSGs["nsg-b"] = &policy.NSG{ID: "nsg-b", Rules: []policy.Rule{
+		tcpRule("deny-c-8081", 100, policy.Inbound, policy.Deny, prefixes("10.0.2.4/32"), 8081),
+	}}
+	pn.nic("b").NSG = "nsg-b"
+	pn.nic("b").IPForwarding = true
+	pn.apply(t)
+	pn.check(t,
+		probe{"c", "a", 8080, true},  // through b
+		probe{"c", "a", 8081, false}, // b's inbound NSG
+		probe{"b", "a", 8081, true},  // b's own traffic: a has no NSG
+	)
+	v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8081})
+	if r := v.Rule(); v.Outcome != policy.Denied || r == nil || r.Name != "deny-c-8081" || v.Checks[len(v.Checks)-1].NIC != "b" {
+		t.Errorf("model: %s, want Denied by deny-c-8081 at appliance b", v)
+	}
+	// Without the route, b's NSG is not on the way.
+	pn.model.Subnets[1].RouteTable = ""
+	pn.apply(t)
+	pn.check(t, probe{"c", "a", 8081, true})
 }

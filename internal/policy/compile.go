@@ -65,6 +65,17 @@ type Attachment struct {
 	In, Out      []string
 }
 
+// Fingerprint is equal for two Programs that hold the same (sets, chains,
+// attachments, routes): a router that runs one need not converge to the
+// other.
+func (p *Program) Fingerprint() string {
+	if p == nil {
+		return ""
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%v", *p)) // maps print in key order
+	return hex.EncodeToString(sum[:])
+}
+
 // RouteAction is a route that is not delivery inside the network.
 type RouteAction struct {
 	Prefix    netip.Prefix
@@ -202,9 +213,10 @@ func (n *Network) compileMatch(p *Program, m Match) Addrs {
 
 // Decide is what a router running p does with f's first packet: the
 // source's outbound chains, its subnet's route, the destination's inbound
-// chains; a packet a route hands to an appliance that forwards (IP
-// forwarding) comes back from it and is taken as the appliance's own
-// (its outbound chains, its subnet's route). It stands for the kernel in
+// chains; a packet a route hands to an appliance meets the appliance's
+// inbound chains, and if the appliance forwards (IP forwarding) comes
+// back from it and is taken as the appliance's own (its outbound chains,
+// its subnet's route). It stands for the kernel in
 // tests of the compiler, and answers as Network.Decide does (outcome and
 // deciding rule's comment).
 func (p *Program) Decide(f Flow) (Outcome, string) {
@@ -237,11 +249,17 @@ func (p *Program) Decide(f Flow) (Outcome, string) {
 			return Dropped, last
 		case HopVirtualAppliance:
 			next := at(a.NextHopIP)
-			if next == nil || !next.IPForwarding || next.Endpoint {
+			if next == nil || next.Endpoint {
 				return ToAppliance, last
 			}
 			if via[next.Addr] {
 				return Unreachable, last // a routing loop
+			}
+			if !p.pass(next.In, f, &last) { // arriving at the appliance's NIC
+				return Denied, last
+			}
+			if !next.IPForwarding {
+				return ToAppliance, last
 			}
 			via[next.Addr], src = true, next
 			continue

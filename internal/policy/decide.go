@@ -90,6 +90,10 @@ type Check struct {
 	Applied   Applied
 	Direction Direction
 	Rule      Rule
+	// NIC is the NIC whose traffic the NSG filtered (lower-cased ID): the
+	// sender's or a virtual appliance's (outbound, inbound at the
+	// appliance), or the destination's.
+	NIC string
 }
 
 // Verdict is the decision on a flow and why.
@@ -195,15 +199,26 @@ func (n *Network) from(v Verdict, src *NIC, f Flow) (Verdict, error) {
 			return v, nil
 		}
 		v.Appliance = c.ID
-		if !c.IPForwarding || c.Endpoint {
+		if c.Endpoint {
 			return v, nil
 		}
 		if slices.ContainsFunc(v.Via, func(h Hop) bool { return h.Appliance == c.ID }) {
 			v.Outcome = Unreachable // a routing loop: the packet goes round until its TTL runs out
 			return v, nil
 		}
-		v.Via = append(v.Via, Hop{Appliance: c.ID, Route: v.Route})
-		v.Appliance = ""
+		if c.IPForwarding {
+			v.Via = append(v.Via, Hop{Appliance: c.ID, Route: v.Route})
+			v.Appliance = ""
+		}
+		// The packet arrives at the appliance's NIC: its inbound NSGs
+		// (subnet then NIC) apply, as Azure applies them to what a route
+		// hands a network virtual appliance.
+		if !n.cross(&v, c, Inbound, f) {
+			return v, nil
+		}
+		if !c.IPForwarding {
+			return v, nil
+		}
 		return n.from(v, c, f)
 	case HopVirtualNetworkGateway:
 		v.Outcome = Unreachable // no gateway yet
@@ -241,7 +256,7 @@ func (n *Network) cross(v *Verdict, nic *NIC, d Direction, f Flow) bool {
 		if !ok { // cannot happen: the default rules match everything
 			continue
 		}
-		v.Checks = append(v.Checks, Check{Applied: a, Direction: d, Rule: r})
+		v.Checks = append(v.Checks, Check{Applied: a, Direction: d, Rule: r, NIC: nic.ID})
 		if r.Access == Deny {
 			v.Outcome = Denied
 			return false

@@ -267,3 +267,25 @@ func policyRoutes(r arm.Reader, id string) ([]*policy.Route, error) {
 	}
 	return out, nil
 }
+
+// OutboundPrefix is the store prefix of the virtual networks' default
+// outbound addresses: OutboundPrefix+address → the network's lower-cased
+// ARM ID (controller.OutboundPrefix, which reserves them, is this).
+const OutboundPrefix = "network/outbound/"
+
+// outboundAddress returns the default outbound address of the network
+// whose lower-cased ID is vnet, the zero Addr if it has none (yet).
+func outboundAddress(r arm.Reader, vnet string) (netip.Addr, error) {
+	kvs, err := r.List(OutboundPrefix)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("list default outbound addresses: %w", err)
+	}
+	for _, kv := range kvs {
+		if string(kv.Value) == vnet {
+			if a, err := netip.ParseAddr(strings.TrimPrefix(kv.Key, OutboundPrefix)); err == nil {
+				return a, nil
+			}
+		}
+	}
+	return netip.Addr{}, nil
+}

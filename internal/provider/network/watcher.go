@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/policy"
+	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -272,7 +273,13 @@ func (p *Provider) connectivityCheck(ctx context.Context, r *arm.Request) (*arm.
 		if err != nil {
 			return nil, err
 		}
-		return connectivityInfo(tx, n, srcID, src, dst, dstNIC, v)
+		var pub *publicHop
+		if v.Outcome == policy.ToInternet {
+			if pub, err = p.publicHop(tx, n, f); err != nil {
+				return nil, err
+			}
+		}
+		return connectivityInfo(tx, n, srcID, src, dst, dstNIC, v, pub)
 	})
 }
 
@@ -302,13 +309,16 @@ func connectivityDestination(tx store.Tx, n *policy.Network, d *armnetwork.Conne
 // is an issue of the platform. Each virtual appliance that forwarded the
 // flow (v.Via) is a hop between them, of type VirtualAppliance; an
 // outbound rule or a route stops the flow at the hop that sent it.
-func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src *policy.NIC, dst netip.Addr, dstNIC *policy.NIC, v policy.Verdict) (any, error) {
-	issue := func(origin armnetwork.Origin, typ armnetwork.IssueType, ctx ...[2]string) *armnetwork.ConnectivityIssue {
+func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src *policy.NIC, dst netip.Addr, dstNIC *policy.NIC, v policy.Verdict, pub *publicHop) (any, error) {
+	issueOf := func(sev armnetwork.Severity, origin armnetwork.Origin, typ armnetwork.IssueType, ctx ...[2]string) *armnetwork.ConnectivityIssue {
 		var c []map[string]*string
 		for _, kv := range ctx {
 			c = append(c, map[string]*string{kv[0]: ptr(kv[1])})
 		}
-		return &armnetwork.ConnectivityIssue{Origin: &origin, Severity: ptr(armnetwork.SeverityError), Type: &typ, Context: c}
+		return &armnetwork.ConnectivityIssue{Origin: &origin, Severity: ptr(sev), Type: &typ, Context: c}
+	}
+	issue := func(origin armnetwork.Origin, typ armnetwork.IssueType, ctx ...[2]string) *armnetwork.ConnectivityIssue {
+		return issueOf(armnetwork.SeverityError, origin, typ, ctx...)
 	}
 	first := &armnetwork.ConnectivityHop{ID: ptr("source"), Type: ptr("Source"), Address: ptr(src.Addr.String()), ResourceID: ptr(srcID.String()),
 		NextHopIDs: []*string{ptr("destination")}, Issues: []*armnetwork.ConnectivityIssue{}}
@@ -335,6 +345,11 @@ func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src 
 		hop, origin := sender, armnetwork.OriginOutbound
 		if c.Direction == policy.Inbound {
 			hop, origin = last, armnetwork.OriginInbound
+			for i, h := range v.Via { // an appliance's inbound NSG stopped it on its way in
+				if h.Appliance == c.NIC {
+					hop = hops[i+1]
+				}
+			}
 		}
 		hop.Issues = append(hop.Issues, issue(origin, armnetwork.IssueTypeNetworkSecurityRule,
 			[2]string{"RuleName", ruleRef(c.Rule)}, [2]string{"NetworkSecurityGroup", c.Applied.NSG}))
@@ -346,6 +361,10 @@ func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src 
 			[2]string{"Reason", "nothing in the network holds " + dst.String()}))
 	case policy.ToInternet:
 		last.Type = ptr("Internet")
+		if pub != nil {
+			last.Issues = append(last.Issues, pub.issue(issueOf))
+			last.ResourceID = ptr(pub.path.Target.ID.String())
+		}
 	}
 	if dstNIC != nil && dstNIC.Endpoint && v.Outcome == policy.Delivered {
 		if status, pe, err := endpointStatusOfNIC(tx, dstNIC.ID); err != nil {
@@ -360,8 +379,10 @@ func connectivityInfo(tx store.Tx, n *policy.Network, srcID arm.ResourceID, src 
 	}
 	status := armnetwork.ConnectionStatusConnected
 	for _, h := range hops {
-		if len(h.Issues) > 0 {
-			status = armnetwork.ConnectionStatusDisconnected
+		for _, is := range h.Issues {
+			if is.Severity == nil || *is.Severity == armnetwork.SeverityError {
+				status = armnetwork.ConnectionStatusDisconnected
+			}
 		}
 	}
 	if !v.Allowed() {
@@ -392,4 +413,54 @@ func endpointStatusOfNIC(r arm.Reader, nic string) (string, string, error) {
 	}
 	_, status, _ := endpointTarget(&pe)
 	return status, peID.String(), nil
+}
+
+// publicHop is what a private-link resource's public path (its public
+// network access and firewall rules) does with a flow that a network's
+// policies let out to the internet toward its public address, as the
+// resource sees it: from the network's default outbound address.
+type publicHop struct {
+	path *privatelink.PublicPath
+	// outbound is the network's default outbound address (invalid: none).
+	outbound netip.Addr
+	adm      privatelink.Admission
+}
+
+// publicHop looks up the resource whose public address is f's destination
+// (nil when none) and decides f there. Only TCP reaches a public path.
+func (p *Provider) publicHop(tx store.Tx, n *policy.Network, f policy.Flow) (*publicHop, error) {
+	path, err := p.targets.PublicAt(tx, f.Dst)
+	if err != nil || path == nil {
+		return nil, err
+	}
+	h := &publicHop{path: path}
+	if h.outbound, err = outboundAddress(tx, n.ID); err != nil {
+		return nil, err
+	}
+	switch {
+	case !h.outbound.IsValid():
+		h.adm.Reason = fmt.Sprintf("virtual network %s has no default outbound address yet", n.ID)
+	case f.Protocol != policy.TCP:
+		h.adm.Reason = fmt.Sprintf("the public address of %s %s takes TCP only", path.Target.Kind.Title, path.Target.Name)
+	default:
+		h.adm = path.Admit(h.outbound, f.DstPort)
+	}
+	return h, nil
+}
+
+// issue renders h as the destination hop's issue: a warning naming the
+// firewall rule that admits the flow, or an error saying why it is kept
+// out (GuestFirewall when no firewall rule admits the source, Platform
+// otherwise).
+func (h *publicHop) issue(issueOf func(armnetwork.Severity, armnetwork.Origin, armnetwork.IssueType, ...[2]string) *armnetwork.ConnectivityIssue) *armnetwork.ConnectivityIssue {
+	ctx := [][2]string{{"Resource", h.path.Target.ID.String()}, {"SourceAddress", h.outbound.String()}}
+	if h.adm.Allowed {
+		return issueOf(armnetwork.SeverityWarning, armnetwork.OriginInbound, armnetwork.IssueTypeGuestFirewall,
+			append(ctx, [2]string{"FirewallRule", h.adm.Rule.Name}, [2]string{"Access", "Allow"})...)
+	}
+	typ := armnetwork.IssueTypePlatform
+	if h.path.PublicNetworkAccess && h.path.Running && h.outbound.IsValid() {
+		typ = armnetwork.IssueTypeGuestFirewall
+	}
+	return issueOf(armnetwork.SeverityError, armnetwork.OriginInbound, typ, append(ctx, [2]string{"Reason", h.adm.Reason})...)
 }

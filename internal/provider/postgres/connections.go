@@ -18,7 +18,7 @@ import (
 var Kind = &privatelink.Kind{
 	Type: typeServer, Title: "flexible server", Noun: "server",
 	GroupID: GroupID, Zone: PrivateDNSZone, DNSSuffix: DNSSuffix,
-	Lookup: lookupTarget,
+	Lookup: lookupTarget, PublicAt: publicAt,
 }
 
 // lookupTarget reads server id for a private endpoint that targets it:

@@ -14,6 +14,7 @@ package privatelink
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -54,6 +55,10 @@ type Kind struct {
 	// nil when there is none. It reads the store directly: the endpoint's
 	// owner may have no right to read the target.
 	Lookup func(r arm.Reader, id arm.ResourceID) (*Target, error)
+	// PublicAt reads the resource of the type whose public address is
+	// addr, with what lets traffic in there (public.go): nil when none.
+	// A kind without a public path leaves it nil.
+	PublicAt func(r arm.Reader, addr netip.Addr) (*PublicPath, error)
 }
 
 // FQDN is the DNS name of the resource named name.
