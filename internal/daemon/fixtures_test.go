@@ -261,6 +261,14 @@ func (e *env) fixtures() map[string]fixture {
 				ip := fmt.Sprintf("198.18.%d.%d", n/256%256, n%256)
 				return map[string]any{"properties": map[string]any{"startIpAddress": ip, "endIpAddress": ip}}
 			}},
+		"Microsoft.DBforPostgreSQL/flexibleServers/administrators": {model: pg.AdministratorMicrosoftEntraAdd{},
+			// An administrator is named by its principal's object ID.
+			path: func(g string, n int) string {
+				return fmt.Sprintf("%s/administrators/00000000-0000-4000-8000-%012d", e.server(g), n)
+			},
+			body: func(_ string, n int) map[string]any {
+				return map[string]any{"properties": map[string]any{"principalName": fmt.Sprintf("fxadmin%d", n), "principalType": "User"}}
+			}},
 		"Microsoft.DBforPostgreSQL/flexibleServers/configurations": {model: pg.Configuration{},
 			path: func(g string, _ int) string { return e.server(g) + "/configurations/work_mem" },
 			body: func(_ string, n int) map[string]any {
@@ -459,7 +467,8 @@ func apiVersion(path string) string {
 func serverBody(loc string) map[string]any {
 	return map[string]any{"location": loc, "sku": map[string]any{"name": "Standard_B1ms", "tier": "Burstable"},
 		"properties": map[string]any{"version": "15", "administratorLogin": "pgadmin", "administratorLoginPassword": "Sweep-pass-1234",
-			"storage": map[string]any{"storageSizeGB": 32}}}
+			"storage":    map[string]any{"storageSizeGB": 32},
+			"authConfig": map[string]any{"activeDirectoryAuth": "Enabled", "passwordAuth": "Enabled"}}}
 }
 
 func endpointBody(loc, subnet, server string) map[string]any {
