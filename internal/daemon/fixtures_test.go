@@ -95,7 +95,19 @@ func (e *env) populate(t testing.TB, g string) {
 	e.put(t, o, zoneIn(g), map[string]any{"location": "global"})
 	e.put(t, o, e.server(g), serverBody(e.loc))
 	e.put(t, o, endpointIn(g), endpointBody(e.loc, peSubnetIn(g), e.server(g)))
+	for _, more := range morePopulate {
+		more(t, e, g)
+	}
 }
+
+// morePopulate and moreFixtures let a file of its own add what its
+// resource types need: steps that populate runs after its own (in the
+// order the files register them, from init), and fixtures merged into
+// fixtures' map. A type registered twice fails the tests that use them.
+var (
+	morePopulate []func(t testing.TB, e *env, g string)
+	moreFixtures []func(e *env) map[string]fixture
+)
 
 // fixture is how the tests write, read and act on one resource type.
 type fixture struct {
@@ -337,6 +349,14 @@ func (e *env) fixtures() map[string]fixture {
 	soa := fx["Microsoft.Network/privateDnsZones/SOA"]
 	soa.stateRefusals = map[string]string{"DELETE": "BadRequest"} // the SOA goes with its zone
 	fx["Microsoft.Network/privateDnsZones/SOA"] = soa
+	for _, more := range moreFixtures {
+		for typ, f := range more(e) {
+			if _, dup := fx[typ]; dup {
+				panic("daemon tests: two fixtures for " + typ)
+			}
+			fx[typ] = f
+		}
+	}
 	return fx
 }
 
