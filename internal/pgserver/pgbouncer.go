@@ -94,8 +94,10 @@ var bouncerSettings = map[string]string{
 	"stats_users":               "",
 }
 
-// bouncerName is a role or startup parameter name in a pooler setting.
-var bouncerName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$`)
+// bouncerName is a role or startup parameter name in a pooler setting:
+// the characters Azure allows in them (stats_users takes Entra names such
+// as app@tenant), none of which ends or comments a pgbouncer.ini line.
+var bouncerName = regexp.MustCompile(`^[A-Za-z0-9_@.-]{1,63}$`)
 
 // bouncerConfig is what a spec asks of the pooler.
 type bouncerConfig struct {

@@ -157,14 +157,16 @@ func TestPgBouncerRefusesBadSettings(t *testing.T) {
 		{"pgbouncer.max_client_conn": "10; drop"},
 		{"pgbouncer.stats_users": "a b"},
 		{"pgbouncer.stats_users": "a\nadmin_users = a"},
+		{"pgbouncer.stats_users": "a;b"},
+		{"pgbouncer.stats_users": "a\"b"},
 		{"pgbouncer.listen_addr": "0.0.0.0"},
 	} {
 		if _, err := bouncerConfigOf(set); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%v: %v, want ErrInvalid", set, err)
 		}
 	}
-	cfg, err := bouncerConfigOf(map[string]string{"PgBouncer.Enabled": "true", "pgbouncer.pool_mode": "STATEMENT", "pgbouncer.stats_users": " a, b ", "work_mem": "8MB"})
-	if err != nil || !cfg.enabled || cfg.settings["pool_mode"] != "statement" || cfg.settings["stats_users"] != "a,b" || cfg.settings["default_pool_size"] != "50" {
+	cfg, err := bouncerConfigOf(map[string]string{"PgBouncer.Enabled": "true", "pgbouncer.pool_mode": "STATEMENT", "pgbouncer.stats_users": " a, app@tenant ", "work_mem": "8MB"})
+	if err != nil || !cfg.enabled || cfg.settings["pool_mode"] != "statement" || cfg.settings["stats_users"] != "a,app@tenant" || cfg.settings["default_pool_size"] != "50" {
 		t.Errorf("good settings: %+v, %v", cfg, err)
 	}
 }
