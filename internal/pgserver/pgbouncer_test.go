@@ -20,8 +20,8 @@ import (
 // server's roles over TLS with its certificate (SCRAM, passthrough to
 // PostgreSQL), no superuser nor privlink's own role through it, the
 // console for stats_users only, a setting applied by reload, adoption by
-// a new Manager, a restart by Run when it dies, and stopping when
-// disabled.
+// a new Manager, a restart by Run when it dies, the auth function in a
+// database made from template0 by Run, and stopping when disabled.
 func TestPgBouncer(t *testing.T) {
 	if _, err := os.Stat(PgBouncerBinary); err != nil {
 		t.Skipf("%s: %v (apt-get install pgbouncer)", PgBouncerBinary, err)
@@ -122,6 +122,27 @@ func TestPgBouncer(t *testing.T) {
 	})
 	testkit.WaitFor(t, time.Minute, "a login through the restarted pgbouncer", func() error {
 		_, err := bouncer(s.AdminLogin, s.password, "postgres", "SELECT 1")
+		return err
+	})
+
+	// A database made from template0 (which lacks the auth function) is
+	// given it by Run, with no Ensure: app logs in to it through the
+	// pooler.
+	c2, err := m2.knownCluster(s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := m2.connect(t.Context(), c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(t.Context(), "CREATE DATABASE fresh TEMPLATE template0")
+	admin.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, time.Minute, "a login through pgbouncer to a database made from template0", func() error {
+		_, err := bouncer("app", "app-pw", "fresh", "SELECT 1")
 		return err
 	})
 
