@@ -65,25 +65,7 @@ func TestPolicyChainedAppliances(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond) // the capture sockets are open
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := f.DialContext(ctx, pn.ns["c"], "tcp", "10.0.1.4:8080")
-	if err != nil {
-		t.Fatalf("c → a through d and b: %v", err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 64)
-	n, err := conn.Read(buf)
-	if err != nil || string(buf[:n]) != "a 10.0.2.4\n" {
-		t.Fatalf("c → a through d and b: greeting %q, %v; want a to see c's own address", buf[:n], err)
-	}
-	if _, err := conn.Write([]byte("ping\n")); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "ping\n" {
-		t.Fatalf("echo through d and b: %q, %v", buf[:n], err)
-	}
+	echoFromC(t, pn, "d and b")
 	for _, n := range []string{"d", "b"} {
 		if err := <-seen[n]; err != nil {
 			t.Errorf("appliance %s did not see the flow's data: %v", n, err)
@@ -101,5 +83,30 @@ func TestPolicyChainedAppliances(t *testing.T) {
 	}
 	if v, _ := pn.model.Decide(policy.Flow{Src: mustAddr("10.0.2.4"), Dst: mustAddr("10.0.1.4"), Protocol: policy.TCP, SrcPort: 1, DstPort: 8080}); v.Outcome == policy.Delivered {
 		t.Errorf("model with d not forwarding: %s, want the flow to end at d", v)
+	}
+}
+
+// echoFromC connects from c to a's 8080 (through the appliances via
+// names), wants a's greeting naming c's own address, and an echo.
+func echoFromC(t *testing.T, pn *policyNet, via string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pn.f.DialContext(ctx, pn.ns["c"], "tcp", "10.0.1.4:8080")
+	if err != nil {
+		t.Fatalf("c → a through %s: %v", via, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "a 10.0.2.4\n" {
+		t.Fatalf("c → a through %s: greeting %q, %v; want a to see c's own address", via, buf[:n], err)
+	}
+	if _, err := conn.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "ping\n" {
+		t.Fatalf("echo through %s: %q, %v", via, buf[:n], err)
 	}
 }
