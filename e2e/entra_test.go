@@ -22,6 +22,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/pgserver"
 	"github.com/privlink/privlink/internal/store/bolt"
 	"github.com/privlink/privlink/internal/testkit"
 )
@@ -54,7 +56,7 @@ func TestEntra(t *testing.T) {
 	}
 	servers, admins := f.NewServersClient(), f.NewAdministratorsMicrosoftEntraClient()
 	pg := newPGClients(t, d, d.creds.SubscriptionID)
-	createServer(t, pg, "entra", "entra1")
+	fqdn := *createServer(t, pg, "entra", "entra1").Properties.FullyQualifiedDomainName
 
 	// The default principal (the owner) becomes the administrator.
 	adminOID := jwtClaims(t, token(t, d.cfg))["oid"].(string)
@@ -123,29 +125,34 @@ func TestEntra(t *testing.T) {
 	ns := strings.TrimSpace(d.cli(append([]string{"--data-dir", d.dataDir, "netns"}, client...)...))
 	// The usual name would need the network's DNS (privlinkd); the
 	// endpoint's address and verify-full on the name need nothing of it.
-	login := func(user, password string) (string, error) {
-		conn := "host=entra1.postgres.database.azure.com hostaddr=" + peIP(pe) + " dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert=" +
+	// loginAt logs in at hostaddr (the endpoint's address, or the
+	// server's public address reached by default outbound).
+	loginAt := func(hostaddr, user, password string) (string, error) {
+		conn := "host=entra1.postgres.database.azure.com hostaddr=" + hostaddr + " dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert=" +
 			filepath.Join(d.dataDir, "ca.pem") + " user='" + strings.ReplaceAll(user, "'", `\'`) + "'"
 		cmd := exec.Command("ip", "netns", "exec", ns, "psql", conn, "-XAtq", "-c", "select current_user")
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+password)
 		out, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
-	mustLogin := func(what, user, password string) {
+	public := publicAddr(t, d, fqdn).String()
+	mustLoginAt := func(hostaddr, what, user, password string) {
 		t.Helper()
-		if out, err := login(user, password); err != nil || out != user {
-			t.Fatalf("%s: psql as %s: %v: %s", what, user, err, out)
+		if out, err := loginAt(hostaddr, user, password); err != nil || out != user {
+			t.Fatalf("%s: psql as %s at %s: %v: %s", what, user, hostaddr, err, out)
 		}
 	}
-	refused := func(what, user, password string) {
+	refusedAt := func(hostaddr, what, user, password string) {
 		t.Helper()
-		out, err := login(user, password)
+		out, err := loginAt(hostaddr, user, password)
 		if err == nil {
 			t.Errorf("%s: logged in as %s: %s", what, user, out)
 		} else if !strings.Contains(out, "authentication failed") && !strings.Contains(out, "pg_hba.conf rejects") {
 			t.Errorf("%s: refused for another reason: %s", what, out)
 		}
 	}
+	mustLogin := func(what, user, password string) { t.Helper(); mustLoginAt(peIP(pe), what, user, password) }
+	refused := func(what, user, password string) { t.Helper(); refusedAt(peIP(pe), what, user, password) }
 
 	// A fresh token from the CLI (what az account get-access-token
 	// --resource-type oss-rdbms prints) is the password.
@@ -157,6 +164,49 @@ func TestEntra(t *testing.T) {
 	mustLogin("the password administrator, passwordAuth Enabled", "pgadmin", adminPassword)
 	refused("an ARM token (another audience)", adminName, token(t, d.cfg))
 	refused("the administrator's token for another role", "pgadmin", tok)
+
+	// The public path: the client NIC's default outbound address, let in
+	// by a firewall rule, logs in with the same token at the server's
+	// public address; PostgreSQL checks it as through the endpoint.
+	fw, err := pg.firewalls.BeginCreateOrUpdate(cx, "entra", "entra1", "outbound", armpostgresqlflexibleservers.FirewallRule{
+		Properties: &armpostgresqlflexibleservers.FirewallRuleProperties{
+			StartIPAddress: ptr(controller.OutboundPool.Addr().String()), EndIPAddress: ptr("198.18.0.255")}}, nil)
+	if err == nil {
+		_, err = fw.PollUntilDone(cx, pollOpts)
+	}
+	if err != nil {
+		t.Fatalf("firewall rule for default outbound: %v", err)
+	}
+	testkit.WaitFor(t, 15*time.Second, "a token login at the public address", func() error {
+		out, err := loginAt(public, adminName, tok)
+		if err == nil && out != adminName {
+			err = errors.New(out)
+		}
+		return err
+	})
+	refusedAt(public, "an ARM token at the public address", adminName, token(t, d.cfg))
+
+	// No major built without PAM gets Entra: a 15 server with Entra
+	// enabled is not upgraded to one, nor is one created with it.
+	if installedMajor("16") {
+		_, err := servers.BeginUpdate(cx, "entra", "entra1", armpostgresqlflexibleservers.ServerForPatch{
+			Properties: &armpostgresqlflexibleservers.ServerPropertiesForPatch{Version: ptr(armpostgresqlflexibleservers.PostgresMajorVersionSixteen)}}, nil)
+		wantCode(err, "EntraAuthNotSupportedForVersion")
+		if err == nil || !strings.Contains(err.Error(), "properties.version") {
+			t.Errorf("upgrade of an Entra server to 16: %v, want the refusal to name properties.version", err)
+		}
+		body := serverBody()
+		body.Properties.Version = ptr(armpostgresqlflexibleservers.PostgresMajorVersionSixteen)
+		body.Properties.AuthConfig = &armpostgresqlflexibleservers.AuthConfig{ActiveDirectoryAuth: ptr(on)}
+		_, err = servers.BeginCreateOrUpdate(cx, "entra", "entra16", body, nil)
+		wantCode(err, "EntraAuthNotSupportedForVersion")
+		if _, err := servers.Get(cx, "entra", "entra16", nil); err == nil {
+			t.Error("a refused create of a 16 server with Entra left a server")
+		}
+		mustLogin("a token after the refused upgrade", adminName, tok)
+	} else {
+		t.Log("PostgreSQL 16 is not installed (scripts/install-pg-majors): no refusal of Entra on 16 to check")
+	}
 
 	// The administrator creates an Entra role for another principal with
 	// Azure's pgaadauth function; that principal's token logs it in.
@@ -226,6 +276,8 @@ func TestEntra(t *testing.T) {
 		t.Fatalf("disable password authentication: %v", err)
 	}
 	refused("a password with passwordAuth Disabled", "pgadmin", adminPassword)
+	refusedAt(public, "a password at the public address with passwordAuth Disabled", "pgadmin", adminPassword)
+	mustLoginAt(public, "a token at the public address with passwordAuth Disabled", adminName, tok)
 	mustLogin("a token with passwordAuth Disabled", adminName, tok)
 
 	// Removing the administrator stops its next login; the role made
@@ -254,6 +306,17 @@ func TestEntra(t *testing.T) {
 	if left := pamServicesOf(t, d); len(left) != 0 {
 		t.Errorf("PAM services left after the server's delete: %v", left)
 	}
+}
+
+// installedMajor reports whether privlinkd finds PostgreSQL major under
+// pgserver.DefaultBinRoot.
+func installedMajor(major string) bool {
+	for _, root := range strings.Split(pgserver.DefaultBinRoot, ":") {
+		if _, err := os.Stat(filepath.Join(root, major, "bin", "postgres")); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // pamServicesOf lists the PAM service files of d's servers.

@@ -29,18 +29,7 @@ func TestOutbound(t *testing.T) {
 	pg := newPGClients(t, d, d.creds.SubscriptionID)
 	srv := createServer(t, pg, "out", "srv-out")
 	fqdn := *srv.Properties.FullyQualifiedDomainName
-
-	// The server's public address, as the internet's DNS has it.
-	dig := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "--internet", "198.18.9.9", "--", "dig", "+short", fqdn)
-	out, err := dig.CombinedOutput()
-	lines := strings.Fields(string(out))
-	if err != nil || len(lines) == 0 {
-		t.Fatalf("dig %s on the internet: %v\n%s", fqdn, err, out)
-	}
-	public, err := netip.ParseAddr(lines[len(lines)-1])
-	if err != nil {
-		t.Fatalf("dig %s: %v\n%s", fqdn, err, out)
-	}
+	public := publicAddr(t, d, fqdn)
 	conninfo := fmt.Sprintf("host=%s hostaddr=%s user=pgadmin dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert=%s",
 		fqdn, public, filepath.Join(d.dataDir, "ca.pem"))
 	client := []string{"-g", "out", "client"}
@@ -127,6 +116,23 @@ func TestOutbound(t *testing.T) {
 		t.Error("psql to the public endpoint still gets through with public network access Disabled")
 	}
 	why(false, "public network access of flexible server srv-out is Disabled")
+}
+
+// publicAddr is the address of a server's name fqdn as the emulated
+// internet's DNS has it (asked from inside the internet's namespace).
+func publicAddr(t *testing.T, d *daemon, fqdn string) netip.Addr {
+	t.Helper()
+	dig := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "--internet", "198.18.9.9", "--", "dig", "+short", fqdn)
+	out, err := dig.CombinedOutput()
+	lines := strings.Fields(string(out))
+	if err != nil || len(lines) == 0 {
+		t.Fatalf("dig %s on the internet: %v\n%s", fqdn, err, out)
+	}
+	public, err := netip.ParseAddr(lines[len(lines)-1])
+	if err != nil {
+		t.Fatalf("dig %s: %v\n%s", fqdn, err, out)
+	}
+	return public
 }
 
 // TestApplianceEndpoint: a route table on the clients' subnet sends the

@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if len(pgm.Versions()) == 0 {
 			log.Warn("no PostgreSQL is installed: flexible servers cannot be created; apt-get install postgresql-15")
 		}
-		opts.Postgres = append(opts.Postgres, postgres.WithController(), postgres.WithVersions(pgm.Versions()), postgres.WithUpgradeTargets(pgm.UpgradeTargets()))
+		opts.Postgres = append(opts.Postgres, postgres.WithController(), postgres.WithVersions(pgm.Versions()), postgres.WithUpgradeTargets(pgm.UpgradeTargets()), postgres.WithEntraVersions(pgm.EntraVersions()))
 	}
 	router := NewAPI(st, ids, log.With("component", "arm"), opts)
 

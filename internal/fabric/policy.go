@@ -345,7 +345,7 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 	}
 	spec.chains = append(spec.chains, chainSpec{
 		name: chainPolicy, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookPrerouting, priority: policyPriority,
-		rules: slices.Concat(applianceFlowRules(appliances, nics), base, spoofRules, outRules, routeRules, inRules),
+		rules: slices.Concat(applianceFlowRules(p, links), base, spoofRules, outRules, routeRules, inRules),
 	}, notrackChain())
 	marks := map[netip.Addr]uint32{}
 	for _, ap := range appliances {
@@ -356,24 +356,38 @@ func policyTable(p *policy.Program, nics map[string]string) (tableSpec, []applia
 	return spec, appliances, nil
 }
 
-// applianceFlowRules send every packet of a flow that a route handed to
-// an appliance to the appliance again, but for those coming back from it:
-// the original direction's packets whose conntrack mark is the
-// appliance's get it as their packet mark (its routing table), unless they
-// arrive from the appliance's own link (forwarded on by it).
-func applianceFlowRules(appliances []appliance, nics map[string]string) []nftRule {
+// applianceFlowRules route the later packets (established, original
+// direction) of every flow a VirtualAppliance route handed to an appliance
+// (its conntrack mark is one of the appliances' marks) again, by the route
+// chain of the subnet of the link they come in on, as Azure routes every
+// packet by the routes of the subnet it leaves: the client's packets go to
+// the first appliance, those the first forwards go by its subnet's routes
+// (to a second appliance, in a chain), and those the last forwards reach
+// the destination (no route of its subnet takes them). A flow's first
+// packet meets outbound NSGs and routes in order in the policy chain; its
+// replies are not routed to appliances. (Remembering one appliance per
+// flow in the conntrack mark, as before, let the second hop's mark
+// overwrite the first's: a chain's later packets skipped its first
+// appliance.)
+func applianceFlowRules(p *policy.Program, links map[string]string) []nftRule {
+	mask := binaryutil.NativeEndian.PutUint32(^uint32(maxAppliances - 1))
+	marked := []expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		cmpEq(binaryutil.NativeEndian.PutUint32(applianceMark))}
 	var out []nftRule
-	for _, ap := range appliances {
-		from := []expr.Any{}
-		if id := nics[ap.nic]; ap.nic != "" && id != "" {
-			from = []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(RouterLinkName(id))}}
+	done := map[string]bool{}
+	for _, a := range p.Attachments {
+		link := links[a.NIC]
+		if _, routed := p.Routes[a.Subnet]; !routed || link == "" || done[link] {
+			continue
 		}
-		out = append(out, nftRule{fmt.Sprintf("appliance %s: its flows' packets again, mark %#x", ap.addr, ap.mark), slices.Concat(
-			from,
+		done[link] = true
+		ch := "rt-" + policy.Key(a.Subnet)
+		out = append(out, nftRule{fmt.Sprintf("nic %s: its appliance flows' packets by %s again", link, ch), slices.Concat(
+			metaIs(expr.MetaKeyIIFNAME, ifname(link)),
 			[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION}, cmpEq([]byte{0})},
-			[]expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeyMARK}, cmpEq(binaryutil.NativeEndian.PutUint32(ap.mark))},
-			[]expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}, accept})})
+			ctBitsSet(expr.CtKeySTATE, expr.CtStateBitESTABLISHED),
+			marked, jump(ch))})
 	}
 	return out
 }

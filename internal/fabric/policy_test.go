@@ -421,25 +421,7 @@ func TestPolicyForwarding(t *testing.T) {
 			func(flags byte) bool { return flags&0x08 != 0 })
 	}()
 	time.Sleep(200 * time.Millisecond) // the capture socket is open
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := pn.f.DialContext(ctx, pn.ns["c"], "tcp", "10.0.1.4:8080")
-	if err != nil {
-		t.Fatalf("c → a through the forwarding appliance b: %v", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "a 10.0.2.4\n" {
-		t.Fatalf("c → a through b: greeting %q, %v; want a to see c's own address", buf[:n], err)
-	}
-	if _, err := c.Write([]byte("ping\n")); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "ping\n" {
-		t.Fatalf("echo through b: %q, %v", buf[:n], err)
-	}
+	echoFromC(t, pn, "b")
 	if err := <-seen; err != nil {
 		t.Errorf("the appliance did not see the flow's data: %v", err)
 	}

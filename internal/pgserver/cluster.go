@@ -118,9 +118,16 @@ type cluster struct {
 	// bouncer is the watched pgbouncer (pgbouncer.go); nil when none.
 	bouncer        *proc
 	bouncerRetryAt time.Time // no pgbouncer restart before
-	deleted        bool
-	failures       int       // restart failures in a row
-	retryAt        time.Time // no restart before
+	// bouncerDBs are the OIDs of the databases ensureBouncerAuth last saw
+	// (pgbouncer.go); a directory under data/base/ that is not one of
+	// them is a database made since (from template0, which lacks the auth
+	// function), and Run gives it the function. Not before
+	// bouncerDBsRetryAt.
+	bouncerDBs        map[string]bool
+	bouncerDBsRetryAt time.Time
+	deleted           bool
+	failures          int       // restart failures in a row
+	retryAt           time.Time // no restart before
 
 	statusMu sync.Mutex
 	status   Status

@@ -1,13 +1,17 @@
 package pgserver
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +127,58 @@ func TestVerifyEntraToken(t *testing.T) {
 	s, _ := hs.SignedString([]byte("secret"))
 	if err := verifyEntraToken(dir, "alice@example.com", s, now); err == nil {
 		t.Error("HS256 token accepted")
+	}
+}
+
+// TestEntraNeedsPAM: Debian's PostgreSQL is linked with libpam and the
+// npm builds are not (EntraVersions says which); Ensure refuses Entra on
+// a major without PAM with ErrInvalid, before it touches anything: the
+// server keeps running with its pg_hba.conf, which has no pam line (a
+// postmaster of such a build refuses to load one: "invalid authentication
+// method "pam": not supported by this build").
+func TestEntraNeedsPAM(t *testing.T) {
+	if linksPAM("/dev/null") {
+		t.Error("/dev/null links PAM")
+	}
+	e := newEnv(t)
+	for _, v := range e.m.Versions() {
+		want := slices.Contains(debianMajors, v)
+		if got := slices.Contains(e.m.EntraVersions(), v); got != want {
+			t.Errorf("PostgreSQL %s (%s): PAM %v, want %v", v, e.m.bins[v], got, want)
+		}
+	}
+	var without string
+	for _, v := range e.m.Versions() {
+		if !slices.Contains(e.m.EntraVersions(), v) {
+			without = v
+		}
+	}
+	if without == "" {
+		t.Skip("every installed major has PAM; scripts/install-pg-majors installs 16 and 17 without it")
+	}
+	e.version = without
+	s := e.newServer()
+	e.ensure(e.m, s)
+	hba := filepath.Join(e.m.pgDir, s.ID, dataSubdir, hbaFile)
+	before, err := os.ReadFile(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Entra = &EntraSpec{TenantID: testTenant, PasswordAuth: true,
+		Admins: []EntraPrincipal{{Name: "alice@example.com", ObjectID: testOID, TenantID: testTenant, Type: "User"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = e.m.Ensure(ctx, s.Spec)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "built without PAM") || !strings.Contains(err.Error(), "PostgreSQL "+without) {
+		t.Fatalf("Entra on %s: %v, want ErrInvalid naming the missing PAM", without, err)
+	}
+	if after, _ := os.ReadFile(hba); !bytes.Equal(before, after) {
+		t.Errorf("a refused Entra spec changed pg_hba.conf:\n%s", after)
+	}
+	if !e.m.Running(s.ID) {
+		t.Error("the server stopped after a refused spec")
+	}
+	if out, err := e.psql(s, s.password, "", "select 1"); err != nil {
+		t.Errorf("password login after the refused spec: %v %s", err, out)
 	}
 }

@@ -69,6 +69,7 @@ type Manager struct {
 
 	versions []string          // installed major versions, ascending
 	bins     map[string]string // version -> bin directory
+	pam      map[string]bool   // version -> its postgres is linked with libpam
 
 	// useInitdb makes new clusters with initdb instead of copying the
 	// template (the benchmark's baseline).
@@ -158,6 +159,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		gid:         gid,
 		versions:    versions,
 		bins:        bins,
+		pam:         make(map[string]bool, len(versions)),
 		tmplLocks:   make(map[string]*sync.Mutex),
 		entraKeys:   cfg.EntraKeys,
 		entraIssuer: cfg.EntraIssuer,
@@ -168,10 +170,13 @@ func NewManager(cfg Config) (*Manager, error) {
 		clusters:    make(map[string]*cluster),
 		refilling:   make(map[string]bool),
 	}
+	for v, b := range bins {
+		m.pam[v] = linksPAM(filepath.Join(b, "postgres"))
+	}
 	if err := m.prepareDirs(); err != nil {
 		return nil, fmt.Errorf("pgserver: %w", err)
 	}
-	log.Debug("manager ready", "data_dir", dataDir, "versions", versions)
+	log.Debug("manager ready", "data_dir", dataDir, "versions", versions, "entra_versions", m.EntraVersions())
 	return m, nil
 }
 
@@ -376,6 +381,9 @@ func (m *Manager) enter(spec Spec) (cfg serverConfig, bin string, c *cluster, re
 	bin, err = m.bin(spec.Version)
 	if err != nil {
 		return cfg, "", nil, nil, fmt.Errorf("pgserver: server %s: %w", spec.ID, err)
+	}
+	if err := m.checkEntraVersion(spec); err != nil {
+		return cfg, "", nil, nil, err
 	}
 	if err := m.begin(); err != nil {
 		return cfg, "", nil, nil, err

@@ -94,8 +94,10 @@ var bouncerSettings = map[string]string{
 	"stats_users":               "",
 }
 
-// bouncerName is a role or startup parameter name in a pooler setting.
-var bouncerName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$`)
+// bouncerName is a role or startup parameter name in a pooler setting:
+// the characters Azure allows in them (stats_users takes Entra names such
+// as app@tenant), none of which ends or comments a pgbouncer.ini line.
+var bouncerName = regexp.MustCompile(`^[A-Za-z0-9_@.-]{1,63}$`)
 
 // bouncerConfig is what a spec asks of the pooler.
 type bouncerConfig struct {
@@ -401,11 +403,51 @@ func (c *cluster) requireSecure() bool {
 	return err != nil || cfg.requireSecure
 }
 
+// bouncerAuthStale reports whether the running pooler's cluster has a
+// database that ensureBouncerAuth has not seen: a directory of data/base/
+// (one per database, named by its OID) outside c.bouncerDBs. CREATE
+// DATABASE ... TEMPLATE template0 makes one without the auth function
+// (template1 has it, template0 takes no changes), and no event trigger
+// fires for CREATE DATABASE; reading the directory costs no connection.
+// c.mu is held.
+func (c *cluster) bouncerAuthStale(m *Manager) bool {
+	if c.bouncerDBs == nil || c.currentBouncer(m) == nil || time.Now().Before(c.bouncerDBsRetryAt) {
+		return false
+	}
+	entries, err := os.ReadDir(filepath.Join(c.dataDir, "base"))
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if _, err := strconv.ParseUint(e.Name(), 10, 32); err == nil && e.IsDir() && !c.bouncerDBs[e.Name()] {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshBouncerAuth gives databases made since the last Ensure the auth
+// function; c.mu is held. A directory that is still not a database after
+// it (a CREATE DATABASE not yet committed, or one a crash left behind) is
+// looked at again a few seconds later, not at every tick.
+func (c *cluster) refreshBouncerAuth(ctx context.Context, m *Manager) {
+	conn, err := m.connect(ctx, c)
+	if err == nil {
+		defer conn.Close(context.WithoutCancel(ctx))
+		err = ensureBouncerAuth(ctx, m, c, conn)
+	}
+	if err != nil && ctx.Err() == nil {
+		m.log.Warn("pgbouncer auth function for new databases", "server", c.id, "err", err)
+	}
+	c.bouncerDBsRetryAt = time.Now().Add(3 * time.Second)
+}
+
 // ensureBouncerAuth keeps the role and function auth_query uses: the role
 // privlink_pgbouncer (LOGIN, no password), and in every database that
 // accepts connections (template1 included) the schema privlink_pgbouncer
 // with get_auth(name), which returns the verifier of a role that is not a
-// superuser (nor privlink_pgbouncer itself).
+// superuser (nor privlink_pgbouncer itself). It records the databases it
+// saw in c.bouncerDBs (bouncerAuthStale); c.mu is held.
 func ensureBouncerAuth(ctx context.Context, m *Manager, c *cluster, conn *pgx.Conn) error {
 	role := pgx.Identifier{bouncerRole}.Sanitize()
 	var exists bool
@@ -417,13 +459,25 @@ func ensureBouncerAuth(ctx context.Context, m *Manager, c *cluster, conn *pgx.Co
 			return fmt.Errorf("pgbouncer role: %w", err)
 		}
 	}
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname`)
+	rows, err := conn.Query(ctx, `SELECT oid::text, datname, datallowconn FROM pg_database ORDER BY datname`)
 	if err != nil {
 		return fmt.Errorf("pgbouncer auth function: %w", err)
 	}
-	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	type database struct {
+		OID, Name string
+		AllowConn bool
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[database])
 	if err != nil {
 		return fmt.Errorf("pgbouncer auth function: %w", err)
+	}
+	seen := make(map[string]bool, len(all))
+	var dbs []string
+	for _, d := range all {
+		seen[d.OID] = true
+		if d.AllowConn {
+			dbs = append(dbs, d.Name)
+		}
 	}
 	schema := pgx.Identifier{bouncerSchema}.Sanitize()
 	stmts := []string{
@@ -455,6 +509,7 @@ func ensureBouncerAuth(ctx context.Context, m *Manager, c *cluster, conn *pgx.Co
 			return fmt.Errorf("pgbouncer auth function in database %s: %w", db, err)
 		}
 	}
+	c.bouncerDBs = seen
 	return nil
 }
 

@@ -20,8 +20,8 @@ import (
 // server's roles over TLS with its certificate (SCRAM, passthrough to
 // PostgreSQL), no superuser nor privlink's own role through it, the
 // console for stats_users only, a setting applied by reload, adoption by
-// a new Manager, a restart by Run when it dies, and stopping when
-// disabled.
+// a new Manager, a restart by Run when it dies, the auth function in a
+// database made from template0 by Run, and stopping when disabled.
 func TestPgBouncer(t *testing.T) {
 	if _, err := os.Stat(PgBouncerBinary); err != nil {
 		t.Skipf("%s: %v (apt-get install pgbouncer)", PgBouncerBinary, err)
@@ -125,6 +125,27 @@ func TestPgBouncer(t *testing.T) {
 		return err
 	})
 
+	// A database made from template0 (which lacks the auth function) is
+	// given it by Run, with no Ensure: app logs in to it through the
+	// pooler.
+	c2, err := m2.knownCluster(s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := m2.connect(t.Context(), c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(t.Context(), "CREATE DATABASE fresh TEMPLATE template0")
+	admin.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, time.Minute, "a login through pgbouncer to a database made from template0", func() error {
+		_, err := bouncer("app", "app-pw", "fresh", "SELECT 1")
+		return err
+	})
+
 	// Disabled: stopped, its sessions closed, 6432 refused.
 	live, err := e.dialPort(t.Context(), s, PgBouncerPort)
 	if err != nil {
@@ -157,14 +178,16 @@ func TestPgBouncerRefusesBadSettings(t *testing.T) {
 		{"pgbouncer.max_client_conn": "10; drop"},
 		{"pgbouncer.stats_users": "a b"},
 		{"pgbouncer.stats_users": "a\nadmin_users = a"},
+		{"pgbouncer.stats_users": "a;b"},
+		{"pgbouncer.stats_users": "a\"b"},
 		{"pgbouncer.listen_addr": "0.0.0.0"},
 	} {
 		if _, err := bouncerConfigOf(set); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%v: %v, want ErrInvalid", set, err)
 		}
 	}
-	cfg, err := bouncerConfigOf(map[string]string{"PgBouncer.Enabled": "true", "pgbouncer.pool_mode": "STATEMENT", "pgbouncer.stats_users": " a, b ", "work_mem": "8MB"})
-	if err != nil || !cfg.enabled || cfg.settings["pool_mode"] != "statement" || cfg.settings["stats_users"] != "a,b" || cfg.settings["default_pool_size"] != "50" {
+	cfg, err := bouncerConfigOf(map[string]string{"PgBouncer.Enabled": "true", "pgbouncer.pool_mode": "STATEMENT", "pgbouncer.stats_users": " a, app@tenant ", "work_mem": "8MB"})
+	if err != nil || !cfg.enabled || cfg.settings["pool_mode"] != "statement" || cfg.settings["stats_users"] != "a,app@tenant" || cfg.settings["default_pool_size"] != "50" {
 		t.Errorf("good settings: %+v, %v", cfg, err)
 	}
 }

@@ -24,7 +24,8 @@ const (
 )
 
 // Run supervises every server that should run (the last Ensure said
-// Running), and its pgbouncer while pgbouncer.enabled: a postmaster that exits, or that runs in a namespace that
+// Running), and its pgbouncer while pgbouncer.enabled (and gives databases
+// created since the auth function the pooler needs): a postmaster that exits, or that runs in a namespace that
 // was replaced, is restarted at once, then after backoffs of 1s, 2s, 4s
 // ... up to 30s while restarts fail. Run blocks until ctx ends or the
 // Manager is closed, waits for restarts in flight, and returns nil;
@@ -80,8 +81,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			if !c.mu.TryLock() {
 				continue // an operation is under way; it leaves things right
 			}
-			pm, pooler := c.needsRestart(m), c.bouncerDown(m)
-			if !pm && !pooler {
+			pm, pooler, newDBs := c.needsRestart(m), c.bouncerDown(m), c.bouncerAuthStale(m)
+			if !pm && !pooler && !newDBs {
 				c.mu.Unlock()
 				continue
 			}
@@ -92,6 +93,8 @@ func (m *Manager) Run(ctx context.Context) error {
 				}
 				if c.bouncerDown(m) {
 					c.restartBouncer(ctx, m)
+				} else if newDBs {
+					c.refreshBouncerAuth(ctx, m)
 				}
 			})
 		}

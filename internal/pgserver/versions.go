@@ -1,6 +1,7 @@
 package pgserver
 
 import (
+	"debug/elf"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,4 +109,47 @@ func (m *Manager) UpgradeTargets() map[string][]string {
 		out[v] = slices.Clone(m.versions[i+1:])
 	}
 	return out
+}
+
+// linksPAM reports whether the postgres executable at path is linked with
+// libpam, that is, whether pg_hba's pam method works with it (Debian's
+// builds are; the npm builds of 16 and 17 are configured without
+// --with-pam, and their postmaster refuses a pam line in pg_hba.conf).
+// A binary that cannot be read as ELF does not.
+func linksPAM(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(libs, func(l string) bool { return strings.HasPrefix(l, "libpam.so") })
+}
+
+// EntraVersions returns the installed majors whose PostgreSQL can check
+// Microsoft Entra tokens (those built with PAM, see linksPAM), ascending.
+func (m *Manager) EntraVersions() []string {
+	var out []string
+	for _, v := range m.versions {
+		if m.pam[v] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// checkEntraVersion refuses Entra authentication on a major built without
+// PAM: its postmaster would not load a pg_hba.conf with a pam line.
+func (m *Manager) checkEntraVersion(spec Spec) error {
+	if spec.Entra == nil || m.pam[spec.Version] {
+		return nil
+	}
+	if _, ok := m.bins[spec.Version]; !ok {
+		return nil // bin says so
+	}
+	return fmt.Errorf("pgserver: server %s: PostgreSQL %s here (%s) is built without PAM, which Microsoft Entra logins need; use a major built with it (%s): %w",
+		spec.ID, spec.Version, m.bins[spec.Version], strings.Join(m.EntraVersions(), ", "), ErrInvalid)
 }

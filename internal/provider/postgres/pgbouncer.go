@@ -8,7 +8,12 @@ import (
 
 // The built-in PgBouncer's server parameters, as Azure lists them
 // (learn.microsoft.com, "PgBouncer in Azure Database for PostgreSQL -
-// flexible server"): names, defaults and bounds are Azure's. All are
+// flexible server", and its server parameter table, checked against
+// MicrosoftDocs/azure-databases-docs server-parameters-table-pgbouncer.md):
+// names, descriptions, defaults, allowed values (pool_mode's lower-case,
+// matched in any case) and bounds are Azure's. Azure hides
+// pgbouncer.enabled on the Burstable tier; privlink offers it on every
+// tier (its tiers are names, not machines). All are
 // dynamic: the pooler takes them by reload (pool_mode and the pool sizes
 // apply to new server connections), pgbouncer.enabled starts or stops it.
 // Azure's pgbouncer.max_prepared_statements is not offered: it needs
@@ -22,32 +27,39 @@ const SettingPgBouncerEnabled = "pgbouncer.enabled"
 
 const pgbouncerDocs = "https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-pgbouncer"
 
-// pgIdentList matches a comma-separated list of names (roles, startup
-// parameters), empty included.
-var pgIdentList = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_$.-]{0,62}(,[A-Za-z_][A-Za-z0-9_$.-]{0,62})*)?$`)
+// Azure's allowed values of the two list parameters, as its server
+// parameter table writes them (MicrosoftDocs/azure-databases-docs,
+// server-parameters-table-pgbouncer.md): stats_users takes role names with
+// @ and - (Entra principals' names), ignore_startup_parameters parameter
+// names. Neither lets a value end a line of pgbouncer.ini.
+const (
+	statsUsersAllowed    = `[A-Za-z0-9,@_\-\.]*`
+	startupParamsAllowed = `[A-Za-z0-9_\.,]*`
+)
 
-func validNameList(v string) bool {
-	return pgIdentList.MatchString(strings.ReplaceAll(v, " ", ""))
-}
+var (
+	statsUsersRE    = regexp.MustCompile(`^` + statsUsersAllowed + `$`)
+	startupParamsRE = regexp.MustCompile(`^` + startupParamsAllowed + `$`)
+)
 
 var pgbouncerCatalog = []setting{
 	{name: "pgbouncer.default_pool_size", dataType: dtInteger, def: "50", dynamic: true, min: 1, max: 4950,
 		description: "How many server connections to allow per user/database pair."},
 	{name: SettingPgBouncerEnabled, dataType: dtBoolean, def: "false", dynamic: true, values: []string{"true", "false"},
-		description: "Denotes if pgBouncer service is enabled: it runs the built-in PgBouncer connection pooler on port 6432."},
-	{name: "pgbouncer.ignore_startup_parameters", dataType: dtString, def: "", dynamic: true, allowed: "[A-Za-z0-9_,.]*", check: validNameList,
+		description: "Denotes if pgBouncer service is enabled."},
+	{name: "pgbouncer.ignore_startup_parameters", dataType: dtString, def: "", dynamic: true, allowed: startupParamsAllowed, check: startupParamsRE.MatchString,
 		description: "Comma-separated list of parameters that PgBouncer can ignore, because they will be handled by the admin."},
 	{name: "pgbouncer.max_client_conn", dataType: dtInteger, def: "5000", dynamic: true, min: 1, max: 50000,
 		description: "Maximum number of client connections allowed."},
 	{name: "pgbouncer.min_pool_size", dataType: dtInteger, def: "0", dynamic: true, min: 0, max: 4950,
 		description: "Add more server connections to pool if below this number."},
-	{name: "pgbouncer.pool_mode", dataType: dtEnumeration, def: "TRANSACTION", dynamic: true, values: []string{"SESSION", "TRANSACTION", "STATEMENT"},
+	{name: "pgbouncer.pool_mode", dataType: dtEnumeration, def: "transaction", dynamic: true, values: []string{"session", "transaction", "statement"},
 		description: "Specifies when a server connection can be reused by other clients."},
 	{name: "pgbouncer.query_wait_timeout", dataType: dtInteger, def: "120", unit: "seconds", dynamic: true, min: 0, max: 86400,
 		description: "Maximum time (in seconds) queries are allowed to spend waiting for execution. If the query is not assigned to a server during that time, the client is disconnected."},
 	{name: "pgbouncer.server_idle_timeout", dataType: dtInteger, def: "600", unit: "seconds", dynamic: true, min: 0, max: 86400,
 		description: "If a server connection has been idle more than this many seconds it will be dropped. If 0 then timeout is disabled."},
-	{name: "pgbouncer.stats_users", dataType: dtString, def: "", dynamic: true, allowed: "[A-Za-z0-9_,.]*", check: validNameList,
+	{name: "pgbouncer.stats_users", dataType: dtString, def: "", dynamic: true, allowed: statsUsersAllowed, check: statsUsersRE.MatchString,
 		description: "Comma-separated list of database users that are allowed to connect and run read-only queries on the pgBouncer console."},
 }
 

@@ -10,13 +10,16 @@ import (
 // TestPgBouncerConfigurations holds the pgbouncer.* server parameters to
 // Azure's list: defaults, bounds and their errors, canonical values in
 // Desired.Settings (what pgserver reads), all dynamic.
+//
+// (The allowed patterns are compared up to their first backslash: the
+// error's JSON doubles it.)
 func TestPgBouncerConfigurations(t *testing.T) {
 	e := newEnv(t)
 	e.group("rg")
 	e.mustCreate("rg", "pgb")
 	for name, def := range map[string]string{
 		"pgbouncer.enabled": "false", "pgbouncer.default_pool_size": "50", "pgbouncer.max_client_conn": "5000",
-		"pgbouncer.min_pool_size": "0", "pgbouncer.pool_mode": "TRANSACTION", "pgbouncer.query_wait_timeout": "120",
+		"pgbouncer.min_pool_size": "0", "pgbouncer.pool_mode": "transaction", "pgbouncer.query_wait_timeout": "120",
 		"pgbouncer.server_idle_timeout": "600", "pgbouncer.stats_users": "", "pgbouncer.ignore_startup_parameters": "",
 	} {
 		c := e.getConfig("rg", "pgb", name)
@@ -29,21 +32,24 @@ func TestPgBouncerConfigurations(t *testing.T) {
 		{"pgbouncer.default_pool_size", "4951", "1-4950"},
 		{"pgbouncer.max_client_conn", "50001", "1-50000"},
 		{"pgbouncer.min_pool_size", "-1", "0-4950"},
-		{"pgbouncer.pool_mode", "sometimes", "SESSION,TRANSACTION,STATEMENT"},
+		{"pgbouncer.pool_mode", "sometimes", "session,transaction,statement"},
 		{"pgbouncer.query_wait_timeout", "86401", "0-86400"},
 		{"pgbouncer.server_idle_timeout", "soon", "0-86400"},
-		{"pgbouncer.stats_users", "a;b", "[A-Za-z0-9_,.]*"},
-		{"pgbouncer.ignore_startup_parameters", "x\nadmin_users=x", "[A-Za-z0-9_,.]*"},
+		{"pgbouncer.stats_users", "a;b", "Allowed values: [A-Za-z0-9,@_"},
+		{"pgbouncer.stats_users", "a, b", "Allowed values: [A-Za-z0-9,@_"},
+		{"pgbouncer.stats_users", "a\nadmin_users=a", "Allowed values: [A-Za-z0-9,@_"},
+		{"pgbouncer.ignore_startup_parameters", "x\nadmin_users=x", "Allowed values: [A-Za-z0-9_"},
+		{"pgbouncer.ignore_startup_parameters", "search-path", "Allowed values: [A-Za-z0-9_"},
 	} {
 		e.wantInvalidValue(t, "pgb", c.name, c.value, c.want)
 	}
-	for name, v := range map[string]string{"pgbouncer.enabled": "TRUE", "pgbouncer.pool_mode": "session", "pgbouncer.default_pool_size": "10", "pgbouncer.stats_users": "azureuser,watcher"} {
+	for name, v := range map[string]string{"pgbouncer.enabled": "TRUE", "pgbouncer.pool_mode": "session", "pgbouncer.default_pool_size": "10", "pgbouncer.stats_users": "azureuser,owner-app@privlink"} {
 		if _, err := e.setConfig("rg", "pgb", name, to.Ptr(v), "user-override", true); err != nil {
 			t.Fatalf("%s=%s: %v", name, v, err)
 		}
 	}
 	d, _ := e.desired("rg", "pgb")
-	for k, v := range map[string]string{"pgbouncer.enabled": "true", "pgbouncer.pool_mode": "SESSION", "pgbouncer.default_pool_size": "10", "pgbouncer.stats_users": "azureuser,watcher"} {
+	for k, v := range map[string]string{"pgbouncer.enabled": "true", "pgbouncer.pool_mode": "session", "pgbouncer.default_pool_size": "10", "pgbouncer.stats_users": "azureuser,owner-app@privlink"} {
 		if d.Settings[k] != v {
 			t.Errorf("Desired %s = %q, want %q", k, d.Settings[k], v)
 		}

@@ -74,6 +74,9 @@ type Provider struct {
 	versions   []string            // installed major versions, ascending
 	minor      map[string]string   // major → minor version, when known
 	upgrades   map[string][]string // major → majors it can be upgraded to (upgrade.go)
+	// entraVersions are the majors that can check Entra tokens; nil: all
+	// (upgrade.go, WithEntraVersions).
+	entraVersions []string
 }
 
 // Option configures a Provider.

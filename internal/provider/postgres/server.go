@@ -197,6 +197,9 @@ func (p *Provider) create(tx store.Tx, r *arm.Request, in *serverIn, pw *string,
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkEntraVersion(nil, &doc); err != nil {
+		return nil, err
+	}
 	id, err := newID(tx, r.ID)
 	if err != nil {
 		return nil, err
@@ -275,6 +278,9 @@ func (p *Provider) update(tx store.Tx, r *arm.Request, cur *serverDoc, in *serve
 			return nil, err
 		}
 		next.Properties.MinorVersion = p.minor[next.Properties.Version]
+	}
+	if err := p.checkEntraVersion(cur, &next); err != nil {
+		return nil, err
 	}
 	entra, err := entraOf(tx, id, &next)
 	if err != nil {

@@ -99,3 +99,39 @@ func UpgradeFailure(name, from, to, reason string) error {
 func ReportUpgrade(tx store.Tx, id arm.ResourceID, percent int) error {
 	return arm.ReportProgress(tx, id, float64(percent))
 }
+
+// codeEntraVersion refuses Microsoft Entra authentication on a major whose
+// PostgreSQL build here cannot check tokens (privlink's own code: Azure
+// offers Entra on every major).
+const codeEntraVersion = "EntraAuthNotSupportedForVersion"
+
+// WithEntraVersions sets the installed majors whose PostgreSQL can check
+// Microsoft Entra tokens (pgserver.Manager.EntraVersions: those built with
+// PAM). Without it every major can.
+func WithEntraVersions(versions []string) Option {
+	return func(p *Provider) { p.entraVersions = append([]string{}, versions...) }
+}
+
+// checkEntraVersion refuses a server (next, cur's update or a create when
+// cur is nil) that would run Microsoft Entra authentication on a major
+// that cannot check its tokens, before anything is stored: naming
+// properties.version when the change is an upgrade of a server with
+// Entra enabled, properties.authConfig.activeDirectoryAuth otherwise.
+func (p *Provider) checkEntraVersion(cur, next *serverDoc) error {
+	v := next.Properties.Version
+	if p.entraVersions == nil || next.Properties.AuthConfig.ActiveDirectoryAuth != enabled || slices.Contains(p.entraVersions, v) {
+		return nil
+	}
+	can := "no installed major"
+	if len(p.entraVersions) > 0 {
+		can = "PostgreSQL " + strings.Join(p.entraVersions, ", ")
+	}
+	if cur != nil && cur.Properties.AuthConfig.ActiveDirectoryAuth == enabled && cur.Properties.Version != v {
+		return errCode(codeEntraVersion, "properties.version",
+			"Server '%s' has Microsoft Entra authentication enabled, and this privlink's PostgreSQL %s is built without PAM, which checks Entra tokens: it cannot be upgraded to %s. Only %s can check them; disable authConfig.activeDirectoryAuth first or keep the version.",
+			cur.Name, v, v, can)
+	}
+	return errCode(codeEntraVersion, "properties.authConfig.activeDirectoryAuth",
+		"Microsoft Entra authentication cannot be enabled on PostgreSQL %s here: this privlink's build of %s has no PAM support, which checks Entra tokens. Only %s can check them.",
+		v, v, can)
+}
