@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,6 +127,16 @@ func TestDNSResolver(t *testing.T) {
 	}
 	if out != "1" {
 		t.Errorf("psql: %q", out)
+	}
+
+	// A kill -9 and restart of privlinkd: the endpoint answers again (the
+	// controller serves every network's addresses on start).
+	d.restart(syscall.SIGKILL)
+	if !testkit.Poll(15*time.Second, func() bool {
+		got, err = digVia(d, "client2", name, "@"+ip)
+		return err == nil && strings.HasSuffix(got, "A 10.0.2.4")
+	}) {
+		t.Errorf("after a restart, dig @%s: %q (%v)", ip, got, err)
 	}
 
 	// Deleting the resolver while it has an endpoint is refused.
