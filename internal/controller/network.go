@@ -16,6 +16,7 @@ import (
 	"github.com/privlink/privlink/internal/dns"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/names"
+	"github.com/privlink/privlink/internal/provider/dnsresolver"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -39,7 +40,7 @@ type Network struct {
 	wait dataPathWait
 
 	mu      sync.Mutex
-	serving map[string]*dnsServing // by network fabric ID
+	serving map[string]map[netip.Addr]*dnsServing // by network fabric ID, then address
 }
 
 type dnsServing struct {
@@ -50,7 +51,7 @@ type dnsServing struct {
 
 // NewNetwork returns the network controller.
 func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.Logger) *Network {
-	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]*dnsServing{}, nics: arm.NewMemo(network.NICFactsOf)}
+	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]map[netip.Addr]*dnsServing{}, nics: arm.NewMemo(network.NICFactsOf)}
 	n.loop = &Loop{
 		Name: "network", Prefixes: []string{
 			"arm/", // every resource document; Items keeps networks, subnets and NICs
@@ -73,6 +74,17 @@ func (n *Network) items(key string, value []byte) []string {
 		return nil
 	}
 	switch strings.ToLower(strings.Join(id.Types, "/")) {
+	case "dnsresolvers/inboundendpoints":
+		// A DNS resolver's inbound endpoint is an address on its
+		// network's router that answers DNS. When one goes, its network
+		// is not in the key: look at them all.
+		if value == nil {
+			return []string{itemAllNetworks}
+		}
+		if vnet, ok := dnsresolver.NetworkOf(store.KV{Key: key, Value: value}); ok {
+			return []string{itemNetwork + vnet.String()}
+		}
+		return nil
 	case "virtualnetworks":
 		return []string{itemNetwork + id.String()}
 	case "virtualnetworks/subnets":
@@ -104,7 +116,7 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 		for _, it := range n.items(kv.Key, kv.Value) {
 			kind, rid, _ := strings.Cut(it, "|")
 			id, err := arm.ParseID(rid)
-			if err != nil {
+			if err != nil || it == itemAllNetworks {
 				continue
 			}
 			if kind+"|" == itemNetwork {
@@ -142,12 +154,15 @@ func (n *Network) Run(ctx context.Context) error {
 	go n.serveInternet(ctx)
 	err := n.loop.Run(ctx)
 	n.mu.Lock()
-	for id, s := range n.serving {
-		s.cancel()
-		<-s.done
-		delete(n.serving, id)
-	}
+	all := n.serving
+	n.serving = map[string]map[netip.Addr]*dnsServing{}
 	n.mu.Unlock()
+	for _, byAddr := range all {
+		for _, s := range byAddr {
+			s.cancel()
+			<-s.done
+		}
+	}
 	return err
 }
 
@@ -209,11 +224,15 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	} else if err != nil {
 		return err
 	}
-	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints, Outbound: outbound}
+	inbound, err := n.inboundOf(rd, id, prefixes)
+	if err != nil {
+		return err
+	}
+	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints, DNS: inbound, Outbound: outbound}
 	if err := n.fab.EnsureNetwork(spec); err != nil {
 		return err
 	}
-	if err := n.ensureDNS(id, fid); err != nil {
+	if err := n.ensureDNS(id, fid, inbound); err != nil {
 		return err
 	}
 	// A re-created router lost its links to the NICs: let them converge.
@@ -308,7 +327,7 @@ func (n *Network) reconcileNIC(ctx context.Context, id arm.ResourceID, item stri
 		return 0, fmt.Errorf("NIC %s address %s is outside subnet %s", id, nic.Addr, nic.Subnet)
 	}
 	vnet := nic.Subnet.Parent()
-	spec := fabric.NICSpec{ID: fid, Network: FabricID(vnet), Address: netip.PrefixFrom(nic.Addr, prefix.Bits()), MAC: nic.MAC}
+	spec := fabric.NICSpec{ID: fid, Network: FabricID(vnet), Address: netip.PrefixFrom(nic.Addr, prefix.Bits()), MAC: nic.MAC, DNS: nic.DNSServers}
 	err = n.fab.EnsureNIC(spec)
 	if errors.Is(err, fabric.ErrNotFound) {
 		// The network's router is not there yet: build it first.
@@ -357,17 +376,62 @@ func (n *Network) settle(ctx context.Context, id arm.ResourceID, failure error) 
 // View is the DNS view name of a virtual network.
 func View(vnet arm.ResourceID) string { return strings.ToLower(vnet.String()) }
 
-// ensureDNS serves the network's DNS inside its router namespace, and
-// serves it anew when the namespace was re-created (its sockets died with
-// the old one).
-func (n *Network) ensureDNS(vnet arm.ResourceID, fid string) error {
+// inboundOf returns the addresses of the DNS resolver inbound endpoints in
+// the network's subnets (those outside every subnet prefix, which the
+// provider never hands out, are skipped).
+func (n *Network) inboundOf(rd arm.Reader, vnet arm.ResourceID, prefixes []netip.Prefix) ([]netip.Addr, error) {
+	eps, err := dnsresolver.InboundAddresses(rd, vnet)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, e := range eps {
+		for _, p := range prefixes {
+			if p.Contains(e.Address) {
+				out = append(out, e.Address)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// ensureDNS serves the network's DNS inside its router namespace on
+// 168.63.129.16 and on each of inbound (DNS resolver inbound endpoints:
+// the same view on another address), stops serving on addresses no longer
+// wanted, and serves anew when the namespace was re-created (its sockets
+// died with the old one).
+func (n *Network) ensureDNS(vnet arm.ResourceID, fid string, inbound []netip.Addr) error {
 	ns := n.fab.NamespaceName(fabric.KindNetwork, fid)
 	ino, err := n.fab.NamespaceInode(ns)
 	if err != nil {
 		return err
 	}
+	want := map[netip.Addr]bool{fabric.DNSAddr: true}
+	for _, a := range inbound {
+		want[a] = true
+	}
 	n.mu.Lock()
 	cur := n.serving[fid]
+	n.mu.Unlock()
+	for a := range cur {
+		if !want[a] {
+			n.stopDNSAt(fid, a)
+		}
+	}
+	for a := range want {
+		if err := n.serveDNSAt(vnet, fid, ns, ino, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveDNSAt serves the network's view on addr:53 (UDP and TCP) in its
+// router namespace ns, unless it already does in that namespace.
+func (n *Network) serveDNSAt(vnet arm.ResourceID, fid, ns string, ino uint64, addr netip.Addr) error {
+	n.mu.Lock()
+	cur := n.serving[fid][addr]
 	n.mu.Unlock()
 	if cur != nil && cur.inode == ino {
 		select {
@@ -376,37 +440,53 @@ func (n *Network) ensureDNS(vnet arm.ResourceID, fid string) error {
 			return nil
 		}
 	}
-	n.stopDNS(fid)
-	addr := net.JoinHostPort(fabric.DNSAddr.String(), "53")
-	pc, err := n.fab.ListenUDP(ns, addr)
+	n.stopDNSAt(fid, addr)
+	hostPort := net.JoinHostPort(addr.String(), "53")
+	pc, err := n.fab.ListenUDP(ns, hostPort)
 	if err != nil {
-		return fmt.Errorf("DNS of %s: %w", vnet, err)
+		return fmt.Errorf("DNS of %s at %s: %w", vnet, addr, err)
 	}
-	ln, err := n.fab.ListenTCP(ns, addr)
+	ln, err := n.fab.ListenTCP(ns, hostPort)
 	if err != nil {
 		pc.Close()
-		return fmt.Errorf("DNS of %s: %w", vnet, err)
+		return fmt.Errorf("DNS of %s at %s: %w", vnet, addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &dnsServing{cancel: cancel, done: make(chan struct{}), inode: ino}
 	go func() {
 		defer close(s.done)
 		if err := n.srv.Serve(ctx, View(vnet), pc, ln); err != nil {
-			n.log.Warn("DNS stopped", "network", vnet.String(), "err", err)
+			n.log.Warn("DNS stopped", "network", vnet.String(), "addr", addr.String(), "err", err)
 		}
 	}()
 	n.mu.Lock()
-	n.serving[fid] = s
+	if n.serving[fid] == nil {
+		n.serving[fid] = map[netip.Addr]*dnsServing{}
+	}
+	n.serving[fid][addr] = s
 	n.mu.Unlock()
 	return nil
 }
 
-func (n *Network) stopDNS(fid string) {
+// stopDNSAt stops serving the network's DNS on addr.
+func (n *Network) stopDNSAt(fid string, addr netip.Addr) {
 	n.mu.Lock()
-	s := n.serving[fid]
-	delete(n.serving, fid)
+	s := n.serving[fid][addr]
+	delete(n.serving[fid], addr)
 	n.mu.Unlock()
 	if s != nil {
+		s.cancel()
+		<-s.done
+	}
+}
+
+// stopDNS stops serving the network's DNS on every address.
+func (n *Network) stopDNS(fid string) {
+	n.mu.Lock()
+	all := n.serving[fid]
+	delete(n.serving, fid)
+	n.mu.Unlock()
+	for _, s := range all {
 		s.cancel()
 		<-s.done
 	}

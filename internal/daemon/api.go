@@ -6,6 +6,7 @@ import (
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/identity"
 	"github.com/privlink/privlink/internal/provider/authorization"
+	"github.com/privlink/privlink/internal/provider/dnsresolver"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
 	"github.com/privlink/privlink/internal/provider/privatedns"
@@ -41,6 +42,7 @@ func NewAPI(st store.Store, ids *identity.Service, log *slog.Logger, opts APIOpt
 	targets := privatelink.NewKinds(postgres.Kind)
 	register(network.New(st, append([]network.Option{network.WithTargets(targets)}, opts.Network...)...).Types()...)
 	register(privatedns.New(st).Types()...)
+	register(dnsresolver.New(st).Types()...)
 	register(postgres.New(st, opts.Postgres...).Types()...)
 	return router
 }

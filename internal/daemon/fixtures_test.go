@@ -476,6 +476,8 @@ func apiVersion(path string) string {
 		return "?api-version=2025-08-01"
 	case strings.Contains(lower, "/providers/microsoft.network/privatednszones"):
 		return "?api-version=2024-06-01"
+	case strings.Contains(lower, "/providers/microsoft.network/dnsresolvers"):
+		return "?api-version=2022-07-01"
 	case strings.Contains(lower, "/providers/microsoft.network/"):
 		return "?api-version=2024-05-01"
 	case strings.Contains(lower, "/providers/microsoft.authorization/"):

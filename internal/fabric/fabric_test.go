@@ -295,6 +295,20 @@ func TestNetworkConverges(t *testing.T) {
 	if got := loAddrs(); !slices.Equal(got, want) {
 		t.Fatalf("lo with an endpoint: %q, want %q", got, want)
 	}
+	// DNS resolver inbound addresses carry a label of their own.
+	spec.DNS = []netip.Addr{netip.MustParseAddr("10.0.3.68")}
+	if err := f.EnsureNetwork(spec); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"10.0.1.1/32 lo:gw", "10.0.1.5/32 lo:pe", "10.0.2.5/32 lo:other", "10.0.3.65/32 lo:gw", "10.0.3.68/32 lo:dnsin", "127.0.0.1/8 lo", "168.63.129.16/32 lo:dns"}
+	if got := loAddrs(); !slices.Equal(got, want) {
+		t.Fatalf("lo with an inbound DNS address: %q, want %q", got, want)
+	}
+	spec.DNS = []netip.Addr{netip.MustParseAddr("10.0.9.8")}
+	if err := f.EnsureNetwork(spec); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("inbound DNS address outside every subnet: %v, want ErrInvalid", err)
+	}
+	spec.DNS = nil
 	spec.Endpoints = []netip.Addr{netip.MustParseAddr("10.0.9.9")}
 	if err := f.EnsureNetwork(spec); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("endpoint outside every subnet: %v, want ErrInvalid", err)
@@ -495,6 +509,26 @@ func TestResolvConf(t *testing.T) {
 		return strings.HasPrefix(l, "search") || (strings.HasPrefix(l, "nameserver") && l != "nameserver 168.63.129.16")
 	}) {
 		t.Fatalf("resolv.conf in %s:\n%s", nic, out)
+	}
+	// A NIC's own DNS servers (dnsSettings.dnsServers) replace it, in order.
+	spec := NICSpec{ID: "b", Network: "net1", Address: netip.MustParsePrefix("10.0.1.5/24"),
+		DNS: []netip.Addr{netip.MustParseAddr("10.0.1.200"), netip.MustParseAddr("10.0.1.201")}}
+	if err := f.EnsureNIC(spec); err != nil {
+		t.Fatal(err)
+	}
+	b := f.NamespaceName(KindNIC, "b")
+	out, err = exec.Command("ip", "netns", "exec", b, "cat", "/etc/resolv.conf").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns exec: %v: %s", err, out)
+	}
+	var servers []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if s, ok := strings.CutPrefix(l, "nameserver "); ok {
+			servers = append(servers, s)
+		}
+	}
+	if !slices.Equal(servers, []string{"10.0.1.200", "10.0.1.201"}) {
+		t.Fatalf("resolv.conf in %s:\n%s", b, out)
 	}
 }
 

@@ -485,10 +485,13 @@ func setSysctl(key, value string) (changed bool, err error) {
 // writeResolvConf makes `ip netns exec NAME` resolve through the DNS at
 // server (whose network is named in a comment): it writes
 // /etc/netns/NAME/resolv.conf when its content differs.
-func writeResolvConf(name, network string, server netip.Addr) error {
+func writeResolvConf(name, network string, servers ...netip.Addr) error {
 	dir := filepath.Join(etcNetnsDir, name)
 	path := filepath.Join(dir, "resolv.conf")
-	want := fmt.Sprintf("# Written by privlink: the DNS of %s.\nnameserver %s\n", network, server)
+	want := fmt.Sprintf("# Written by privlink: the DNS of %s.\n", network)
+	for _, s := range servers {
+		want += "nameserver " + s.String() + "\n"
+	}
 	if cur, err := os.ReadFile(path); err == nil && string(cur) == want {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -17,6 +18,7 @@ const (
 	labelDNS      = "lo:dns"
 	labelGateway  = "lo:gw"
 	labelEndpoint = "lo:pe"
+	labelDNSIn    = "lo:dnsin"
 )
 
 // NetworkSpec is the desired state of a virtual network's router.
@@ -31,6 +33,11 @@ type NetworkSpec struct {
 	// live on the router's lo (so the router answers ARP for them in their
 	// subnet) and the data path translates traffic to them.
 	Endpoints []netip.Addr
+	// DNS are further addresses in the network's subnets where the
+	// network's DNS answers (DNS resolver inbound endpoints): like
+	// endpoints they live on the router's lo, so anything that reaches
+	// the subnet reaches them.
+	DNS []netip.Addr
 	// Outbound is the network's default outbound address (in
 	// 198.18.0.0/15, unique on the emulated internet): its NICs reach the
 	// internet translated to it (see OutboundLinkName). The zero value
@@ -53,7 +60,7 @@ func (s NetworkSpec) validate() error {
 			return fmt.Errorf("fabric: network %s: subnet %s: want a masked IPv4 prefix of /29 or larger: %w", s.ID, p, ErrInvalid)
 		}
 	}
-	for _, a := range s.Endpoints {
+	for _, a := range slices.Concat(s.Endpoints, s.DNS) {
 		inside := false
 		for _, p := range s.Subnets {
 			inside = inside || p.Contains(a)
@@ -99,10 +106,15 @@ func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
 	for _, a := range spec.Endpoints {
 		endpoints = append(endpoints, netip.PrefixFrom(a, 32))
 	}
+	var dnsIn []netip.Prefix
+	for _, a := range spec.DNS {
+		dnsIn = append(dnsIn, netip.PrefixFrom(a, 32))
+	}
 	if err := ensureLoAddrs(r, map[string][]netip.Prefix{
 		labelDNS:      {netip.PrefixFrom(DNSAddr, 32)},
 		labelGateway:  gateways,
 		labelEndpoint: endpoints,
+		labelDNSIn:    dnsIn,
 	}); err != nil {
 		return fmt.Errorf("fabric: network %s: %w", spec.ID, err)
 	}

@@ -36,6 +36,10 @@ type NICSpec struct {
 	// MAC is eth0's hardware address; nil lets the kernel choose one (and a
 	// later Ensure keeps it).
 	MAC net.HardwareAddr
+	// DNS are the DNS servers the NIC's resolv.conf names (its
+	// dnsSettings.dnsServers, e.g. a DNS resolver's inbound endpoint);
+	// none means the network's own, DNSAddr.
+	DNS []netip.Addr
 }
 
 func (s *NICSpec) validate() error {
@@ -151,7 +155,11 @@ func (f *Fabric) ensureNIC(spec NICSpec) error {
 	if err := waitLinks(f, router, rlName, nic, nicLinkName); err != nil {
 		return err
 	}
-	if err := writeResolvConf(name, "virtual network "+spec.Network, DNSAddr); err != nil {
+	dns := spec.DNS
+	if len(dns) == 0 {
+		dns = []netip.Addr{DNSAddr}
+	}
+	if err := writeResolvConf(name, "virtual network "+spec.Network, dns...); err != nil {
 		return err
 	}
 	f.log.Debug("NIC converged", "nic", spec.ID, "network", spec.Network, "ns", name, "address", spec.Address)

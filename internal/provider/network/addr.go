@@ -236,6 +236,12 @@ func (pl *placed) name() string {
 // Dynamic one never takes an address another ipConfiguration of the same
 // request asks for.
 func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
+	return allocateNamed(u, nic, ipcs, func(pl *placed) string { return nic.String() + "/ipConfigurations/" + pl.name() })
+}
+
+// allocateNamed is allocate with self naming each ipConfiguration in
+// messages and as the holder of the address it takes.
+func allocateNamed(u *usage, nic arm.ResourceID, ipcs []*placed, self func(*placed) string) error {
 	used := map[string]map[netip.Addr]string{} // by subnet
 	usedIn := func(pl *placed) (map[netip.Addr]string, error) {
 		k := lkey(pl.subnet.String())
@@ -248,7 +254,6 @@ func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
 		}
 		return used[k], nil
 	}
-	self := func(pl *placed) string { return nic.String() + "/ipConfigurations/" + pl.name() }
 	for _, pl := range ipcs {
 		if !pl.spec.static {
 			continue

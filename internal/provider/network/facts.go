@@ -38,6 +38,9 @@ type NICFacts struct {
 	Addr    netip.Addr
 	// MAC is the NIC's MAC address (nil when it has none that parses).
 	MAC net.HardwareAddr
+	// DNSServers are the NIC's dnsSettings.dnsServers that parse as IPv4
+	// addresses (none: the network's DNS).
+	DNSServers []netip.Addr
 }
 
 // NICFactsOf decodes a stored NIC document (see arm.Memo); an undecodable
@@ -55,6 +58,13 @@ func NICFactsOf(kv store.KV) NICFacts {
 		if m := nic.Properties.MacAddress; m != nil {
 			if mac, err := net.ParseMAC(strings.ReplaceAll(*m, "-", ":")); err == nil {
 				f.MAC = mac
+			}
+		}
+		if d := nic.Properties.DNSSettings; d != nil {
+			for _, s := range d.DNSServers {
+				if a, err := netip.ParseAddr(strings.TrimSpace(str(s))); err == nil && a.Is4() {
+					f.DNSServers = append(f.DNSServers, a)
+				}
 			}
 		}
 	}

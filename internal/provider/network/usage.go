@@ -26,6 +26,7 @@ type usage struct {
 	summaries []nicSummary
 	subnets   []armnetwork.Subnet
 	rules     []armnetwork.SecurityRule
+	held      []ipConfigRef // addresses of non-NIC holders (holders.go)
 	loaded    map[string]bool
 	memo      *arm.Memo[nicSummary] // nil: decode every NIC
 }
@@ -180,12 +181,23 @@ func (u *usage) ipConfigs(match func(subnet string) bool) ([]ipConfigRef, error)
 	if err != nil {
 		return nil, err
 	}
+	if !u.loaded["held"] {
+		if u.held, err = heldRefs(u.r, u.sub); err != nil {
+			return nil, err
+		}
+		u.loaded["held"] = true
+	}
 	var out []ipConfigRef
 	for _, n := range nics {
 		for _, ref := range n.configs {
 			if match(lkey(ref.Subnet)) {
 				out = append(out, ref)
 			}
+		}
+	}
+	for _, ref := range u.held {
+		if match(lkey(ref.Subnet)) {
+			out = append(out, ref)
 		}
 	}
 	return out, nil
