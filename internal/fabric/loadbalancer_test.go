@@ -141,6 +141,20 @@ func TestLoadBalancerDataPath(t *testing.T) {
 	if got := spread(t, f, client, "10.40.0.100:80", 40); got["b1"] == 0 || got["b2"] == 0 {
 		t.Errorf("with b1 back, 40 connections went %v", got)
 	}
+	// Hairpin, as Azure's internal load balancer: a backend reaches its
+	// own frontend when the flow goes to another backend, not when it
+	// comes back to itself (the reply would leave it from its own
+	// address, not the frontend's).
+	ensure(a1)
+	if c, err := dialLB(t, f, b2, "10.40.0.100:80"); err != nil || c.backend != "b1" {
+		t.Errorf("b2 through the frontend to b1: %v %v", err, c)
+	} else {
+		c.Close()
+	}
+	if c, err := dialLB(t, f, b1, "10.40.0.100:80"); err == nil {
+		c.Close()
+		t.Errorf("b1 through the frontend to itself connected (to %s); Azure's flow back to the sender fails", c.backend)
+	}
 	// No healthy backend: refused. No load balancer: the frontend goes.
 	ensure()
 	mustNotConnect(t, f, client, "10.40.0.100:80")

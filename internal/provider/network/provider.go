@@ -3,7 +3,8 @@
 // groups and their rules, application security groups, route tables and
 // their routes, network interfaces with their private addresses, and the
 // private endpoints themselves with their private DNS zone groups
-// (privateendpoint.go, zonegroup.go).
+// (privateendpoint.go, zonegroup.go), and Standard internal load balancers
+// (loadbalancer.go).
 //
 // Handlers validate a request as Azure does and record the desired state in
 // one store transaction; they never touch the machine. Every resource is
