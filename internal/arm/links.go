@@ -73,6 +73,9 @@ const (
 	JoinDDoSPlanAction       = "Microsoft.Network/ddosProtectionPlans/join/action"
 	JoinPrivateZoneAction    = "Microsoft.Network/privateDnsZones/join/action"
 	JoinVirtualNetworkAction = "Microsoft.Network/virtualNetworks/join/action"
+	// JoinLBPoolAction is checked on a load balancer's backend address
+	// pool that a NIC's ipConfiguration joins.
+	JoinLBPoolAction = "Microsoft.Network/loadBalancers/backendAddressPools/join/action"
 )
 
 // LinkedRefs returns the resource IDs that body holds at the link's path,

@@ -6,25 +6,17 @@ import (
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
-	"github.com/privlink/privlink/internal/arm"
-	"github.com/privlink/privlink/internal/store"
 )
 
 // The fixtures of private link services: populate adds, in each group, a
 // subnet "nat" whose private link service network policies are Disabled,
-// a Standard internal load balancer "plslb" with frontend "fe" in subnet
-// default, a service "pls0" behind it and an endpoint "plspe0" to it (so
-// its connections type has an instance).
-//
-// Until the load balancer type is served (branch lb), plslb's document is
-// written to the store as that type's PUT stores it.
+// a service "pls0" behind the frontend fe of the load balancer "lb"
+// (fixtures_lb_test.go) and an endpoint "plspe0" to it (so its
+// connections type has an instance).
 
-func natSubnetIn(g string) string { return vnetIn(g) + "/subnets/nat" }
-func plsLBIn(g string) string     { return g + netNS + "loadBalancers/plslb" }
-func plsFrontendIn(g string) string {
-	return plsLBIn(g) + "/frontendIPConfigurations/fe"
-}
-func plsIn(g string) string { return g + netNS + "privateLinkServices/pls0" }
+func natSubnetIn(g string) string   { return vnetIn(g) + "/subnets/nat" }
+func plsFrontendIn(g string) string { return lbIn(g) + "/frontendIPConfigurations/fe" }
+func plsIn(g string) string         { return g + netNS + "privateLinkServices/pls0" }
 
 func serviceBodyIn(loc, g string) map[string]any {
 	return map[string]any{"location": loc, "properties": map[string]any{
@@ -40,19 +32,6 @@ func init() {
 		o := e.a.Owner
 		e.put(t, o, natSubnetIn(g), map[string]any{"properties": map[string]any{
 			"addressPrefix": "10.0.9.0/24", "privateLinkServiceNetworkPolicies": "Disabled"}})
-		id, err := arm.ParseID(plsLBIn(g))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lb := armnetwork.LoadBalancer{ID: ptrTo(id.String()), Name: ptrTo("plslb"), Type: ptrTo("Microsoft.Network/loadBalancers"), Location: ptrTo(e.loc),
-			SKU: &armnetwork.LoadBalancerSKU{Name: ptrTo(armnetwork.LoadBalancerSKUNameStandard)},
-			Properties: &armnetwork.LoadBalancerPropertiesFormat{FrontendIPConfigurations: []*armnetwork.FrontendIPConfiguration{{
-				ID: ptrTo(plsFrontendIn(g)), Name: ptrTo("fe"),
-				Properties: &armnetwork.FrontendIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: ptrTo(subnetIn(g))}, PrivateIPAddress: ptrTo("10.0.0.200")},
-			}}}}
-		if _, err := e.a.Store.Txn(t.Context(), func(tx store.Tx) error { return arm.Save(tx, id, &lb) }); err != nil {
-			t.Fatal(err)
-		}
 		e.put(t, o, plsIn(g), serviceBodyIn(e.loc, g))
 		e.put(t, o, g+netNS+"privateEndpoints/plspe0", map[string]any{"location": e.loc, "properties": map[string]any{
 			"subnet": map[string]any{"id": peSubnetIn(g)},
@@ -88,5 +67,3 @@ func init() {
 		}
 	})
 }
-
-func ptrTo[T any](v T) *T { return &v }

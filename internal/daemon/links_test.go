@@ -55,13 +55,14 @@ func TestLinkedAuthorizationSweep(t *testing.T) {
 		"VirtualNetwork":           vnetIn,
 	}
 	byType := map[string]func(g string) string{
-		"microsoft.network/virtualnetworks/subnets":   subnetIn,
-		"microsoft.network/networksecuritygroups":     nsgIn,
-		"microsoft.network/routetables":               rtIn,
-		"microsoft.network/applicationsecuritygroups": asgIn,
-		"microsoft.network/virtualnetworks":           vnetIn,
-		"microsoft.network/privatednszones":           zoneIn,
-		"microsoft.dbforpostgresql/flexibleservers":   e.server,
+		"microsoft.network/virtualnetworks/subnets":           subnetIn,
+		"microsoft.network/networksecuritygroups":             nsgIn,
+		"microsoft.network/routetables":                       rtIn,
+		"microsoft.network/applicationsecuritygroups":         asgIn,
+		"microsoft.network/virtualnetworks":                   vnetIn,
+		"microsoft.network/privatednszones":                   zoneIn,
+		"microsoft.network/loadbalancers/backendaddresspools": lbPoolIn,
+		"microsoft.dbforpostgresql/flexibleservers":           e.server,
 		"": e.server, // a private endpoint's target
 	}
 	// plant is the ID planted in a reference: a resource of their group.

@@ -219,6 +219,7 @@ type placed struct {
 	cur      *armnetwork.InterfaceIPConfiguration // the stored one of that name, if any
 	addr     netip.Addr
 	asgs     []*armnetwork.ApplicationSecurityGroup
+	pools    []*armnetwork.BackendAddressPool // the load balancer pools it joins
 }
 
 // name is the ipConfiguration's name, in the casing it was created with.
@@ -229,18 +230,21 @@ func (pl *placed) name() string {
 	return pl.spec.name
 }
 
-// allocate gives every ipConfiguration its address: Static ones the
+// allocate gives every ipConfiguration its address (owner is the document
+// that holds them, child the type segment of their IDs under it: a NIC's
+// "ipConfigurations", a load balancer's "frontendIPConfigurations"):
+// Static ones the
 // requested address (which must be inside the subnet, not reserved and not
 // held by anyone else), Dynamic ones the address they already hold in the
 // same subnet, or else the lowest free one. Statics are placed first so a
 // Dynamic one never takes an address another ipConfiguration of the same
 // request asks for.
-func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
+func allocate(u *usage, owner arm.ResourceID, child string, ipcs []*placed) error {
 	used := map[string]map[netip.Addr]string{} // by subnet
 	usedIn := func(pl *placed) (map[netip.Addr]string, error) {
 		k := lkey(pl.subnet.String())
 		if used[k] == nil {
-			m, err := u.usedAddresses(pl.subnet.String(), nic.String())
+			m, err := u.usedAddresses(pl.subnet.String(), owner.String())
 			if err != nil {
 				return nil, err
 			}
@@ -248,7 +252,7 @@ func allocate(u *usage, nic arm.ResourceID, ipcs []*placed) error {
 		}
 		return used[k], nil
 	}
-	self := func(pl *placed) string { return nic.String() + "/ipConfigurations/" + pl.name() }
+	self := func(pl *placed) string { return owner.String() + "/" + child + "/" + pl.name() }
 	for _, pl := range ipcs {
 		if !pl.spec.static {
 			continue
@@ -349,7 +353,8 @@ func macFor(u *usage, id arm.ResourceID, cur *armnetwork.Interface) (string, err
 }
 
 // usedAddresses returns the addresses held in a subnet, and by whom,
-// leaving out the ipConfigurations of the NIC except (being rewritten).
+// leaving out those the document except holds (a NIC or a load balancer
+// being rewritten).
 func (u *usage) usedAddresses(subnet, except string) (map[netip.Addr]string, error) {
 	refs, err := u.inSubnet(subnet)
 	if err != nil {

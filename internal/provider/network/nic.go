@@ -102,41 +102,56 @@ func decodeIPConfig(path string, ic *armnetwork.InterfaceIPConfiguration) (ipcSp
 		return spec, errMissing(pp+"subnet.id", "An ipConfiguration's subnet")
 	}
 	spec.primary = boolOr(props.Primary, false)
-	method, err := enumValue(pp+"privateIPAllocationMethod", (*string)(props.PrivateIPAllocationMethod),
-		string(armnetwork.IPAllocationMethodDynamic), enumStrings(armnetwork.PossibleIPAllocationMethodValues()))
+	static, addr, err := decodePrivateIP(pp, props.PrivateIPAllocationMethod, props.PrivateIPAddressVersion, props.PrivateIPAddress)
 	if err != nil {
 		return spec, err
 	}
-	version, err := enumValue(pp+"privateIPAddressVersion", (*string)(props.PrivateIPAddressVersion),
-		string(armnetwork.IPVersionIPv4), enumStrings(armnetwork.PossibleIPVersionValues()))
-	if err != nil {
-		return spec, err
-	}
-	if version != string(armnetwork.IPVersionIPv4) {
-		return spec, errUnsupported(pp+"privateIPAddressVersion", "privlink allocates IPv4 private addresses only; use IPv4.")
-	}
-	spec.static = method == string(armnetwork.IPAllocationMethodStatic)
-	if spec.static {
-		raw := strings.TrimSpace(str(props.PrivateIPAddress))
-		if raw == "" {
-			return spec, errMissing(pp+"privateIPAddress", "The privateIPAddress of an ipConfiguration with privateIPAllocationMethod Static")
-		}
-		a, ok := parseIPv4(raw)
-		if !ok {
-			return spec, errInvalid(pp+"privateIPAddress", "The privateIPAddress '%s' is not an IPv4 address.", raw)
-		}
-		spec.addr = a
-	}
+	spec.static, spec.addr = static, addr
 	switch {
 	case props.PublicIPAddress != nil:
 		return spec, errUnsupported(pp+"publicIPAddress", "privlink has no public IP addresses on NICs; remove publicIPAddress.")
-	case len(props.LoadBalancerBackendAddressPools) > 0 || len(props.LoadBalancerInboundNatRules) > 0 ||
-		len(props.ApplicationGatewayBackendAddressPools) > 0 || props.GatewayLoadBalancer != nil:
-		return spec, errUnsupported(pp+"loadBalancerBackendAddressPools", "privlink has no load balancers or application gateways; remove those references.")
+	case len(props.LoadBalancerInboundNatRules) > 0:
+		return spec, errUnsupported(pp+"loadBalancerInboundNatRules", "privlink's load balancers have no inbound NAT rules; remove loadBalancerInboundNatRules.")
+	case len(props.ApplicationGatewayBackendAddressPools) > 0:
+		return spec, errUnsupported(pp+"applicationGatewayBackendAddressPools", "privlink has no application gateways; remove applicationGatewayBackendAddressPools.")
+	case props.GatewayLoadBalancer != nil:
+		return spec, errUnsupported(pp+"gatewayLoadBalancer", "privlink has no gateway load balancers; remove gatewayLoadBalancer.")
 	case len(props.VirtualNetworkTaps) > 0:
 		return spec, errUnsupported(pp+"virtualNetworkTaps", "privlink has no virtual network taps; remove virtualNetworkTaps.")
 	}
 	return spec, nil
+}
+
+// decodePrivateIP checks the private address properties an ipConfiguration
+// (of a NIC, or a load balancer's frontend) carries, pp being their path
+// prefix: the allocation method (Dynamic by default), the version (IPv4
+// only) and, for Static, the address asked for.
+func decodePrivateIP(pp string, method *armnetwork.IPAllocationMethod, version *armnetwork.IPVersion, addr *string) (bool, netip.Addr, error) {
+	m, err := enumValue(pp+"privateIPAllocationMethod", (*string)(method),
+		string(armnetwork.IPAllocationMethodDynamic), enumStrings(armnetwork.PossibleIPAllocationMethodValues()))
+	if err != nil {
+		return false, netip.Addr{}, err
+	}
+	v, err := enumValue(pp+"privateIPAddressVersion", (*string)(version),
+		string(armnetwork.IPVersionIPv4), enumStrings(armnetwork.PossibleIPVersionValues()))
+	if err != nil {
+		return false, netip.Addr{}, err
+	}
+	if v != string(armnetwork.IPVersionIPv4) {
+		return false, netip.Addr{}, errUnsupported(pp+"privateIPAddressVersion", "privlink allocates IPv4 private addresses only; use IPv4.")
+	}
+	if m != string(armnetwork.IPAllocationMethodStatic) {
+		return false, netip.Addr{}, nil
+	}
+	raw := strings.TrimSpace(str(addr))
+	if raw == "" {
+		return true, netip.Addr{}, errMissing(pp+"privateIPAddress", "The privateIPAddress of an ipConfiguration with privateIPAllocationMethod Static")
+	}
+	a, ok := parseIPv4(raw)
+	if !ok {
+		return true, netip.Addr{}, errInvalid(pp+"privateIPAddress", "The privateIPAddress '%s' is not an IPv4 address.", raw)
+	}
+	return true, a, nil
 }
 
 func (p *Provider) putNIC(ctx context.Context, r *arm.Request) (*arm.Response, error) {
@@ -227,7 +242,7 @@ func buildNIC(tx store.Tx, u *usage, spec *nicSpec, id arm.ResourceID, name stri
 	if err != nil {
 		return nil, err
 	}
-	if err := allocate(u, id, ipcs); err != nil {
+	if err := allocate(u, id, "ipConfigurations", ipcs); err != nil {
 		return nil, err
 	}
 	for _, pl := range ipcs {
@@ -238,12 +253,13 @@ func buildNIC(tx store.Tx, u *usage, spec *nicSpec, id arm.ResourceID, name stri
 		out.IPConfigurations = append(out.IPConfigurations, &armnetwork.InterfaceIPConfiguration{
 			ID: ptr(id.String() + "/ipConfigurations/" + pl.name()), Name: ptr(pl.name()), Type: ptr(typeIPConfig), Etag: ptr(etag),
 			Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{
-				PrivateIPAddress:          ptr(pl.addr.String()),
-				PrivateIPAllocationMethod: ptr(method),
-				PrivateIPAddressVersion:   ptr(armnetwork.IPVersionIPv4),
-				Subnet:                    &armnetwork.Subnet{ID: ptr(pl.subnet.String())},
-				Primary:                   ptr(pl.spec.primary),
-				ApplicationSecurityGroups: pl.asgs,
+				PrivateIPAddress:                ptr(pl.addr.String()),
+				PrivateIPAllocationMethod:       ptr(method),
+				PrivateIPAddressVersion:         ptr(armnetwork.IPVersionIPv4),
+				Subnet:                          &armnetwork.Subnet{ID: ptr(pl.subnet.String())},
+				Primary:                         ptr(pl.spec.primary),
+				ApplicationSecurityGroups:       pl.asgs,
+				LoadBalancerBackendAddressPools: pl.pools,
 			},
 		})
 	}
@@ -289,6 +305,9 @@ func placeIPConfigs(tx store.Tx, u *usage, spec *nicSpec, nic arm.ResourceID, lo
 		}
 		pl := &placed{spec: s, subnet: ref, prefixes: v4(subnetPrefixes(&subnet)), cur: curByName[strings.ToLower(s.name)]}
 		if pl.asgs, err = joinASGs(tx, u, nic, loc, pp+"applicationSecurityGroups", s.in.Properties.ApplicationSecurityGroups, ref.ID); err != nil {
+			return nil, err
+		}
+		if pl.pools, err = joinPools(tx, nic, loc, pp+"loadBalancerBackendAddressPools", s.in.Properties.LoadBalancerBackendAddressPools, ref.ID); err != nil {
 			return nil, err
 		}
 		out = append(out, pl)

@@ -50,11 +50,9 @@ import (
 // the service, its connections, its NIC and its index entry together.
 
 const (
-	typePLS          = "Microsoft.Network/privateLinkServices"
-	typePLSIPConfig  = "Microsoft.Network/privateLinkServices/ipConfigurations"
-	typeLoadBalancer = "Microsoft.Network/loadBalancers"
-	typeLBFrontend   = "Microsoft.Network/loadBalancers/frontendIPConfigurations"
-	typeLocations    = "Microsoft.Network/locations"
+	typePLS         = "Microsoft.Network/privateLinkServices"
+	typePLSIPConfig = "Microsoft.Network/privateLinkServices/ipConfigurations"
+	typeLocations   = "Microsoft.Network/locations"
 	// maxNATIPs is Azure's limit on a service's ipConfigurations.
 	maxNATIPs = 8
 	// AliasSuffix ends every private link service's alias.
@@ -536,7 +534,7 @@ func (p *Provider) serviceNIC(tx store.Tx, spec *serviceSpec, w putWrite[armnetw
 		pls = append(pls, &placed{spec: s, subnet: sn, prefixes: prefixes, cur: curIPC[strings.ToLower(s.name)]})
 	}
 	u := p.newUsage(tx, w.id.Subscription)
-	if err := allocate(u, nicID, pls); err != nil {
+	if err := allocate(u, nicID, "ipConfigurations", pls); err != nil {
 		return nil, err
 	}
 	mac, err := macFor(u, nicID, &curNIC)

@@ -12,15 +12,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/provider/privatelink"
-	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/testkit"
 )
 
 // The provider's side of the private link service tests: group "prov" in
 // sub (owner) with VNet "pvnet" (subnets "nat" and "fe") and a Standard
 // internal load balancer "lb" whose frontend "fe" is in subnet "fe".
-// Until the load balancer type is served (branch lb), its document is
-// written to the store as that type's PUT would store it.
 func (e *peEnv) provider(c *clients, natPolicies armnetwork.VirtualNetworkPrivateLinkServiceNetworkPolicies) {
 	e.t.Helper()
 	e.group(c, "prov")
@@ -34,19 +31,29 @@ func (e *peEnv) provider(c *clients, natPolicies armnetwork.VirtualNetworkPrivat
 		e.t.Fatalf("create provider vnet: %v", err)
 	}
 	lbID := "/subscriptions/" + sub + "/resourceGroups/prov/providers/Microsoft.Network/loadBalancers/lb"
-	lb := armnetwork.LoadBalancer{
-		ID: to.Ptr(lbID), Name: to.Ptr("lb"), Type: to.Ptr(typeLoadBalancer), Location: to.Ptr("westeurope"),
-		SKU: &armnetwork.LoadBalancerSKU{Name: to.Ptr(armnetwork.LoadBalancerSKUNameStandard)},
-		Properties: &armnetwork.LoadBalancerPropertiesFormat{FrontendIPConfigurations: []*armnetwork.FrontendIPConfiguration{{
-			ID: to.Ptr(lbID + "/frontendIPConfigurations/fe"), Name: to.Ptr("fe"),
-			Properties: &armnetwork.FrontendIPConfigurationPropertiesFormat{
-				Subnet: &armnetwork.Subnet{ID: to.Ptr(subnetIDIn(sub, "prov", "pvnet", "fe"))}, PrivateIPAddress: to.Ptr("10.0.6.4"),
-			},
-		}}},
-	}
-	id, _ := arm.ParseID(lbID)
-	if _, err := e.st.Txn(e.ctx, func(tx store.Tx) error { return arm.Save(tx, id, &lb) }); err != nil {
+	lbc, err := armnetwork.NewLoadBalancersClient(sub, token("owner"), e.opts)
+	if err != nil {
 		e.t.Fatal(err)
+	}
+	lp, err := lbc.BeginCreateOrUpdate(e.ctx, "prov", "lb", armnetwork.LoadBalancer{
+		Location: to.Ptr("westeurope"),
+		SKU:      &armnetwork.LoadBalancerSKU{Name: to.Ptr(armnetwork.LoadBalancerSKUNameStandard)},
+		Properties: &armnetwork.LoadBalancerPropertiesFormat{
+			FrontendIPConfigurations: []*armnetwork.FrontendIPConfiguration{{Name: to.Ptr("fe"),
+				Properties: &armnetwork.FrontendIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: to.Ptr(subnetIDIn(sub, "prov", "pvnet", "fe"))}}}},
+			BackendAddressPools: []*armnetwork.BackendAddressPool{{Name: to.Ptr("be")}},
+			LoadBalancingRules: []*armnetwork.LoadBalancingRule{{Name: to.Ptr("echo"), Properties: &armnetwork.LoadBalancingRulePropertiesFormat{
+				Protocol: to.Ptr(armnetwork.TransportProtocolTCP), FrontendPort: to.Ptr[int32](7000), BackendPort: to.Ptr[int32](7000),
+				FrontendIPConfiguration: &armnetwork.SubResource{ID: to.Ptr(lbID + "/frontendIPConfigurations/fe")},
+				BackendAddressPool:      &armnetwork.SubResource{ID: to.Ptr(lbID + "/backendAddressPools/be")},
+			}}},
+		},
+	}, nil)
+	if err == nil {
+		_, err = lp.PollUntilDone(e.ctx, poll)
+	}
+	if err != nil {
+		e.t.Fatalf("create load balancer: %v", err)
 	}
 }
 

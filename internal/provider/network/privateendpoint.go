@@ -590,7 +590,7 @@ func (p *Provider) endpointNIC(tx store.Tx, spec *endpointSpec, w *endpointWrite
 		cur:      curIPC,
 	}
 	u := p.newUsage(tx, w.id.Subscription)
-	if err := allocate(u, nicID, []*placed{pl}); err != nil {
+	if err := allocate(u, nicID, "ipConfigurations", []*placed{pl}); err != nil {
 		if ae, ok := arm.AsError(err); ok && ae.Code == codeSubnetFull {
 			return nil, ae.WithTarget("properties.subnet.id")
 		}

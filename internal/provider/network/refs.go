@@ -34,9 +34,7 @@ func resolve(r arm.Reader, referrer arm.ResourceID, target string, ref *string, 
 		return resolved{}, errLinkedID(target, raw, want)
 	}
 	if !strings.EqualFold(id.Subscription, referrer.Subscription) {
-		return resolved{}, badRequest(codeInvalidReference, target,
-			"Resource %s referenced by resource %s is in another subscription; privlink resolves references within one subscription. Use a resource of subscription %s.",
-			raw, referrer, referrer.Subscription)
+		return resolved{}, errOtherSubscription(target, raw, referrer)
 	}
 	var h header
 	ok, err := arm.Load(r, id, &h)
@@ -61,6 +59,14 @@ func resolve(r arm.Reader, referrer arm.ResourceID, target string, ref *string, 
 		res.Location = th.Location
 	}
 	return res, nil
+}
+
+// errOtherSubscription refuses a reference to a resource of another
+// subscription than the referrer's.
+func errOtherSubscription(target, raw string, referrer arm.ResourceID) error {
+	return badRequest(codeInvalidReference, target,
+		"Resource %s referenced by resource %s is in another subscription; privlink resolves references within one subscription. Use a resource of subscription %s.",
+		raw, referrer, referrer.Subscription)
 }
 
 // resolveSameRegion is resolve plus Azure's rule that network resources
@@ -99,6 +105,10 @@ var (
 		{Path: "properties.ipConfigurations[].properties.subnet.id", Type: typeSubnet, Action: arm.JoinSubnetAction},
 		{Path: "properties.ipConfigurations[].properties.applicationSecurityGroups[].id", Type: typeASG, Action: arm.JoinASGAction},
 		{Path: "properties.ipConfigurations[].properties.publicIPAddress.id", Type: "Microsoft.Network/publicIPAddresses", Action: arm.JoinPublicIPAction},
+		{Path: "properties.ipConfigurations[].properties.loadBalancerBackendAddressPools[].id", Type: typeLBPool, Action: arm.JoinLBPoolAction},
+	}
+	lbLinks = []arm.Link{
+		{Path: "properties.frontendIPConfigurations[].properties.subnet.id", Type: typeSubnet, Action: arm.JoinSubnetAction},
 	}
 	// endpointTargetLink is an endpoint's automatic connection: a caller
 	// holding the target's approval action is approved at once.

@@ -26,6 +26,7 @@ type usage struct {
 	summaries []nicSummary
 	subnets   []armnetwork.Subnet
 	rules     []armnetwork.SecurityRule
+	lbs       []armnetwork.LoadBalancer
 	loaded    map[string]bool
 	memo      *arm.Memo[nicSummary] // nil: decode every NIC
 }
@@ -151,9 +152,11 @@ func (u *usage) Rules() ([]armnetwork.SecurityRule, error) {
 
 // ipConfigRef is one NIC ipConfiguration as the in-use checks see it.
 type ipConfigRef struct {
-	ID      string // the ipConfiguration's ID
-	NIC     string // the NIC's ID
-	NICRG   string // the NIC's resource group
+	ID string // the ipConfiguration's ID
+	// NIC is the ID of the document that holds the ipConfiguration: a
+	// NIC, or a load balancer for one of its frontendIPConfigurations.
+	NIC     string
+	NICRG   string // NIC's resource group
 	Subnet  string // the subnet's ID
 	Address netip.Addr
 	// PrivateEndpoint is the ID of the private endpoint that owns the
@@ -186,6 +189,57 @@ func (u *usage) ipConfigs(match func(subnet string) bool) ([]ipConfigRef, error)
 			if match(lkey(ref.Subnet)) {
 				out = append(out, ref)
 			}
+		}
+	}
+	frontends, err := u.lbFrontends()
+	if err != nil {
+		return nil, err
+	}
+	for _, ref := range frontends {
+		if match(lkey(ref.Subnet)) {
+			out = append(out, ref)
+		}
+	}
+	return out, nil
+}
+
+// LoadBalancers returns every load balancer of the subscription.
+func (u *usage) LoadBalancers() ([]armnetwork.LoadBalancer, error) {
+	if !u.loaded["lbs"] {
+		v, err := arm.LoadAll[armnetwork.LoadBalancer](u.r, subColl(u.sub, "loadBalancers"))
+		if err != nil {
+			return nil, err
+		}
+		u.lbs, u.loaded["lbs"] = v, true
+	}
+	return u.lbs, nil
+}
+
+// lbFrontends lists the frontendIPConfigurations of every load balancer
+// as the ipConfigurations that hold their private addresses.
+func (u *usage) lbFrontends() ([]ipConfigRef, error) {
+	lbs, err := u.LoadBalancers()
+	if err != nil {
+		return nil, err
+	}
+	var out []ipConfigRef
+	for _, lb := range lbs {
+		if lb.Properties == nil {
+			continue
+		}
+		rg := ""
+		if id, err := arm.ParseID(str(lb.ID)); err == nil {
+			rg = id.ResourceGroup
+		}
+		for _, fe := range lb.Properties.FrontendIPConfigurations {
+			if fe == nil || fe.Properties == nil || fe.Properties.Subnet == nil {
+				continue
+			}
+			ref := ipConfigRef{ID: str(fe.ID), NIC: str(lb.ID), NICRG: rg, Subnet: str(fe.Properties.Subnet.ID)}
+			if a, err := netip.ParseAddr(str(fe.Properties.PrivateIPAddress)); err == nil {
+				ref.Address = a
+			}
+			out = append(out, ref)
 		}
 	}
 	return out, nil
