@@ -194,4 +194,7 @@ const (
 	codeFrontendNotFound  = "InvalidResourceReference"
 	codeNotStandardLB     = "PrivateLinkServiceRequiresStandardLoadBalancer"
 	codeManagedServiceNIC = "CannotModifyNicAttachedToPrivateLinkService"
+	// By analogy with PrivateEndpointNetworkPoliciesCannotBeEnabledOnPrivateEndpointSubnet
+	// (quoted in MicrosoftDocs/azure-docs #39634).
+	codePLSPoliciesInUse = "PrivateLinkServiceNetworkPoliciesCannotBeEnabledOnPrivateLinkServiceSubnet"
 )

@@ -569,6 +569,23 @@ func (p *Provider) serviceNIC(tx store.Tx, spec *serviceSpec, w putWrite[armnetw
 	return nic, nil
 }
 
+// checkNoNATIPs refuses to enable private link service network policies
+// on a subnet that holds a service's NAT IPs.
+func checkNoNATIPs(u *usage, subnet arm.ResourceID, target string) error {
+	refs, err := u.inSubnet(subnet.String())
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if r.PrivateLinkService != "" {
+			return badRequest(codePLSPoliciesInUse, target,
+				"Private link service network policies cannot be enabled on subnet %s: private link service %s has its NAT IP %s there. Delete the service or move its NAT IPs first.",
+				subnet, r.PrivateLinkService, r.Address)
+		}
+	}
+	return nil
+}
+
 // serviceOf returns the ID of the private link service whose NIC n is, ""
 // for any other NIC.
 func serviceOf(n *armnetwork.Interface) string {

@@ -191,6 +191,12 @@ func TestPrivateLinkServiceControlPlane(t *testing.T) {
 		t.Fatalf("update: %v %s", err, jsonOf(t, again))
 	}
 
+	// The NAT IPs' subnet keeps its policies Disabled.
+	_, err = owner.subnets.BeginCreateOrUpdate(e.ctx, "prov", "pvnet", "nat", armnetwork.Subnet{Properties: &armnetwork.SubnetPropertiesFormat{
+		AddressPrefix: to.Ptr("10.0.5.0/24"), PrivateLinkServiceNetworkPolicies: to.Ptr(armnetwork.VirtualNetworkPrivateLinkServiceNetworkPoliciesEnabled),
+	}}, nil)
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, codePLSPoliciesInUse), "properties.privateLinkServiceNetworkPolicies", "10.0.5.10")
+
 	// The consumer, in an overlapping space: not visible, by alias or ID.
 	e.group(consumer, "cons")
 	e.network(consumer, "cons", "cvnet")
