@@ -201,10 +201,16 @@ func testFabric(t *testing.T, d *daemon) {
 // serve starts a helper listener inside a NIC and stops it when the test
 // ends.
 func serve(t *testing.T, d *daemon, nic, addr, text string) {
+	startHelper(t, d, "serve", nic, addr, text)
+}
+
+// startHelper runs a listening helper mode (serve, echo) inside a NIC of
+// group fab until it is killed or the test ends.
+func startHelper(t *testing.T, d *daemon, mode, nic, addr, text string) *exec.Cmd {
 	t.Helper()
 	self, _ := os.Executable()
 	cmd := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--", self, addr, text)
-	cmd.Env = append(os.Environ(), helperEnv+"=serve")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +225,7 @@ func serve(t *testing.T, d *daemon, nic, addr, text string) {
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("listener in %s on %s: %q %v %s", nic, addr, line, err, stderr.String())
 	}
+	return cmd
 }
 
 func dial(t *testing.T, d *daemon, nic, addr string) string {

@@ -17,10 +17,11 @@ const helperEnv = "PRIVLINK_E2E_HELPER"
 //
 //	serve ADDR TEXT  accept connections on ADDR, answer each with TEXT
 //	                 (prints "ready" once listening; runs until killed)
+//	echo ADDR TEXT   as serve, then echo what each connection sends
 //	dial ADDR        connect to ADDR within 3 s and print what it sends
 func runHelper(mode string, args []string) int {
 	switch {
-	case mode == "serve" && len(args) == 2:
+	case (mode == "serve" || mode == "echo") && len(args) == 2:
 		ln, err := net.Listen("tcp", args[0])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -32,8 +33,13 @@ func runHelper(mode string, args []string) int {
 			if err != nil {
 				return 1
 			}
-			_, _ = io.WriteString(c, args[1]+"\n")
-			c.Close()
+			go func() {
+				defer c.Close()
+				_, _ = io.WriteString(c, args[1]+"\n")
+				if mode == "echo" {
+					_, _ = io.Copy(c, c)
+				}
+			}()
 		}
 	case mode == "dial" && len(args) == 1:
 		c, err := net.DialTimeout("tcp", args[0], 3*time.Second)

@@ -160,6 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 		run("datapath", dp.Run)
 		run("policy", controller.NewPolicy(st, fab, log.With("component", "policy")).Run)
 		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
+		run("loadbalancers", controller.NewLoadBalancers(st, fab, log.With("component", "loadbalancers")).Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, paths, log)

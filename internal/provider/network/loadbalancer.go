@@ -660,6 +660,9 @@ func buildRules(b *lbBuild, in []*armnetwork.LoadBalancingRule) ([]*armnetwork.L
 		if err != nil {
 			return nil, err
 		}
+		if dist != string(armnetwork.LoadDistributionDefault) {
+			return nil, errUnsupported(pp+"loadDistribution", "privlink distributes connections by their 5-tuple hash only (Default); session persistence by source is not served. Use Default.")
+		}
 		o.LoadDistribution = ptr(armnetwork.LoadDistribution(dist))
 		fk := fmt.Sprintf("%s|%s|%d", lkey(fe), proto, *props.FrontendPort)
 		if other, dup := byFrontend[fk]; dup {

@@ -260,6 +260,9 @@ func TestLoadBalancerValidation(t *testing.T) {
 		{"rule protocol All", mod(func(lb *armnetwork.LoadBalancer) { rule0(lb).Protocol = to.Ptr(armnetwork.TransportProtocolAll) }), codeUnsupportedInPrivlink, rl + "protocol", nil},
 		{"rule frontend port 0", mod(func(lb *armnetwork.LoadBalancer) { rule0(lb).FrontendPort = to.Ptr[int32](0) }), codeInvalidParameter, rl + "frontendPort", nil},
 		{"rule backend port 70000", mod(func(lb *armnetwork.LoadBalancer) { rule0(lb).BackendPort = to.Ptr[int32](70000) }), codeInvalidParameter, rl + "backendPort", nil},
+		{"source ip affinity", mod(func(lb *armnetwork.LoadBalancer) {
+			rule0(lb).LoadDistribution = to.Ptr(armnetwork.LoadDistributionSourceIP)
+		}), codeUnsupportedInPrivlink, rl + "loadDistribution", nil},
 		{"floating ip", mod(func(lb *armnetwork.LoadBalancer) { rule0(lb).EnableFloatingIP = to.Ptr(true) }), codeUnsupportedInPrivlink, rl + "enableFloatingIP", nil},
 		{"idle timeout 31", mod(func(lb *armnetwork.LoadBalancer) { rule0(lb).IdleTimeoutInMinutes = to.Ptr[int32](31) }), codeInvalidParameter, rl + "idleTimeoutInMinutes", nil},
 		{"rule without frontend", mod(func(lb *armnetwork.LoadBalancer) { rule0(lb).FrontendIPConfiguration = nil }), codeMissingParameter, rl + "frontendIPConfiguration.id", nil},
