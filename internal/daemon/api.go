@@ -39,7 +39,7 @@ func NewAPI(st store.Store, ids *identity.Service, log *slog.Logger, opts APIOpt
 	register(resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
 	register(authorization.New(ids).Types()...)
 	// The kinds of resource a private endpoint may lead to.
-	targets := privatelink.NewKinds(postgres.Kind)
+	targets := privatelink.NewKinds(postgres.Kind, network.ServiceKind)
 	register(network.New(st, append([]network.Option{network.WithTargets(targets)}, opts.Network...)...).Types()...)
 	register(privatedns.New(st).Types()...)
 	register(dnsresolver.New(st).Types()...)

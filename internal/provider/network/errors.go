@@ -180,3 +180,21 @@ func errManagedNIC(id arm.ResourceID, pe, verb string) error {
 		"Network interface %s is attached to private endpoint %s and can not be %s by user. It is managed by the private endpoint: change or delete the private endpoint instead.",
 		id, pe, verb)
 }
+
+// Private link services. PrivateLinkServiceCannotBeCreatedInSubnetThatHasNetworkPoliciesEnabled
+// is quoted by terraform-provider-azurerm issue #25258 (with the message
+// "Private link service {id} cannot be created in a subnet {id} since it
+// has private link service network policies enabled."); the others are
+// by analogy.
+const (
+	codePLSSubnetPolicies = "PrivateLinkServiceCannotBeCreatedInSubnetThatHasNetworkPoliciesEnabled"
+	codeNotVisible        = "PrivateLinkServiceNotVisibleToSubscription"
+	codeTooManyNATIPs     = "PrivateLinkServiceIpConfigurationsExceedLimit"
+	codePrimaryNATIP      = "PrivateLinkServiceMustHaveOnePrimaryIpConfiguration"
+	codeFrontendNotFound  = "InvalidResourceReference"
+	codeNotStandardLB     = "PrivateLinkServiceRequiresStandardLoadBalancer"
+	codeManagedServiceNIC = "CannotModifyNicAttachedToPrivateLinkService"
+	// By analogy with PrivateEndpointNetworkPoliciesCannotBeEnabledOnPrivateEndpointSubnet
+	// (quoted in MicrosoftDocs/azure-docs #39634).
+	codePLSPoliciesInUse = "PrivateLinkServiceNetworkPoliciesCannotBeEnabledOnPrivateLinkServiceSubnet"
+)

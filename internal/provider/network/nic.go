@@ -174,8 +174,8 @@ func (p *Provider) putNIC(ctx context.Context, r *arm.Request) (*arm.Response, e
 			return err
 		}
 		created = !exists
-		if pe := managedBy(&cur); pe != "" {
-			return errManagedNIC(r.ID, pe, "modified")
+		if err := checkUnmanaged(r.ID, &cur, "modified"); err != nil {
+			return err
 		}
 		if err := checkLocation(r.ID, str(cur.Location), *spec.in.Location); err != nil {
 			return err
@@ -324,6 +324,20 @@ func setNICState(n *armnetwork.Interface, state armnetwork.ProvisioningState) {
 }
 
 // managedBy returns the private endpoint that owns a NIC, "" for none.
+// checkUnmanaged refuses to let a user change (verb) the NIC of a private
+// endpoint or of a private link service: its owner manages it.
+func checkUnmanaged(id arm.ResourceID, n *armnetwork.Interface, verb string) error {
+	if pe := managedBy(n); pe != "" {
+		return errManagedNIC(id, pe, verb)
+	}
+	if pls := serviceOf(n); pls != "" {
+		return badRequest(codeManagedServiceNIC, "",
+			"Network interface %s is attached to private link service %s and can not be %s by user. It is managed by the private link service: change or delete the private link service instead.",
+			id, pls, verb)
+	}
+	return nil
+}
+
 func managedBy(n *armnetwork.Interface) string {
 	if n == nil || n.Properties == nil || n.Properties.PrivateEndpoint == nil {
 		return ""

@@ -136,7 +136,7 @@ func newPEEnv(t *testing.T, opts ...Option) *peEnv {
 	t.Cleanup(cancel)
 	var all []*arm.ResourceType
 	rp := resources.New(st, func() []*arm.ResourceType { return all })
-	all = append(all, New(st, append([]Option{WithTargets(privatelink.NewKinds(postgres.Kind))}, opts...)...).Types()...)
+	all = append(all, New(st, append([]Option{WithTargets(privatelink.NewKinds(postgres.Kind, ServiceKind))}, opts...)...).Types()...)
 	all = append(all, privatedns.New(st).Types()...)
 	all = append(all, postgres.New(st, postgres.WithVersions([]string{"15.18"})).Types()...)
 	all = append(all, rp.Types()...)

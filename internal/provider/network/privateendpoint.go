@@ -60,7 +60,6 @@ const (
 	typeConnection  = "Microsoft.Network/privateEndpoints/privateLinkServiceConnections"
 	typeManual      = "Microsoft.Network/privateEndpoints/manualPrivateLinkServiceConnections"
 	typeEndpointIPC = "Microsoft.Network/privateEndpoints/ipConfigurations"
-	typePLS         = "Microsoft.Network/privateLinkServices"
 	// maxRequestMessage is Azure's limit on requestMessage.
 	maxRequestMessage = 140
 	// ipcPrefix names the ipConfiguration of an endpoint's NIC.
@@ -74,7 +73,8 @@ type endpointSpec struct {
 	conn     *armnetwork.PrivateLinkServiceConnection
 	manual   bool           // conn is in manualPrivateLinkServiceConnections
 	connPath string         // JSON path of conn, e.g. "properties.privateLinkServiceConnections[0]"
-	server   arm.ResourceID // the target, as given
+	server   arm.ResourceID // the target, as given (or its alias resolved)
+	alias    string         // the target's alias, lower-cased, when the connection names one
 	kind     *privatelink.Kind
 	message  string // requestMessage
 	static   bool   // an ipConfiguration asks for an address
@@ -160,35 +160,51 @@ func (s *endpointSpec) decodeConnection(props *armnetwork.PrivateEndpointPropert
 	raw := strings.TrimSpace(*p.PrivateLinkServiceID)
 	id, err := arm.ParseID(raw)
 	var kind *privatelink.Kind
-	if err == nil {
-		kind = kinds.Of(id)
-	}
 	switch {
-	case kind == nil && err == nil && strings.EqualFold(id.Type(), typePLS):
-		return errUnsupported(pp+"privateLinkServiceId",
-			"privlink's private endpoints connect to Azure Database for PostgreSQL flexible servers; private link services are not served yet. Use the ID of a flexible server.")
-	case kind == nil:
+	case err == nil:
+		kind = kinds.Of(id)
+	case kinds.ByAlias(raw) != nil:
+		// An alias: resolved in the transaction (resolveAlias).
+		kind, s.alias = kinds.ByAlias(raw), strings.ToLower(raw)
+	}
+	if kind == nil {
 		return errTargetID(pp+"privateLinkServiceId", raw, kinds)
 	}
 	s.server, s.kind = id, kind
-	switch len(p.GroupIDs) {
-	case 0:
-		return badRequest(codeMissingOnConnection, pp+"groupIds",
-			"Private link service connection %s is missing required parameter 'group Id'. A %s's group ID is '%s'.", *e.c.Name, kind.Title, kind.GroupID)
-	case 1:
-	default:
-		return badRequest(codeOneGroupID, pp+"groupIds",
-			"Private link service connection %s has %d group Ids. Only one group Id is permitted when connecting to a first-party resource (%s): use ['%s'].",
-			*e.c.Name, len(p.GroupIDs), raw, kind.GroupID)
-	}
-	if g := strings.TrimSpace(str(p.GroupIDs[0])); !strings.EqualFold(g, kind.GroupID) {
-		return badRequest(codeInvalidGroupID, pp+"groupIds[0]",
-			"The group Id '%s' of private link service connection %s is not valid for %s: a %s has one group Id, '%s'.",
-			g, *e.c.Name, raw, kind.Title, kind.GroupID)
+	if kind.GroupID == "" {
+		// A kind without groups (a private link service): groupIds, when
+		// given, is empty.
+		if len(p.GroupIDs) > 0 {
+			return badRequest(codeInvalidGroupID, pp+"groupIds",
+				"Private link service connection %s names group Ids, but a %s has none: leave groupIds empty.", *e.c.Name, kind.Title)
+		}
+	} else if err := checkGroupIDs(e.c, pp, raw, kind, p.GroupIDs); err != nil {
+		return err
 	}
 	s.message = strings.TrimSpace(str(p.RequestMessage))
 	if n := utf8.RuneCountInString(s.message); n > maxRequestMessage {
 		return errInvalid(pp+"requestMessage", "The requestMessage has %d characters; Azure allows %d.", n, maxRequestMessage)
+	}
+	return nil
+}
+
+// checkGroupIDs checks the groupIds of connection c to a kind with groups:
+// exactly its one group.
+func checkGroupIDs(c *armnetwork.PrivateLinkServiceConnection, pp, raw string, kind *privatelink.Kind, groups []*string) error {
+	switch len(groups) {
+	case 0:
+		return badRequest(codeMissingOnConnection, pp+"groupIds",
+			"Private link service connection %s is missing required parameter 'group Id'. A %s's group ID is '%s'.", *c.Name, kind.Title, kind.GroupID)
+	case 1:
+	default:
+		return badRequest(codeOneGroupID, pp+"groupIds",
+			"Private link service connection %s has %d group Ids. Only one group Id is permitted when connecting to a first-party resource (%s): use ['%s'].",
+			*c.Name, len(groups), raw, kind.GroupID)
+	}
+	if g := strings.TrimSpace(str(groups[0])); !strings.EqualFold(g, kind.GroupID) {
+		return badRequest(codeInvalidGroupID, pp+"groupIds[0]",
+			"The group Id '%s' of private link service connection %s is not valid for %s: a %s has one group Id, '%s'.",
+			g, *c.Name, raw, kind.Title, kind.GroupID)
 	}
 	return nil
 }
@@ -213,6 +229,9 @@ func (s *endpointSpec) decodeIPConfig(path string, ic *armnetwork.PrivateEndpoin
 		v    *string
 	}{{"groupId", p.GroupID}, {"memberName", p.MemberName}} {
 		v := strings.TrimSpace(str(f.v))
+		if v == "" && s.kind.GroupID == "" {
+			continue // a kind without groups: nothing to name
+		}
 		if v == "" {
 			return errMissing(pp+f.name, "An ipConfiguration's "+f.name+" ('"+s.kind.GroupID+"')")
 		}
@@ -332,6 +351,9 @@ func (p *Provider) resolveEndpoint(tx store.Tx, r *arm.Request, spec *endpointSp
 			id, w.subnet, svc)
 	}
 	w.prefix = v4(subnetPrefixes(&subnet))
+	if err := resolveAlias(tx, spec); err != nil {
+		return nil, err
+	}
 	if exists {
 		if err := checkImmutable(spec, cur, w); err != nil {
 			return nil, err
@@ -347,6 +369,24 @@ func (p *Provider) resolveEndpoint(tx store.Tx, r *arm.Request, spec *endpointSp
 		return nil, err
 	}
 	return w, nil
+}
+
+// resolveAlias turns the alias a connection names into its target's ID.
+func resolveAlias(r arm.Reader, spec *endpointSpec) error {
+	if spec.alias == "" {
+		return nil
+	}
+	id, ok, err := spec.kind.ResolveAlias(r, spec.alias)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return badRequest(codeInvalidReference, spec.connPath+".properties.privateLinkServiceId",
+			"No %s has the alias '%s'. Check the alias with the %s's owner (it is the %s's properties.alias).",
+			spec.kind.Title, spec.alias, spec.kind.Noun, spec.kind.Noun)
+	}
+	spec.server = id
+	return nil
 }
 
 // connect decides the connection's state and records its server side: on
@@ -371,11 +411,14 @@ func connect(tx store.Tx, r *arm.Request, spec *endpointSpec, w *endpointWrite, 
 		}
 		return st, nil
 	}
+	// A new request (on create, or a re-request of a Rejected or
+	// Disconnected connection) must see the target; one the target's
+	// policy auto-approves is Approved at once, except a re-request of a
+	// rejection, which the owner decides again.
 	st := spec.kind.AwaitingApproval(spec.message)
+	auto := w.target.Policy.AutoApproves(w.id.Subscription)
 	if cur == nil {
-		if !spec.manual && r.LinkAllowed(endpointTargetLink, w.target.ID) {
-			st = privatelink.AutoApproved()
-		}
+		auto = auto || !spec.manual && r.LinkAllowed(endpointTargetLink, w.target.ID)
 	} else {
 		c, err := privatelink.ConnectionOf(tx, w.target.ID, w.id)
 		if err != nil {
@@ -384,6 +427,15 @@ func connect(tx store.Tx, r *arm.Request, spec *endpointSpec, w *endpointWrite, 
 		if c != nil && c.State.Status != privatelink.StatusRejected {
 			return c.State, nil // the target's decision stands
 		}
+		auto = auto && c == nil
+	}
+	if !w.target.Policy.Visible(w.id.Subscription) {
+		return privatelink.ConnectionState{}, badRequest(codeNotVisible, spec.connPath+".properties.privateLinkServiceId",
+			"The %s %s is not visible to subscription %s: its visibility does not list the subscription. Ask the %s's owner to add it to visibility.subscriptions.",
+			spec.kind.Title, w.target.ID, w.id.Subscription, spec.kind.Noun)
+	}
+	if auto {
+		st = privatelink.AutoApproved()
 	}
 	_, err := privatelink.RequestConnection(tx, w.target, w.id, st, r.Caller)
 	return st, err
@@ -555,10 +607,30 @@ func (p *Provider) endpointNIC(tx store.Tx, spec *endpointSpec, w *endpointWrite
 	}
 	etag := arm.NewETag()
 	fqdn := serverFQDN(w, spec)
+	nic := managedNIC(nicID, w.loc, etag, mac, guid, state)
+	nic.Properties.PrivateEndpoint = &armnetwork.PrivateEndpoint{ID: ptr(w.id.String())}
+	nic.Properties.IPConfigurations = []*armnetwork.InterfaceIPConfiguration{{
+		ID: ptr(nicID.String() + "/ipConfigurations/" + ipcName), Name: ptr(ipcName), Type: ptr(typeIPConfig), Etag: ptr(etag),
+		Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{
+			PrivateIPAddress:                ptr(pl.addr.String()),
+			PrivateIPAllocationMethod:       ptr(method),
+			PrivateIPAddressVersion:         ptr(armnetwork.IPVersionIPv4),
+			Subnet:                          &armnetwork.Subnet{ID: ptr(w.subnet.String())},
+			Primary:                         ptr(true),
+			ApplicationSecurityGroups:       w.asgs,
+			ProvisioningState:               ptr(state),
+			PrivateLinkConnectionProperties: linkConnectionProps(spec.kind, fqdn),
+		},
+	}}
+	return nic, nil
+}
+
+// managedNIC is the shell of a NIC that a private endpoint or a private
+// link service manages: Azure's defaults, no ipConfigurations yet.
+func managedNIC(id arm.ResourceID, loc, etag, mac string, guid *string, state armnetwork.ProvisioningState) *armnetwork.Interface {
 	return &armnetwork.Interface{
-		ID: ptr(nicID.String()), Name: ptr(nicID.Name()), Type: ptr(typeNIC), Location: ptr(w.loc), Etag: ptr(etag),
+		ID: ptr(id.String()), Name: ptr(id.Name()), Type: ptr(typeNIC), Location: ptr(loc), Etag: ptr(etag),
 		Properties: &armnetwork.InterfacePropertiesFormat{
-			PrivateEndpoint:             &armnetwork.PrivateEndpoint{ID: ptr(w.id.String())},
 			EnableIPForwarding:          ptr(false),
 			EnableAcceleratedNetworking: ptr(false),
 			DisableTCPStateTracking:     ptr(false),
@@ -570,23 +642,41 @@ func (p *Provider) endpointNIC(tx store.Tx, spec *endpointSpec, w *endpointWrite
 			MacAddress:                  ptr(mac),
 			ResourceGUID:                guid,
 			ProvisioningState:           ptr(state),
-			IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{
-				ID: ptr(nicID.String() + "/ipConfigurations/" + ipcName), Name: ptr(ipcName), Type: ptr(typeIPConfig), Etag: ptr(etag),
-				Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{
-					PrivateIPAddress:          ptr(pl.addr.String()),
-					PrivateIPAllocationMethod: ptr(method),
-					PrivateIPAddressVersion:   ptr(armnetwork.IPVersionIPv4),
-					Subnet:                    &armnetwork.Subnet{ID: ptr(w.subnet.String())},
-					Primary:                   ptr(true),
-					ApplicationSecurityGroups: w.asgs,
-					ProvisioningState:         ptr(state),
-					PrivateLinkConnectionProperties: &armnetwork.InterfaceIPConfigurationPrivateLinkConnectionProperties{
-						GroupID: ptr(spec.kind.GroupID), RequiredMemberName: ptr(spec.kind.GroupID), Fqdns: []*string{ptr(fqdn)},
-					},
-				},
-			}},
 		},
-	}, nil
+	}
+}
+
+// deleteManagedNIC deletes NIC id in tx when owner (the ID of what
+// manages it, per ownerOf) still manages it.
+func deleteManagedNIC(tx store.Tx, id arm.ResourceID, owner string, ownerOf func(*armnetwork.Interface) string) error {
+	var nic armnetwork.Interface
+	found, err := arm.Load(tx, id, &nic)
+	if err != nil || !found || !strings.EqualFold(ownerOf(&nic), owner) {
+		return err
+	}
+	return arm.Delete(tx, id)
+}
+
+// linkConnectionProps is what an endpoint NIC's ipConfiguration says of
+// its target: its group and its DNS name, each when it has one.
+func linkConnectionProps(k *privatelink.Kind, fqdn string) *armnetwork.InterfaceIPConfigurationPrivateLinkConnectionProperties {
+	p := &armnetwork.InterfaceIPConfigurationPrivateLinkConnectionProperties{Fqdns: []*string{}}
+	if k.GroupID != "" {
+		p.GroupID, p.RequiredMemberName = ptr(k.GroupID), ptr(k.GroupID)
+	}
+	if fqdn != "" {
+		p.Fqdns = append(p.Fqdns, ptr(fqdn))
+	}
+	return p
+}
+
+// dnsConfigs are an endpoint's customDnsConfigs: its target's name at its
+// address, none when the target has no DNS name.
+func dnsConfigs(fqdn, addr string) []*armnetwork.CustomDNSConfigPropertiesFormat {
+	if fqdn == "" {
+		return []*armnetwork.CustomDNSConfigPropertiesFormat{}
+	}
+	return []*armnetwork.CustomDNSConfigPropertiesFormat{{Fqdn: ptr(fqdn), IPAddresses: []*string{ptr(addr)}}}
 }
 
 // serverFQDN is the DNS name of the endpoint's target.
@@ -613,11 +703,15 @@ func buildEndpoint(spec *endpointSpec, w *endpointWrite, nic *armnetwork.Interfa
 	if spec.manual {
 		coll, typ = "manualPrivateLinkServiceConnections", typeManual
 	}
+	groups := []*string{}
+	if spec.kind.GroupID != "" {
+		groups = append(groups, ptr(spec.kind.GroupID))
+	}
 	conn := &armnetwork.PrivateLinkServiceConnection{
 		ID: ptr(w.id.String() + "/" + coll + "/" + connName), Name: ptr(connName), Type: ptr(typ), Etag: ptr(etag),
 		Properties: &armnetwork.PrivateLinkServiceConnectionProperties{
 			PrivateLinkServiceID: ptr(serverID),
-			GroupIDs:             []*string{ptr(spec.kind.GroupID)},
+			GroupIDs:             groups,
 			PrivateLinkServiceConnectionState: &armnetwork.PrivateLinkServiceConnectionState{
 				Status: ptr(w.state.Status), Description: ptr(w.state.Description), ActionsRequired: ptr(w.state.ActionsRequired),
 			},
@@ -634,10 +728,8 @@ func buildEndpoint(spec *endpointSpec, w *endpointWrite, nic *armnetwork.Interfa
 		NetworkInterfaces:                   []*armnetwork.Interface{{ID: nic.ID}},
 		IPConfigurations:                    []*armnetwork.PrivateEndpointIPConfiguration{},
 		ApplicationSecurityGroups:           w.asgs,
-		CustomDNSConfigs: []*armnetwork.CustomDNSConfigPropertiesFormat{{
-			Fqdn: ptr(serverFQDN(w, spec)), IPAddresses: []*string{ptr(addr)},
-		}},
-		ProvisioningState: nic.Properties.ProvisioningState,
+		CustomDNSConfigs:                    dnsConfigs(serverFQDN(w, spec), addr),
+		ProvisioningState:                   nic.Properties.ProvisioningState,
 	}
 	if props.ApplicationSecurityGroups == nil {
 		props.ApplicationSecurityGroups = []*armnetwork.ApplicationSecurityGroup{}
@@ -705,15 +797,8 @@ func releaseEndpoint(tx store.Tx, id arm.ResourceID, pe *armnetwork.PrivateEndpo
 		}
 	}
 	if nicID, ok := nicIDOf(pe); ok {
-		var nic armnetwork.Interface
-		found, err := arm.Load(tx, nicID, &nic)
-		if err != nil {
+		if err := deleteManagedNIC(tx, nicID, canon.String(), managedBy); err != nil {
 			return err
-		}
-		if found && strings.EqualFold(managedBy(&nic), canon.String()) {
-			if err := arm.Delete(tx, nicID); err != nil {
-				return err
-			}
 		}
 	}
 	return unindexZoneGroup(tx, canon)

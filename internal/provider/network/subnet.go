@@ -93,6 +93,11 @@ func buildSubnet(r arm.Reader, u *usage, w subnetWrite, name string, in, cur *ar
 		return nil, nil, err
 	}
 	out.PrivateLinkServiceNetworkPolicies = ptr(armnetwork.VirtualNetworkPrivateLinkServiceNetworkPolicies(pls))
+	if cur != nil && pls == string(armnetwork.VirtualNetworkPrivateLinkServiceNetworkPoliciesEnabled) {
+		if err := checkNoNATIPs(u, id, w.path+"properties.privateLinkServiceNetworkPolicies"); err != nil {
+			return nil, nil, err
+		}
+	}
 	if props.NetworkSecurityGroup != nil {
 		ref, err := resolveSameRegion(r, id, w.location, w.path+"properties.networkSecurityGroup.id", props.NetworkSecurityGroup.ID, typeNSG)
 		if err != nil {

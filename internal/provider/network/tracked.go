@@ -233,10 +233,7 @@ func (p *Provider) routeTables() tracked[armnetwork.RouteTable] {
 func (p *Provider) nics() tracked[armnetwork.Interface] {
 	managed := func(verb string) func(arm.ResourceID, *armnetwork.Interface) error {
 		return func(id arm.ResourceID, v *armnetwork.Interface) error {
-			if pe := managedBy(v); pe != "" {
-				return errManagedNIC(id, pe, verb)
-			}
-			return nil
+			return checkUnmanaged(id, v, verb)
 		}
 	}
 	return tracked[armnetwork.Interface]{p: p,

@@ -67,7 +67,7 @@ func summarizeNIC(n *armnetwork.Interface) nicSummary {
 			continue
 		}
 		ref := ipConfigRef{ID: str(ic.ID), NIC: str(n.ID), NICRG: rg, Subnet: str(ic.Properties.Subnet.ID), PrivateEndpoint: managedBy(n),
-			ASGs: asgIDs(ic.Properties.ApplicationSecurityGroups)}
+			PrivateLinkService: serviceOf(n), ASGs: asgIDs(ic.Properties.ApplicationSecurityGroups)}
 		if a, err := netip.ParseAddr(str(ic.Properties.PrivateIPAddress)); err == nil {
 			ref.Address = a
 		}
@@ -164,6 +164,9 @@ type ipConfigRef struct {
 	// PrivateEndpoint is the ID of the private endpoint that owns the
 	// NIC, "" for an ordinary NIC.
 	PrivateEndpoint string
+	// PrivateLinkService is the ID of the private link service whose NAT
+	// IP the ipConfiguration is, "" for any other.
+	PrivateLinkService string
 	// ASGs are the IDs of the application security groups the
 	// ipConfiguration is a member of.
 	ASGs []string

@@ -225,7 +225,9 @@ func resolveZone(tx store.Tx, r *arm.Request, s zoneConfigSpec, kinds *privateli
 func zoneHint(kinds *privatelink.Kinds) string {
 	var out []string
 	for _, k := range kinds.All() {
-		out = append(out, "for a "+k.Title+", "+k.Zone)
+		if k.Zone != "" { // a kind without a zone of its own: any zone the user keeps
+			out = append(out, "for a "+k.Title+", "+k.Zone)
+		}
 	}
 	return strings.Join(out, "; ")
 }

@@ -1,9 +1,12 @@
 package privatelink
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -107,10 +110,13 @@ type connectionDoc struct {
 }
 
 type connectionProps struct {
-	GroupIDs          []string        `json:"groupIds"`
+	GroupIDs          []string        `json:"groupIds,omitempty"`
 	PrivateEndpoint   endpointRef     `json:"privateEndpoint"`
 	State             ConnectionState `json:"privateLinkServiceConnectionState"`
 	ProvisioningState string          `json:"provisioningState"`
+	// LinkIdentifier is the connection's link ID (Kind.LinkIdentifiers),
+	// as Azure shows it: the decimal form of a 32-bit number.
+	LinkIdentifier string `json:"linkIdentifier,omitempty"`
 }
 
 type endpointRef struct {
@@ -137,6 +143,8 @@ type Connection struct {
 	Endpoint string
 	// State is the connection's state.
 	State ConnectionState
+	// LinkIdentifier is its link ID ("" for a kind without them).
+	LinkIdentifier string
 }
 
 // ConnectionOf returns the connection of endpoint on target, nil when the
@@ -207,9 +215,16 @@ func RequestConnection(tx store.Tx, target *Target, endpoint arm.ResourceID, st 
 	} else {
 		doc.SystemData.Touch(caller, now)
 	}
+	link := doc.Properties.LinkIdentifier
+	if target.Kind.LinkIdentifiers && link == "" {
+		link = newLinkIdentifier()
+	}
 	doc.Properties = connectionProps{
-		GroupIDs: []string{target.Kind.GroupID}, PrivateEndpoint: endpointRef{ID: endpoint.String()},
-		State: st, ProvisioningState: "Succeeded",
+		PrivateEndpoint: endpointRef{ID: endpoint.String()},
+		State:           st, ProvisioningState: "Succeeded", LinkIdentifier: link,
+	}
+	if target.Kind.GroupID != "" {
+		doc.Properties.GroupIDs = []string{target.Kind.GroupID}
 	}
 	if err := arm.Save(tx, target.ID.Child(Segment, doc.Name), doc); err != nil {
 		return nil, err
@@ -287,7 +302,28 @@ func mirror(tx store.Tx, target arm.ResourceID, endpoint string, st ConnectionSt
 }
 
 func (d *connectionDoc) public(target arm.ResourceID) *Connection {
-	return &Connection{ID: target.Child(Segment, d.Name), Endpoint: d.Properties.PrivateEndpoint.ID, State: d.Properties.State}
+	return &Connection{ID: target.Child(Segment, d.Name), Endpoint: d.Properties.PrivateEndpoint.ID, State: d.Properties.State,
+		LinkIdentifier: d.Properties.LinkIdentifier}
+}
+
+// newLinkIdentifier draws a connection's link ID: a random 32-bit number
+// other than 0, in decimal.
+func newLinkIdentifier() string {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+		}
+		if v := binary.LittleEndian.Uint32(b[:]); v != 0 {
+			return strconv.FormatUint(uint64(v), 10)
+		}
+	}
+}
+
+// ParseLinkIdentifier reads a stored link ID: ok false when s is none.
+func ParseLinkIdentifier(s string) (uint32, bool) {
+	v, err := strconv.ParseUint(s, 10, 32)
+	return uint32(v), err == nil && v != 0
 }
 
 func loadConnections(r arm.Reader, target arm.ResourceID) ([]connectionDoc, error) {

@@ -32,6 +32,40 @@ type Target struct {
 	FQDN string
 	// Kind is the target's kind.
 	Kind *Kind
+	// Policy, when set, says which subscriptions may request a connection
+	// and whose requests are approved at once (a private link service's
+	// visibility and autoApproval); nil leaves it to authorization alone
+	// (a flexible server: anyone may request, the approval action
+	// approves).
+	Policy *Policy
+}
+
+// Policy is a target's own say over who connects to it.
+type Policy struct {
+	// Visibility are the subscriptions that may find the target and
+	// request a connection; "*" is every subscription. The target's own
+	// subscription always may.
+	Visibility []string
+	// AutoApproval are the subscriptions whose requests are approved at
+	// once.
+	AutoApproval []string
+	// Home is the target's own subscription.
+	Home string
+}
+
+// Visible reports whether a private endpoint in subscription sub may find
+// and request a connection to the target.
+func (p *Policy) Visible(sub string) bool {
+	if p == nil || strings.EqualFold(sub, p.Home) {
+		return true
+	}
+	return slices.ContainsFunc(p.Visibility, func(s string) bool { return s == "*" || strings.EqualFold(s, sub) })
+}
+
+// AutoApproves reports whether a request from subscription sub is approved
+// at once.
+func (p *Policy) AutoApproves(sub string) bool {
+	return p != nil && slices.ContainsFunc(p.AutoApproval, func(s string) bool { return strings.EqualFold(s, sub) })
 }
 
 // Kind is a type of private-link resource, registered by its provider.
@@ -43,8 +77,21 @@ type Kind struct {
 	// by the server's owner").
 	Title, Noun string
 	// GroupID is the private link group of every resource of the type
-	// (its one group and member); a connection's groupIds name it.
+	// (its one group and member); a connection's groupIds name it. A kind
+	// without groups (a private link service) leaves it empty: its
+	// connections have no groupIds.
 	GroupID string
+	// LinkIdentifiers says that the kind's connections carry a
+	// linkIdentifier: a 32-bit number, chosen when the connection is
+	// first requested, that the data path hands the target with each
+	// connection (PROXY protocol v2, TLV 0xEE/0x01).
+	LinkIdentifiers bool
+	// ResolveAlias reads the ID of the resource of the type whose alias is
+	// alias (a name consumers may use instead of the ID): ok false when
+	// none has it. A kind without aliases leaves it nil.
+	ResolveAlias func(r arm.Reader, alias string) (id arm.ResourceID, ok bool, err error)
+	// AliasSuffix ends every alias of the kind (".azure.privatelinkservice").
+	AliasSuffix string
 	// Zone is the private DNS zone the endpoints' records belong in, e.g.
 	// privatelink.postgres.database.azure.com.
 	Zone string
@@ -61,8 +108,27 @@ type Kind struct {
 	PublicAt func(r arm.Reader, addr netip.Addr) (*PublicPath, error)
 }
 
-// FQDN is the DNS name of the resource named name.
-func (k *Kind) FQDN(name string) string { return name + "." + k.DNSSuffix }
+// FQDN is the DNS name of the resource named name: "" for a kind whose
+// names are no DNS names.
+func (k *Kind) FQDN(name string) string {
+	if k.DNSSuffix == "" {
+		return ""
+	}
+	return name + "." + k.DNSSuffix
+}
+
+// ByAlias returns the kind whose aliases end like alias, nil when none.
+func (k *Kinds) ByAlias(alias string) *Kind {
+	if k == nil {
+		return nil
+	}
+	for _, kind := range k.kinds {
+		if kind.ResolveAlias != nil && kind.AliasSuffix != "" && strings.HasSuffix(strings.ToLower(alias), kind.AliasSuffix) {
+			return kind
+		}
+	}
+	return nil
+}
 
 // Kinds are the registered kinds of private-link resources.
 type Kinds struct {
