@@ -91,18 +91,18 @@ func WithTargets(k *privatelink.Kinds) Option { return func(p *Provider) { p.tar
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
 	v := Versions.All()
-	return []*arm.ResourceType{
+	return append([]*arm.ResourceType{
 		p.vnets().register(&arm.ResourceType{Type: typeVNet, APIVersions: v, Put: p.putVNet, Links: vnetLinks, BeforeGroupDelete: p.vnetGroupDelete}),
 		{Type: typeSubnet, APIVersions: v, Get: p.getSubnet, List: p.listSubnets, Put: p.putSubnet,
 			Delete: p.deleteSubnet, Links: subnetLinks},
 		p.nsgs().register(&arm.ResourceType{Type: typeNSG, APIVersions: v, Put: p.putNSG, Links: nsgLinks, BeforeGroupDelete: p.nsgGroupDelete}),
 		{Type: typeRule, APIVersions: v, Get: p.getRule, List: p.listRules, Put: p.putRule,
-			Delete: p.deleteRule, Links: ruleLinks},
+			Delete: p.deleteChild, Links: ruleLinks},
 		{Type: typeDefaultRule, APIVersions: v, Get: p.getDefaultRule, List: p.listDefaultRules},
 		p.asgs().register(&arm.ResourceType{Type: typeASG, APIVersions: v, Put: p.putASG, BeforeGroupDelete: p.asgGroupDelete}),
 		p.routeTables().register(&arm.ResourceType{Type: typeRouteTable, APIVersions: v, Put: p.putRouteTable, BeforeGroupDelete: p.routeTableGroupDelete}),
 		{Type: typeRoute, APIVersions: v, Get: p.getRoute, List: p.listRoutes, Put: p.putRoute,
-			Delete: p.deleteRoute},
+			Delete: p.deleteChild},
 		p.nics().register(&arm.ResourceType{Type: typeNIC, APIVersions: v, Put: p.putNIC, Links: nicLinks,
 			Actions: map[string]arm.Handler{"effectiveNetworkSecurityGroups": p.effectiveNSGs, "effectiveRouteTable": p.effectiveRoutes}}),
 		p.watchers().register(&arm.ResourceType{Type: typeWatcher, APIVersions: v, Put: p.putWatcher,
@@ -111,7 +111,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 		p.endpoints().register(&arm.ResourceType{Type: typeEndpoint, APIVersions: v, Put: p.putEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete}),
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
 			Delete: p.deleteZoneGroup, Links: zoneGroupLinks},
-	}
+	}, p.peeringTypes()...)
 }
 
 // settle is the one place that decides how a write to a Microsoft.Network
