@@ -43,6 +43,8 @@ type NetworkSpec struct {
 	// internet translated to it (see OutboundLinkName). The zero value
 	// means no way out to the internet.
 	Outbound netip.Addr
+	// Peers are the networks peered with this one (peering.go).
+	Peers []PeerSpec
 }
 
 // SubnetGateway returns the gateway address of subnet p: by Azure's rule, the
@@ -82,10 +84,20 @@ func (s NetworkSpec) validate() error {
 // subnet's gateway and each private endpoint address (as /32) on lo, gateways of subnets no longer in the spec
 // removed, the forward filter of RouterFilter installed, and the default
 // outbound link to the internet router as spec.Outbound says (see
-// OutboundLinkName). It leaves the network's NICs alone.
+// OutboundLinkName), and the peering links of spec.Peers (peering.go). It
+// leaves the network's NICs alone.
 func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
+	_, err := f.EnsureNetworkLinked(spec)
+	return err
+}
+
+// EnsureNetworkLinked is EnsureNetwork that also returns the peers
+// (PeerSpec.ID) whose peering link it created or re-created: their
+// routers lost their routes over the old link (or never had them) and
+// need an Ensure of their own.
+func (f *Fabric) EnsureNetworkLinked(spec NetworkSpec) (linked []string, err error) {
 	if err := spec.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -95,7 +107,7 @@ func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("fabric: network %s: %w", spec.ID, err)
+		return nil, fmt.Errorf("fabric: network %s: %w", spec.ID, err)
 	}
 	defer r.close()
 	var gateways []netip.Prefix
@@ -116,16 +128,19 @@ func (f *Fabric) EnsureNetwork(spec NetworkSpec) error {
 		labelEndpoint: endpoints,
 		labelDNSIn:    dnsIn,
 	}); err != nil {
-		return fmt.Errorf("fabric: network %s: %w", spec.ID, err)
+		return nil, fmt.Errorf("fabric: network %s: %w", spec.ID, err)
 	}
 	if err := ensureRouterFilter(r); err != nil {
-		return fmt.Errorf("fabric: network %s: %w", spec.ID, err)
+		return nil, fmt.Errorf("fabric: network %s: %w", spec.ID, err)
 	}
 	if err := f.ensureOutbound(r, spec); err != nil {
-		return fmt.Errorf("fabric: network %s: default outbound: %w", spec.ID, err)
+		return nil, fmt.Errorf("fabric: network %s: default outbound: %w", spec.ID, err)
+	}
+	if linked, err = f.ensurePeers(r, spec); err != nil {
+		return nil, fmt.Errorf("fabric: network %s: peering: %w", spec.ID, err)
 	}
 	f.log.Debug("network converged", "network", spec.ID, "ns", name, "subnets", len(spec.Subnets))
-	return nil
+	return linked, nil
 }
 
 // ensureLoAddrs converges the addresses of lo in r's namespace: for each

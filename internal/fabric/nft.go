@@ -18,12 +18,16 @@ import (
 //	ct state established,related             (replies, ICMP errors)
 //	iifname "n*" oifname "n*"                (NIC to NIC inside the network)
 //	iifname "n*" oifname "x*"                (NIC to the internet: default outbound)
+//	iifname "n*" oifname "p*"                (NIC to a peered network, peering.go)
+//	iifname "p*" oifname "n*"                (a peered network to a NIC)
 //	ct status dnat                           (flows a DNAT rule translated)
 //
 // Router-side links toward NICs are named RouterLinkName(id), "n" and 12 hex
 // digits; other links in a router must not start with "n" (links toward
 // service namespaces start with "s", see ServiceLinkNames; the link toward
-// the internet router is OutboundLinkName, "x"). So a router forwards
+// the internet router is OutboundLinkName, "x"; toward peered routers,
+// PeerLinkName, "p"). Nothing goes from a peering link to another: peering
+// is not transitive. So a router forwards
 // between its own NICs, from its NICs to the internet (the replies only
 // back: established) and, once the data path adds DNAT rules
 // (EnsureEndpoints, in chains of its own in the same table, see nat.go),
@@ -58,6 +62,8 @@ func routerForwardRules() []nftRule {
 		{"privlink: established", append(ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)},
 		{"privlink: nic to nic", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, nicLinkTag), []expr.Any{accept})},
 		{"privlink: nic to internet", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, outboundLinkTag), []expr.Any{accept})},
+		{"privlink: nic to peering", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, peerLinkTag), []expr.Any{accept})},
+		{"privlink: peering to nic", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, peerLinkTag), ifPrefix(expr.MetaKeyOIFNAME, nicLinkTag), []expr.Any{accept})},
 		{"privlink: translated", append(ctBits(expr.CtKeySTATUS, ipsDstNAT), accept)},
 	}
 }

@@ -74,3 +74,49 @@ func touch(tx store.Tx, id arm.ResourceID) error {
 	doc["etag"] = etag
 	return arm.Save(tx, id, doc)
 }
+
+// deleteChild is the DELETE of a child resource whose parent reports it
+// inline (a route, a security rule, a peering): the child's document goes
+// (202), its parent gets a new etag, and a missing child answers 204.
+func (p *Provider) deleteChild(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	var op *arm.Operation
+	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
+		op = nil
+		parentID := r.ID.Parent()
+		var parent struct {
+			Location *string `json:"location"`
+		}
+		if err := loadParent(tx, parentID, &parent); err != nil {
+			return err
+		}
+		var cur struct {
+			Etag *string `json:"etag"`
+		}
+		exists, err := arm.Load(tx, r.ID, &cur)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
+			return err
+		}
+		if !exists {
+			return nil
+		}
+		if err := arm.Delete(tx, r.ID); err != nil {
+			return err
+		}
+		if err := touch(tx, parentID); err != nil {
+			return err
+		}
+		_, done := p.settle(r.ID, true)
+		op, err = arm.StartOperation(tx, r.ID, str(parent.Location), done)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if op == nil {
+		return noContent(), nil
+	}
+	return deleted(op), nil
+}

@@ -21,6 +21,7 @@ package network
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -98,12 +99,12 @@ func (p *Provider) Types() []*arm.ResourceType {
 			Delete: p.deleteSubnet, Links: subnetLinks},
 		p.nsgs().register(&arm.ResourceType{Type: typeNSG, APIVersions: v, Put: p.putNSG, Links: nsgLinks, BeforeGroupDelete: p.nsgGroupDelete}),
 		{Type: typeRule, APIVersions: v, Get: p.getRule, List: p.listRules, Put: p.putRule,
-			Delete: p.deleteRule, Links: ruleLinks},
+			Delete: p.deleteChild, Links: ruleLinks},
 		{Type: typeDefaultRule, APIVersions: v, Get: p.getDefaultRule, List: p.listDefaultRules},
 		p.asgs().register(&arm.ResourceType{Type: typeASG, APIVersions: v, Put: p.putASG, BeforeGroupDelete: p.asgGroupDelete}),
 		p.routeTables().register(&arm.ResourceType{Type: typeRouteTable, APIVersions: v, Put: p.putRouteTable, BeforeGroupDelete: p.routeTableGroupDelete}),
 		{Type: typeRoute, APIVersions: v, Get: p.getRoute, List: p.listRoutes, Put: p.putRoute,
-			Delete: p.deleteRoute},
+			Delete: p.deleteChild},
 		p.nics().register(&arm.ResourceType{Type: typeNIC, APIVersions: v, Put: p.putNIC, Links: nicLinks,
 			Actions: map[string]arm.Handler{"effectiveNetworkSecurityGroups": p.effectiveNSGs, "effectiveRouteTable": p.effectiveRoutes}}),
 		p.watchers().register(&arm.ResourceType{Type: typeWatcher, APIVersions: v, Put: p.putWatcher,
@@ -112,7 +113,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 		p.endpoints().register(&arm.ResourceType{Type: typeEndpoint, APIVersions: v, Put: p.putEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete}),
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
 			Delete: p.deleteZoneGroup, Links: zoneGroupLinks},
-	}, append(p.lbTypes(), p.serviceTypes()...)...)
+	}, slices.Concat(p.lbTypes(), p.serviceTypes(), p.peeringTypes())...)
 }
 
 // settle is the one place that decides how a write to a Microsoft.Network

@@ -430,45 +430,6 @@ func (p *Provider) putRule(ctx context.Context, r *arm.Request) (*arm.Response, 
 	return accepted(created, body, op), nil
 }
 
-func (p *Provider) deleteRule(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var op *arm.Operation
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		op = nil
-		nsgID := r.ID.Parent()
-		var nsg armnetwork.SecurityGroup
-		if err := loadParent(tx, nsgID, &nsg); err != nil {
-			return err
-		}
-		var cur armnetwork.SecurityRule
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		if !exists {
-			return nil
-		}
-		if err := arm.Delete(tx, r.ID); err != nil {
-			return err
-		}
-		if err := touch(tx, nsgID); err != nil {
-			return err
-		}
-		_, done := p.settle(r.ID, true)
-		op, err = arm.StartOperation(tx, r.ID, str(nsg.Location), done)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if op == nil {
-		return noContent(), nil
-	}
-	return deleted(op), nil
-}
-
 func (p *Provider) getDefaultRule(ctx context.Context, r *arm.Request) (*arm.Response, error) {
 	var nsg armnetwork.SecurityGroup
 	if err := loadParent(arm.ReadOnly(ctx, p.st), r.ID.Parent(), &nsg); err != nil {

@@ -70,9 +70,6 @@ func decodeVNet(r *arm.Request) (*vnetSpec, error) {
 	if len(props.AddressSpace.IpamPoolPrefixAllocations) > 0 || len(props.IPAllocations) > 0 {
 		return nil, errUnsupported("properties.addressSpace.ipamPoolPrefixAllocations", "privlink has no IPAM pools or IP allocations; give the address space as addressPrefixes.")
 	}
-	if len(props.VirtualNetworkPeerings) > 0 {
-		return nil, errUnsupported("properties.virtualNetworkPeerings", "privlink does not serve virtual network peerings yet; remove virtualNetworkPeerings.")
-	}
 	if props.BgpCommunities != nil {
 		return nil, errUnsupported("properties.bgpCommunities", "privlink has no ExpressRoute; remove bgpCommunities.")
 	}
@@ -151,6 +148,9 @@ func (p *Provider) putVNet(ctx context.Context, r *arm.Request) (*arm.Response, 
 			if _, err := resolve(tx, id, "properties.ddosProtectionPlan.id", in.DdosProtectionPlan.ID, "Microsoft.Network/ddosProtectionPlans"); err != nil {
 				return err
 			}
+		}
+		if err := checkVNetPeerings(tx, r.ID, spec); err != nil {
+			return err
 		}
 		u := p.newUsage(tx, r.ID.Subscription)
 		if err := p.writeVNetSubnets(tx, u, doc, spec, state); err != nil {
@@ -268,7 +268,9 @@ func vnetView(r arm.Reader, v armnetwork.VirtualNetwork, u *usage) (armnetwork.V
 		}
 		props.Subnets = append(props.Subnets, &sv)
 	}
-	props.VirtualNetworkPeerings = []*armnetwork.VirtualNetworkPeering{}
+	if props.VirtualNetworkPeerings, err = peeringViews(r, id); err != nil {
+		return v, err
+	}
 	return v, nil
 }
 

@@ -162,7 +162,7 @@ func TestVNetValidation(t *testing.T) {
 		{"duplicate subnet", dupSubnet, codeInvalidParameter, "properties.subnets[1].name", nil},
 		{"subnet without name", noName, codeMissingParameter, "properties.subnets[0].name", nil},
 		{"null subnet", nilSubnet, codeMissingParameter, "properties.subnets[0].name", nil},
-		{"peerings", peered, codeUnsupportedInPrivlink, "properties.virtualNetworkPeerings", nil},
+		{"unknown inline peering", peered, codeUnsupportedInPrivlink, "properties.virtualNetworkPeerings[0]", []string{"child resources"}},
 		{"bad dns server", badDNS, codeInvalidParameter, "properties.dhcpOptions.dnsServers[0]", nil},
 	}
 	for _, c := range cases {

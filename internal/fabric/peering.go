@@ -1,0 +1,156 @@
+package fabric
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Virtual network peering: a Connected peering (with virtual network
+// access on both sides) is a veth pair between the two networks' router
+// namespaces. Each router's end is PeerLinkName(the other network) (tag
+// "p") and carries routes to the other network's address space via an
+// address the other router holds on its lo (a subnet gateway of the other
+// network, PeerSpec.Gateway, reached on-link, a static neighbour at the
+// other end's hardware address). The routers' forward filter
+// (nft.go) lets NICs to and from a peering link, so a NIC of one network
+// reaches the other's NICs, and its private endpoints through their own
+// translation (the DNAT happens in the router that holds the endpoint,
+// whose filter accepts translated flows as ever). Nothing is forwarded
+// from one peering link to another: peering is not transitive.
+const peerLinkTag = "p"
+
+// PeerSpec is one peered network as a router sees it.
+type PeerSpec struct {
+	// ID is the peered network's fabric ID.
+	ID string
+	// Space is the peered network's address space (as synced): routed to
+	// the peering link.
+	Space []netip.Prefix
+	// Gateway is an address on the peered router's lo (a gateway of one of
+	// its subnets): the next hop of the routes, on-link.
+	Gateway netip.Addr
+}
+
+// PeerLinkName returns the name of the veth end, in a router namespace,
+// that leads to the router of network peer ("p" and 12 hex digits).
+func PeerLinkName(peer string) string { return hashedLinkName(peerLinkTag, peer) }
+
+func (s PeerSpec) validate(network string) error {
+	if err := checkID("peered network", s.ID); err != nil {
+		return err
+	}
+	if s.ID == network {
+		return fmt.Errorf("fabric: network %s: peered with itself: %w", network, ErrInvalid)
+	}
+	if !s.Gateway.Is4() {
+		return fmt.Errorf("fabric: network %s: peer %s: want an IPv4 gateway: %w", network, s.ID, ErrInvalid)
+	}
+	for _, p := range s.Space {
+		if !p.IsValid() || !p.Addr().Is4() || p != p.Masked() {
+			return fmt.Errorf("fabric: network %s: peer %s: prefix %s: want a masked IPv4 prefix: %w", network, s.ID, p, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// ensurePeers converges router's peering links to spec.Peers: a pair per
+// peer whose router exists (a peer whose router is not there yet is left
+// to the peer's own Ensure, which makes the same pair), its routes, and
+// no other peering link.
+func (f *Fabric) ensurePeers(router *nsRef, spec NetworkSpec) (linked []string, err error) {
+	want := map[string]bool{}
+	for _, p := range spec.Peers {
+		if err := p.validate(spec.ID); err != nil {
+			return nil, err
+		}
+		name := PeerLinkName(p.ID)
+		want[name] = true
+		made, err := f.ensurePeer(router, spec.ID, p)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", p.ID, err)
+		}
+		if made {
+			linked = append(linked, p.ID)
+		}
+	}
+	links, err := linkList(router.h)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: list links: %w", router.name, err)
+	}
+	for _, l := range links {
+		name := l.Attrs().Name
+		if strings.HasPrefix(name, peerLinkTag) && !want[name] {
+			if err := router.h.LinkDel(l); err != nil && !isNotExist(err) {
+				return nil, fmt.Errorf("namespace %s: delete peering link %s: %w", router.name, name, err)
+			}
+			f.log.Info("removed peering link", "network", spec.ID, "link", name)
+		}
+	}
+	return linked, nil
+}
+
+// ensurePeer converges the pair toward p and this end's routes; made says
+// whether it created the pair.
+func (f *Fabric) ensurePeer(router *nsRef, network string, p PeerSpec) (made bool, err error) {
+	other, err := f.open(f.NamespaceName(KindNetwork, p.ID), nil)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errStaleFile) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer other.close()
+	aName, bName := PeerLinkName(p.ID), PeerLinkName(network)
+	la, lb, replaced, err := ensureVethPair(router, aName, other, bName, nil)
+	if err != nil {
+		return false, err
+	}
+	if replaced {
+		f.log.Info("peered networks", "network", network, "peer", p.ID, "link", aName)
+	}
+	for _, end := range []struct {
+		r     *nsRef
+		l     netlink.Link
+		alias string
+	}{{router, la, "peering to " + p.ID}, {other, lb, "peering to " + network}} {
+		if err := ensureAlias(end.r, end.l, end.alias); err != nil {
+			return false, err
+		}
+		if err := ensureUp(end.r, end.l); err != nil {
+			return false, err
+		}
+	}
+	if err := ensureLinkRoutes(router, la, peerRoutes(la, p)); err != nil {
+		return false, err
+	}
+	// The gateway as a static neighbour: no ARP across the pair (a
+	// request would carry a source address both routers hold, such as
+	// 168.63.129.16, which the kernel drops as spoofed).
+	if err := ensureStaticNeighbors(router, la, []netip.Addr{p.Gateway}, lb.Attrs().HardwareAddr); err != nil {
+		return false, err
+	}
+	return replaced, waitLinks(f, router, aName, other, bName)
+}
+
+// peerRoutes are the routes of a peering link: each prefix of the peer's
+// space via its gateway, on-link.
+func peerRoutes(l netlink.Link, p PeerSpec) []netlink.Route {
+	var out []netlink.Route
+	for _, d := range p.Space {
+		out = append(out, netlink.Route{
+			LinkIndex: l.Attrs().Index,
+			Dst:       &net.IPNet{IP: d.Addr().AsSlice(), Mask: net.CIDRMask(d.Bits(), 32)},
+			Gw:        p.Gateway.AsSlice(),
+			Flags:     int(netlink.FLAG_ONLINK),
+			Protocol:  unix.RTPROT_STATIC,
+			Table:     unix.RT_TABLE_MAIN,
+		})
+	}
+	return out
+}

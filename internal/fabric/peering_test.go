@@ -1,0 +1,80 @@
+package fabric
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func peer(id, gw string, space ...string) PeerSpec {
+	p := PeerSpec{ID: id, Gateway: netip.MustParseAddr(gw)}
+	for _, s := range space {
+		p.Space = append(p.Space, netip.MustParsePrefix(s))
+	}
+	return p
+}
+
+// ensurePeered ensures network id and returns the peers it linked.
+func ensurePeered(t *testing.T, f *Fabric, id, subnet string, peers ...PeerSpec) []string {
+	t.Helper()
+	linked, err := f.EnsureNetworkLinked(NetworkSpec{ID: id, Subnets: []netip.Prefix{netip.MustParsePrefix(subnet)}, Peers: peers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return linked
+}
+
+// TestPeering builds hub–spoke–far (hub peered with spoke, spoke with far)
+// and checks that NICs reach across one peering both ways, and that the
+// spoke does not forward between its two peerings even when both ends
+// route the other's space to it (not transitive: the router's forward
+// filter, not a missing route, stops it). Removing a peer removes the
+// pair and the path.
+func TestPeering(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	// The far side and the hub each (wrongly) route the other's space to
+	// the spoke, as a user route would.
+	hubPeers := []PeerSpec{peer("spoke", "10.1.1.1", "10.1.0.0/16", "10.2.0.0/16")}
+	if linked := ensurePeered(t, f, "hub", "10.0.1.0/24", hubPeers...); len(linked) != 0 {
+		t.Fatalf("hub linked %v before the spoke's router exists", linked)
+	}
+	spokePeers := []PeerSpec{peer("hub", "10.0.1.1", "10.0.0.0/16"), peer("far", "10.2.1.1", "10.2.0.0/16")}
+	linked := ensurePeered(t, f, "spoke", "10.1.1.0/24", spokePeers...)
+	if len(linked) != 1 || linked[0] != "hub" {
+		t.Fatalf("spoke linked %v, want [hub]", linked)
+	}
+	linked = ensurePeered(t, f, "far", "10.2.1.0/24", peer("spoke", "10.1.1.1", "10.1.0.0/16", "10.0.0.0/16"))
+	if len(linked) != 1 || linked[0] != "spoke" {
+		t.Fatalf("far linked %v, want [spoke]", linked)
+	}
+	ensurePeered(t, f, "spoke", "10.1.1.0/24", spokePeers...)
+	// The hub's end was made by the spoke: the hub's own Ensure routes it.
+	if linked := ensurePeered(t, f, "hub", "10.0.1.0/24", hubPeers...); len(linked) != 0 {
+		t.Fatalf("hub re-linked %v", linked)
+	}
+	hub := mustEnsureNIC(t, f, "h", "hub", "10.0.1.4/24")
+	spoke := mustEnsureNIC(t, f, "s", "spoke", "10.1.1.4/24")
+	far := mustEnsureNIC(t, f, "f", "far", "10.2.1.4/24")
+	atHub := serve(t, f, hub, "10.0.1.4:0", "hub")
+	atSpoke := serve(t, f, spoke, "10.1.1.4:0", "spoke")
+	atFar := serve(t, f, far, "10.2.1.4:0", "far")
+
+	mustCall(t, f, spoke, atHub, "hub 10.1.1.4")
+	mustCall(t, f, hub, atSpoke, "spoke 10.0.1.4")
+	mustCall(t, f, far, atSpoke, "spoke 10.2.1.4")
+	mustNotConnect(t, f, far, atHub)
+	mustNotConnect(t, f, hub, atFar)
+
+	// An Ensure that changes nothing leaves the routers as they are.
+	before := nsState(t, f, f.NamespaceName(KindNetwork, "spoke"))
+	ensurePeered(t, f, "spoke", "10.1.1.0/24", spokePeers...)
+	if after := nsState(t, f, f.NamespaceName(KindNetwork, "spoke")); after != before {
+		t.Errorf("a second Ensure changed the spoke's router:\n%s\n---\n%s", before, after)
+	}
+
+	// The hub drops the peering: the pair goes, for both sides.
+	ensurePeered(t, f, "hub", "10.0.1.0/24")
+	mustNotConnect(t, f, spoke, atHub)
+	mustNotConnect(t, f, hub, atSpoke)
+	mustCall(t, f, far, atSpoke, "spoke 10.2.1.4")
+}
