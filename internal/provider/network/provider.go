@@ -91,7 +91,7 @@ func WithTargets(k *privatelink.Kinds) Option { return func(p *Provider) { p.tar
 // Types returns the resource types this provider serves.
 func (p *Provider) Types() []*arm.ResourceType {
 	v := Versions.All()
-	return []*arm.ResourceType{
+	return append([]*arm.ResourceType{
 		p.vnets().register(&arm.ResourceType{Type: typeVNet, APIVersions: v, Put: p.putVNet, Links: vnetLinks, BeforeGroupDelete: p.vnetGroupDelete}),
 		{Type: typeSubnet, APIVersions: v, Get: p.getSubnet, List: p.listSubnets, Put: p.putSubnet,
 			Delete: p.deleteSubnet, Links: subnetLinks},
@@ -111,7 +111,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 		p.endpoints().register(&arm.ResourceType{Type: typeEndpoint, APIVersions: v, Put: p.putEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete}),
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
 			Delete: p.deleteZoneGroup, Links: zoneGroupLinks},
-	}
+	}, p.vpnTypes()...)
 }
 
 // settle is the one place that decides how a write to a Microsoft.Network
