@@ -35,16 +35,19 @@ import (
 // Binary is charon's path in Debian's strongswan-charon package.
 var Binary = "/usr/lib/ipsec/charon"
 
-// plugins are the only plugins charon loads: crypto for the proposals
-// below, the userspace ESP engine, routes and addresses through netlink,
-// UDP sockets and VICI.
-const plugins = "random nonce aes sha1 sha2 hmac kdf gmp kernel-libipsec kernel-netlink socket-default vici"
+// plugins are the only plugins charon loads: crypto (openssl with AES-NI
+// and GCM from libstrongswan-standard-plugins, the built-in aes, sha2 and
+// gmp as the fallback), the userspace ESP engine, routes and addresses
+// through netlink, UDP sockets and VICI. A plugin that is not installed is
+// skipped.
+const plugins = "random nonce openssl aesni aes gcm sha1 sha2 hmac kdf gmp kernel-libipsec kernel-netlink socket-default vici"
 
-// Proposals: IKE AES256/SHA256/DH group 14, ESP AES256/SHA256 (the gcm and
-// curve25519 plugins are not in Debian's libstrongswan build used here).
-const (
-	ikeProposal = "aes256-sha256-modp2048"
-	espProposal = "aes256-sha256"
+// Proposals: IKE AES256/SHA256/DH group 14; ESP AES256-GCM (Azure's
+// default for route-based gateways), or AES256/SHA256 where the gcm plugin
+// is missing.
+var (
+	ikeProposals = []string{"aes256-sha256-modp2048"}
+	espProposals = []string{"aes256gcm16", "aes256-sha256"}
 )
 
 // ErrNotInstalled says charon or its kernel-libipsec plugin is missing

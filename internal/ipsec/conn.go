@@ -100,7 +100,7 @@ func (d *Daemon) Load(ctx context.Context, c Conn) error {
 	child, err := section(map[string]any{
 		"local_ts":      prefixes(c.LocalTS),
 		"remote_ts":     prefixes(c.RemoteTS),
-		"esp_proposals": []string{espProposal},
+		"esp_proposals": espProposals,
 		"start_action":  "start",
 		"dpd_action":    "restart",
 		"close_action":  "none",
@@ -125,7 +125,7 @@ func (d *Daemon) Load(ctx context.Context, c Conn) error {
 		"local_addrs":  []string{c.LocalAddr.String()},
 		"remote_addrs": []string{c.RemoteAddr.String()},
 		"encap":        "yes",
-		"proposals":    []string{ikeProposal},
+		"proposals":    ikeProposals,
 		"keyingtries":  "0",
 		"unique":       "never",
 		"dpd_delay":    "2s",

@@ -57,7 +57,7 @@ type side struct {
 	d      *ipsec.Daemon
 }
 
-func newSide(t *testing.T, f *fabric.Fabric, public, inside, space string) *side {
+func newSide(t testing.TB, f *fabric.Fabric, public, inside, space string) *side {
 	t.Helper()
 	s := &side{public: netip.MustParseAddr(public), inside: netip.MustParseAddr(inside), space: netip.MustParsePrefix(space)}
 	ns, err := f.EnsureInternetHost(s.public)
@@ -90,7 +90,7 @@ func (s *side) conn(peer *side, key string) ipsec.Conn {
 		LocalTS: []netip.Prefix{s.space}, RemoteTS: []netip.Prefix{peer.space}, PSK: key}
 }
 
-func waitStatus(t *testing.T, s *side, want ipsec.Status) ipsec.State {
+func waitStatus(t testing.TB, s *side, want ipsec.Status) ipsec.State {
 	t.Helper()
 	var st ipsec.State
 	testkit.WaitFor(t, 60*time.Second, fmt.Sprintf("%s tunnel %s", s.public, want), func() error {
@@ -108,7 +108,7 @@ func waitStatus(t *testing.T, s *side, want ipsec.Status) ipsec.State {
 }
 
 // echo serves a line echo on addr inside ns.
-func echo(t *testing.T, f *fabric.Fabric, ns, addr string) {
+func echo(t testing.TB, f *fabric.Fabric, ns, addr string) {
 	ln, err := f.ListenTCP(ns, addr)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +200,9 @@ func TestTunnel(t *testing.T) {
 		return roundTrip(f, a.ns, target, marker)
 	})
 	st := waitStatus(t, a, ipsec.Connected)
+	if log, err := exec.Command("grep", "-m1", "selected proposal: ESP", a.d.Dir()+"/charon.log").Output(); err == nil {
+		t.Logf("charon: %s", bytes.TrimSpace(log))
+	}
 	if st.BytesOut == 0 || st.BytesIn == 0 {
 		t.Errorf("counters after traffic: %+v", st)
 	}
