@@ -5,6 +5,13 @@
 # Microsoft Entra ID logins (internal/pgserver/entra.go); pgbouncer: the
 # built-in PgBouncer (internal/pgserver/pgbouncer.go).
 DEBIAN_PACKAGES=(etcd-server nftables iproute2 dnsutils postgresql-15 pgbouncer ca-certificates libpam-script)
+# VPN gateways (internal/ipsec): strongSwan's charon, with kernel-libipsec
+# from libcharon-extra-plugins (ESP in charon's process: this kernel has no
+# ESP transform); libstrongswan-standard-plugins for openssl, AES-NI and
+# GCM (ESP AES256-GCM; without it, software AES-CBC at a tenth of the
+# speed); swanctl to inspect a gateway by hand
+# (swanctl --list-sas --uri unix://DIR/charon.vici).
+DEBIAN_PACKAGES+=(strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins strongswan-swanctl)
 # The tests drive privlinkd with the az CLI too (e2e/az_test.go): Debian
 # 12's azure-cli (2.45), and 2.74 from Debian 13 (scripts/install-azure-cli);
 # and the portal in headless chromium (e2e/portal_test.go); tcpdump is the

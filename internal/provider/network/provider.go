@@ -113,7 +113,7 @@ func (p *Provider) Types() []*arm.ResourceType {
 		p.endpoints().register(&arm.ResourceType{Type: typeEndpoint, APIVersions: v, Put: p.putEndpoint, Links: endpointLinks, BeforeGroupDelete: p.endpointGroupDelete}),
 		{Type: typeZoneGroup, APIVersions: v, Get: p.getZoneGroup, List: p.listZoneGroups, Put: p.putZoneGroup,
 			Delete: p.deleteZoneGroup, Links: zoneGroupLinks},
-	}, slices.Concat(p.lbTypes(), p.serviceTypes(), p.peeringTypes())...)
+	}, slices.Concat(p.lbTypes(), p.serviceTypes(), p.peeringTypes(), p.vpnTypes())...)
 }
 
 // settle is the one place that decides how a write to a Microsoft.Network

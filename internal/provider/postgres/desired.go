@@ -109,9 +109,7 @@ const (
 	// namePrefix reserves server names across every subscription and
 	// tenant: pg/names/{lower-cased name} → ARM ID.
 	namePrefix = "pg/names/"
-	// addrPrefix reserves service and public addresses:
-	// pg/addrs/{address} → ARM ID.
-	addrPrefix = "pg/addrs/"
+	// Service and public addresses are reserved in addrpool.Keys.
 )
 
 // DesiredKey is the store key of a server's Desired record.

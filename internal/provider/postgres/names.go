@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/privlink/privlink/internal/addrpool"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/store"
 )
@@ -22,21 +23,20 @@ import (
 // them, from the transaction that completes the deletion.
 
 // Address plan (DESIGN.md): server namespaces use 169.254.0.0/16, whose
-// 169.254.0.0/24 privlink keeps for its own links; the emulated internet
-// is 198.18.0.0/15, whose 198.18.0.0/24 belongs to the internet router.
+// 169.254.0.0/24 privlink keeps for its own links, and not the link-local
+// address clouds use for instance metadata; public addresses come from the
+// emulated internet's shared pool (addrpool.Public), which public IP
+// address resources draw from too.
 var (
-	servicePool = netip.MustParsePrefix("169.254.0.0/16")
-	serviceSkip = netip.MustParsePrefix("169.254.0.0/24")
-	publicPool  = netip.MustParsePrefix("198.18.0.0/15")
-	publicSkip  = netip.MustParsePrefix("198.18.0.0/24")
-	// metadataAddr is the link-local address clouds use for instance
-	// metadata; no server gets it.
-	metadataAddr = netip.MustParseAddr("169.254.169.254")
+	servicePool = addrpool.Pool{
+		Range:   netip.MustParsePrefix("169.254.0.0/16"),
+		Skip:    []netip.Prefix{netip.MustParsePrefix("169.254.0.0/24")},
+		Exclude: []netip.Addr{netip.MustParseAddr("169.254.169.254")},
+	}
+	publicPool = addrpool.Public
 )
 
 func nameKey(name string) string { return namePrefix + strings.ToLower(name) }
-
-func addrKey(a netip.Addr) string { return addrPrefix + a.String() }
 
 // nameHolder returns the ARM ID that holds a server name, "" if free.
 func nameHolder(r arm.Reader, name string) (string, error) {
@@ -69,38 +69,24 @@ func reserve(tx store.Tx, id arm.ResourceID) (service, public netip.Addr, err er
 	if err := tx.Put(nameKey(name), []byte(id.String())); err != nil {
 		return service, public, fmt.Errorf("reserve name %s: %w", name, err)
 	}
-	kvs, err := tx.List(addrPrefix)
+	used, err := addrpool.Used(tx)
 	if err != nil {
-		return service, public, fmt.Errorf("list addresses: %w", err)
-	}
-	used := make(map[netip.Addr]bool, len(kvs))
-	for _, kv := range kvs {
-		if a, err := netip.ParseAddr(strings.TrimPrefix(kv.Key, addrPrefix)); err == nil {
-			used[a] = true
-		}
-	}
-	if service, err = allocate(tx, id, used, servicePool, serviceSkip); err != nil {
 		return service, public, err
 	}
-	public, err = allocate(tx, id, used, publicPool, publicSkip)
+	if service, err = allocate(tx, id, used, servicePool); err != nil {
+		return service, public, err
+	}
+	public, err = allocate(tx, id, used, publicPool)
 	return service, public, err
 }
 
-// allocate reserves the lowest free address of pool outside skip, with no
-// .0 or .255 last octet.
-func allocate(tx store.Tx, id arm.ResourceID, used map[netip.Addr]bool, pool, skip netip.Prefix) (netip.Addr, error) {
-	for a := pool.Addr(); pool.Contains(a); a = a.Next() {
-		last := a.As4()[3]
-		if last == 0 || last == 255 || skip.Contains(a) || a == metadataAddr || used[a] {
-			continue
-		}
-		if err := tx.Put(addrKey(a), []byte(id.String())); err != nil {
-			return netip.Addr{}, fmt.Errorf("reserve address %s: %w", a, err)
-		}
-		used[a] = true
-		return a, nil
+// allocate reserves the lowest free address of pool for the server id.
+func allocate(tx store.Tx, id arm.ResourceID, used map[netip.Addr]bool, pool addrpool.Pool) (netip.Addr, error) {
+	a, err := pool.Allocate(tx, id.String(), used)
+	if errors.Is(err, addrpool.ErrFull) {
+		return a, arm.Conflict("ServerLimitReached", "No address is left in %s for another server; delete a server first.", pool.Range)
 	}
-	return netip.Addr{}, arm.Conflict("ServerLimitReached", "No address is left in %s for another server; delete a server first.", pool)
+	return a, err
 }
 
 // ReleaseName frees a server name and the addresses of the server that
@@ -139,18 +125,7 @@ func releaseName(tx store.Tx, name, want string) error {
 	if err := tx.Delete(nameKey(name)); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("release name %s: %w", name, err)
 	}
-	kvs, err := tx.List(addrPrefix)
-	if err != nil {
-		return fmt.Errorf("list addresses: %w", err)
-	}
-	for _, kv := range kvs {
-		if strings.EqualFold(string(kv.Value), holder) {
-			if err := tx.Delete(kv.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("release %s: %w", kv.Key, err)
-			}
-		}
-	}
-	return nil
+	return addrpool.Release(tx, holder)
 }
 
 // checkNameAvailability answers POST .../checkNameAvailability, at

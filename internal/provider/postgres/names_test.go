@@ -146,7 +146,7 @@ func TestAddresses(t *testing.T) {
 		used[a] = true
 	}
 	_, err := e.st.Txn(e.ctx, func(tx store.Tx) error {
-		a, err := allocate(tx, serverID(t, "rg", "x"), used, servicePool, serviceSkip)
+		a, err := allocate(tx, serverID(t, "rg", "x"), used, servicePool)
 		if a.String() != "169.254.170.1" && err == nil { // not .254 (metadata), not .255
 			t.Errorf("after 169.254.169.253 came %s", a)
 		}

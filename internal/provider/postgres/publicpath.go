@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/privlink/privlink/internal/addrpool"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/provider/privatelink"
 	"github.com/privlink/privlink/internal/store"
@@ -18,7 +19,7 @@ const publicPort = 5432
 // the data path enforces them (from the Desired record and the rules'
 // documents). nil when no server holds addr as its public address.
 func publicAt(r arm.Reader, addr netip.Addr) (*privatelink.PublicPath, error) {
-	kv, err := r.Get(addrKey(addr))
+	kv, err := r.Get(addrpool.Key(addr))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
