@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/strongswan/govici/vici"
 )
@@ -191,7 +192,7 @@ func (d *Daemon) Unload(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.call(ctx, "terminate", t); err != nil && !notFound(err) {
+	if err := d.terminate(ctx, t); err != nil {
 		errs = append(errs, err)
 	}
 	k, err := section(map[string]any{"id": name})
@@ -202,6 +203,29 @@ func (d *Daemon) Unload(ctx context.Context, name string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// terminate ends the SAs that t selects. charon answers "not all
+// matching SAs could be terminated" when one of them is already being
+// deleted (a duplicate initiation or a rekey ending at the same moment);
+// asking again once that one is gone finds only what is left, so it
+// retries a few times, briefly, before it gives up.
+func (d *Daemon) terminate(ctx context.Context, t *vici.Message) error {
+	var err error
+	for range 10 {
+		if _, err = d.call(ctx, "terminate", t); err == nil || notFound(err) {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "not all matching SAs") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // notFound reports whether charon refused a command because there was

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -298,13 +299,31 @@ func logHas(t *testing.T, s *side, what string) bool {
 	return bytes.Contains(out, []byte(what))
 }
 
+// lockedBuffer is a bytes.Buffer a process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // startCapture runs tcpdump in ns; the returned function stops it and
 // returns one summary line per packet and the raw capture.
 func startCapture(t *testing.T, ns string) func() ([]string, []byte) {
 	t.Helper()
 	file := t.TempDir() + "/cap.pcap"
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "any", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "not arp and not ip6")
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
