@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -46,6 +47,34 @@ const (
 	// A pool NICs still join cannot go; by analogy with the InUse codes.
 	codePoolInUse = "InUseBackendAddressPoolCannotBeDeleted"
 )
+
+// A load balancer's frontends hold their private addresses the way other
+// providers' resources do (holders.go): no NIC takes them, and their
+// subnets cannot be deleted under them.
+func init() { RegisterAddressHolders(lbFrontendAddresses) }
+
+// lbFrontendAddresses lists the frontendIPConfigurations of every load
+// balancer of the subscription with the addresses they hold.
+func lbFrontendAddresses(r arm.Reader, sub string) ([]HeldAddress, error) {
+	lbs, err := arm.LoadAll[armnetwork.LoadBalancer](r, subColl(sub, "loadBalancers"))
+	if err != nil {
+		return nil, err
+	}
+	var out []HeldAddress
+	for _, lb := range lbs {
+		if lb.Properties == nil {
+			continue
+		}
+		for _, fe := range lb.Properties.FrontendIPConfigurations {
+			if fe == nil || fe.Properties == nil || fe.Properties.Subnet == nil {
+				continue
+			}
+			a, _ := netip.ParseAddr(str(fe.Properties.PrivateIPAddress)) // none yet: the zero Addr
+			out = append(out, HeldAddress{ID: str(fe.ID), Holder: str(lb.ID), Subnet: str(fe.Properties.Subnet.ID), Address: a})
+		}
+	}
+	return out, nil
+}
 
 // lbTypes are the resource types of load balancers and their children.
 func (p *Provider) lbTypes() []*arm.ResourceType {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -28,7 +27,6 @@ type usage struct {
 	subnets   []armnetwork.Subnet
 	rules     []armnetwork.SecurityRule
 	held      []ipConfigRef // addresses of non-NIC holders (holders.go)
-	lbs       []armnetwork.LoadBalancer
 	loaded    map[string]bool
 	memo      *arm.Memo[nicSummary] // nil: decode every NIC
 }
@@ -202,54 +200,8 @@ func (u *usage) ipConfigs(match func(subnet string) bool) ([]ipConfigRef, error)
 			}
 		}
 	}
-	frontends, err := u.lbFrontends()
-	if err != nil {
-		return nil, err
-	}
-	for _, ref := range append(slices.Clip(u.held), frontends...) {
+	for _, ref := range u.held {
 		if match(lkey(ref.Subnet)) {
-			out = append(out, ref)
-		}
-	}
-	return out, nil
-}
-
-// LoadBalancers returns every load balancer of the subscription.
-func (u *usage) LoadBalancers() ([]armnetwork.LoadBalancer, error) {
-	if !u.loaded["lbs"] {
-		v, err := arm.LoadAll[armnetwork.LoadBalancer](u.r, subColl(u.sub, "loadBalancers"))
-		if err != nil {
-			return nil, err
-		}
-		u.lbs, u.loaded["lbs"] = v, true
-	}
-	return u.lbs, nil
-}
-
-// lbFrontends lists the frontendIPConfigurations of every load balancer
-// as the ipConfigurations that hold their private addresses.
-func (u *usage) lbFrontends() ([]ipConfigRef, error) {
-	lbs, err := u.LoadBalancers()
-	if err != nil {
-		return nil, err
-	}
-	var out []ipConfigRef
-	for _, lb := range lbs {
-		if lb.Properties == nil {
-			continue
-		}
-		rg := ""
-		if id, err := arm.ParseID(str(lb.ID)); err == nil {
-			rg = id.ResourceGroup
-		}
-		for _, fe := range lb.Properties.FrontendIPConfigurations {
-			if fe == nil || fe.Properties == nil || fe.Properties.Subnet == nil {
-				continue
-			}
-			ref := ipConfigRef{ID: str(fe.ID), NIC: str(lb.ID), NICRG: rg, Subnet: str(fe.Properties.Subnet.ID)}
-			if a, err := netip.ParseAddr(str(fe.Properties.PrivateIPAddress)); err == nil {
-				ref.Address = a
-			}
 			out = append(out, ref)
 		}
 	}
