@@ -79,6 +79,13 @@ func touch(tx store.Tx, id arm.ResourceID) error {
 // inline (a route, a security rule, a peering): the child's document goes
 // (202), its parent gets a new etag, and a missing child answers 204.
 func (p *Provider) deleteChild(ctx context.Context, r *arm.Request) (*arm.Response, error) {
+	return p.deleteChildIf(ctx, r, nil)
+}
+
+// deleteChildIf is deleteChild with a check of the existing child (inside
+// the transaction, before anything changes) that can refuse the delete;
+// nil checks nothing.
+func (p *Provider) deleteChildIf(ctx context.Context, r *arm.Request, check func(tx store.Tx, id arm.ResourceID) error) (*arm.Response, error) {
 	var op *arm.Operation
 	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
 		op = nil
@@ -101,6 +108,11 @@ func (p *Provider) deleteChild(ctx context.Context, r *arm.Request) (*arm.Respon
 		}
 		if !exists {
 			return nil
+		}
+		if check != nil {
+			if err := check(tx, r.ID); err != nil {
+				return err
+			}
 		}
 		if err := arm.Delete(tx, r.ID); err != nil {
 			return err

@@ -428,45 +428,9 @@ func (p *Provider) putSubnet(ctx context.Context, r *arm.Request) (*arm.Response
 }
 
 func (p *Provider) deleteSubnet(ctx context.Context, r *arm.Request) (*arm.Response, error) {
-	var op *arm.Operation
-	_, err := p.st.Txn(ctx, func(tx store.Tx) error {
-		op = nil
-		vnetID := r.ID.Parent()
-		vnet, err := loadVNet(tx, vnetID)
-		if err != nil {
-			return err
-		}
-		var cur armnetwork.Subnet
-		exists, err := arm.Load(tx, r.ID, &cur)
-		if err != nil {
-			return err
-		}
-		if err := r.CheckPreconditions(exists, str(cur.Etag)); err != nil {
-			return err
-		}
-		if !exists {
-			return nil
-		}
-		if err := checkSubnetFree(p.newUsage(tx, r.ID.Subscription), r.ID); err != nil {
-			return err
-		}
-		if err := arm.Delete(tx, r.ID); err != nil {
-			return err
-		}
-		if err := touch(tx, vnetID); err != nil {
-			return err
-		}
-		_, done := p.settle(r.ID, true)
-		op, err = arm.StartOperation(tx, r.ID, str(vnet.Location), done)
-		return err
+	return p.deleteChildIf(ctx, r, func(tx store.Tx, id arm.ResourceID) error {
+		return checkSubnetFree(p.newUsage(tx, id.Subscription), id)
 	})
-	if err != nil {
-		return nil, err
-	}
-	if op == nil {
-		return noContent(), nil
-	}
-	return deleted(op), nil
 }
 
 // checkSubnetFree refuses to delete a subnet that holds NICs.
