@@ -144,14 +144,21 @@ func (d *Daemon) Running(ctx context.Context) bool {
 	return err == nil
 }
 
-// PID returns the running charon's pid from its pid file, or 0.
+// PID returns the running charon's pid from its pid file, or 0. A pid
+// file left by a charon that is gone (a reboot, a kill -9) may name a
+// process that reused the pid: only a process running Binary counts, so
+// Stop never signals anything else.
 func (d *Daemon) PID() int {
 	b, err := os.ReadFile(d.pidFile())
 	if err != nil {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || syscall.Kill(pid, 0) != nil {
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || strings.TrimSuffix(exe, " (deleted)") != Binary {
 		return 0
 	}
 	return pid
