@@ -81,7 +81,9 @@ import (
 //	                         refused set by its destination address; the
 //	                         stack then resets it. The network's DNS
 //	                         address and the internet gateway, where
-//	                         privlinkd listens, are not counted.
+//	                         privlinkd listens, are not counted, nor is a
+//	                         connection a socket takes (privlinkd's DNS
+//	                         over TCP on a resolver's inbound endpoint)
 //
 // Every rule carries a comment naming what it does, every element the name
 // of its translation. An Ensure compares the chains' comments, the sets'
@@ -400,14 +402,30 @@ func refusedSet(prefix string) setSpec {
 }
 
 // refusedChain counts, in set, the connections whose first packet reaches
-// the router's own stack, but those to own (where privlinkd listens).
+// the router's own stack and finds no socket there, but those to own
+// (where privlinkd listens). A socket in the router's namespace that
+// takes the connection (privlinkd's DNS on a DNS resolver inbound
+// endpoint's address, TCP port 53) is no refusal: the socket expression
+// looks the packet's socket up and the rule stops there when it finds one.
 func refusedChain(set string, own netip.Addr) chainSpec {
 	return chainSpec{
 		name: chainRefused, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, priority: nftables.ChainPriorityFilter,
-		rules: []nftRule{{
-			fmt.Sprintf("privlink: count refused connections but to %s in @%s", own, set),
-			slices.Concat(ipv4(), tcp(), synOnly(), ipIsNot(offIPDaddr, own), countRefused(set)),
-		}},
+		rules: []nftRule{
+			{"privlink: a connection a socket takes is not refused",
+				slices.Concat(ipv4(), tcp(), synOnly(), hasSocket(), []expr.Any{accept})},
+			{fmt.Sprintf("privlink: count refused connections but to %s in @%s", own, set),
+				slices.Concat(ipv4(), tcp(), synOnly(), ipIsNot(offIPDaddr, own), countRefused(set))},
+		},
+	}
+}
+
+// hasSocket matches packets for which the namespace has a socket (a
+// listener or a connection); without one the socket expression ends the
+// rule (NFT_BREAK).
+func hasSocket() []expr.Any {
+	return []expr.Any{
+		&expr.Socket{Key: expr.SocketKeyTransparent, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 	}
 }
 
