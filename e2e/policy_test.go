@@ -309,7 +309,9 @@ func tcpRule(name string, prio int32, access armnetwork.SecurityRuleAccess, sour
 // from inside a NIC and by `privlink why` while rules are added,
 // reprioritised and removed, memberships change and the subnet's
 // privateEndpointNetworkPolicies flip (closing a live session they now
-// deny); enforcement survives a kill -9 of privlinkd, unchanged.
+// deny); enforcement survives a kill -9 of privlinkd, unchanged, and the
+// restarted daemon commits nothing to the router's nftables but what a
+// change after it needs (nft monitor).
 func TestPolicy(t *testing.T) {
 	d, owner := networkLab(t, "pol", "nft", "ping")
 	fab, err := fabric.New(d.prefix, nil)
@@ -472,6 +474,7 @@ func TestPolicy(t *testing.T) {
 		if before == "" {
 			t.Fatalf("no chain %s in the router's policy table", epChain)
 		}
+		mon := testkit.StartNFTMonitor(t, router)
 		d.restart(syscall.SIGKILL)
 		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"}, verdict{"web", "app", 8080, true, ""})
 		// A change after the restart: once it is in the kernel, the
@@ -484,6 +487,20 @@ func TestPolicy(t *testing.T) {
 		l.check(t, verdict{"client", "web", 8081, false, "deny-in-8081"}, verdict{"client", "web", 8080, true, ""})
 		if after := chainOf(policyRuleset(t, router), epChain); after != before {
 			t.Errorf("a restart rewrote %s:\nbefore %s\nafter  %s", epChain, before, after)
+		}
+		// The kernel's own account (nft monitor in the router) since
+		// before the kill: the commits of the new NSG, nothing else; no
+		// other table (the data path's, the router's filter) and no
+		// chain of nsg-ep was written again.
+		commits, changes := mon.Changes(t)
+		t.Logf("router %s since the restart: %d commits: %q", router, commits, changes)
+		if commits == 0 {
+			t.Error("nft monitor saw no commit, not even the new NSG's")
+		}
+		for _, c := range changes {
+			if !strings.Contains(c, " inet "+fabric.PolicyTable+" ") || strings.Contains(c, " inet "+fabric.PolicyTable+" "+epChain+" ") {
+				t.Errorf("since the restart, a change the new NSG does not need: %s", c)
+			}
 		}
 	})
 }
