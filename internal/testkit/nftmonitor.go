@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,9 +58,16 @@ func StartNFTMonitor(t testing.TB, ns string) *NFTMonitor {
 		_ = m.cmd.Process.Kill()
 		_ = m.cmd.Wait()
 	})
-	// The monitor listens once a marker it is told of comes back.
-	m.Changes(t)
-	return m
+	// The monitor listens once a marker comes back: nft subscribes a
+	// moment after it starts, and misses what is committed before.
+	for try := 0; ; try++ {
+		if _, ok := m.mark(t, 500*time.Millisecond); ok {
+			return m
+		}
+		if try == 20 {
+			t.Fatalf("nft monitor in %s: no marker came back in %d tries (read %q)", ns, try+1, m.seen)
+		}
+	}
 }
 
 // Changes returns what was committed in the namespace since the last call
@@ -69,6 +77,17 @@ func StartNFTMonitor(t testing.TB, ns string) *NFTMonitor {
 // before the call is missed; the marker's own commits are left out.
 func (m *NFTMonitor) Changes(t testing.TB) (commits int, changes []string) {
 	t.Helper()
+	lines, ok := m.mark(t, 10*time.Second)
+	if !ok {
+		t.Fatalf("nft monitor in %s: the marker did not come back (read %q)", m.ns, m.seen)
+	}
+	return countCommits(lines)
+}
+
+// mark commits a marker and waits, at most bound, until the monitor has
+// reported it; it returns the lines read before the marker's.
+func (m *NFTMonitor) mark(t testing.TB, bound time.Duration) (lines []string, ok bool) {
+	t.Helper()
 	m.seq++
 	marker := fmt.Sprintf("privlink-monitor-%d", m.seq)
 	for _, args := range [][]string{{"add", "table", "inet", marker}, {"delete", "table", "inet", marker}} {
@@ -77,9 +96,9 @@ func (m *NFTMonitor) Changes(t testing.TB) (commits int, changes []string) {
 			t.Fatalf("nft %s in %s: %v: %s", strings.Join(args, " "), m.ns, err, out)
 		}
 	}
-	end := "delete table inet " + marker
+	start, end := "add table inet "+marker, "delete table inet "+marker
 	timedOut := false
-	deadline := time.AfterFunc(10*time.Second, func() {
+	deadline := time.AfterFunc(bound, func() {
 		m.mu.Lock()
 		timedOut = true
 		m.cond.Broadcast()
@@ -89,32 +108,32 @@ func (m *NFTMonitor) Changes(t testing.TB) (commits int, changes []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// The marker's deletion, then the generation line of its commit.
-	at := -1
 	for {
+		at := -1
 		for i, l := range m.seen {
 			if at < 0 && strings.HasPrefix(l, end) {
 				at = i
 			}
-			if at >= 0 && i > at && strings.HasPrefix(l, "# new generation") {
-				lines := m.seen[:i+1]
+			if at >= 0 && strings.HasPrefix(l, "# new generation") {
+				lines = m.seen[:i+1]
 				m.seen = m.seen[i+1:]
-				return countCommits(lines, "add table inet "+marker)
+				if j := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, start) }); j >= 0 {
+					lines = lines[:j]
+				}
+				return lines, true
 			}
 		}
 		if m.done || timedOut {
-			t.Fatalf("nft monitor in %s: the marker %s did not come back (read %q)", m.ns, marker, m.seen)
+			return nil, false
 		}
 		m.cond.Wait()
 	}
 }
 
-// countCommits counts the commits and change lines of monitor output
-// lines up to the marker's first line.
-func countCommits(lines []string, markerStart string) (commits int, changes []string) {
+// countCommits counts the commits and change lines of monitor output.
+func countCommits(lines []string) (commits int, changes []string) {
 	for _, l := range lines {
 		switch {
-		case strings.HasPrefix(l, markerStart):
-			return commits, changes
 		case strings.HasPrefix(l, "# new generation"):
 			commits++
 		case strings.TrimSpace(l) != "":
