@@ -125,6 +125,14 @@ func bouncerConfigOf(settings map[string]string) (bouncerConfig, error) {
 			}
 			continue
 		}
+		if name == "max_prepared_statements" {
+			// Azure's; 0 is what 1.18 does, and 1.18's pgbouncer.ini
+			// has no such setting.
+			if v != "0" {
+				return cfg, fmt.Errorf("setting %s = %q: PgBouncer 1.18 tracks no prepared statements (1.21 does), so only 0: %w", k, v, ErrInvalid)
+			}
+			continue
+		}
 		if _, known := bouncerSettings[name]; !known {
 			return cfg, fmt.Errorf("setting %s: not a PgBouncer setting privlink offers: %w", k, ErrInvalid)
 		}

@@ -181,13 +181,16 @@ func TestPgBouncerRefusesBadSettings(t *testing.T) {
 		{"pgbouncer.stats_users": "a;b"},
 		{"pgbouncer.stats_users": "a\"b"},
 		{"pgbouncer.listen_addr": "0.0.0.0"},
+		{"pgbouncer.max_prepared_statements": "100"},
 	} {
 		if _, err := bouncerConfigOf(set); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%v: %v, want ErrInvalid", set, err)
 		}
 	}
-	cfg, err := bouncerConfigOf(map[string]string{"PgBouncer.Enabled": "true", "pgbouncer.pool_mode": "STATEMENT", "pgbouncer.stats_users": " a, app@tenant ", "work_mem": "8MB"})
-	if err != nil || !cfg.enabled || cfg.settings["pool_mode"] != "statement" || cfg.settings["stats_users"] != "a,app@tenant" || cfg.settings["default_pool_size"] != "50" {
+	cfg, err := bouncerConfigOf(map[string]string{"PgBouncer.Enabled": "true", "pgbouncer.pool_mode": "STATEMENT", "pgbouncer.stats_users": " a, app@tenant ", "work_mem": "8MB",
+		"pgbouncer.max_prepared_statements": "0"})
+	_, written := cfg.settings["max_prepared_statements"] // 1.18's pgbouncer.ini has no such setting
+	if err != nil || !cfg.enabled || cfg.settings["pool_mode"] != "statement" || cfg.settings["stats_users"] != "a,app@tenant" || cfg.settings["default_pool_size"] != "50" || written {
 		t.Errorf("good settings: %+v, %v", cfg, err)
 	}
 }

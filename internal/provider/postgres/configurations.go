@@ -61,6 +61,10 @@ type setting struct {
 	// allows. memoryRule says how, for messages.
 	memoryMax  func(gib int64) int64
 	memoryRule string
+	// only, when set, is the one value privlink takes of a setting whose
+	// other values Azure allows but privlink cannot honour; onlyWhy says
+	// why, for messages.
+	only, onlyWhy string
 }
 
 // limits is what bounds a server's settings beyond the catalog: its
@@ -228,6 +232,10 @@ func (s *setting) normalize(v string, l limits) (string, error) {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || float64(n) < lo || float64(n) > hi {
 			return bad()
+		}
+		if v := strconv.FormatInt(n, 10); s.only != "" && v != s.only {
+			return "", errInvalid("properties.value", "Invalid value given for parameter %s: '%s'. Azure allows %s; privlink takes only %s: %s.",
+				s.name, v, s.allowedValues(l), s.only, s.onlyWhy)
 		}
 		return strconv.FormatInt(n, 10), nil
 	case dtNumeric:

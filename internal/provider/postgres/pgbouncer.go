@@ -16,8 +16,12 @@ import (
 // tier (its tiers are names, not machines). All are
 // dynamic: the pooler takes them by reload (pool_mode and the pool sizes
 // apply to new server connections), pgbouncer.enabled starts or stops it.
-// Azure's pgbouncer.max_prepared_statements is not offered: it needs
-// PgBouncer 1.21, and Debian 12 ships 1.18.
+// None is read-only. Azure's pgbouncer.max_prepared_statements is listed
+// as Azure lists it (0-5000, default 0), but privlink takes only 0, what
+// Debian 12's PgBouncer 1.18 does (it tracks no prepared statements; that
+// came in 1.21): a client that sets it to 0 or reads it works, any other
+// value is refused saying why. Each documentationLink is Azure's, PgBouncer's
+// configuration page.
 //
 // pgserver reads them from Desired.Settings (the keys keep their
 // pgbouncer. prefix; PostgreSQL never sees them).
@@ -25,7 +29,11 @@ import (
 // SettingPgBouncerEnabled is the configuration that runs the pooler.
 const SettingPgBouncerEnabled = "pgbouncer.enabled"
 
-const pgbouncerDocs = "https://learn.microsoft.com/azure/postgresql/flexible-server/concepts-pgbouncer"
+const pgbouncerDocs = "https://www.pgbouncer.org/config.html"
+
+// preparedStatementsWhy says why pgbouncer.max_prepared_statements takes
+// only 0.
+const preparedStatementsWhy = "privlink's PgBouncer is Debian 12's 1.18, which tracks no prepared statements; max_prepared_statements needs PgBouncer 1.21"
 
 // Azure's allowed values of the two list parameters, as its server
 // parameter table writes them (MicrosoftDocs/azure-databases-docs,
@@ -51,6 +59,9 @@ var pgbouncerCatalog = []setting{
 		description: "Comma-separated list of parameters that PgBouncer can ignore, because they will be handled by the admin."},
 	{name: "pgbouncer.max_client_conn", dataType: dtInteger, def: "5000", dynamic: true, min: 1, max: 50000,
 		description: "Maximum number of client connections allowed."},
+	{name: "pgbouncer.max_prepared_statements", dataType: dtInteger, def: "0", dynamic: true, min: 0, max: 5000,
+		only: "0", onlyWhy: preparedStatementsWhy, docs: pgbouncerDocs + "#max_prepared_statements",
+		description: "When this is set to a non-zero value PgBouncer tracks protocol-level named prepared statements related commands sent by the client in transaction and statement pooling mode."},
 	{name: "pgbouncer.min_pool_size", dataType: dtInteger, def: "0", dynamic: true, min: 0, max: 4950,
 		description: "Add more server connections to pool if below this number."},
 	{name: "pgbouncer.pool_mode", dataType: dtEnumeration, def: "transaction", dynamic: true, values: []string{"session", "transaction", "statement"},
@@ -68,7 +79,7 @@ var pgbouncerCatalog = []setting{
 func withPgBouncer(base []setting) []setting {
 	out := slices.Concat(base, pgbouncerCatalog)
 	for i := range out {
-		if strings.HasPrefix(out[i].name, "pgbouncer.") {
+		if strings.HasPrefix(out[i].name, "pgbouncer.") && out[i].docs == "" {
 			out[i].docs = pgbouncerDocs
 		}
 	}
