@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -309,7 +310,8 @@ func tcpRule(name string, prio int32, access armnetwork.SecurityRuleAccess, sour
 // from inside a NIC and by `privlink why` while rules are added,
 // reprioritised and removed, memberships change and the subnet's
 // privateEndpointNetworkPolicies flip (closing a live session they now
-// deny); enforcement survives a kill -9 of privlinkd, unchanged, and the
+// deny); bad rules get Azure's codes and change nothing; enforcement
+// survives a restart and a kill -9 of privlinkd, unchanged, and the
 // restarted daemon commits nothing to the router's nftables but what a
 // change after it needs (nft monitor).
 func TestPolicy(t *testing.T) {
@@ -467,6 +469,59 @@ func TestPolicy(t *testing.T) {
 		l.check(t, verdict{"client", "app", 8081, true, ""})
 	})
 
+	t.Run("bad input", func(t *testing.T) {
+		// Each refused write names its field and rule with Azure's code,
+		// and changes nothing: enforcement stays as it was.
+		far, err := putVNet(t, l.n, l.owner.rg, "vnet-far", vnetBody("10.9.0.0/16", map[string]string{"a": "10.9.1.0/24"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, asg := range []string{"asg-far"} {
+			p, err := l.n.asgs.BeginCreateOrUpdate(ctx(t), l.owner.rg, asg, armnetwork.ApplicationSecurityGroup{Location: ptr("westeurope")}, nil)
+			if err == nil {
+				_, err = p.PollUntilDone(ctx(t), pollOpts)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.addr["far"] = "10.9.1.10"
+		farNIC := l.nicBody(t, "far", "a", "asg-far")
+		farNIC.Properties.IPConfigurations[0].Properties.Subnet.ID = ptr(*far.ID + "/subnets/a")
+		l.writeNIC(t, "far", farNIC)
+		asgRef := func(name string) []*armnetwork.ApplicationSecurityGroup {
+			return []*armnetwork.ApplicationSecurityGroup{{ID: ptr(l.owner.id("Microsoft.Network/applicationSecurityGroups", name))}}
+		}
+		across := tcpRule("web-to-far", 170, armnetwork.SecurityRuleAccessAllow, "", "8080")
+		across.Properties.SourceAddressPrefix, across.Properties.SourceApplicationSecurityGroups = nil, asgRef("asg-web")
+		across.Properties.DestinationAddressPrefix, across.Properties.DestinationApplicationSecurityGroups = nil, asgRef("asg-far")
+		badPrefix := tcpRule("bad-prefix", 180, armnetwork.SecurityRuleAccessDeny, "10.0.1.4/33", "8080")
+		badPorts := tcpRule("bad-ports", 190, armnetwork.SecurityRuleAccessDeny, "*", "2000-1000")
+		for _, c := range []struct {
+			rule               *armnetwork.SecurityRule
+			code, target, word string // word: what the message names
+		}{
+			{tcpRule("same-priority", 100, armnetwork.SecurityRuleAccessAllow, "*", "8080"), "SecurityRuleConflict", "properties.priority", "deny-client-8080"},
+			{badPrefix, "SecurityRuleInvalidAddressPrefix", "properties.sourceAddressPrefix", "10.0.1.4/33"},
+			{badPorts, "SecurityRuleInvalidPortRange", "properties.destinationPortRange", "2000-1000"},
+			{across, "ApplicationSecurityGroupsNotInSameVirtualNetwork", "properties.destinationApplicationSecurityGroups[0].id", "vnet-far"},
+		} {
+			_, err := l.n.rules.BeginCreateOrUpdate(ctx(t), l.owner.rg, "nsg-ep", *c.rule.Name, *c.rule, nil)
+			if e := testkit.WantARMError(t, err, http.StatusBadRequest, c.code); e.Target != c.target || !strings.Contains(e.Message, c.word) {
+				t.Errorf("rule %s: %+v, want target %s and a message naming %s", *c.rule.Name, e, c.target, c.word)
+			}
+			if _, err := l.n.rules.Get(ctx(t), l.owner.rg, "nsg-ep", *c.rule.Name, nil); err == nil {
+				t.Errorf("refused rule %s was stored", *c.rule.Name)
+			}
+		}
+		// The far NIC may not join the near network's group either.
+		join := l.nicBody(t, "far", "a", "asg-far", "asg-web")
+		join.Properties.IPConfigurations[0].Properties.Subnet.ID = ptr(*far.ID + "/subnets/a")
+		_, err = l.n.nics.BeginCreateOrUpdate(ctx(t), l.owner.rg, "far", join, nil)
+		testkit.WantARMError(t, err, http.StatusBadRequest, "ApplicationSecurityGroupsNotInSameVirtualNetwork")
+		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"}, verdict{"client", "app", 8081, true, ""})
+	})
+
 	t.Run("restart keeps enforcement", func(t *testing.T) {
 		router := l.routerNS(t)
 		epChain := policy.ChainName(strings.ToLower(owner.id("Microsoft.Network/networkSecurityGroups", "nsg-ep")), policy.Inbound)
@@ -475,8 +530,10 @@ func TestPolicy(t *testing.T) {
 			t.Fatalf("no chain %s in the router's policy table", epChain)
 		}
 		mon := testkit.StartNFTMonitor(t, router)
-		d.restart(syscall.SIGKILL)
-		l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"}, verdict{"web", "app", 8080, true, ""})
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			d.restart(sig)
+			l.check(t, verdict{"client", "app", 8080, false, "deny-client-8080"}, verdict{"web", "app", 8080, true, ""})
+		}
 		// A change after the restart: once it is in the kernel, the
 		// controller's first passes are done, and they rewrote nothing
 		// that did not change.
