@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/dnsresolver/armdnsresolver"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/privlink/privlink/internal/arm"
+	"github.com/privlink/privlink/internal/controller"
+	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/testkit"
 )
 
@@ -117,6 +121,17 @@ func TestDNSResolver(t *testing.T) {
 	// Over TCP too, straight at the address.
 	if got, err = digVia(d, "client2", name, "@"+ip, "+tcp"); err != nil || !strings.HasSuffix(got, "A 10.0.2.4") {
 		t.Errorf("dig +tcp @%s: %q (%v)", ip, got, err)
+	}
+	// A TCP query is no refused connection: the router's pe-refused
+	// counters (privlink_datapath_router_refused_connections_total) leave
+	// the inbound address alone.
+	fab, err := fabric.New(d.prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vid, _ := arm.ParseID(vnetID)
+	if refused, err := fab.EndpointRefusals(controller.FabricID(vid)); err != nil || refused[netip.MustParseAddr(ip)] != 0 {
+		t.Errorf("refusals after a TCP query to %s: %v (%v), want none there", ip, refused, err)
 	}
 	var out string
 	if !testkit.Poll(15*time.Second, func() bool {
