@@ -3,6 +3,8 @@ package e2e
 import (
 	"errors"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +15,16 @@ import (
 )
 
 // TestMajorVersionUpgrade upgrades a PostgreSQL 15 server with data, a
-// password changed in SQL and a private endpoint, with the official SDK:
+// password changed in SQL, a role of its own (app_reader: a password and a
+// grant) and a private endpoint, with the official SDK:
 // a restore the new major refuses fails the operation and leaves 15
 // serving through the endpoint; the upgrade to 17 (a skip, as Azure
 // allows) ends Ready, and through the same endpoint and name `select
-// version()` shows 17 with the data and the password; a downgrade is
+// version()` shows 17 with the data and both roles' passwords; a downgrade is
 // refused. It needs scripts/install-pg-majors' 16 and 17.
 func TestMajorVersionUpgrade(t *testing.T) {
 	testkit.RequireRoot(t, "it creates network namespaces", "ip", "psql",
-		"/opt/privlink/pg/16/bin/postgres", "/opt/privlink/pg/17/bin/postgres") // scripts/install-pg-majors
+		"runuser", "/opt/privlink/pg/16/bin/postgres", "/opt/privlink/pg/17/bin/postgres") // scripts/install-pg-majors
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	cx := ctx(t)
@@ -34,6 +37,18 @@ func TestMajorVersionUpgrade(t *testing.T) {
 	s.mustPSQL(t, "create database appdb")
 	if out, err := s.psql(adminPassword, "verify-full", "alter role pgadmin password '"+changed+"'"); err != nil {
 		t.Fatalf("change the password in SQL: %v: %s", err, out)
+	}
+	// A role of the user's own, with a password and a grant, made by the
+	// superuser over the server's unix socket (privlink's administrator
+	// has no CREATEROLE on 15: internal/pgserver adminCreateRole).
+	const appPassword = "R3ader-pw!"
+	socks, _ := filepath.Glob(filepath.Join(d.dataDir, "pg", "*", "run"))
+	if len(socks) != 1 {
+		t.Fatalf("the server's socket directory: %q", socks)
+	}
+	if out, err := exec.Command("runuser", "-u", "postgres", "--", "psql", "-h", socks[0], "-d", "postgres", "-XAtq",
+		"-c", "create role app_reader login password '"+appPassword+"'", "-c", "grant select on t to app_reader").CombinedOutput(); err != nil {
+		t.Fatalf("create role app_reader: %v: %s", err, out)
 	}
 	owner.network(t, "10.0.2.0/24")
 	owner.endpoint(t, "pe", owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "mvu"), false)
@@ -96,6 +111,10 @@ func TestMajorVersionUpgrade(t *testing.T) {
 	}
 	if out, err := through("select version()"); err != nil || !strings.HasPrefix(out, "PostgreSQL 17.") {
 		t.Errorf("select version(): %v: %q", err, out)
+	}
+	if out, err := psqlConn(d, client, "host="+name+" user=app_reader password="+appPassword+" dbname=postgres sslmode=verify-full connect_timeout=5 sslrootcert="+d.dataDir+"/ca.pem",
+		"select count(*) from t"); err != nil || out != "20000" {
+		t.Errorf("the role app_reader with its password through the endpoint after the upgrade: %v: %q", err, out)
 	}
 	if out, err := through("insert into t values (0, 'after'); select count(*) from pg_database where datname = 'appdb'"); err != nil || out != "INSERT 0 1\n1" && out != "1" {
 		t.Errorf("write after the upgrade: %v: %q", err, out)
