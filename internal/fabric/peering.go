@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
+	"github.com/privlink/privlink/internal/policy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +26,10 @@ import (
 // whose filter accepts translated flows as ever). Nothing is forwarded
 // from one peering link to another: peering is not transitive.
 const peerLinkTag = "p"
+
+// peerAliasPrefix starts the alias of a peering link's end; the peered
+// network's ID follows.
+const peerAliasPrefix = "peering to "
 
 // PeerSpec is one peered network as a router sees it.
 type PeerSpec struct {
@@ -86,13 +92,100 @@ func (f *Fabric) ensurePeers(router *nsRef, spec NetworkSpec) (linked []string, 
 	for _, l := range links {
 		name := l.Attrs().Name
 		if strings.HasPrefix(name, peerLinkTag) && !want[name] {
-			if err := router.h.LinkDel(l); err != nil && !isNotExist(err) {
-				return nil, fmt.Errorf("namespace %s: delete peering link %s: %w", router.name, name, err)
+			if err := f.removePeer(router, spec.ID, l); err != nil {
+				return nil, err
 			}
-			f.log.Info("removed peering link", "network", spec.ID, "link", name)
 		}
 	}
 	return linked, nil
+}
+
+// peerEnd is one end of a peering pair: its router, its link and the
+// space its routes lead to (the other network's).
+type peerEnd struct {
+	r     *nsRef
+	l     netlink.Link
+	space []netip.Prefix
+}
+
+// across tells whether a flow of this end's router crosses the link: one
+// of its addresses is in the space beyond it.
+func (e peerEnd) across(fl Flow) bool {
+	return inPrefixes(e.space, fl.Client.Addr()) || inPrefixes(e.space, fl.Target.Addr())
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// removePeer takes down the peering link l of router (network's) and cuts
+// the sessions across it, in both routers, as a revoked translation's are:
+// the conntrack entries of the flows that cross (translated ones toward an
+// endpoint and those between NICs) go first, then the pair (both ends),
+// and then each router probes the ends of those flows on its own side
+// (tickleEnds): each end's challenge ACK finds no flow and no route
+// beyond (the unrouted chain resets it) or the service guard (which
+// resets it), so a session blocked in a read learns at once.
+func (f *Fabric) removePeer(router *nsRef, network string, l netlink.Link) error {
+	name := l.Attrs().Name
+	ends := []peerEnd{{r: router, l: l}}
+	if peer, ok := strings.CutPrefix(l.Attrs().Alias, peerAliasPrefix); ok && checkID("peered network", peer) == nil {
+		other, err := f.open(f.NamespaceName(KindNetwork, peer), nil)
+		switch {
+		case err == nil:
+			defer other.close()
+			ol, err := linkByName(other, PeerLinkName(network))
+			if err != nil {
+				return err
+			}
+			if ol != nil {
+				ends = append(ends, peerEnd{r: other, l: ol})
+			}
+		case !errors.Is(err, ErrNotFound) && !errors.Is(err, errStaleFile):
+			return err
+		}
+	}
+	var errs []error
+	cut := make([][]Flow, len(ends))
+	for i := range ends {
+		e := &ends[i]
+		routes, err := routeList(e.r.h, &netlink.Route{LinkIndex: e.l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return fmt.Errorf("namespace %s: routes of %s: %w", e.r.name, e.l.Attrs().Name, err)
+		}
+		for _, rt := range routes {
+			if rt.Dst != nil {
+				if p, ok := netip.AddrFromSlice(rt.Dst.IP.To4()); ok {
+					ones, _ := rt.Dst.Mask.Size()
+					e.space = append(e.space, netip.PrefixFrom(p, ones))
+				}
+			}
+		}
+		flows, err := f.dropWhere(e.r, e.across)
+		cut[i] = flows
+		errs = append(errs, err)
+	}
+	if err := router.h.LinkDel(l); err != nil && !isNotExist(err) {
+		return fmt.Errorf("namespace %s: delete peering link %s: %w", router.name, name, err)
+	}
+	n := 0
+	for i, e := range ends {
+		tcp := slices.DeleteFunc(cut[i], func(fl Flow) bool { return fl.Protocol != policy.TCP })
+		n += len(tcp)
+		if len(tcp) > 0 {
+			errs = append(errs, tickleEnds(e.r, tcp, func(a netip.Addr) bool { return !inPrefixes(e.space, a) }))
+		}
+	}
+	f.log.Info("removed peering link", "network", network, "link", name, "flows_cut", n)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("peering link %s: cut its flows: %w", name, err)
+	}
+	return nil
 }
 
 // ensurePeer converges the pair toward p and this end's routes; made says
@@ -118,7 +211,7 @@ func (f *Fabric) ensurePeer(router *nsRef, network string, p PeerSpec) (made boo
 		r     *nsRef
 		l     netlink.Link
 		alias string
-	}{{router, la, "peering to " + p.ID}, {other, lb, "peering to " + network}} {
+	}{{router, la, peerAliasPrefix + p.ID}, {other, lb, peerAliasPrefix + network}} {
 		if err := ensureAlias(end.r, end.l, end.alias); err != nil {
 			return false, err
 		}

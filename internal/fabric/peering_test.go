@@ -1,8 +1,15 @@
 package fabric
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/netip"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/privlink/privlink/internal/testkit"
 )
 
 func peer(id, gw string, space ...string) PeerSpec {
@@ -72,8 +79,44 @@ func TestPeering(t *testing.T) {
 		t.Errorf("a second Ensure changed the spoke's router:\n%s\n---\n%s", before, after)
 	}
 
-	// The hub drops the peering: the pair goes, for both sides.
+	// A session across the peering, each end blocked in a read. The data
+	// path's table (here without translations) is in every router, as
+	// the daemon's data path keeps it: its unrouted chain resets what the
+	// removal's probes make each end answer.
+	for _, id := range []string{"hub", "spoke"} {
+		if _, err := f.EnsureEndpoints(id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := f.ListenTCP(hub, "10.0.1.4:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Minute))
+		_, err := c.Read(make([]byte, 1))
+		held <- err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := f.DialContext(ctx, spoke, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// The hub drops the peering: the pair goes, for both sides, and the
+	// session is cut at both ends (reset, not left to time out).
 	ensurePeered(t, f, "hub", "10.0.1.0/24")
+	c.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client's read after the peering went: %v, want a reset", err)
+	}
+	if err := <-held; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("server's read after the peering went: %v, want a reset", err)
+	}
 	mustNotConnect(t, f, spoke, atHub)
 	mustNotConnect(t, f, hub, atSpoke)
 	mustCall(t, f, far, atSpoke, "spoke 10.2.1.4")
