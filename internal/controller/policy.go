@@ -64,6 +64,9 @@ var policyTypes = map[string]bool{
 	"applicationsecuritygroups":           true,
 	"routetables":                         true,
 	"routetables/routes":                  true,
+	// A peering's state derives from both sides: the remote network's
+	// VirtualNetwork tag and routes change too.
+	"virtualnetworks/virtualnetworkpeerings": true,
 }
 
 // itemAllPolicies enqueues every network; itemResyncPolicies does too,

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/privlink/privlink/internal/policy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -41,6 +43,67 @@ type PeerSpec struct {
 	// Gateway is an address on the peered router's lo (a gateway of one of
 	// its subnets): the next hop of the routes, on-link.
 	Gateway netip.Addr
+	// Forwarded is this side's allowForwardedTraffic: traffic arriving
+	// from the peer whose source is outside Space (forwarded by an
+	// appliance or a gateway there) is let in only then (PeerTable).
+	Forwarded bool
+}
+
+// PeerTable is the inet table, in a router namespace with peerings, whose
+// chain peer-in (filter forward, before the fabric's filter) drops the new
+// flows arriving on a peering link from a source outside the peer's space,
+// unless that peering allows forwarded traffic: set peer-src holds, per
+// link, the source ranges it admits (the peer's space, or everything).
+// Replies (established, related) pass. A router without peerings has the
+// table empty.
+const PeerTable = "privlink-peer"
+
+const (
+	peerObjPrefix = "peer-"
+	chainPeerIn   = "peer-in"
+	setPeerSrc    = peerObjPrefix + "src"
+)
+
+// typePeerSrc is the key of set peer-src: link . source range.
+var typePeerSrc = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+
+// peerTable is the desired PeerTable of a router with peers (validated).
+func peerTable(peers []PeerSpec) tableSpec {
+	if len(peers) == 0 {
+		return tableSpec{table: PeerTable, ownsChains: true, objPrefix: peerObjPrefix}
+	}
+	src := setSpec{name: setPeerSrc, key: typePeerSrc, interval: true}
+	for _, p := range peers {
+		link := ifname(PeerLinkName(p.ID))
+		ranges := []AddrRange{{From: netip.IPv4Unspecified(), To: netip.AddrFrom4([4]byte{255, 255, 255, 255})}}
+		if !p.Forwarded {
+			ranges = ranges[:0]
+			for _, q := range p.Space {
+				ranges = append(ranges, PrefixRange(q))
+			}
+		}
+		for _, r := range mergeRanges(ranges) {
+			src.elems = append(src.elems, nftables.SetElement{
+				Key: slices.Concat(link, addrBytes(r.From)), KeyEnd: slices.Concat(link, addrBytes(r.To)), Comment: p.ID,
+			})
+		}
+	}
+	return tableSpec{table: PeerTable, ownsChains: true, objPrefix: peerObjPrefix,
+		chains: []chainSpec{{
+			name: chainPeerIn, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: guardPriority,
+			rules: []nftRule{
+				{"peer: replies pass", append(ctBitsSet(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)},
+				{"peer: sources in @" + setPeerSrc + " pass", slices.Concat(ifPrefixIs(expr.MetaKeyIIFNAME, peerLinkTag), ipv4(), []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+					load(regAfterName, expr.PayloadBaseNetworkHeader, offIPSaddr, 4),
+					&expr.Lookup{SourceRegister: reg1, SetName: setPeerSrc},
+					accept,
+				})},
+				{"peer: forwarded traffic not allowed", slices.Concat(ifPrefixIs(expr.MetaKeyIIFNAME, peerLinkTag), []expr.Any{drop})},
+			},
+		}},
+		sets: []setSpec{src},
+	}
 }
 
 // PeerLinkName returns the name of the veth end, in a router namespace,
@@ -70,11 +133,17 @@ func (s PeerSpec) validate(network string) error {
 // to the peer's own Ensure, which makes the same pair), its routes, and
 // no other peering link.
 func (f *Fabric) ensurePeers(router *nsRef, spec NetworkSpec) (linked []string, err error) {
-	want := map[string]bool{}
 	for _, p := range spec.Peers {
 		if err := p.validate(spec.ID); err != nil {
 			return nil, err
 		}
+	}
+	// The filter first: no new link lets in what it should not.
+	if err := f.convergeTable(router, peerTable(spec.Peers)).err; err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, p := range spec.Peers {
 		name := PeerLinkName(p.ID)
 		want[name] = true
 		made, err := f.ensurePeer(router, spec.ID, p)

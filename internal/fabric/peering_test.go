@@ -1,10 +1,13 @@
 package fabric
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -120,4 +123,67 @@ func TestPeering(t *testing.T) {
 	mustNotConnect(t, f, spoke, atHub)
 	mustNotConnect(t, f, hub, atSpoke)
 	mustCall(t, f, far, atSpoke, "spoke 10.2.1.4")
+}
+
+// callFrom connects from namespace ns, bound to source address src, to
+// addr and returns the line it reads.
+func callFrom(f *Fabric, ns, src, addr string) (string, error) {
+	var line string
+	err := f.Do(ns, func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 1500 * time.Millisecond}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	return strings.TrimSpace(line), err
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+}
+
+// TestPeeringForwarded: a spoke NIC acting as an appliance sends from an
+// address outside the spoke's space (10.9.9.9, routed both ways by hand as
+// user routes would): the hub's router drops it while the hub's peering
+// does not allow forwarded traffic, and lets it in once it does; traffic
+// from the spoke's own space passes either way.
+func TestPeeringForwarded(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	ensurePeered(t, f, "fwh", "10.0.1.0/24", peer("fws", "10.1.1.1", "10.1.0.0/16"))
+	ensurePeered(t, f, "fws", "10.1.1.0/24", peer("fwh", "10.0.1.1", "10.0.0.0/16"))
+	ensurePeered(t, f, "fwh", "10.0.1.0/24", peer("fws", "10.1.1.1", "10.1.0.0/16")) // its end's routes
+	hub := mustEnsureNIC(t, f, "fwhn", "fwh", "10.0.1.4/24")
+	spoke := mustEnsureNIC(t, f, "fwsn", "fws", "10.1.1.4/24")
+	at := serve(t, f, hub, "10.0.1.4:0", "hub")
+	hubRouter, spokeRouter := f.NamespaceName(KindNetwork, "fwh"), f.NamespaceName(KindNetwork, "fws")
+	ipCmd(t, "-n", spoke, "addr", "add", "10.9.9.9/32", "dev", nicLinkName)
+	ipCmd(t, "-n", spokeRouter, "route", "add", "10.9.9.9/32", "dev", RouterLinkName("fwsn"))
+	routeBack := func() {
+		ipCmd(t, "-n", hubRouter, "route", "replace", "10.9.9.9/32", "via", "10.1.1.1", "dev", PeerLinkName("fws"), "onlink")
+	}
+	routeBack()
+
+	if got, err := callFrom(f, spoke, "10.1.1.4", at); err != nil || got != "hub 10.1.1.4" {
+		t.Fatalf("from the spoke's space: %q, %v", got, err)
+	}
+	if got, err := callFrom(f, spoke, "10.9.9.9", at); err == nil {
+		t.Fatalf("forwarded traffic got in without allowForwardedTraffic: %q", got)
+	}
+	ensurePeered(t, f, "fwh", "10.0.1.0/24", PeerSpec{ID: "fws", Gateway: netip.MustParseAddr("10.1.1.1"), Space: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, Forwarded: true})
+	routeBack()
+	if got, err := callFrom(f, spoke, "10.9.9.9", at); err != nil || got != "hub 10.9.9.9" {
+		t.Fatalf("forwarded traffic with allowForwardedTraffic: %q, %v", got, err)
+	}
+	if got, err := callFrom(f, spoke, "10.1.1.4", at); err != nil || got != "hub 10.1.1.4" {
+		t.Fatalf("from the spoke's space: %q, %v", got, err)
+	}
 }
