@@ -1,50 +1,27 @@
 package daemon_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/daemon/daemontest"
 	"github.com/privlink/privlink/internal/identity"
 )
 
-// tenantCredential is one SDK credential over several principals, each of
-// its own tenant: the token of a request for another tenant (what
-// azcore's AuxiliaryTenants asks for) comes from that tenant's principal,
-// as a multi-tenant application's would.
-type tenantCredential struct {
-	home    azcore.TokenCredential
-	tenants map[string]azcore.TokenCredential
-}
-
-func (c tenantCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	if o.TenantID == "" {
-		return c.home.GetToken(ctx, o)
-	}
-	if cred, ok := c.tenants[o.TenantID]; ok {
-		o.TenantID = ""
-		return cred.GetToken(ctx, o)
-	}
-	return c.home.GetToken(ctx, o)
-}
-
 // peeringsAs returns a peerings client of p's subscription whose requests
 // carry, in x-ms-authorization-auxiliary, a token of aux's tenant from aux
 // (nil: none).
 func peeringsAs(t *testing.T, p, aux *daemontest.Principal) *armnetwork.VirtualNetworkPeeringsClient {
 	t.Helper()
-	cred := azcore.TokenCredential(p.Credential)
-	o := p.Options()
+	cred, o := azcore.TokenCredential(p.Credential), p.Options()
 	if aux != nil {
-		cred = tenantCredential{home: p.Credential, tenants: map[string]azcore.TokenCredential{aux.Creds.TenantID: aux.Credential}}
-		o.AuxiliaryTenants = []string{aux.Creds.TenantID}
+		cred, o = p.WithAuxiliary(aux.Config)
+		o.Retry = p.Options().Retry
 	}
 	c, err := armnetwork.NewVirtualNetworkPeeringsClient(p.Sub(), cred, o)
 	if err != nil {
