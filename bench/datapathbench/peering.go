@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,6 +146,8 @@ func (b *bench) runPeered(ctx context.Context) error {
 		}
 	}
 	fmt.Printf("\nload average at the end: %s\n", benchd.LoadAvg())
+	slices.Sort(polled)
+	slices.Sort(firsts)
 	fmt.Printf("\n### Virtual network peering: PUT → first query (%d pairs)\n\n", n)
 	table.Header("measurement", "p50", "max")
 	fmt.Printf("| connecting peering PUT → its poller done | %s | %s |\n", lat.Round(lat.Quantile(polled, 0.5)), lat.Round(lat.Quantile(polled, 1)))

@@ -245,7 +245,7 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	if err != nil {
 		return err
 	}
-	peers, peerIDs, err := peersOf(rd, id)
+	peers, peerIDs, err := peersOf(rd, id, prefixes)
 	if err != nil {
 		return err
 	}

@@ -26,12 +26,14 @@ import (
 // peersOf returns the PeerSpecs of network vnet: its Connected peerings
 // that allow virtual network access on both sides, toward a network with
 // at least one subnet (whose gateway the routes lead to), and the ARM IDs
-// of those networks by fabric ID.
-func peersOf(rd arm.Reader, vnet arm.ResourceID) ([]fabric.PeerSpec, map[string]arm.ResourceID, error) {
+// of those networks by fabric ID. own are vnet's subnet prefixes: the
+// peer routes vnet's space to the gateway of the first (Back).
+func peersOf(rd arm.Reader, vnet arm.ResourceID, own []netip.Prefix) ([]fabric.PeerSpec, map[string]arm.ResourceID, error) {
 	peers, err := network.ConnectedPeers(rd, vnet)
 	if err != nil {
 		return nil, nil, err
 	}
+	back, _ := peerGateway(own)
 	var out []fabric.PeerSpec
 	ids := map[string]arm.ResourceID{}
 	for _, p := range peers {
@@ -47,6 +49,9 @@ func peersOf(rd arm.Reader, vnet arm.ResourceID) ([]fabric.PeerSpec, map[string]
 			continue // no subnet yet: nothing to reach there
 		}
 		spec := fabric.PeerSpec{ID: FabricID(p.Remote), Space: p.Space, Gateway: gw, Forwarded: p.Forwarded}
+		if back.IsValid() {
+			spec.Back, spec.BackGateway = p.Back, back
+		}
 		ids[spec.ID] = p.Remote
 		out = append(out, spec)
 	}

@@ -47,6 +47,14 @@ type PeerSpec struct {
 	// from the peer whose source is outside Space (forwarded by an
 	// appliance or a gateway there) is let in only then (PeerTable).
 	Forwarded bool
+	// Back and BackGateway are what the peer's router routes toward
+	// this network (this network's space as the peer synced it, via an
+	// address on this router's lo). An Ensure that makes the pair routes
+	// the peer's end with them too, so that replies find their way back
+	// before the peer's own Ensure, which keeps its end from then on;
+	// empty, the peer's end waits for that Ensure.
+	Back        []netip.Prefix
+	BackGateway netip.Addr
 }
 
 // PeerTable is the inet table, in a router namespace with peerings, whose
@@ -120,7 +128,10 @@ func (s PeerSpec) validate(network string) error {
 	if !s.Gateway.Is4() {
 		return fmt.Errorf("fabric: network %s: peer %s: want an IPv4 gateway: %w", network, s.ID, ErrInvalid)
 	}
-	for _, p := range s.Space {
+	if len(s.Back) > 0 && !s.BackGateway.Is4() {
+		return fmt.Errorf("fabric: network %s: peer %s: want an IPv4 back gateway with a back space: %w", network, s.ID, ErrInvalid)
+	}
+	for _, p := range slices.Concat(s.Space, s.Back) {
 		if !p.IsValid() || !p.Addr().Is4() || p != p.Masked() {
 			return fmt.Errorf("fabric: network %s: peer %s: prefix %s: want a masked IPv4 prefix: %w", network, s.ID, p, ErrInvalid)
 		}
@@ -288,8 +299,17 @@ func (f *Fabric) ensurePeer(router *nsRef, network string, p PeerSpec) (made boo
 			return false, err
 		}
 	}
-	if err := ensureLinkRoutes(router, la, peerRoutes(la, p)); err != nil {
+	if err := ensureLinkRoutes(router, la, peerRoutes(la, p.Space, p.Gateway)); err != nil {
 		return false, err
+	}
+	if replaced && len(p.Back) > 0 && p.BackGateway.Is4() {
+		// The peer's end, as its own Ensure will route it.
+		if err := ensureLinkRoutes(other, lb, peerRoutes(lb, p.Back, p.BackGateway)); err != nil {
+			return false, err
+		}
+		if err := ensureStaticNeighbors(other, lb, []netip.Addr{p.BackGateway}, la.Attrs().HardwareAddr); err != nil {
+			return false, err
+		}
 	}
 	// The gateway as a static neighbour: no ARP across the pair (a
 	// request would carry a source address both routers hold, such as
@@ -302,13 +322,13 @@ func (f *Fabric) ensurePeer(router *nsRef, network string, p PeerSpec) (made boo
 
 // peerRoutes are the routes of a peering link: each prefix of the peer's
 // space via its gateway, on-link.
-func peerRoutes(l netlink.Link, p PeerSpec) []netlink.Route {
+func peerRoutes(l netlink.Link, space []netip.Prefix, gw netip.Addr) []netlink.Route {
 	var out []netlink.Route
-	for _, d := range p.Space {
+	for _, d := range space {
 		out = append(out, netlink.Route{
 			LinkIndex: l.Attrs().Index,
 			Dst:       &net.IPNet{IP: d.Addr().AsSlice(), Mask: net.CIDRMask(d.Bits(), 32)},
-			Gw:        p.Gateway.AsSlice(),
+			Gw:        gw.AsSlice(),
 			Flags:     int(netlink.FLAG_ONLINK),
 			Protocol:  unix.RTPROT_STATIC,
 			Table:     unix.RT_TABLE_MAIN,

@@ -187,3 +187,26 @@ func TestPeeringForwarded(t *testing.T) {
 		t.Fatalf("from the spoke's space: %q, %v", got, err)
 	}
 }
+
+// TestPeeringBackRoutes: the Ensure that makes a pair routes the peer's end
+// too when the spec says how (Back, BackGateway), so traffic flows both
+// ways before the peer's own Ensure; that Ensure then changes nothing.
+func TestPeeringBackRoutes(t *testing.T) {
+	t.Parallel()
+	f := newTestFabric(t)
+	ensurePeered(t, f, "bh", "10.0.1.0/24", peer("bs", "10.1.1.1", "10.1.0.0/16"))
+	hub := mustEnsureNIC(t, f, "bhn", "bh", "10.0.1.4/24")
+	at := serve(t, f, hub, "10.0.1.4:0", "hub")
+	toHub := PeerSpec{ID: "bh", Gateway: netip.MustParseAddr("10.0.1.1"), Space: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")},
+		Back: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, BackGateway: netip.MustParseAddr("10.1.1.1")}
+	if linked := ensurePeered(t, f, "bs", "10.1.1.0/24", toHub); len(linked) != 1 {
+		t.Fatalf("linked %v, want the hub", linked)
+	}
+	spoke := mustEnsureNIC(t, f, "bsn", "bs", "10.1.1.4/24")
+	mustCall(t, f, spoke, at, "hub 10.1.1.4")
+	before := nsState(t, f, f.NamespaceName(KindNetwork, "bh"))
+	ensurePeered(t, f, "bh", "10.0.1.0/24", peer("bs", "10.1.1.1", "10.1.0.0/16"))
+	if after := nsState(t, f, f.NamespaceName(KindNetwork, "bh")); after != before {
+		t.Errorf("the hub's own Ensure changed its router:\n%s\n---\n%s", before, after)
+	}
+}

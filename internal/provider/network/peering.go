@@ -554,6 +554,9 @@ type Peer struct {
 	Access bool
 	// Forwarded is this side's allowForwardedTraffic.
 	Forwarded bool
+	// Back is this network's space as the remote side synced it (the
+	// remote peering's remoteAddressSpace): what the remote routes here.
+	Back []netip.Prefix
 }
 
 // PeeringEnds returns the network holding a stored peering document and
@@ -601,6 +604,7 @@ func ConnectedPeers(r arm.Reader, vnet arm.ResourceID) ([]Peer, error) {
 			Space:     v4(addressSpaceOf(pr.doc.Properties.RemoteAddressSpace)),
 			Access:    boolOr(pr.doc.Properties.AllowVirtualNetworkAccess, true) && boolOr(back.doc.Properties.AllowVirtualNetworkAccess, true),
 			Forwarded: boolOr(pr.doc.Properties.AllowForwardedTraffic, false),
+			Back:      v4(addressSpaceOf(back.doc.Properties.RemoteAddressSpace)),
 		})
 	}
 	return out, nil
