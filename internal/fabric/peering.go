@@ -299,17 +299,11 @@ func (f *Fabric) ensurePeer(router *nsRef, network string, p PeerSpec) (made boo
 			return false, err
 		}
 	}
-	if err := ensureLinkRoutes(router, la, peerRoutes(la, p.Space, p.Gateway)); err != nil {
+	// Nothing is routed over the pair before both ends are up and know
+	// each other's hardware address: a packet sent earlier is lost, and
+	// a lost SYN costs its client a second.
+	if err := waitLinks(f, router, aName, other, bName); err != nil {
 		return false, err
-	}
-	if replaced && len(p.Back) > 0 && p.BackGateway.Is4() {
-		// The peer's end, as its own Ensure will route it.
-		if err := ensureLinkRoutes(other, lb, peerRoutes(lb, p.Back, p.BackGateway)); err != nil {
-			return false, err
-		}
-		if err := ensureStaticNeighbors(other, lb, []netip.Addr{p.BackGateway}, la.Attrs().HardwareAddr); err != nil {
-			return false, err
-		}
 	}
 	// The gateway as a static neighbour: no ARP across the pair (a
 	// request would carry a source address both routers hold, such as
@@ -317,7 +311,20 @@ func (f *Fabric) ensurePeer(router *nsRef, network string, p PeerSpec) (made boo
 	if err := ensureStaticNeighbors(router, la, []netip.Addr{p.Gateway}, lb.Attrs().HardwareAddr); err != nil {
 		return false, err
 	}
-	return replaced, waitLinks(f, router, aName, other, bName)
+	if replaced && len(p.Back) > 0 && p.BackGateway.Is4() {
+		// The peer's end, as its own Ensure will route it, before this
+		// end: replies have their way back before the first request.
+		if err := ensureStaticNeighbors(other, lb, []netip.Addr{p.BackGateway}, la.Attrs().HardwareAddr); err != nil {
+			return false, err
+		}
+		if err := ensureLinkRoutes(other, lb, peerRoutes(lb, p.Back, p.BackGateway)); err != nil {
+			return false, err
+		}
+	}
+	if err := ensureLinkRoutes(router, la, peerRoutes(la, p.Space, p.Gateway)); err != nil {
+		return false, err
+	}
+	return replaced, nil
 }
 
 // peerRoutes are the routes of a peering link: each prefix of the peer's
