@@ -205,7 +205,12 @@ func longSession(t *testing.T, d *daemon, n peerNet, name, secs string) <-chan e
 // changes after them converge. DNS follows each network's own zone links.
 func TestPeering(t *testing.T) {
 	testkit.RequireRoot(t, "it creates network namespaces", "ip", "dig", "psql")
-	d := startDaemon(t, "bolt")
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) { testPeering(t, startDaemon(t, backend)) })
+	}
+}
+
+func testPeering(t *testing.T, d *daemon) {
 	t.Cleanup(func() { stopPostmasters(t, d) })
 	const name = "srv1.postgres.database.azure.com"
 
@@ -296,8 +301,15 @@ func TestPeering(t *testing.T) {
 	waitDigAs(t, d, other.credFile, "t2", spoke.nic, name, "10.0.2.4")
 	waitReaches(t, d, spoke, name)
 
-	// Access off on one side: no traffic either way; on again: back.
+	// Access off on one side: a live session across the peering ends, no
+	// traffic either way; on again: back.
+	live := longSession(t, d, far, name, "61")
 	mustPeer(t, ops, far, hub, false)
+	select {
+	case <-live:
+	case <-time.After(10 * time.Second):
+		t.Errorf("a live session survived allowVirtualNetworkAccess turned off")
+	}
 	waitCut(t, d, far, name)
 	mustPeer(t, ops, far, hub, true)
 	waitReaches(t, d, far, name)
