@@ -44,6 +44,11 @@
 // profiles one more run of each path (perf record -a) and sorts the
 // samples of postgres, pgbench and ksoftirqd by kernel subsystem.
 //
+// With --peered (peering.go) it compares, instead, the endpoint from a
+// network peered with its own against from its own network, select-only
+// at each --clients count, and times the connecting peering PUT to the
+// first query from the peered network.
+//
 // With --policies (policies.go) it compares, instead, the endpoint with
 // its subnet's NSG applied and ignored: an NSG of 100 rules and an ASG of
 // 50 NICs, privateEndpointNetworkPolicies Enabled against Disabled, rounds
@@ -110,6 +115,7 @@ type flags struct {
 	policies            bool
 	pgbouncer           bool
 	poolMode            string
+	peered              bool
 }
 
 func main() {
@@ -126,6 +132,7 @@ func main() {
 	flag.BoolVar(&f.policies, "policies", false, "instead of direct against endpoint: the endpoint with its subnet's NSG (100 rules, an ASG of 50 NICs) applied (privateEndpointNetworkPolicies Enabled) against ignored (Disabled), select-only at each --clients, and security rule PUT → enforcement (30 changes); skips the first-query samples")
 	flag.BoolVar(&f.pgbouncer, "pgbouncer", false, "instead of direct against endpoint: the endpoint at 6432 (the server's PgBouncer, enabled through the configurations API) against 5432, select-only with -C and without, 8 clients; skips the first-query samples")
 	flag.StringVar(&f.poolMode, "pool-mode", "TRANSACTION", "with --pgbouncer: pgbouncer.pool_mode")
+	flag.BoolVar(&f.peered, "peered", false, "instead of direct against endpoint: the endpoint from a network peered with its own (peering.go) against from its own network, select-only at each --clients; and --first-query times the connecting peering PUT → first query from the peered network")
 	flag.BoolVar(&f.hold, "hold", false, "after the setup and pgbench -i, print the namespaces and wait for Ctrl-C instead of measuring (for investigation)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -190,7 +197,7 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 	defer b.dns.Close()
 	var fq []firstQuery
-	if f.firstQuery > 0 && !f.policies && !f.pgbouncer {
+	if f.firstQuery > 0 && !f.policies && !f.pgbouncer && !f.peered {
 		if fq, err = b.firstQueries(ctx, f.firstQuery); err != nil {
 			return err
 		}
@@ -211,6 +218,9 @@ func run(ctx context.Context, f flags) (err error) {
 	}
 	if f.pgbouncer {
 		return b.runPgBouncer(ctx)
+	}
+	if f.peered {
+		return b.runPeered(ctx)
 	}
 	res, err := b.rounds(ctx)
 	if err != nil {
@@ -309,8 +319,11 @@ func (b *bench) createEndpoint(ctx context.Context, name string, t *endpointTime
 // psqlNIC runs `select 1` once from the client NIC, by the server's usual
 // name, as `privlink exec -g bench client -- psql ...` does once it has
 // found the namespace.
-func (b *bench) psqlNIC(ctx context.Context) (string, error) {
-	cmd := nsclient.Command(ctx, b.nicNS, "psql",
+func (b *bench) psqlNIC(ctx context.Context) (string, error) { return b.psqlFrom(ctx, b.nicNS) }
+
+// psqlFrom is psqlNIC from the NIC whose namespace is ns.
+func (b *bench) psqlFrom(ctx context.Context, ns string) (string, error) {
+	cmd := nsclient.Command(ctx, ns, "psql",
 		"host="+serverFQDN+" user="+flex.AdminLogin+" dbname=postgres sslmode=require connect_timeout=3", "-XAtqc", "select 1")
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+flex.AdminPassword)
 	out, err := cmd.CombinedOutput()
@@ -506,10 +519,13 @@ const (
 	// endpointBouncer is the endpoint at 6432, the server's PgBouncer
 	// (--pgbouncer).
 	endpointBouncer
+	// endpointPeered is the endpoint from the client NIC of a network
+	// peered with the endpoint's (--peered).
+	endpointPeered
 )
 
 func (p pathKind) String() string {
-	return [...]string{"direct", "endpoint", "endpoint by address", "endpoint at 6432"}[p]
+	return [...]string{"direct", "endpoint", "endpoint by address", "endpoint at 6432", "endpoint from a peered network"}[p]
 }
 
 // command runs name inside the path's client namespace with libpq's
@@ -520,6 +536,9 @@ func (b *bench) command(ctx context.Context, p pathKind, name string, args ...st
 	case direct:
 		cmd = nsclient.Command(ctx, b.srv.NS, name, args...)
 		cmd.Env = pgEnv(b.srv.Addr.String(), "")
+	case endpointPeered:
+		cmd = exec.CommandContext(ctx, b.f.privlink, append([]string{"--data-dir", b.dataDir, "exec", "-g", peerRG, peerNIC, "--", name}, args...)...)
+		cmd.Env = pgEnv(serverFQDN, "")
 	default:
 		cmd = exec.CommandContext(ctx, b.f.privlink, append([]string{"--data-dir", b.dataDir, "exec", "-g", rg, "client", "--", name}, args...)...)
 		cmd.Env = pgEnv(serverFQDN, "")

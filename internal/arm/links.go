@@ -15,7 +15,10 @@ import (
 // resource's scope and answers 403 LinkedAuthorizationFailed when the
 // caller lacks it. Each resource type declares its references as Links;
 // the router checks every declared reference of every PUT and PATCH body
-// before the handler runs, so no provider can forget one.
+// before the handler runs, so no provider can forget one. The grants of
+// the request's auxiliary tokens (Caller.Auxiliary: principals of other
+// tenants) count too: a reference to another tenant's resource is
+// authorized by a token of that tenant, as in ARM.
 
 // LinkKind is what holding a link's action decides.
 type LinkKind int
@@ -166,7 +169,7 @@ func checkLinks(t *ResourceType, req *Request, writeAction string) error {
 				continue // not an ID: the provider's validation says so
 			}
 			action := l.ActionOn(id)
-			if req.Caller.Grants.Allowed(action, id.String()) {
+			if req.Caller.linkAllowed(action, id.String()) {
 				continue
 			}
 			if target == "" {
@@ -188,6 +191,5 @@ func checkLinks(t *ResourceType, req *Request, writeAction string) error {
 // LinkAllowed reports whether the caller holds link's action on ref: for a
 // LinkApproval link, whether a connection to ref is approved at once.
 func (r *Request) LinkAllowed(l Link, ref ResourceID) bool {
-	c := r.Caller
-	return c != nil && c.Grants != nil && c.Grants.Allowed(l.ActionOn(ref), ref.String())
+	return r.Caller.linkAllowed(l.ActionOn(ref), ref.String())
 }

@@ -30,6 +30,29 @@ type Caller struct {
 	ObjectID string
 	ClientID string
 	Grants   Grants
+	// Auxiliary are the principals of the request's auxiliary tokens
+	// (header x-ms-authorization-auxiliary: other tenants' tokens, each
+	// verified as the main one): their grants count for linked
+	// authorization only (links.go), as ARM's do for a write that
+	// references a resource of another tenant.
+	Auxiliary []*Caller
+}
+
+// linkAllowed reports whether the caller, or one of its auxiliary
+// principals, holds action at scope.
+func (c *Caller) linkAllowed(action, scope string) bool {
+	if c == nil {
+		return false
+	}
+	if c.Grants != nil && c.Grants.Allowed(action, scope) {
+		return true
+	}
+	for _, a := range c.Auxiliary {
+		if a != nil && a.Grants != nil && a.Grants.Allowed(action, scope) {
+			return true
+		}
+	}
+	return false
 }
 
 // Grants answers authorization questions for one caller.

@@ -5,6 +5,7 @@
 package azconfig
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -94,3 +95,37 @@ func (c *Config) ClientOptions() *arm.ClientOptions {
 
 // Scope is the token scope for ARM calls.
 func (c *Config) Scope() string { return c.Creds.Audience + "/.default" }
+
+// WithAuxiliary returns a credential and client options with which the
+// SDK's ARM clients authenticate as c and send, in the
+// x-ms-authorization-auxiliary header, a token of each of aux's tenants
+// from that principal (arm.ClientOptions.AuxiliaryTenants): what a
+// cross-tenant write, such as a peering with another tenant's network,
+// needs. The credential answers a token request for one of aux's tenants
+// with that principal's token, and any other with c's, as a multi-tenant
+// application's credential would.
+func (c *Config) WithAuxiliary(aux ...*Config) (azcore.TokenCredential, *arm.ClientOptions) {
+	o := c.ClientOptions()
+	tc := tenantCredential{home: c.Credential, tenants: map[string]azcore.TokenCredential{}}
+	for _, a := range aux {
+		tc.tenants[a.Creds.TenantID] = a.Credential
+		o.AuxiliaryTenants = append(o.AuxiliaryTenants, a.Creds.TenantID)
+	}
+	return tc, o
+}
+
+// tenantCredential is one credential over principals of several tenants.
+type tenantCredential struct {
+	home    azcore.TokenCredential
+	tenants map[string]azcore.TokenCredential
+}
+
+// GetToken returns the token of the principal of the tenant asked for
+// (o.TenantID), or the home principal's.
+func (c tenantCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if cred, ok := c.tenants[o.TenantID]; ok && o.TenantID != "" {
+		o.TenantID = ""
+		return cred.GetToken(ctx, o)
+	}
+	return c.home.GetToken(ctx, o)
+}

@@ -41,6 +41,11 @@ type Network struct {
 
 	mu      sync.Mutex
 	serving map[string]map[netip.Addr]*dnsServing // by network fabric ID, then address
+
+	// gateways holds, by network ID, the address its peers route to
+	// (peerGateway) as of its last reconcile; only the loop's goroutine
+	// uses it.
+	gateways map[string]netip.Addr
 }
 
 type dnsServing struct {
@@ -51,7 +56,7 @@ type dnsServing struct {
 
 // NewNetwork returns the network controller.
 func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.Logger) *Network {
-	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]map[netip.Addr]*dnsServing{}, nics: arm.NewMemo(network.NICFactsOf)}
+	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]map[netip.Addr]*dnsServing{}, gateways: map[string]netip.Addr{}, nics: arm.NewMemo(network.NICFactsOf)}
 	n.loop = &Loop{
 		Name: "network", Prefixes: []string{
 			"arm/", // every resource document; Items keeps networks, subnets and NICs
@@ -88,6 +93,17 @@ func (n *Network) items(key string, value []byte) []string {
 	case "virtualnetworks":
 		return []string{itemNetwork + id.String()}
 	case "virtualnetworks/subnets":
+		return []string{itemNetwork + id.Parent().String()}
+	case "virtualnetworks/virtualnetworkpeerings":
+		// A peering changes both networks' routers (its state derives
+		// from both sides). When one goes, its remote is not in the key:
+		// look at them all.
+		if value == nil {
+			return []string{itemAllNetworks}
+		}
+		if local, remote, ok := network.PeeringEnds(store.KV{Key: key, Value: value}); ok {
+			return []string{itemNetwork + local.String(), itemNetwork + remote.String()}
+		}
 		return []string{itemNetwork + id.Parent().String()}
 	case "networkinterfaces":
 		// A private endpoint's NIC is an address on its network's router.
@@ -204,6 +220,7 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	}
 	if !ok {
 		n.stopDNS(fid)
+		delete(n.gateways, lkey(id))
 		n.srv.ForgetStats(View(id))
 		if err := n.fab.DeleteNetwork(fid); err != nil {
 			return err
@@ -228,10 +245,16 @@ func (n *Network) reconcileNetwork(ctx context.Context, id arm.ResourceID) error
 	if err != nil {
 		return err
 	}
-	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints, DNS: inbound, Outbound: outbound}
-	if err := n.fab.EnsureNetwork(spec); err != nil {
+	peers, peerIDs, err := peersOf(rd, id, prefixes)
+	if err != nil {
 		return err
 	}
+	spec := fabric.NetworkSpec{ID: fid, Subnets: prefixes, Endpoints: endpoints, DNS: inbound, Outbound: outbound, Peers: peers}
+	linked, err := n.fab.EnsureNetworkLinked(spec)
+	if err != nil {
+		return err
+	}
+	n.enqueuePeers(id, prefixes, peers, peerIDs, linked)
 	if err := n.ensureDNS(id, fid, inbound); err != nil {
 		return err
 	}

@@ -73,7 +73,7 @@ const (
 	itemResyncPolicies = "all/resync"
 )
 
-func (p *Policy) items(key string, _ []byte) []string {
+func (p *Policy) items(key string, value []byte) []string {
 	id, ok := arm.ParseDocKey(key)
 	if !ok || !strings.EqualFold(id.Namespace, "Microsoft.Network") {
 		return nil
@@ -83,6 +83,15 @@ func (p *Policy) items(key string, _ []byte) []string {
 		return []string{id.String()}
 	case t == "virtualnetworks/subnets":
 		return []string{id.Parent().String()}
+	case t == "virtualnetworks/virtualnetworkpeerings":
+		// A peering's state derives from both sides: both networks'
+		// VirtualNetwork tag and routes change, as soon as the network
+		// controller links their routers (controller/peering.go). A
+		// deletion does not name the remote: every network.
+		if local, remote, ok := network.PeeringEnds(store.KV{Key: key, Value: value}); ok {
+			return []string{local.String(), remote.String()}
+		}
+		return []string{itemAllPolicies}
 	case policyTypes[t]:
 		return []string{itemAllPolicies}
 	}

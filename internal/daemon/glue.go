@@ -28,7 +28,19 @@ func (d directory) Authenticate(r *http.Request) (*arm.Caller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load role assignments of %s: %w", p.ObjectID, err)
 	}
-	return &arm.Caller{TenantID: p.TenantID, ObjectID: p.ObjectID, ClientID: p.ClientID, Grants: g}, nil
+	c := &arm.Caller{TenantID: p.TenantID, ObjectID: p.ObjectID, ClientID: p.ClientID, Grants: g}
+	aux, err := d.ids.AuthenticateAuxiliary(r)
+	if err != nil {
+		return nil, toARM(err)
+	}
+	for _, a := range aux {
+		ag, err := d.ids.Grants(r.Context(), a)
+		if err != nil {
+			return nil, fmt.Errorf("load role assignments of %s: %w", a.ObjectID, err)
+		}
+		c.Auxiliary = append(c.Auxiliary, &arm.Caller{TenantID: a.TenantID, ObjectID: a.ObjectID, ClientID: a.ClientID, Grants: ag})
+	}
+	return c, nil
 }
 
 func (d directory) SubscriptionExists(ctx context.Context, id string) (bool, error) {

@@ -258,7 +258,13 @@ func keyOf(fl Flow) flowKey { return flowKey{fl.Client, fl.Target} }
 // (which resets it the same way). So both sockets are reset within a round
 // trip, including one blocked in a read that would otherwise wait forever.
 // The probes carry tickleMark, which keeps them out of conntrack.
-func tickle(r *nsRef, flows []Flow) error {
+func tickle(r *nsRef, flows []Flow) error { return tickleEnds(r, flows, nil) }
+
+// tickleEnds is tickle that probes only the ends whose address reach
+// reports true for (nil: every end): after a peering link went, the ends
+// beyond it have no route from r, and the router on their side probes
+// them.
+func tickleEnds(r *nsRef, flows []Flow, reach func(netip.Addr) bool) error {
 	fd := -1
 	err := r.do(func() error {
 		var err error
@@ -280,6 +286,9 @@ func tickle(r *nsRef, flows []Flow) error {
 	var errs []error
 	for _, fl := range flows {
 		for _, p := range [][2]netip.AddrPort{{fl.Target, fl.Client}, {fl.Source, fl.Service}} {
+			if reach != nil && !reach(p[1].Addr()) {
+				continue
+			}
 			pkt := synPacket(p[0], p[1], rand.Uint32())
 			if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: p[1].Addr().As4()}); err != nil {
 				errs = append(errs, fmt.Errorf("namespace %s: probe %s from %s: %w", r.name, p[1], p[0], err))

@@ -534,6 +534,16 @@ func elementGroups(cur *tableState, spec tableSpec, sets map[string]*nftables.Se
 		same := func(a, b nftables.SetElement) bool {
 			return slices.Equal(a.Val, b.Val) && a.Comment == b.Comment
 		}
+		// An interval set of start and end elements whose intervals
+		// changed is replaced whole: the old elements go and the new
+		// ones come, in one group (one batch). Changing single elements
+		// could split an interval, or grow one across a kept end, which
+		// the kernel refuses (EEXIST) while the old interval is there.
+		replace := startEndIntervals(have, want) && !sameElements(have, want, same)
+		kept := func(other map[string]nftables.SetElement, id string, e nftables.SetElement) bool {
+			o, ok := other[id]
+			return ok && same(o, e) && !replace
+		}
 		// An interval's end (which carries no comment) goes in the group
 		// of its start, just before it in key order: the kernel refuses a
 		// start that follows another start without an end between them.
@@ -547,7 +557,7 @@ func elementGroups(cur *tableState, spec tableSpec, sets map[string]*nftables.Se
 		for _, id := range slices.Sorted(maps.Keys(have)) {
 			e := have[id]
 			g := owner(&group, e)
-			if w, ok := want[id]; ok && same(w, e) {
+			if kept(want, id, e) {
 				continue
 			}
 			del := nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, IntervalEnd: e.IntervalEnd, Comment: e.Comment}
@@ -561,13 +571,39 @@ func elementGroups(cur *tableState, spec tableSpec, sets map[string]*nftables.Se
 		for _, id := range slices.Sorted(maps.Keys(want)) {
 			e := want[id]
 			g := owner(&group, e)
-			if h, ok := have[id]; ok && same(h, e) {
+			if kept(have, id, e) {
 				continue
 			}
 			put(&adds, "a", g, elemOp{set: s, elem: e})
 		}
 	}
 	return slices.Concat(dels, adds, unblock)
+}
+
+// startEndIntervals tells whether a set's elements are intervals written
+// as a start and an IntervalEnd element (not Key to KeyEnd in one).
+func startEndIntervals(sets ...map[string]nftables.SetElement) bool {
+	for _, m := range sets {
+		for _, e := range m {
+			if e.IntervalEnd {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameElements tells whether a and b hold the same elements.
+func sameElements(a, b map[string]nftables.SetElement, same func(a, b nftables.SetElement) bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for id, e := range a {
+		if o, ok := b[id]; !ok || !same(o, e) {
+			return false
+		}
+	}
+	return true
 }
 
 // flushElements sends the operations of groups in one batch: every set's

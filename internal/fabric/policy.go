@@ -140,20 +140,37 @@ func (f *Fabric) EnsurePolicy(network string, p *policy.Program, nics map[string
 // A UDP or ICMP flow's next packet is a new flow, which the policy
 // decides. It returns the live flows it revoked.
 func (f *Fabric) revokeDenied(r *nsRef, p *policy.Program) ([]Flow, error) {
-	denied := func(fl Flow, translated bool) bool {
-		if translated && fl.Protocol != policy.TCP || !translated && !fl.active() {
-			return false
-		}
+	return f.revokeWhere(r, func(fl Flow) bool {
 		out, _ := p.Decide(policy.Flow{Src: fl.Client.Addr(), Dst: fl.Target.Addr(), Protocol: fl.Protocol,
 			SrcPort: fl.Client.Port(), DstPort: fl.Target.Port()})
 		return out == policy.Denied || out == policy.Dropped
-	}
-	flows, err := deleteFlows(r, denied, func(fl Flow) { f.revocations.note(r.name, fl) })
-	flows = slices.DeleteFunc(flows, func(fl Flow) bool { return !fl.active() })
+	})
+}
+
+// revokeWhere revokes, in one pass over r's conntrack table, the flows
+// that cut selects among its translated TCP flows and its live
+// untranslated ones, as revokeDenied describes; it returns the live flows
+// it revoked. The network policies' revocation and a peering's removal
+// (peering.go) share it.
+func (f *Fabric) revokeWhere(r *nsRef, cut func(Flow) bool) ([]Flow, error) {
+	flows, err := f.dropWhere(r, cut)
 	if tcp := slices.DeleteFunc(slices.Clone(flows), func(fl Flow) bool { return fl.Protocol != policy.TCP }); len(tcp) > 0 {
 		err = errors.Join(err, tickle(r, tcp))
 	}
 	return flows, err
+}
+
+// dropWhere is revokeWhere without the probes: the flows' entries go, and
+// it returns the live ones, for the caller to probe.
+func (f *Fabric) dropWhere(r *nsRef, cut func(Flow) bool) ([]Flow, error) {
+	denied := func(fl Flow, translated bool) bool {
+		if translated && fl.Protocol != policy.TCP || !translated && !fl.active() {
+			return false
+		}
+		return cut(fl)
+	}
+	flows, err := deleteFlows(r, denied, func(fl Flow) { f.revocations.note(r.name, fl) })
+	return slices.DeleteFunc(flows, func(fl Flow) bool { return !fl.active() }), err
 }
 
 // forwardingState is the IP forwarding set in a NIC's namespace, and

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -76,12 +77,66 @@ func (s *Service) Authenticate(r *http.Request) (Principal, error) {
 	if h == "" {
 		return Principal{}, &AuthError{Code: CodeAuthenticationFailed, Message: "Authentication failed. The 'Authorization' header is missing."}
 	}
-	scheme, raw, ok := strings.Cut(h, " ")
-	raw = strings.TrimSpace(raw)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" {
+	raw, ok := bearerToken(h)
+	if !ok {
 		return Principal{}, &AuthError{Code: CodeAuthenticationFailed, Message: "Authentication failed. The 'Authorization' header is provided in an invalid format."}
 	}
-	invalid := &AuthError{Code: CodeInvalidAuthenticationToken, Message: "The access token is invalid."}
+	return s.verify(r.Context(), raw, "The access token is invalid.")
+}
+
+// bearerToken returns the token of a "Bearer <token>" credential.
+func bearerToken(h string) (string, bool) {
+	scheme, raw, ok := strings.Cut(strings.TrimSpace(h), " ")
+	raw = strings.TrimSpace(raw)
+	return raw, ok && strings.EqualFold(scheme, "Bearer") && raw != ""
+}
+
+// AuxiliaryHeader carries the tokens of other tenants, as ARM takes them
+// for cross-tenant operations (a virtual network peering with a network
+// of another tenant): "Bearer <t1>, Bearer <t2>", at most
+// MaxAuxiliaryTokens. azcore's arm.ClientOptions.AuxiliaryTenants makes
+// the SDK send it.
+const AuxiliaryHeader = "x-ms-authorization-auxiliary"
+
+// MaxAuxiliaryTokens is ARM's limit on the tokens of AuxiliaryHeader.
+const MaxAuxiliaryTokens = 3
+
+// AuthenticateAuxiliary verifies each token of the request's
+// AuxiliaryHeader exactly as Authenticate verifies the main one, and
+// returns their principals (none without the header). A malformed header,
+// too many tokens or one that fails verification is an *AuthError that
+// names the header.
+func (s *Service) AuthenticateAuxiliary(r *http.Request) ([]Principal, error) {
+	h := strings.TrimSpace(r.Header.Get(AuxiliaryHeader))
+	if h == "" {
+		return nil, nil
+	}
+	parts := strings.Split(h, ",")
+	if len(parts) > MaxAuxiliaryTokens {
+		return nil, &AuthError{Code: CodeAuthenticationFailed, Message: fmt.Sprintf(
+			"Authentication failed. The '%s' header holds %d tokens; at most %d are allowed.", AuxiliaryHeader, len(parts), MaxAuxiliaryTokens)}
+	}
+	out := make([]Principal, 0, len(parts))
+	for i, part := range parts {
+		raw, ok := bearerToken(part)
+		if !ok {
+			return nil, &AuthError{Code: CodeAuthenticationFailed, Message: fmt.Sprintf(
+				"Authentication failed. Token %d of the '%s' header is provided in an invalid format; use 'Bearer <token>', separated by commas.", i+1, AuxiliaryHeader)}
+		}
+		p, err := s.verify(r.Context(), raw, fmt.Sprintf("The access token %d of the '%s' header is invalid.", i+1, AuxiliaryHeader))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// verify checks a bearer token (see Authenticate) and returns its
+// principal; invalidMsg is the message of an InvalidAuthenticationToken
+// answer.
+func (s *Service) verify(ctx context.Context, raw, invalidMsg string) (Principal, error) {
+	invalid := &AuthError{Code: CodeInvalidAuthenticationToken, Message: invalidMsg}
 
 	var c tokenClaims
 	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
@@ -115,7 +170,7 @@ func (s *Service) Authenticate(r *http.Request) (Principal, error) {
 		s.log.Debug("rejected bearer token: claims", "iss", c.Issuer, "tid", c.TenantID, "oid", c.ObjectID)
 		return Principal{}, invalid
 	}
-	p, err := s.principal(r.Context(), c.ObjectID)
+	p, err := s.principal(ctx, c.ObjectID)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			return Principal{}, fmt.Errorf("identity: authenticate: %w", err)

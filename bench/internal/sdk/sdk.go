@@ -64,6 +64,8 @@ type Clients struct {
 	NSGs    *armnetwork.SecurityGroupsClient
 	Rules   *armnetwork.SecurityRulesClient
 	ASGs    *armnetwork.ApplicationSecurityGroupsClient
+	// Peerings are virtual network peerings.
+	Peerings *armnetwork.VirtualNetworkPeeringsClient
 }
 
 // New returns the clients of cfg's principal; opts nil means
@@ -91,6 +93,7 @@ func New(cfg *azconfig.Config, opts *azarm.ClientOptions) (*Clients, error) {
 	}
 	c.VNets, c.NICs, c.Endpoints, c.ZoneGroups = nf.NewVirtualNetworksClient(), nf.NewInterfacesClient(), nf.NewPrivateEndpointsClient(), nf.NewPrivateDNSZoneGroupsClient()
 	c.Subnets, c.NSGs, c.Rules, c.ASGs = nf.NewSubnetsClient(), nf.NewSecurityGroupsClient(), nf.NewSecurityRulesClient(), nf.NewApplicationSecurityGroupsClient()
+	c.Peerings = nf.NewVirtualNetworkPeeringsClient()
 	c.Zones, c.Links, c.Records = df.NewPrivateZonesClient(), df.NewVirtualNetworkLinksClient(), df.NewRecordSetsClient()
 	c.Servers, c.Conns, c.Configs = pf.NewServersClient(), pf.NewPrivateEndpointConnectionsClient(), pf.NewConfigurationsClient()
 	return c, nil
@@ -221,6 +224,30 @@ func (c *Clients) LinkZone(ctx context.Context, rg, zone, link, vnetID string) e
 	p, err := c.Links.BeginCreateOrUpdate(ctx, rg, zone, link, armprivatedns.VirtualNetworkLink{Location: To("global"),
 		Properties: &armprivatedns.VirtualNetworkLinkProperties{VirtualNetwork: &armprivatedns.SubResource{ID: To(vnetID)}}}, nil)
 	_, err = poll(ctx, rg+": link of zone "+zone, p, err)
+	return err
+}
+
+// Peer PUTs peering name of virtual network vnet (group rg) with network
+// remote (an ID) and polls it until done; it returns the peering's state.
+func (c *Clients) Peer(ctx context.Context, rg, vnet, name, remote string) (armnetwork.VirtualNetworkPeeringState, Times, error) {
+	var t Times
+	start := time.Now()
+	p, err := c.Peerings.BeginCreateOrUpdate(ctx, rg, vnet, name, armnetwork.VirtualNetworkPeering{Properties: &armnetwork.VirtualNetworkPeeringPropertiesFormat{
+		RemoteVirtualNetwork: &armnetwork.SubResource{ID: To(remote)}, AllowVirtualNetworkAccess: To(true)}}, nil)
+	t.Answered = time.Since(start)
+	r, err := poll(ctx, rg+": peering "+vnet+"/"+name, p, err)
+	t.Done = time.Since(start)
+	if err != nil || r.Properties == nil || r.Properties.PeeringState == nil {
+		return "", t, err
+	}
+	return *r.Properties.PeeringState, t, nil
+}
+
+// Unpeer deletes peering name of virtual network vnet (group rg) and polls
+// until done.
+func (c *Clients) Unpeer(ctx context.Context, rg, vnet, name string) error {
+	p, err := c.Peerings.BeginDelete(ctx, rg, vnet, name, nil)
+	_, err = poll(ctx, rg+": delete peering "+vnet+"/"+name, p, err)
 	return err
 }
 

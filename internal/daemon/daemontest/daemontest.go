@@ -228,6 +228,12 @@ func (a *API) DoToken(t testing.TB, token, method, path string, body any) Respon
 // DoAuth is Do with a given Authorization header ("" sends none).
 func (a *API) DoAuth(t testing.TB, authorization, method, path string, body any) Response {
 	t.Helper()
+	return a.DoHeaders(t, authorization, nil, method, path, body)
+}
+
+// DoHeaders is DoAuth with further request headers.
+func (a *API) DoHeaders(t testing.TB, authorization string, headers http.Header, method, path string, body any) Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -245,6 +251,11 @@ func (a *API) DoAuth(t testing.TB, authorization, method, path string, body any)
 	req, err := http.NewRequestWithContext(ctx, method, a.URL+path, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, vs := range headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
 	}
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)

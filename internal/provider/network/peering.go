@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -553,6 +554,29 @@ type Peer struct {
 	Access bool
 	// Forwarded is this side's allowForwardedTraffic.
 	Forwarded bool
+	// Back is this network's space as the remote side synced it (the
+	// remote peering's remoteAddressSpace): what the remote routes here.
+	Back []netip.Prefix
+}
+
+// PeeringEnds returns the network holding a stored peering document and
+// the remote network it names (ok false when the key is not a peering's
+// or the document names no remote that parses); a controller reads a
+// peering's ends through it rather than decoding the document.
+func PeeringEnds(kv store.KV) (local, remote arm.ResourceID, ok bool) {
+	id, isDoc := arm.ParseDocKey(kv.Key)
+	if !isDoc || !strings.EqualFold(id.Type(), typePeering) {
+		return arm.ResourceID{}, arm.ResourceID{}, false
+	}
+	var doc armnetwork.VirtualNetworkPeering
+	if json.Unmarshal(kv.Value, &doc) != nil {
+		return arm.ResourceID{}, arm.ResourceID{}, false
+	}
+	remote, err := arm.ParseID(remoteOf(&doc))
+	if err != nil {
+		return arm.ResourceID{}, arm.ResourceID{}, false
+	}
+	return id.Parent(), remote, true
 }
 
 // ConnectedPeers returns network vnet's Connected peerings.
@@ -580,6 +604,7 @@ func ConnectedPeers(r arm.Reader, vnet arm.ResourceID) ([]Peer, error) {
 			Space:     v4(addressSpaceOf(pr.doc.Properties.RemoteAddressSpace)),
 			Access:    boolOr(pr.doc.Properties.AllowVirtualNetworkAccess, true) && boolOr(back.doc.Properties.AllowVirtualNetworkAccess, true),
 			Forwarded: boolOr(pr.doc.Properties.AllowForwardedTraffic, false),
+			Back:      v4(addressSpaceOf(back.doc.Properties.RemoteAddressSpace)),
 		})
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package network
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -213,4 +214,87 @@ func mustID(t *testing.T, s string) arm.ResourceID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// effectiveRoutes returns NIC nic's effective routes, prefix → next hop
+// type/source.
+func (e *env) effectiveRoutes(rg, nic string) map[string]string {
+	e.t.Helper()
+	rp, err := e.nics.BeginGetEffectiveRouteTable(e.ctx, rg, nic, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	routes, err := rp.PollUntilDone(e.ctx, poll)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range routes.Value {
+		got[str(r.AddressPrefix[0])] = string(*r.NextHopType) + "/" + string(*r.Source)
+	}
+	return got
+}
+
+// TestPeeringPolicyModel: a Connected peering with virtual network access
+// on both sides puts the remote space into the VirtualNetwork tag and the
+// effective routes (next hop VNetPeering); an Initiated one, or one whose
+// remote side turns access off, does not.
+func TestPeeringPolicyModel(t *testing.T) {
+	e := newEnv(t)
+	e.group("rg")
+	nsg := e.mustNSG("rg", "nsg", &armnetwork.SecurityRule{Name: to.Ptr("deny-pg"), Properties: ruleProps(100)})
+	hub := vnetBody("10.0.0.0/16", "a=10.0.1.0/24")
+	hub.Properties.Subnets[0].Properties.NetworkSecurityGroup = &armnetwork.SecurityGroup{ID: nsg.ID}
+	e.mustVNet("rg", "hub", hub)
+	e.mustVNet("rg", "spoke", vnetBody("10.1.0.0/16", "a=10.1.1.0/24"))
+	e.mustNIC("rg", "c1", nicBody(subnetID("rg", "hub", "a")))
+	hubID, spokeID := resID("rg", "virtualNetworks", "hub"), resID("rg", "virtualNetworks", "spoke")
+	vnetTag := func() string {
+		t.Helper()
+		p, err := e.nics.BeginListEffectiveNetworkSecurityGroups(e.ctx, "rg", "c1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, err := p.PollUntilDone(e.ctx, poll)
+		if err != nil || len(groups.Value) != 1 {
+			t.Fatalf("effective NSGs: %v", err)
+		}
+		var out []string
+		for _, s := range groups.Value[0].EffectiveSecurityRules[0].ExpandedSourceAddressPrefix {
+			out = append(out, str(s))
+		}
+		return strings.Join(out, ",")
+	}
+
+	if _, err := e.putPeering("rg", "hub", "to-spoke", peeringBody(spokeID), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.effectiveRoutes("rg", "c1")["10.1.0.0/16"]; got != "" {
+		t.Errorf("Initiated peering routes the spoke: %s", got)
+	}
+	if got := vnetTag(); got != "10.0.0.0/16" {
+		t.Errorf("VirtualNetwork while Initiated = %s", got)
+	}
+	if _, err := e.putPeering("rg", "spoke", "to-hub", peeringBody(hubID), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.effectiveRoutes("rg", "c1")["10.1.0.0/16"]; got != "VNetPeering/Default" {
+		t.Errorf("Connected peering: route to the spoke = %q, want VNetPeering/Default", got)
+	}
+	if got := vnetTag(); got != "10.0.0.0/16,10.1.0.0/16" {
+		t.Errorf("VirtualNetwork while Connected = %s, want both spaces", got)
+	}
+	// The remote side turns virtual network access off: no path, for
+	// either side.
+	off := peeringBody(hubID)
+	off.Properties.AllowVirtualNetworkAccess = to.Ptr(false)
+	if _, err := e.putPeering("rg", "spoke", "to-hub", off, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.effectiveRoutes("rg", "c1")["10.1.0.0/16"]; got != "" {
+		t.Errorf("access off: route to the spoke = %q", got)
+	}
+	if got := vnetTag(); got != "10.0.0.0/16" {
+		t.Errorf("VirtualNetwork with access off = %s", got)
+	}
 }

@@ -28,6 +28,18 @@ func PolicyNetwork(r arm.Reader, vnet arm.ResourceID) (*policy.Network, error) {
 	}
 	n := &policy.Network{ID: lkey(vnet.String()), Space: v4(space),
 		NSGs: map[string]*policy.NSG{}, RouteTables: map[string][]*policy.Route{}}
+	// Peered spaces: those of Connected peerings that allow virtual
+	// network access on both sides, which is when the data path links
+	// the routers (controller/peering.go).
+	peers, err := ConnectedPeers(r, vnet)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		if p.Access {
+			n.Peered = append(n.Peered, p.Space...)
+		}
+	}
 	subnets, err := arm.LoadAll[armnetwork.Subnet](r, vnet.ChildCollection("subnets"))
 	if err != nil {
 		return nil, err
