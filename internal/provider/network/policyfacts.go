@@ -28,6 +28,9 @@ func PolicyNetwork(r arm.Reader, vnet arm.ResourceID) (*policy.Network, error) {
 	}
 	n := &policy.Network{ID: lkey(vnet.String()), Space: v4(space),
 		NSGs: map[string]*policy.NSG{}, RouteTables: map[string][]*policy.Route{}}
+	if n.Gateway, err = gatewaySpaces(r, vnet); err != nil {
+		return nil, err
+	}
 	subnets, err := arm.LoadAll[armnetwork.Subnet](r, vnet.ChildCollection("subnets"))
 	if err != nil {
 		return nil, err

@@ -227,3 +227,30 @@ func SettleVPN(tx store.Tx, id arm.ResourceID, failure error) error {
 	}
 	return arm.FinishOperations(tx, id, failure)
 }
+
+// gatewaySpaces returns the remote address spaces of the connections of
+// vnet's gateway (none without one): the routes with next hop
+// VirtualNetworkGateway.
+func gatewaySpaces(r arm.Reader, vnet arm.ResourceID) ([]netip.Prefix, error) {
+	gw, err := gatewayOfVNet(r, vnet, arm.ResourceID{})
+	if err != nil || gw == "" {
+		return nil, err
+	}
+	id, err := arm.ParseID(gw)
+	if err != nil {
+		return nil, err
+	}
+	f, err := VNetGatewayFacts(r, id)
+	if err != nil || f == nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, c := range f.Connections {
+		for _, p := range c.RemoteSpace {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}

@@ -146,6 +146,26 @@ func TestVirtualNetworkGateways(t *testing.T) {
 	if ab.Properties.SharedKey != nil || ab.Properties.ConnectionStatus == nil || *ab.Properties.ConnectionStatus != armnetwork.VirtualNetworkGatewayConnectionStatusUnknown {
 		t.Fatalf("connection shows key %v, status %v", ab.Properties.SharedKey, ab.Properties.ConnectionStatus)
 	}
+	// The connection's remote space is routed to the gateway: next hop
+	// VirtualNetworkGateway in a NIC's effective routes.
+	e.mustNIC("rg", "nic", nicBody(subnetID("rg", "a", "default")))
+	erp, err := e.nics.BeginGetEffectiveRouteTable(e.ctx, "rg", "nic", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := erp.PollUntilDone(e.ctx, poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rt := range routes.Value {
+		if len(rt.AddressPrefix) == 1 && str(rt.AddressPrefix[0]) == "10.2.0.0/16" {
+			found = *rt.NextHopType == armnetwork.RouteNextHopTypeVirtualNetworkGateway && *rt.Source == armnetwork.EffectiveRouteSourceVirtualNetworkGateway
+		}
+	}
+	if !found {
+		t.Errorf("no route 10.2.0.0/16 via VirtualNetworkGateway among the effective routes")
+	}
 	k, err := c.conns.GetSharedKey(e.ctx, "rg", "ab", nil)
 	if err != nil || str(k.Value) != "s3cret-key" {
 		t.Fatalf("GetSharedKey = %v, %v", str(k.Value), err)
