@@ -132,18 +132,13 @@ func charonPIDs(d *daemon) []int {
 
 var vpnWire = regexp.MustCompile(`IP (198\.\d+\.\d+\.\d+)\.(500|4500) > (198\.\d+\.\d+\.\d+)\.(500|4500): (isakmp|NONESP-encap|UDP-encap)`)
 
-// TestVPN: two networks in different locations, a gateway in each and a
-// pair of Vnet2Vnet connections. With mismatched keys the connections stay
-// NotConnected and psql from B to A's endpoint fails; with one sharedKey
-// (set through the sharedkey operation) they are Connected, psql (inside
-// B's NIC namespace) reaches the server by its usual name with
-// verify-full, the emulated internet sees only IKE and ESP-in-UDP between
-// the two public addresses, and the byte counters move. privlinkd killed
-// with SIGKILL and restarted, or stopped and started: the tunnel carries
-// sessions while it is down, the charons are adopted (same pids), and the
-// state converges. Deleting B's connection ends a live session and the
-// path.
-func TestVPN(t *testing.T) {
+// newVPNLab builds TestVPN's world up to the two gateways (no
+// connections yet): the server srvvpn with its endpoint 10.0.2.4 in
+// network A (westeurope, 10.0.0.0/16, client NIC "client"), network B
+// (northeurope, 10.20.0.0/16) with the client NIC "clientb", the
+// privatelink zone linked to both, a gateway in each.
+func newVPNLab(t *testing.T) *vpnLab {
+	t.Helper()
 	testkit.RequireRoot(t, "it creates network namespaces and runs charon", "ip", "psql", "tcpdump", "nsenter", "unshare")
 	if err := ipsec.Available(); err != nil {
 		t.Skip(err)
@@ -156,7 +151,7 @@ func TestVPN(t *testing.T) {
 	pg := newPGClients(t, d, d.creds.SubscriptionID)
 	createServer(t, pg, "vpn", "srvvpn")
 	server := owner.id("Microsoft.DBforPostgreSQL/flexibleServers", "srvvpn")
-	const name = "srvvpn.postgres.database.azure.com"
+	const name = vpnServerName
 	owner.network(t, "10.0.2.0/24")
 	if ip := peIP(owner.endpoint(t, "pe", server, false)); ip != "10.0.2.4" {
 		t.Fatalf("endpoint IP %q", ip)
@@ -211,6 +206,26 @@ func TestVPN(t *testing.T) {
 
 	l.gateway("gwa", "westeurope", "vnet", "pipa")
 	l.gateway("gwb", "northeurope", "vnetb", "pipb")
+
+	return l
+}
+
+// TestVPN: two networks in different locations, a gateway in each and a
+// pair of Vnet2Vnet connections. With mismatched keys the connections stay
+// NotConnected and psql from B to A's endpoint fails; with one sharedKey
+// (set through the sharedkey operation) they are Connected, psql (inside
+// B's NIC namespace) reaches the server by its usual name with
+// verify-full, the emulated internet sees only IKE and ESP-in-UDP between
+// the two public addresses, and the byte counters move. privlinkd killed
+// with SIGKILL and restarted, or stopped and started: the tunnel carries
+// sessions while it is down, the charons are adopted (same pids), and the
+// state converges. Deleting B's connection ends a live session and the
+// path.
+func TestVPN(t *testing.T) {
+	l := newVPNLab(t)
+	d, owner, cx := l.d, l.owner, ctx(t)
+	const name = vpnServerName
+	fromB := []string{"-g", "vpn", "clientb"}
 
 	// Mismatched keys: NotConnected both ways, no traffic.
 	l.connection("ab", "westeurope", "gwa", "gwb", "vpn-shared-key-1")
@@ -376,6 +391,9 @@ func TestVPN(t *testing.T) {
 	}
 }
 
+// vpnServerName is the usual name of TestVPN's server.
+const vpnServerName = "srvvpn.postgres.database.azure.com"
+
 func deref[T any](p *T) any {
 	if p == nil {
 		return nil
@@ -393,4 +411,74 @@ func running(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// TestVPNPgbench is a measurement, not a test (bench/vpn.sh runs it with
+// PRIVLINK_BENCH=1; otherwise it is skipped): pgbench -S -c 8 through the
+// private endpoint from network B across the Vnet2Vnet tunnel against the
+// same from the endpoint's own network A (the same server, endpoint and
+// translation, no tunnel), rounds interleaved, TLS on both. It logs
+// each round's tps and the ratio; it asserts nothing about them.
+func TestVPNPgbench(t *testing.T) {
+	if os.Getenv("PRIVLINK_BENCH") != "1" {
+		t.Skip("a measurement: run bench/vpn.sh (PRIVLINK_BENCH=1)")
+	}
+	l := newVPNLab(t)
+	d := l.d
+	l.connection("ab", "westeurope", "gwa", "gwb", "bench-key")
+	l.connection("ba", "northeurope", "gwb", "gwa", "bench-key")
+	l.status("ab", armnetwork.VirtualNetworkGatewayConnectionStatusConnected)
+	l.status("ba", armnetwork.VirtualNetworkGatewayConnectionStatusConnected)
+	run := func(where []string, args ...string) (string, error) {
+		a := append([]string{"--data-dir", d.dataDir, "exec"}, where...)
+		a = append(a, "--")
+		a = append(a, args...)
+		cmd := exec.Command(filepath.Join(binDir, "privlink"), a...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword, "PGHOST="+vpnServerName, "PGUSER=pgadmin",
+			"PGSSLMODE=verify-full", "PGSSLROOTCERT="+filepath.Join(d.dataDir, "ca.pem"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	fromA, fromB := []string{"-g", "vpn", "client"}, []string{"-g", "vpn", "clientb"}
+	testkit.WaitFor(t, 30*time.Second, "psql from B through the tunnel", func() error {
+		_, err := psqlIn(d, fromB, vpnServerName, "select 1")
+		return err
+	})
+	if out, err := run(fromA, "psql", "dbname=postgres", "-XAtqc", "create database bench"); err != nil {
+		t.Fatalf("create database: %v: %s", err, out)
+	}
+	if out, err := run(fromA, "pgbench", "-i", "-q", "-s", "10", "bench"); err != nil {
+		t.Fatalf("pgbench -i: %v: %s", err, out)
+	}
+	secs := os.Getenv("PRIVLINK_BENCH_SECONDS")
+	if secs == "" {
+		secs = "10"
+	}
+	tpsRE := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	tps := func(where []string) float64 {
+		out, err := run(where, "pgbench", "-S", "-c", "8", "-j", "2", "-T", secs, "-n", "bench")
+		if err != nil {
+			t.Fatalf("pgbench: %v: %s", err, out)
+		}
+		m := tpsRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no tps in pgbench's output: %s", out)
+		}
+		var v float64
+		fmt.Sscanf(m[1], "%g", &v)
+		return v
+	}
+	load := func() string {
+		b, _ := os.ReadFile("/proc/loadavg")
+		return strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	t.Logf("load average before: %s", load())
+	t.Logf("| round | own network tps | across the tunnel tps | tunnel / own |")
+	t.Logf("|---|---|---|---|")
+	for r := 1; r <= 3; r++ {
+		a := tps(fromA)
+		b := tps(fromB)
+		t.Logf("| %d | %.0f | %.0f | %.3f |", r, a, b, b/a)
+	}
+	t.Logf("load average after: %s", load())
 }
