@@ -208,3 +208,60 @@ func TestVPNGateway(t *testing.T) {
 		return err
 	})
 }
+
+// TestVPNGatewaySite: a gateway's tunnel to a device that is not another
+// gateway (an IPsec connection to a local network gateway: here an
+// internet host running its own charon, with 192.168.0.0/16 behind it)
+// carries the network's NICs to the site and back.
+func TestVPNGatewaySite(t *testing.T) {
+	testkit.RequireRoot(t, "it runs charon in network namespaces", "nsenter", "unshare")
+	if err := ipsec.Available(); err != nil {
+		t.Skip(err)
+	}
+	f := newTestFabric(t)
+	ctx := context.Background()
+	mustEnsureNetwork(t, f, "a", "10.1.1.0/24", "10.1.255.0/27")
+	na := mustEnsureNIC(t, f, "na", "a", "10.1.1.4/24")
+	atA := serve(t, f, na, "10.1.1.4:0", "a")
+	site, err := f.EnsureInternetHost(netip.MustParseAddr("198.18.60.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "-n", site, "addr", "add", "192.168.1.1/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	atSite := serve(t, f, site, "192.168.1.1:0", "site")
+	device := ipsec.New(t.TempDir(), site, nil)
+	if err := device.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ga := gatewaySpec(t, "ga", "a", "10.1.255.4/27", "10.1.0.0/16", "198.18.60.1", tunnel("site", "198.18.60.9", "192.168.0.0/16", "site-key"))
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("tail", "-30", ga.Dir+"/charon.log").Output()
+			t.Logf("gateway charon:\n%s", out)
+		}
+		if err := device.Stop(); err != nil {
+			t.Error(err)
+		}
+		if err := f.DeleteVPNGateway(ga.ID, ga.Network, ga.Dir); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := device.Load(ctx, ipsec.Conn{Name: "azure", LocalAddr: netip.MustParseAddr("198.18.60.9"), RemoteAddr: ga.Public,
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}, RemoteTS: ga.Space, PSK: "site-key"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.EnsureVPNGateway(ctx, ga); err != nil {
+		t.Fatal(err)
+	}
+	waitTunnel(t, f, ga, "site", ipsec.Connected)
+	testkit.WaitFor(t, 20*time.Second, "a call from the network to the site", func() error {
+		got, err := call(f, na, atSite, 2*time.Second)
+		if err == nil && got != "site 10.1.1.4" {
+			return fmt.Errorf("got %q", got)
+		}
+		return err
+	})
+	mustCall(t, f, site, atA, "a 192.168.1.1")
+}
