@@ -222,11 +222,11 @@ type Network struct {
 	// Gateway are the remote address spaces the network's VPN gateway
 	// connects (its connections'): routed to the gateway (next hop
 	// VirtualNetworkGateway).
-	Gateway []netip.Prefix
-	Subnets       []*Subnet
-	NICs          []*NIC
-	NSGs          map[string]*NSG     // by lower-cased ID
-	RouteTables   map[string][]*Route // by lower-cased ID: the user routes
+	Gateway     []netip.Prefix
+	Subnets     []*Subnet
+	NICs        []*NIC
+	NSGs        map[string]*NSG     // by lower-cased ID
+	RouteTables map[string][]*Route // by lower-cased ID: the user routes
 }
 
 // Flow is one connection attempt: its first packet.
