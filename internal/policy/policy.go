@@ -219,14 +219,15 @@ type Network struct {
 	// Space is the address space; VirtualNetwork (the tag) is Space,
 	// Peered and Gateway.
 	Space, Peered []netip.Prefix
+	Subnets       []*Subnet
+	NICs          []*NIC
+	NSGs          map[string]*NSG     // by lower-cased ID
+	RouteTables   map[string][]*Route // by lower-cased ID: the user routes
+
 	// Gateway are the remote address spaces the network's VPN gateway
 	// connects (its connections'): routed to the gateway (next hop
 	// VirtualNetworkGateway).
-	Gateway     []netip.Prefix
-	Subnets     []*Subnet
-	NICs        []*NIC
-	NSGs        map[string]*NSG     // by lower-cased ID
-	RouteTables map[string][]*Route // by lower-cased ID: the user routes
+	Gateway []netip.Prefix
 }
 
 // Flow is one connection attempt: its first packet.
