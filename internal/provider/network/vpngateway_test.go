@@ -1,6 +1,7 @@
 package network
 
 import (
+	"net/http"
 	"net/netip"
 	"testing"
 
@@ -192,6 +193,13 @@ func TestVirtualNetworkGateways(t *testing.T) {
 	}
 	_, err = c.conns.BeginSetSharedKey(e.ctx, "rg", "ab", armnetwork.ConnectionSharedKey{Value: to.Ptr("has space")}, nil)
 	wantTarget(t, testkit.WantARMError(t, err, 400, codeSharedKey), "value")
+	// The sub-path serves GET and PUT only; reset is POST only.
+	connPath := "/subscriptions/" + sub + "/resourceGroups/rg/providers/Microsoft.Network/connections/ab"
+	for _, m := range []struct{ method, path string }{{http.MethodPost, "/sharedkey"}, {http.MethodDelete, "/sharedkey"}, {http.MethodGet, "/sharedkey/reset"}} {
+		if code, body := e.raw(m.method, connPath+m.path+"?api-version=2024-05-01", "{}"); code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d %s, want 405", m.method, m.path, code, body)
+		}
+	}
 
 	for _, tc := range []struct {
 		name, code, target string
