@@ -334,6 +334,30 @@ func TestVPN(t *testing.T) {
 		t.Errorf("psql after the restarts: %q, %v", out, err)
 	}
 
+	// A charon killed with SIGKILL: the controller notices, starts
+	// another and loads its tunnel again.
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 60*time.Second, "a new charon with its tunnel", func() error {
+		now := charonPIDs(d)
+		if now[0] == 0 || now[0] == pids[0] {
+			return fmt.Errorf("charons %v", now)
+		}
+		for _, c := range []string{"ab", "ba"} {
+			r, err := l.conns.Get(cx, "vpn", c, nil)
+			if err != nil {
+				return err
+			}
+			if s := r.Properties.ConnectionStatus; s == nil || *s != armnetwork.VirtualNetworkGatewayConnectionStatusConnected {
+				return fmt.Errorf("%s %v", c, deref(s))
+			}
+		}
+		_, err := psqlIn(d, fromB, name, "select 1")
+		return err
+	})
+	pids = charonPIDs(d)
+
 	// A live session from B, then B's connection deleted: the session
 	// ends and the path is gone.
 	args := append([]string{"--data-dir", d.dataDir, "exec"}, fromB...)
