@@ -103,6 +103,12 @@ type ResourceType struct {
 	// keyed likewise; RBAC action {type}/{name}/read. The router answers
 	// another method on either kind 405 MethodNotAllowed.
 	ReadActions map[string]Handler
+	// WriteActions are PUT actions on one resource (a connection's
+	// "sharedkey"), keyed likewise; RBAC action {type}/{name}/write. An
+	// action may share its name with a ReadAction (GET and PUT of the
+	// same sub-path). An Actions key may hold one "/" (e.g.
+	// "sharedkey/reset"): POST .../{type}/{name}/sharedkey/reset.
+	WriteActions map[string]Handler
 
 	// NoResourceGroup marks types that live outside resource groups
 	// (subscription-level actions).
@@ -402,21 +408,31 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 		}
 		return typ, h, nil, full + "/" + verb, nil
 	}
-	// An action: .../{type}/{name}/{action} or .../providers/{ns}/{action}.
-	if id.IsCollection() {
-		name := id.Types[len(id.Types)-1]
-		parent := id.clone()
+	// An action: .../{type}/{name}/{action} or .../providers/{ns}/{action},
+	// or a nested POST action .../{type}/{name}/{sub}/{action}.
+	var name string
+	parent := id.clone()
+	switch {
+	case id.IsCollection():
+		name = id.Types[len(id.Types)-1]
 		parent.Types = parent.Types[:len(parent.Types)-1]
+	case len(id.Types) >= 2 && len(id.Names) == len(id.Types):
+		name = id.Types[len(id.Types)-1] + "/" + id.Names[len(id.Names)-1]
+		parent.Types = parent.Types[:len(parent.Types)-1]
+		parent.Names = parent.Names[:len(parent.Names)-1]
+	}
+	if name != "" {
 		ptype := parent.Namespace
 		if len(parent.Types) > 0 {
 			ptype = parent.Type()
 		}
 		if pt := rt.lookup(ptype); pt != nil {
+			var allowed []string
 			for _, kind := range []struct {
 				handlers map[string]Handler
 				method   string
 				suffix   string
-			}{{pt.Actions, http.MethodPost, "/action"}, {pt.ReadActions, http.MethodGet, "/read"}} {
+			}{{pt.Actions, http.MethodPost, "/action"}, {pt.ReadActions, http.MethodGet, "/read"}, {pt.WriteActions, http.MethodPut, "/write"}} {
 				for k, ah := range kind.handlers {
 					if !strings.EqualFold(k, name) {
 						continue
@@ -425,12 +441,16 @@ func (rt *Router) resolve(method string, req *Request) (typ *ResourceType, h Han
 						return nil, nil, nil, "", err
 					}
 					if method != kind.method {
-						return nil, nil, nil, "", Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
-							"The %s method is not supported for action '%s' of '%s'; use %s.", method, k, ptype, kind.method)
+						allowed = append(allowed, kind.method)
+						continue
 					}
 					req.ID, req.Action = parent, k
 					return pt, ah, nil, ptype + "/" + k + kind.suffix, nil
 				}
+			}
+			if len(allowed) > 0 {
+				return nil, nil, nil, "", Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed",
+					"The %s method is not supported for action '%s' of '%s'; use %s.", method, name, ptype, strings.Join(allowed, " or "))
 			}
 		}
 	}

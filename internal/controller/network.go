@@ -129,6 +129,11 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 	var items []string
 	keep := map[string]bool{n.fab.NamespaceName(fabric.KindInternet, ""): true}
 	for _, kv := range kvs {
+		// A VPN gateway's namespace is the VPN controller's while the
+		// gateway exists.
+		if id, ok := arm.ParseDocKey(kv.Key); ok && network.IsVNetGateway(id) {
+			keep[n.fab.NamespaceName(fabric.KindVPNGateway, FabricID(id))] = true
+		}
 		for _, it := range n.items(kv.Key, kv.Value) {
 			kind, rid, _ := strings.Cut(it, "|")
 			id, err := arm.ParseID(rid)

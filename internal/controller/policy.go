@@ -64,6 +64,10 @@ var policyTypes = map[string]bool{
 	"applicationsecuritygroups":           true,
 	"routetables":                         true,
 	"routetables/routes":                  true,
+	// A gateway's connections route remote spaces (policy.Network.Gateway).
+	"virtualnetworkgateways": true,
+	"connections":            true,
+	"localnetworkgateways":   true,
 }
 
 // itemAllPolicies enqueues every network; itemResyncPolicies does too,

@@ -113,8 +113,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var opts APIOptions
 	var pgm *pgserver.Manager
+	var vpn *controller.VPN
 	if fab != nil {
-		opts.Network = append(opts.Network, network.WithMaterializedNICs())
+		vpn = controller.NewVPN(st, fab, cfg.DataDir, log.With("component", "vpn"))
+		opts.Network = append(opts.Network, network.WithMaterializedNICs(), network.WithVPNStatus(vpn))
 		pgm, err = pgserver.NewManager(pgserver.Config{DataDir: cfg.DataDir, CA: ca, Fabric: fab, Log: log,
 			EntraKeys: ids.JWKS(), EntraIssuer: ids.Issuer})
 		if err != nil {
@@ -161,6 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 		run("policy", controller.NewPolicy(st, fab, log.With("component", "policy")).Run)
 		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
 		run("loadbalancers", controller.NewLoadBalancers(st, fab, log.With("component", "loadbalancers")).Run)
+		run("vpn", vpn.Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, paths, log)

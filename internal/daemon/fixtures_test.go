@@ -406,7 +406,7 @@ func (e *env) cells(t testing.TB, typ *arm.ResourceType, g string) (typeCells, b
 		n := e.next()
 		instance = f.path(g, n)
 		e.put(t, e.a.Owner, instance, f.body(g, n))
-	case typ.Get != nil || typ.Patch != nil || typ.Delete != nil || len(typ.Actions) > 0 || len(typ.ReadActions) > 0:
+	case typ.Get != nil || typ.Patch != nil || typ.Delete != nil || len(typ.Actions) > 0 || len(typ.ReadActions) > 0 || len(typ.WriteActions) > 0:
 		t.Errorf("%s serves a resource but its fixture has no instance", typ.Type)
 		return typeCells{}, false
 	}
@@ -456,6 +456,14 @@ func (e *env) cells(t testing.TB, typ *arm.ResourceType, g string) (typeCells, b
 	}
 	for _, name := range slices.Sorted(maps.Keys(typ.ReadActions)) {
 		tc.cells = append(tc.cells, cell{verb: "GET " + name, method: http.MethodGet, path: instance + "/" + name})
+	}
+	for _, name := range slices.Sorted(maps.Keys(typ.WriteActions)) {
+		body, ok := bodies[name]
+		if !ok {
+			t.Errorf("%s has the PUT action %s but its fixture no body for it", typ.Type, name)
+			return typeCells{}, false
+		}
+		tc.cells = append(tc.cells, cell{verb: "PUT " + name, method: http.MethodPut, path: instance + "/" + name, body: body, write: true})
 	}
 	if typ.Delete != nil {
 		victim := instance

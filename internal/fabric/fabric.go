@@ -85,6 +85,7 @@ const (
 	KindInternet     = names.KindInternet
 	KindInternetHost = names.KindInternetHost
 	KindService      = names.KindService
+	KindVPNGateway   = names.KindVPNGateway
 )
 
 var (

@@ -664,7 +664,7 @@ func TestRouterFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"privlink: established", "privlink: nic to nic", "privlink: nic to internet", "privlink: nic to peering", "privlink: peering to nic", "privlink: translated"}; !slices.Equal(comments, want) {
+	if want := []string{"privlink: established", "privlink: nic to nic", "privlink: nic to internet", "privlink: nic to peering", "privlink: peering to nic", "privlink: nic to vpn gateway", "privlink: vpn gateway to nic", "privlink: translated"}; !slices.Equal(comments, want) {
 		t.Fatalf("rules %q, want %q", comments, want)
 	}
 

@@ -20,6 +20,8 @@ import (
 //	iifname "n*" oifname "x*"                (NIC to the internet: default outbound)
 //	iifname "n*" oifname "p*"                (NIC to a peered network, peering.go)
 //	iifname "p*" oifname "n*"                (a peered network to a NIC)
+//	iifname "n*" oifname "g*"                (NIC to a VPN gateway, vpngateway.go)
+//	iifname "g*" oifname "n*"                (a VPN gateway to a NIC)
 //	ct status dnat                           (flows a DNAT rule translated)
 //
 // Router-side links toward NICs are named RouterLinkName(id), "n" and 12 hex
@@ -64,6 +66,8 @@ func routerForwardRules() []nftRule {
 		{"privlink: nic to internet", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, outboundLinkTag), []expr.Any{accept})},
 		{"privlink: nic to peering", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, peerLinkTag), []expr.Any{accept})},
 		{"privlink: peering to nic", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, peerLinkTag), ifPrefix(expr.MetaKeyOIFNAME, nicLinkTag), []expr.Any{accept})},
+		{"privlink: nic to vpn gateway", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, nicLinkTag), ifPrefix(expr.MetaKeyOIFNAME, gatewayLinkTag), []expr.Any{accept})},
+		{"privlink: vpn gateway to nic", slices.Concat(ifPrefix(expr.MetaKeyIIFNAME, gatewayLinkTag), ifPrefix(expr.MetaKeyOIFNAME, nicLinkTag), []expr.Any{accept})},
 		{"privlink: translated", append(ctBits(expr.CtKeySTATUS, ipsDstNAT), accept)},
 	}
 }

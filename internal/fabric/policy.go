@@ -649,7 +649,8 @@ func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (appliance, e
 	to := slices.Concat(ipv4(), prefixMatch(offIPDaddr, ra.Prefix))
 	name := fmt.Sprintf("route %s %s %s", ra.Name, ra.Prefix, ra.NextHop)
 	switch ra.NextHop {
-	case policy.HopVnetLocal, policy.HopEndpoint, policy.HopPeering:
+	case policy.HopVnetLocal, policy.HopEndpoint, policy.HopPeering, policy.HopVirtualNetworkGateway:
+		// The router's own routes take it (to a gateway: its link, vpngateway.go).
 		return nftRule{name, append(to, verdictReturn)}, nil
 	case policy.HopVirtualAppliance:
 		ap, err := applianceOf(ra.NextHopIP)
@@ -673,7 +674,7 @@ func routeRule(ra policy.RouteAction, applianceOf func(netip.Addr) (appliance, e
 		inSpace := []expr.Any{payload(expr.PayloadBaseNetworkHeader, offIPDaddr, 4), &expr.Lookup{SourceRegister: 1, SetName: policy.SetSpace}}
 		return nftRule{name, slices.Concat(to, inSpace, []expr.Any{verdictDeny})}, nil
 	}
-	// None, and VirtualNetworkGateway (no gateways yet).
+	// None.
 	return nftRule{name, append(to, verdictDeny)}, nil
 }
 

@@ -27,6 +27,7 @@ const (
 	KindInternet     Kind = "inet" // the emulated internet's router (one per daemon)
 	KindInternetHost Kind = "ih"   // a host on the emulated internet
 	KindService      Kind = "svc"  // a service instance (a PostgreSQL server)
+	KindVPNGateway   Kind = "vgw"  // a virtual network gateway (its charon)
 )
 
 // Namespace is the name of the namespace of the given kind and id under

@@ -269,7 +269,7 @@ func (p *Program) Decide(f Flow) (Outcome, string) {
 			}
 			return ToInternet, last
 		case HopVirtualNetworkGateway:
-			return Unreachable, last
+			return ToGateway, last
 		}
 		break
 	}

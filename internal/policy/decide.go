@@ -79,6 +79,8 @@ const (
 	ToAppliance Outcome = "ToAppliance"
 	// ToInternet: it leaves the network for the (emulated) internet.
 	ToInternet Outcome = "ToInternet"
+	// ToGateway: it leaves the network through its VPN gateway.
+	ToGateway Outcome = "ToGateway"
 	// Unreachable: nothing in the network holds the destination address.
 	Unreachable Outcome = "Unreachable"
 	// Platform: the destination is 168.63.129.16, which NSGs never block.
@@ -221,7 +223,7 @@ func (n *Network) from(v Verdict, src *NIC, f Flow) (Verdict, error) {
 		}
 		return n.from(v, c, f)
 	case HopVirtualNetworkGateway:
-		v.Outcome = Unreachable // no gateway yet
+		v.Outcome = ToGateway
 		return v, nil
 	}
 	dst := n.NICAt(f.Dst)
@@ -289,6 +291,9 @@ type RouteSource string
 const (
 	SourceUser    RouteSource = "User"
 	SourceDefault RouteSource = "Default"
+	// SourceGateway: a route to a remote space of the network's VPN
+	// gateway (Azure's VirtualNetworkGateway source).
+	SourceGateway RouteSource = "VirtualNetworkGateway"
 )
 
 // Route is one route of a subnet's effective route table.
@@ -330,6 +335,9 @@ func (n *Network) Routes(subnet string) []*Route {
 	}
 	for _, p := range n.Peered {
 		out = append(out, &Route{Prefix: p, NextHop: HopPeering, Source: SourceDefault})
+	}
+	for _, p := range n.Gateway {
+		out = append(out, &Route{Prefix: p, NextHop: HopVirtualNetworkGateway, Source: SourceGateway})
 	}
 	for i := range systemRoutes {
 		r := systemRoutes[i]

@@ -216,13 +216,18 @@ type NIC struct {
 // Network is the facts of one virtual network that the policies need.
 type Network struct {
 	ID string
-	// Space is the address space; VirtualNetwork (the tag) is Space and
-	// Peered.
+	// Space is the address space; VirtualNetwork (the tag) is Space,
+	// Peered and Gateway.
 	Space, Peered []netip.Prefix
 	Subnets       []*Subnet
 	NICs          []*NIC
 	NSGs          map[string]*NSG     // by lower-cased ID
 	RouteTables   map[string][]*Route // by lower-cased ID: the user routes
+
+	// Gateway are the remote address spaces the network's VPN gateway
+	// connects (its connections'): routed to the gateway (next hop
+	// VirtualNetworkGateway).
+	Gateway []netip.Prefix
 }
 
 // Flow is one connection attempt: its first packet.
@@ -348,7 +353,7 @@ func (n *Network) Expand(m Match) []netip.Prefix {
 func (n *Network) TagPrefixes(tag string) []netip.Prefix {
 	switch {
 	case strings.EqualFold(tag, TagVirtualNetwork):
-		return append(slices.Clone(n.Space), n.Peered...)
+		return slices.Concat(n.Space, n.Peered, n.Gateway)
 	case strings.EqualFold(tag, TagInternet):
 		return []netip.Prefix{InternetPrefix}
 	case strings.EqualFold(tag, TagAzureLoadBalancer):

@@ -40,6 +40,9 @@ func PolicyNetwork(r arm.Reader, vnet arm.ResourceID) (*policy.Network, error) {
 			n.Peered = append(n.Peered, p.Space...)
 		}
 	}
+	if n.Gateway, err = gatewaySpaces(r, vnet); err != nil {
+		return nil, err
+	}
 	subnets, err := arm.LoadAll[armnetwork.Subnet](r, vnet.ChildCollection("subnets"))
 	if err != nil {
 		return nil, err

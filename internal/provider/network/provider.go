@@ -67,6 +67,9 @@ type Provider struct {
 	nicSummaries    *arm.Memo[nicSummary] // see (*Provider).newUsage
 	// targets are the kinds of resource private endpoints lead to.
 	targets *privatelink.Kinds
+	// vpnStatus, when set, tells connections' live states, and gateways
+	// and connections complete when the VPN controller has made them.
+	vpnStatus VPNStatus
 }
 
 // New returns the provider over st.
@@ -130,6 +133,12 @@ func (p *Provider) Types() []*arm.ResourceType {
 // A private endpoint completes with its NIC (privateendpoint.go).
 func (p *Provider) settle(id arm.ResourceID, deleting bool) (state armnetwork.ProvisioningState, done bool) {
 	if p.materializeNICs && strings.EqualFold(id.Type(), typeNIC) {
+		if deleting {
+			return armnetwork.ProvisioningStateDeleting, false
+		}
+		return armnetwork.ProvisioningStateUpdating, false
+	}
+	if p.vpnStatus != nil && IsVPNType(id) {
 		if deleting {
 			return armnetwork.ProvisioningStateDeleting, false
 		}

@@ -17,7 +17,7 @@ import (
 // of the emulated internet, drawn from the pool servers' public addresses
 // come from) and local network gateways (the on-premises side: its
 // device's public address and its address space). Virtual network
-// gateways and connections, which use them, are not served yet.
+// gateways (vpngateway.go) and connections (vpnconnection.go) use them.
 
 const (
 	typePublicIP = "Microsoft.Network/publicIPAddresses"
@@ -40,7 +40,12 @@ func (p *Provider) vpnTypes() []*arm.ResourceType {
 	v := Versions.All()
 	return []*arm.ResourceType{
 		p.publicIPs().register(&arm.ResourceType{Type: typePublicIP, APIVersions: v, Put: p.putPublicIP, BeforeGroupDelete: releasePublicIP}),
-		p.localGateways().register(&arm.ResourceType{Type: typeLocalGW, APIVersions: v, Put: p.putLocalGateway}),
+		p.localGateways().register(&arm.ResourceType{Type: typeLocalGW, APIVersions: v, Put: p.putLocalGateway, BeforeGroupDelete: connectedGroupDelete(codeLocalGatewayInUse, "Local network gateway")}),
+		p.vnetGateways().register(&arm.ResourceType{Type: typeVNetGateway, APIVersions: v, Put: p.putVNetGateway, Links: gatewayLinks, BeforeGroupDelete: connectedGroupDelete(codeGatewayInUse, "Virtual network gateway")}),
+		p.connections().register(&arm.ResourceType{Type: typeGatewayConnection, APIVersions: v, Put: p.putConnection, Links: connectionLinks,
+			ReadActions:  map[string]arm.Handler{"sharedkey": p.getSharedKey},
+			WriteActions: map[string]arm.Handler{"sharedkey": p.setSharedKey},
+			Actions:      map[string]arm.Handler{"sharedkey/reset": p.resetSharedKey}}),
 	}
 }
 
@@ -50,6 +55,9 @@ func (p *Provider) publicIPs() tracked[armnetwork.PublicIPAddress] {
 			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
 		},
 		beforeDelete: func(tx store.Tx, _ *usage, id arm.ResourceID, _ *armnetwork.PublicIPAddress) error {
+			if err := publicIPInUse(tx, id); err != nil {
+				return err
+			}
 			return releasePublicIP(tx, id)
 		}}
 }
@@ -146,6 +154,9 @@ func (p *Provider) localGateways() tracked[armnetwork.LocalNetworkGateway] {
 	return tracked[armnetwork.LocalNetworkGateway]{p: p,
 		meta: func(v *armnetwork.LocalNetworkGateway) docMeta {
 			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
+		},
+		beforeDelete: func(tx store.Tx, _ *usage, id arm.ResourceID, _ *armnetwork.LocalNetworkGateway) error {
+			return connectedInUse(tx, codeLocalGatewayInUse, "Local network gateway", id)
 		}}
 }
 
