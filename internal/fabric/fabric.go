@@ -85,6 +85,9 @@ const (
 	KindInternet     = names.KindInternet
 	KindInternetHost = names.KindInternetHost
 	KindService      = names.KindService
+	KindSite         = names.KindSite
+	KindSiteDevice   = names.KindSiteDevice
+	KindSiteHost     = names.KindSiteHost
 )
 
 var (
