@@ -1,0 +1,114 @@
+package dns
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// serveForwarding serves the internet view with fw on loopback until the
+// test ends.
+func serveForwarding(t *testing.T, s *Server, fw Forwarding) *endpoint {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	must(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeForwarding(ctx, InternetView, fw, pc, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeForwarding: %v", err)
+		}
+	})
+	return &endpoint{udp: pc.LocalAddr().String(), tcp: ln.Addr().String()}
+}
+
+// TestForwarding: a site's DNS (the internet's public names, with the
+// privatelink zone forwarded to an inbound endpoint, which is vnetA's view
+// of the same catalog here) answers a server's usual name with the public
+// CNAME and then the private address from the upstream, never the public
+// fallback; a name inside the zone goes to the upstream directly; other
+// names are the internet's; a silent upstream means SERVFAIL.
+func TestForwarding(t *testing.T) {
+	cat := fixture(t)
+	s := NewServer(cat, testLogger(t))
+	inbound := serve(t, s, vnetA)
+	up := netip.MustParseAddrPort(inbound.udp)
+	var d net.Dialer
+	site := serveForwarding(t, s, Forwarding{Zones: []Forward{{Zone: "PrivateLink.Postgres.Database.Azure.Com", Upstream: up}}, Dial: d.DialContext})
+
+	for _, network := range []string{"udp", "tcp"} {
+		addr := site.udp
+		if network == "tcp" {
+			addr = site.tcp
+		}
+		r := exchange(t, network, addr, query("srv1.postgres.database.azure.com", mdns.TypeA))
+		if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 2 {
+			t.Fatalf("%s: srv1: %v", network, r)
+		}
+		if c, ok := r.Answer[0].(*mdns.CNAME); !ok || c.Target != "srv1."+plZone+"." {
+			t.Fatalf("%s: first answer %v, want the public CNAME", network, r.Answer[0])
+		}
+		if a, ok := r.Answer[1].(*mdns.A); !ok || a.A.String() != "10.0.2.5" {
+			t.Fatalf("%s: second answer %v, want the private address from the upstream", network, r.Answer[1])
+		}
+	}
+	r := exchange(t, "udp", site.udp, query("multi."+plZone, mdns.TypeA))
+	if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 3 {
+		t.Fatalf("a name in the zone: %v", r)
+	}
+	r = exchange(t, "udp", site.udp, query("nothere."+plZone, mdns.TypeA))
+	if r.Rcode != mdns.RcodeNameError || len(r.Ns) != 1 {
+		t.Fatalf("a missing name in the zone: %v, want the upstream's NXDOMAIN with its SOA", r)
+	}
+	// srv2 has no record in vnetA's zone: the upstream's NXDOMAIN, not
+	// the public fallback the internet would give.
+	r = exchange(t, "udp", site.udp, query("srv2.postgres.database.azure.com", mdns.TypeA))
+	if r.Rcode != mdns.RcodeNameError {
+		t.Fatalf("srv2 through the forwarder: %v", r)
+	}
+	// Without a forwarder for the zone, the internet's answer: the public
+	// fallback address.
+	plain := serveForwarding(t, s, Forwarding{Dial: d.DialContext})
+	r = exchange(t, "udp", plain.udp, query("srv1.postgres.database.azure.com", mdns.TypeA))
+	if len(r.Answer) != 2 || r.Answer[1].(*mdns.A).A.String() != "198.18.0.10" {
+		t.Fatalf("no forwarder: %v, want the public address", r)
+	}
+
+	// An upstream that never answers: SERVFAIL, within the timeout.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { silent.Close() })
+	dead := serveForwarding(t, s, Forwarding{Zones: []Forward{{Zone: plZone, Upstream: netip.MustParseAddrPort(silent.LocalAddr().String())}},
+		Dial: d.DialContext, Timeout: 200 * time.Millisecond})
+	c := &mdns.Client{Net: "udp", Timeout: 5 * time.Second}
+	r, _, err = c.Exchange(query("srv1.postgres.database.azure.com", mdns.TypeA), dead.udp)
+	if err != nil || r.Rcode != mdns.RcodeServerFailure {
+		t.Fatalf("silent upstream: %v, %v; want SERVFAIL", r, err)
+	}
+}
+
+func TestForwardingUpstream(t *testing.T) {
+	a, b := netip.MustParseAddrPort("10.0.0.1:53"), netip.MustParseAddrPort("10.0.0.2:53")
+	fw := Forwarding{Zones: []Forward{{Zone: "database.azure.com.", Upstream: a}, {Zone: "privatelink.postgres.database.azure.com.", Upstream: b}}}
+	for name, want := range map[string]netip.AddrPort{
+		"x.privatelink.postgres.database.azure.com": b,
+		"PRIVATELINK.postgres.database.azure.com.":  b,
+		"srv1.postgres.database.azure.com":          a,
+		"database.azure.com":                        a,
+		"xdatabase.azure.com":                       {},
+		"example.com":                               {},
+	} {
+		got, ok := fw.upstream(name)
+		if got != want || ok != want.IsValid() {
+			t.Errorf("upstream(%s) = %v %v, want %v", name, got, ok, want)
+		}
+	}
+}
