@@ -14,20 +14,9 @@ import (
 // test ends.
 func serveForwarding(t *testing.T, s *Server, fw Forwarding) *endpoint {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	must(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.ServeForwarding(ctx, InternetView, fw, pc, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ServeForwarding: %v", err)
-		}
+	return serveWith(t, func(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+		return s.ServeForwarding(ctx, InternetView, fw, pc, ln)
 	})
-	return &endpoint{udp: pc.LocalAddr().String(), tcp: ln.Addr().String()}
 }
 
 // TestForwarding: a site's DNS (the internet's public names, with the

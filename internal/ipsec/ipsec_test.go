@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -187,7 +186,7 @@ func TestTunnel(t *testing.T) {
 	}
 
 	// The right key on both sides: Connected, traffic passes, encrypted.
-	capture := startCapture(t, f.NamespaceName(fabric.KindInternet, ""))
+	capture := testkit.Capture(t, f.NamespaceName(fabric.KindInternet, ""))
 	if err := b.d.Load(ctx, b.conn(a, "key-one")); err != nil {
 		t.Fatal(err)
 	}
@@ -297,69 +296,4 @@ func logHas(t *testing.T, s *side, what string) bool {
 		t.Fatal(err)
 	}
 	return bytes.Contains(out, []byte(what))
-}
-
-// lockedBuffer is a bytes.Buffer a process writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startCapture runs tcpdump in ns; the returned function stops it and
-// returns one summary line per packet and the raw capture.
-func startCapture(t *testing.T, ns string) func() ([]string, []byte) {
-	t.Helper()
-	file := t.TempDir() + "/cap.pcap"
-	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "any", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "not arp and not ip6")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 10*time.Second, "tcpdump listening", func() error {
-		if !strings.Contains(stderr.String(), "listening on") {
-			return fmt.Errorf("stderr %q", stderr.String())
-		}
-		return nil
-	})
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			_ = cmd.Wait()
-			t.Logf("tcpdump: %s", stderr.String())
-		}
-	}
-	t.Cleanup(stop)
-	return func() ([]string, []byte) {
-		stop()
-		raw, err := exec.Command("cat", file).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command("tcpdump", "-n", "-r", file).Output()
-		if err != nil {
-			t.Fatalf("tcpdump -r: %v", err)
-		}
-		var lines []string
-		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			if l != "" {
-				lines = append(lines, l)
-			}
-		}
-		return lines, raw
-	}
 }
