@@ -31,7 +31,7 @@ import (
 // no route to the site's space.
 
 const (
-	siteDeviceLinkTag = "sd"   // internet router's veth toward a site's device
+	siteDeviceLinkTag = "d"    // internet router's veth toward a site's device (not "s": the data path owns those there)
 	siteHostLinkTag   = "h"    // router's veth toward a site host
 	siteWANLink       = "wan0" // router's veth toward the device
 	siteLANLink       = "lan0" // device's veth toward the router
