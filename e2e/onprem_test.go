@@ -61,6 +61,30 @@ func waitSiteStatus(t *testing.T, d *daemon, site, conn, status string) {
 	})
 }
 
+// siteDig resolves name on a host of site with its resolv.conf (the
+// site's DNS) and returns the addresses, or the status when there are
+// none.
+func siteDig(t *testing.T, d *daemon, site, host, name string) string {
+	t.Helper()
+	out, err := d.cliResult("--data-dir", d.dataDir, "exec", "--site", site, host, "--", "dig", "+time=3", "+tries=1", "+noall", "+comments", "+answer", name, "A")
+	if err != nil && !strings.Contains(out, "status:") {
+		t.Fatalf("dig %s on %s/%s: %v\n%s", name, site, host, err, out)
+	}
+	var addrs []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 5 && f[3] == "A" {
+			addrs = append(addrs, f[4])
+		}
+	}
+	if len(addrs) > 0 {
+		return strings.Join(addrs, ",")
+	}
+	if m := regexp.MustCompile(`status: (\w+)`).FindStringSubmatch(out); m != nil {
+		return m[1]
+	}
+	return out
+}
+
 // charonPID is the pid of the IKE daemon of site's device, 0 when none.
 func charonPID(d *daemon, site string) int {
 	return ipsec.New(filepath.Join(d.dataDir, "sites", site), "", nil).PID()
@@ -195,6 +219,18 @@ func TestSiteToSite(t *testing.T) {
 		t.Error("the internet saw the payload in clear")
 	}
 
+	// The site's DNS forwards a zone across the tunnel, from the router's
+	// address: site b's DNS (which knows no such name) answers NXDOMAIN;
+	// with the tunnel gone, nobody answers (SERVFAIL).
+	out = d.site("dns", "a", "--forward", "privatelink.postgres.database.azure.com=172.16.0.1")
+	if !strings.Contains(out, "forwards privatelink.postgres.database.azure.com to 172.16.0.1") {
+		t.Errorf("site dns printed:\n%s", out)
+	}
+	const name = "nosuch.privatelink.postgres.database.azure.com"
+	if got := siteDig(t, d, "a", "h1", name); got != "NXDOMAIN" {
+		t.Errorf("site a resolving %s through site b's DNS: %s, want NXDOMAIN", name, got)
+	}
+
 	// kill -9 of privlinkd: the IKE daemon keeps the tunnel meanwhile, and
 	// privlinkd adopts it again (the same charon, still Connected).
 	pid := charonPID(d, "a")
@@ -225,6 +261,9 @@ func TestSiteToSite(t *testing.T) {
 	}
 	if p := charonPID(d, "a"); p != 0 {
 		t.Errorf("site a has no connection, yet its charon %d runs", p)
+	}
+	if got := siteDig(t, d, "a", "h1", name); got != "SERVFAIL" {
+		t.Errorf("site a resolving %s without a tunnel: %s, want SERVFAIL", name, got)
 	}
 
 	// Delete removes every namespace and the IKE daemons.

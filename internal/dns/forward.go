@@ -72,27 +72,22 @@ func (fw *Forwarding) upstream(name string) (netip.AddrPort, bool) {
 }
 
 // exchange asks up for (name, qtype) over UDP, and over TCP when the
-// answer is truncated.
+// answer is truncated. An upstream silent over UDP is not asked again
+// over TCP: the client gets its SERVFAIL within one Timeout.
 func (fw *Forwarding) exchange(up netip.AddrPort, name string, qtype uint16) (*mdns.Msg, error) {
 	q := new(mdns.Msg)
 	q.SetQuestion(mdns.Fqdn(name), qtype)
 	q.RecursionDesired = true
 	q.SetEdns0(MaxUDPSize, false)
-	var last error
-	for _, network := range []string{"udp4", "tcp4"} {
-		ctx, cancel := context.WithTimeout(context.Background(), fw.Timeout)
-		r, err := fw.exchangeOn(ctx, network, up, q)
-		cancel()
-		if err != nil {
-			last = err
-			continue
-		}
-		if r.Truncated && network == "udp4" {
-			continue
-		}
-		return r, nil
+	ctx, cancel := context.WithTimeout(context.Background(), fw.Timeout)
+	defer cancel()
+	r, err := fw.exchangeOn(ctx, "udp4", up, q)
+	if err != nil || !r.Truncated {
+		return r, err
 	}
-	return nil, last
+	ctx, cancel = context.WithTimeout(context.Background(), fw.Timeout)
+	defer cancel()
+	return fw.exchangeOn(ctx, "tcp4", up, q)
 }
 
 func (fw *Forwarding) exchangeOn(ctx context.Context, network string, up netip.AddrPort, q *mdns.Msg) (*mdns.Msg, error) {

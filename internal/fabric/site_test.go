@@ -1,13 +1,16 @@
 package fabric
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func siteSpec(name, space, public string, hosts ...string) SiteSpec {
@@ -57,10 +60,31 @@ func TestSite(t *testing.T) {
 		t.Fatalf("resolv.conf of %s: %q, %v", h1, b, err)
 	}
 
-	// Idempotent: a second Ensure changes nothing.
+	// Idempotent: a second Ensure changes nothing, and takes no route
+	// away even for a moment (the site's traffic would black-hole).
 	before := nsState(t, f, router)
+	var monitors []*exec.Cmd
+	var outs []*bytes.Buffer
+	for _, ns := range []string{router, dev, h1} {
+		cmd := exec.Command("ip", "-n", ns, "monitor", "route")
+		var b bytes.Buffer
+		cmd.Stdout = &b
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		monitors, outs = append(monitors, cmd), append(outs, &b)
+	}
+	time.Sleep(200 * time.Millisecond) // the monitors subscribe
 	if err := f.EnsureSite(spec); err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i, cmd := range monitors {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if got := outs[i].String(); got != "" {
+			t.Errorf("a second Ensure changed routes in %s:\n%s", cmd.Args[2], got)
+		}
 	}
 	if after := nsState(t, f, router); after != before {
 		t.Fatalf("second Ensure changed the router:\n%s\n---\n%s", before, after)
