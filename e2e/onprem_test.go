@@ -101,9 +101,9 @@ func running(pid int) bool {
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
-// stopCharons stops the sites' IKE daemons a failed test may leave (they
+// stopSiteCharons stops the sites' IKE daemons a failed test may leave (they
 // outlive privlinkd by design).
-func stopCharons(t *testing.T, d *daemon, sites ...string) {
+func stopSiteCharons(t *testing.T, d *daemon, sites ...string) {
 	t.Cleanup(func() {
 		for _, s := range sites {
 			if err := ipsec.New(filepath.Join(d.dataDir, "sites", s), "", nil).Stop(); err != nil {
@@ -132,7 +132,7 @@ func TestSiteToSite(t *testing.T) {
 		t.Skip(err)
 	}
 	d := startDaemon(t, "bolt")
-	stopCharons(t, d, "a", "b")
+	stopSiteCharons(t, d, "a", "b")
 
 	out := d.site("create", "a", "--address-space", "192.168.0.0/16", "--gateway-ip", "198.18.50.1", "--hosts", "2")
 	for _, want := range []string{"Created site a", "router 192.168.0.1", "host h1: 192.168.0.10", "host h2: 192.168.0.11", "privlink exec --site a h1"} {
