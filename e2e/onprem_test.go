@@ -163,6 +163,19 @@ func TestSiteToSite(t *testing.T) {
 		}
 	}
 
+	// Only the operator may manage sites: another principal (Owner of a
+	// subscription of its own) is refused.
+	creds := filepath.Join(t.TempDir(), "other.json")
+	if err := os.WriteFile(creds, []byte(d.cli("--data-dir", d.dataDir, "principal", "create")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list"}, {"delete", "a"}, {"create", "z", "--address-space", "10.9.0.0/16", "--gateway-ip", "198.18.50.9"}} {
+		out, err := d.cliResult(append([]string{"--data-dir", d.dataDir, "--credentials", creds, "site"}, args...)...)
+		if err == nil || !strings.Contains(out, "AuthorizationFailed") {
+			t.Errorf("site %s as another principal: %v\n%s", args[0], err, out)
+		}
+	}
+
 	const marker = "PLAINTEXT-MARKER-onprem-5c1"
 	startHelperIn(t, d, "echo", []string{"--site", "b", "db"}, "172.16.0.10:7000", marker)
 	aHost := []string{"--site", "a", "h1"}

@@ -85,7 +85,7 @@ func adminOnly(ids *identity.Service, next http.Handler) http.Handler {
 		}
 		if !p.Admin {
 			writeErr(w, r, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
-				"Only privlink's operator principal (DATA/credentials.json) may manage principals."))
+				"Only privlink's operator principal (DATA/credentials.json) may use privlink's own administrative API (principals, internet hosts, sites): run the command with that principal's credentials."))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))

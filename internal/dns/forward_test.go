@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -99,5 +100,37 @@ func TestForwardingUpstream(t *testing.T) {
 		if got != want || ok != want.IsValid() {
 			t.Errorf("upstream(%s) = %v %v, want %v", name, got, ok, want)
 		}
+	}
+}
+
+// TestForwardingTruncated: an upstream whose UDP answer is truncated is
+// asked again over TCP, and the full answer is relayed.
+func TestForwardingTruncated(t *testing.T) {
+	handler := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		m := new(mdns.Msg).SetReply(req)
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+			m.Truncated = true
+		} else {
+			for i := range 40 {
+				rr, _ := mdns.NewRR(fmt.Sprintf("%s 10 IN A 10.0.7.%d", req.Question[0].Name, i+1))
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+		_ = w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	must(t, err)
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	must(t, err)
+	for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
+		go func() { _ = srv.ActivateAndServe() }()
+		t.Cleanup(func() { _ = srv.Shutdown() })
+	}
+	var d net.Dialer
+	s := NewServer(NewCatalog(), testLogger(t))
+	site := serveForwarding(t, s, Forwarding{Zones: []Forward{{Zone: "big.example", Upstream: netip.MustParseAddrPort(pc.LocalAddr().String())}}, Dial: d.DialContext})
+	r := exchange(t, "tcp", site.tcp, query("many.big.example", mdns.TypeA))
+	if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 40 {
+		t.Fatalf("truncated upstream: rcode %d, %d answers, want the 40 of the TCP answer", r.Rcode, len(r.Answer))
 	}
 }
