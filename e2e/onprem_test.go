@@ -142,6 +142,9 @@ func TestSiteToSite(t *testing.T) {
 	}
 	d.site("create", "b", "--address-space", "172.16.0.0/16", "--gateway-ip", "198.18.50.2", "--host", "db")
 
+	if out, err := d.cliResult("--data-dir", d.dataDir, "exec", "--internet", "198.18.7.9", "--", "true"); err != nil {
+		t.Fatalf("internet host: %v %s", err, out)
+	}
 	for _, c := range []struct {
 		args []string
 		want []string
@@ -151,6 +154,7 @@ func TestSiteToSite(t *testing.T) {
 		{[]string{"create", "Bad_Name", "--address-space", "10.9.0.0/16", "--gateway-ip", "198.18.50.9"}, []string{"InvalidParameter", "site name 'Bad_Name'"}},
 		{[]string{"create", "a", "--address-space", "10.9.0.0/16", "--gateway-ip", "198.18.50.9"}, []string{"SiteExists", "privlink site delete a"}},
 		{[]string{"create", "c", "--address-space", "10.9.0.0/16", "--gateway-ip", "198.18.50.1"}, []string{"PublicIPAddressInUse", "privlink/sites/a"}},
+		{[]string{"create", "c", "--address-space", "10.9.0.0/16", "--gateway-ip", "198.18.7.9"}, []string{"PublicIPAddressInUse", "internet host"}},
 		{[]string{"connect", "a", "--peer", "198.18.50.2", "--shared-key", "k", "--remote-space", "192.168.0.0/24"}, []string{"InvalidParameter", "overlaps the site's own space"}},
 		{[]string{"connect", "nosuch", "--peer", "198.18.50.2", "--shared-key", "k", "--remote-space", "10.0.0.0/16"}, []string{"SiteNotFound", "privlink site create"}},
 		{[]string{"disconnect", "a", "--name", "zz"}, []string{"ConnectionNotFound"}},
@@ -260,6 +264,9 @@ func TestSiteToSite(t *testing.T) {
 	}
 	d.start()
 	waitSiteStatus(t, d, "a", "c1", "Connected")
+	if got := siteDig(t, d, "a", "h1", name); got != "NXDOMAIN" {
+		t.Errorf("after restart, site a resolving %s through site b's DNS: %s, want NXDOMAIN", name, got)
+	}
 	if p := charonPID(d, "a"); p != pid {
 		t.Errorf("after restart, site a's charon is %d, was %d", p, pid)
 	}

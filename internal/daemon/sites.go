@@ -274,6 +274,11 @@ func (h *sitesAPI) create(w http.ResponseWriter, r *http.Request) {
 		if holder != "" {
 			return arm.Conflict("PublicIPAddressInUse", "The gateway IP %s is in use by %s: choose another address of 198.18.0.0/15.", gw, holder)
 		}
+		if _, err := tx.Get(controller.InternetHostsPrefix + gw.String()); err == nil {
+			return arm.Conflict("PublicIPAddressInUse", "The gateway IP %s is an internet host's (privlink exec --internet): choose another address of 198.18.0.0/15.", gw)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		if err := tx.Put(addrpool.Key(gw), []byte(controller.SiteHolder(name))); err != nil {
 			return err
 		}
