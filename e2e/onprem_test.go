@@ -180,6 +180,11 @@ func TestSiteToSite(t *testing.T) {
 		}
 	}
 
+	// Nor is a site's gateway IP an internet host's.
+	if out, err := d.cliResult("--data-dir", d.dataDir, "exec", "--internet", "198.18.50.1", "--", "true"); err == nil || !strings.Contains(out, "PublicIPAddressInUse") {
+		t.Errorf("an internet host at site a's gateway IP: %v %s", err, out)
+	}
+
 	const marker = "PLAINTEXT-MARKER-onprem-5c1"
 	startHelperIn(t, d, "echo", []string{"--site", "b", "db"}, "172.16.0.10:7000", marker)
 	aHost := []string{"--site", "a", "h1"}
