@@ -37,6 +37,11 @@ const (
 	siteLANLink       = "lan0" // device's veth toward the router
 )
 
+// SiteNATTable is the nftables table of a site's VPN device: flows from
+// the site's space that leave for the emulated internet take the device's
+// public address, as an office router's do.
+const SiteNATTable = "privlink-site"
+
 var siteNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$`)
 
 // CheckSiteName checks the name of a site or of a site's host: 1-24 of
@@ -207,6 +212,13 @@ func (f *Fabric) ensureSite(spec SiteSpec) error {
 		return err
 	}
 	if err := ensureDefaultRoute(device, eth0, InternetGateway, true); err != nil {
+		return err
+	}
+
+	// The office's internet access: what leaves the site for the internet
+	// (not into a tunnel, which is ipsec0's) takes the device's address.
+	if err := f.convergeTable(device, snatTable(SiteNATTable, nicLinkName, spec.Public, spec.Space,
+		fmt.Sprintf("site %s: snat %s to %s", spec.Name, spec.Space, spec.Public))).err; err != nil {
 		return err
 	}
 

@@ -52,9 +52,10 @@ func TestSite(t *testing.T) {
 	mustEnsurePublic(t, f)
 	mustCall(t, f, inet, pub, "public 198.18.7.9")
 	mustNotConnect(t, f, inet, addr2)
-	// A site host has no path to the internet without a tunnel: the
-	// internet router has no route back to the site's space.
-	mustNotConnect(t, f, h1, withPort("198.18.7.9", pub))
+	// A site host reaches the internet as the device's public address, as
+	// an office's hosts do.
+	inetSrv := serve(t, f, inet, "198.18.7.9:0", "internet")
+	mustCall(t, f, h1, inetSrv, "internet 198.18.50.1")
 	b, err := os.ReadFile(filepath.Join(etcNetnsDir, h1, "resolv.conf"))
 	if err != nil || !strings.Contains(string(b), "nameserver 192.168.0.1\n") {
 		t.Fatalf("resolv.conf of %s: %q, %v", h1, b, err)
