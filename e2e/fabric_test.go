@@ -208,8 +208,17 @@ func serve(t *testing.T, d *daemon, nic, addr, text string) {
 // group fab until it is killed or the test ends.
 func startHelper(t *testing.T, d *daemon, mode, nic, addr, text string) *exec.Cmd {
 	t.Helper()
+	return startHelperIn(t, d, mode, []string{"-g", "fab", nic}, addr, text)
+}
+
+// startHelperIn is startHelper where `privlink exec` target says (-g
+// GROUP NIC, --site SITE HOST, --internet ADDR).
+func startHelperIn(t *testing.T, d *daemon, mode string, target []string, addr, text string) *exec.Cmd {
+	t.Helper()
+	nic := strings.Join(target, " ")
 	self, _ := os.Executable()
-	cmd := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--", self, addr, text)
+	args := append(append([]string{"--data-dir", d.dataDir, "exec"}, target...), "--", self, addr, text)
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -238,8 +247,14 @@ func dial(t *testing.T, d *daemon, nic, addr string) string {
 }
 
 func dialResult(d *daemon, nic, addr string) (string, error) {
+	return dialResultIn(d, []string{"-g", "fab", nic}, addr)
+}
+
+// dialResultIn is dialResult where `privlink exec` target says.
+func dialResultIn(d *daemon, target []string, addr string) (string, error) {
 	self, _ := os.Executable()
-	cmd := exec.Command(filepath.Join(binDir, "privlink"), "--data-dir", d.dataDir, "exec", "-g", "fab", nic, "--", self, addr)
+	args := append(append([]string{"--data-dir", d.dataDir, "exec"}, target...), "--", self, addr)
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
 	cmd.Env = append(os.Environ(), helperEnv+"=dial")
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err

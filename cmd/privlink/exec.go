@@ -88,7 +88,7 @@ func internetNamespace(ctx context.Context, cfg *azconfig.Config, addr string) (
 // with that network's DNS, by becoming `ip netns exec NS CMD...`: standard
 // streams and the exit status are the command's own.
 func execCmd(ctx context.Context, cfg *azconfig.Config, dataDir string, args []string) error {
-	const use = "usage: privlink exec (NIC_RESOURCE_ID | -g GROUP NIC_NAME | --internet 198.18.X.Y) -- CMD [ARGS...]"
+	const use = "usage: privlink exec (NIC_RESOURCE_ID | -g GROUP NIC_NAME | --internet 198.18.X.Y | --site SITE HOST) -- CMD [ARGS...]"
 	sep := -1
 	for i, a := range args {
 		if a == "--" {
@@ -102,10 +102,11 @@ func execCmd(ctx context.Context, cfg *azconfig.Config, dataDir string, args []s
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	group := fs.String("g", "", "resource group of the NIC (then give its name)")
 	internet := fs.String("internet", "", "run as an internet host with this address")
+	site := fs.String("site", "", "run on a host of this on-premises site (then give the host's name)")
 	if err := fs.Parse(args[:sep]); err != nil {
 		return exitCode(2)
 	}
-	ns, err := resolveNamespace(ctx, cfg, dataDir, *group, *internet, fs.Args(), use)
+	ns, err := resolveNamespace(ctx, cfg, dataDir, *group, *internet, *site, fs.Args(), use)
 	if err != nil {
 		return err
 	}
@@ -119,14 +120,15 @@ func execCmd(ctx context.Context, cfg *azconfig.Config, dataDir string, args []s
 
 // netnsCmd prints the namespace of a NIC or an internet host.
 func netnsCmd(ctx context.Context, cfg *azconfig.Config, dataDir string, args []string, out io.Writer) error {
-	const use = "usage: privlink netns (NIC_RESOURCE_ID | -g GROUP NIC_NAME | --internet 198.18.X.Y)"
+	const use = "usage: privlink netns (NIC_RESOURCE_ID | -g GROUP NIC_NAME | --internet 198.18.X.Y | --site SITE HOST)"
 	fs := flag.NewFlagSet("netns", flag.ContinueOnError)
 	group := fs.String("g", "", "resource group of the NIC (then give its name)")
 	internet := fs.String("internet", "", "an internet host's address")
+	site := fs.String("site", "", "an on-premises site (then give the host's name)")
 	if err := fs.Parse(args); err != nil {
 		return exitCode(2)
 	}
-	ns, err := resolveNamespace(ctx, cfg, dataDir, *group, *internet, fs.Args(), use)
+	ns, err := resolveNamespace(ctx, cfg, dataDir, *group, *internet, *site, fs.Args(), use)
 	if err != nil {
 		return err
 	}
@@ -134,8 +136,12 @@ func netnsCmd(ctx context.Context, cfg *azconfig.Config, dataDir string, args []
 	return nil
 }
 
-func resolveNamespace(ctx context.Context, cfg *azconfig.Config, dataDir, group, internet string, rest []string, use string) (string, error) {
+func resolveNamespace(ctx context.Context, cfg *azconfig.Config, dataDir, group, internet, site string, rest []string, use string) (string, error) {
 	switch {
+	case site != "" && internet == "" && group == "" && len(rest) == 1:
+		return siteHostNamespace(ctx, cfg, site, rest[0])
+	case site != "":
+		return "", fmt.Errorf("%s", use)
 	case internet != "" && len(rest) == 0:
 		return internetNamespace(ctx, cfg, internet)
 	case internet == "" && len(rest) == 1:

@@ -35,11 +35,16 @@ Usage:
   privlink exec -g GROUP NIC_NAME -- CMD  the same, naming the NIC by group and name
   privlink exec --internet 198.18.X.Y -- CMD
                                           run CMD as a host of the emulated internet with that address
-  privlink netns (NIC_ID | -g GROUP NIC_NAME | --internet ADDR)
+  privlink exec --site SITE HOST -- CMD  run CMD on a host of a simulated on-premises site
+  privlink netns (NIC_ID | -g GROUP NIC_NAME | --internet ADDR | --site SITE HOST)
                                           print the namespace name (for ip netns exec)
   privlink why (NIC_ID | -g GROUP NIC_NAME) ADDRESS:PORT [--protocol tcp|icmp]
                                           say whether the NIC reaches ADDRESS:PORT, and if not, the
                                           security rule, route or missing approval that stops it
+  privlink site create NAME --address-space 192.168.0.0/16 --gateway-ip 198.18.50.1 [--hosts N | --host NAME...]
+                                          simulate an on-premises site: hosts, a router and a VPN device
+                                          on the emulated internet; also site list, delete, connect
+                                          (an IPsec tunnel from the device), disconnect, dns (forwarders)
   privlink quickstart [-g GROUP] [--server NAME] [--password PW]
                                           build a network, a server and a private endpoint, and
                                           print the psql command that connects through it
@@ -136,6 +141,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return execCmd(ctx, cfg, *dataDir, rest)
 		}
 		return netnsCmd(ctx, cfg, *dataDir, rest, out)
+	case "site":
+		cfg, err := load()
+		if err != nil {
+			return err
+		}
+		return siteCmd(ctx, cfg, rest, out)
 	case "why":
 		cfg, err := load()
 		if err != nil {

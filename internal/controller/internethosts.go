@@ -42,48 +42,29 @@ func internetHostKey(addr netip.Addr) string { return InternetHostsPrefix + addr
 // not), or ctx ends.
 func RequestInternetHost(ctx context.Context, st store.Store, addr netip.Addr) (InternetHost, error) {
 	key := internetHostKey(addr)
-	var want int64
-	rev, err := st.Txn(ctx, func(tx store.Tx) error {
+	var out InternetHost
+	err := request(ctx, st, key, func(tx store.Tx) (int64, error) {
 		h := InternetHost{Address: addr.String()}
 		if kv, err := tx.Get(key); err == nil {
 			if err := json.Unmarshal(kv.Value, &h); err != nil {
-				return fmt.Errorf("decode %s: %w", key, err)
+				return 0, fmt.Errorf("decode %s: %w", key, err)
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+			return 0, err
 		}
 		h.Generation++
-		want = h.Generation
 		b, err := json.Marshal(h)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		return tx.Put(key, b)
+		return h.Generation, tx.Put(key, b)
+	}, func(value []byte, want int64) bool {
+		return value != nil && json.Unmarshal(value, &out) == nil && out.Observed >= want
 	})
 	if err != nil {
-		return InternetHost{}, fmt.Errorf("record internet host %s: %w", addr, err)
+		return InternetHost{}, fmt.Errorf("internet host %s: %w", addr, err)
 	}
-	events, err := st.Watch(ctx, key, rev)
-	if err != nil {
-		return InternetHost{}, fmt.Errorf("watch internet host %s: %w", addr, err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return InternetHost{}, fmt.Errorf("internet host %s: not built yet: %w", addr, ctx.Err())
-		case ev, ok := <-events:
-			if !ok {
-				return InternetHost{}, fmt.Errorf("internet host %s: watch ended", addr)
-			}
-			if ev.Type != store.EventPut {
-				continue
-			}
-			var h InternetHost
-			if json.Unmarshal(ev.KV.Value, &h) == nil && h.Observed >= want {
-				return h, nil
-			}
-		}
-	}
+	return out, nil
 }
 
 // InternetHosts builds the namespace of every internet host recorded.

@@ -48,12 +48,6 @@ type Network struct {
 	gateways map[string]netip.Addr
 }
 
-type dnsServing struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	inode  uint64 // of the router namespace the sockets live in
-}
-
 // NewNetwork returns the network controller.
 func NewNetwork(st store.Store, fab *fabric.Fabric, srv *dns.Server, log *slog.Logger) *Network {
 	n := &Network{st: st, fab: fab, srv: srv, log: log, serving: map[string]map[netip.Addr]*dnsServing{}, gateways: map[string]netip.Addr{}, nics: arm.NewMemo(network.NICFactsOf)}
@@ -149,8 +143,9 @@ func (n *Network) resync(ctx context.Context) ([]string, error) {
 		}
 	}
 	err = n.fab.RemoveStale(func(name string) bool {
-		// Internet hosts and service namespaces have owners of their own.
-		return keep[name] || strings.HasPrefix(name, n.fab.NamespaceName(fabric.KindInternetHost, "")) || strings.HasPrefix(name, n.fab.NamespaceName(fabric.KindService, ""))
+		// Internet hosts, service namespaces and sites have owners of their own.
+		return keep[name] || strings.HasPrefix(name, n.fab.NamespaceName(fabric.KindInternetHost, "")) || strings.HasPrefix(name, n.fab.NamespaceName(fabric.KindService, "")) ||
+			n.fab.IsSiteNamespace(name)
 	})
 	return items, err
 }
@@ -461,32 +456,16 @@ func (n *Network) serveDNSAt(vnet arm.ResourceID, fid, ns string, ino uint64, ad
 	n.mu.Lock()
 	cur := n.serving[fid][addr]
 	n.mu.Unlock()
-	if cur != nil && cur.inode == ino {
-		select {
-		case <-cur.done: // stopped on an error: serve again
-		default:
-			return nil
-		}
+	if cur.live(ino) {
+		return nil
 	}
 	n.stopDNSAt(fid, addr)
-	hostPort := net.JoinHostPort(addr.String(), "53")
-	pc, err := n.fab.ListenUDP(ns, hostPort)
+	s, err := startDNS(n.fab, ns, ino, addr, func(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+		return n.srv.Serve(ctx, View(vnet), pc, ln)
+	}, n.log.With("network", vnet.String()))
 	if err != nil {
-		return fmt.Errorf("DNS of %s at %s: %w", vnet, addr, err)
+		return fmt.Errorf("DNS of %s: %w", vnet, err)
 	}
-	ln, err := n.fab.ListenTCP(ns, hostPort)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("DNS of %s at %s: %w", vnet, addr, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &dnsServing{cancel: cancel, done: make(chan struct{}), inode: ino}
-	go func() {
-		defer close(s.done)
-		if err := n.srv.Serve(ctx, View(vnet), pc, ln); err != nil {
-			n.log.Warn("DNS stopped", "network", vnet.String(), "addr", addr.String(), "err", err)
-		}
-	}()
 	n.mu.Lock()
 	if n.serving[fid] == nil {
 		n.serving[fid] = map[netip.Addr]*dnsServing{}

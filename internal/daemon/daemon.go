@@ -164,6 +164,7 @@ func Run(ctx context.Context, cfg Config) error {
 		run("internet-hosts", controller.NewInternetHosts(st, fab, log.With("component", "internet-hosts")).Run)
 		run("loadbalancers", controller.NewLoadBalancers(st, fab, log.With("component", "loadbalancers")).Run)
 		run("vpn", vpn.Run)
+		run("sites", controller.NewSites(st, fab, dnsServer, filepath.Join(cfg.DataDir, "sites"), log.With("component", "sites")).Run)
 	}
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, paths, log)
@@ -189,6 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/subscriptions", router)
 	mux.Handle("POST /privlink/v1/principals", adminOnly(ids, principalsHandler(ids, caPath)))
 	mux.Handle("POST /privlink/v1/internet-hosts", adminOnly(ids, internetHostsHandler(fab, st)))
+	registerSites(mux, ids, fab, st)
 	mux.Handle("POST "+postgres.PrivateDNSZoneSuffixPath, authenticated(ids, http.HandlerFunc(postgres.ServePrivateDNSZoneSuffix)))
 	mux.Handle("/", ids.Handler())
 	// The web portal: pages made of ARM requests, sent with the signed-in

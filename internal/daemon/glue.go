@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/privlink/privlink/internal/addrpool"
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/controller"
 	"github.com/privlink/privlink/internal/fabric"
@@ -97,7 +98,7 @@ func adminOnly(ids *identity.Service, next http.Handler) http.Handler {
 		}
 		if !p.Admin {
 			writeErr(w, r, arm.Errorf(http.StatusForbidden, "AuthorizationFailed",
-				"Only privlink's operator principal (DATA/credentials.json) may manage principals."))
+				"Only privlink's operator principal (DATA/credentials.json) may use privlink's own administrative API (principals, internet hosts, sites): run the command with that principal's credentials."))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
@@ -154,6 +155,16 @@ func internetHostsHandler(fab *fabric.Fabric, st store.Store) http.Handler {
 		addr, err := netip.ParseAddr(in.Address)
 		if err != nil || !fabric.InternetPrefix.Contains(addr) || addr == fabric.InternetGateway {
 			writeErr(w, r, arm.InvalidParameter("address", "'%s' is not an internet host address: use one from %s other than %s.", in.Address, fabric.InternetPrefix, fabric.InternetGateway))
+			return
+		}
+		// An address something holds (a server's public address, a public
+		// IP address resource, a site's gateway) is not an internet host's:
+		// two links would claim its route in the internet router.
+		if kv, err := st.Get(r.Context(), addrpool.Key(addr)); err == nil {
+			writeErr(w, r, arm.Conflict("PublicIPAddressInUse", "The address %s is in use by %s: choose another address of %s for the internet host.", addr, kv.Value, fabric.InternetPrefix))
+			return
+		} else if !errors.Is(err, store.ErrNotFound) {
+			writeErr(w, r, err)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)

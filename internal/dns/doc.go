@@ -13,7 +13,10 @@
 // A Server answers queries for one view on sockets that the caller opens
 // (inside a network's router namespace; a socket keeps its namespace), for
 // as many views at once as the caller serves. The package never touches the
-// store or namespaces, and never forwards a query outside.
+// store or namespaces, and never forwards a query outside, but for the
+// conditional forwarders of ServeForwarding (the DNS of a simulated
+// on-premises site, which forwards privatelink zones to a DNS private
+// resolver's inbound endpoint).
 //
 // Resolution in a view follows Azure's private DNS: the most specific
 // private zone linked to the view that contains the name answers with

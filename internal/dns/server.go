@@ -27,8 +27,9 @@ const udpReadSize = 4096
 const tcpWriteTimeout = 2 * time.Second
 
 // Server answers DNS queries for views of a Catalog on sockets the caller
-// opens. One Server serves any number of views at once. It never forwards
-// a query.
+// opens. One Server serves any number of views at once. Serve never
+// forwards a query; ServeForwarding (a simulated site's DNS) does, for the
+// zones it is given.
 type Server struct {
 	cat *Catalog
 	log *slog.Logger
@@ -54,6 +55,10 @@ func NewServer(cat *Catalog, log *slog.Logger) *Server {
 // both. Serve takes ownership of both sockets and closes them when it
 // returns. If a socket fails, Serve stops the other and returns the error.
 func (s *Server) Serve(ctx context.Context, view string, pc net.PacketConn, ln net.Listener) error {
+	return s.serve(ctx, view, nil, pc, ln)
+}
+
+func (s *Server) serve(ctx context.Context, view string, fw *Forwarding, pc net.PacketConn, ln net.Listener) error {
 	if pc == nil && ln == nil {
 		return fmt.Errorf("dns: serve view %q: no socket", view)
 	}
@@ -77,11 +82,11 @@ func (s *Server) Serve(ctx context.Context, view string, pc net.PacketConn, ln n
 	}
 	if pc != nil {
 		add("udp", &mdns.Server{PacketConn: pc, UDPSize: udpReadSize,
-			Handler: &handler{cat: s.cat, log: log, view: view, stats: st}})
+			Handler: &handler{cat: s.cat, log: log, view: view, stats: st, fw: fw}})
 	}
 	if ln != nil {
 		add("tcp", &mdns.Server{Listener: deadlineListener{ln, s.tcpWriteTimeout},
-			Handler: &handler{cat: s.cat, log: log, view: view, stats: st, tcp: true}})
+			Handler: &handler{cat: s.cat, log: log, view: view, stats: st, tcp: true, fw: fw}})
 	}
 
 	stopped := make(chan struct{}, len(runs))
@@ -251,6 +256,7 @@ type handler struct {
 	view  string
 	stats *counters
 	tcp   bool
+	fw    *Forwarding // nil: answer from the catalog alone
 }
 
 // ServeDNS implements mdns.Handler.
@@ -342,7 +348,7 @@ func (h *handler) answer(req *mdns.Msg) *mdns.Msg {
 		return m
 	}
 
-	res := h.cat.Resolve(h.view, q.Name, q.Qtype)
+	res := h.resolve(q.Name, q.Qtype)
 	m.Rcode = res.Rcode
 	m.Authoritative = res.Authoritative
 	m.Answer = res.Answer

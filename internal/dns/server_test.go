@@ -66,17 +66,26 @@ type endpoint struct {
 // checks then that Serve returned nil.
 func serve(t testing.TB, s *Server, view string) *endpoint {
 	t.Helper()
+	return serveWith(t, func(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+		return s.Serve(ctx, view, pc, ln)
+	})
+}
+
+// serveWith runs serve on fresh loopback sockets until the test ends, and
+// checks then that it returned nil.
+func serveWith(t testing.TB, serve func(context.Context, net.PacketConn, net.Listener) error) *endpoint {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	must(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, view, pc, ln) }()
+	go func() { done <- serve(ctx, pc, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve(%q): %v", view, err)
+			t.Errorf("serve: %v", err)
 		}
 	})
 	return &endpoint{udp: pc.LocalAddr().String(), tcp: ln.Addr().String()}

@@ -86,6 +86,9 @@ const (
 	KindInternetHost = names.KindInternetHost
 	KindService      = names.KindService
 	KindVPNGateway   = names.KindVPNGateway
+	KindSite         = names.KindSite
+	KindSiteDevice   = names.KindSiteDevice
+	KindSiteHost     = names.KindSiteHost
 )
 
 var (

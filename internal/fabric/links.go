@@ -252,6 +252,26 @@ func ensureHostRoute(r *nsRef, l netlink.Link, dst netip.Addr) error {
 	return nil
 }
 
+// ensureOnLink makes dst/32 reachable directly on l (scope link), leaving
+// the other routes through l alone: unlike ensureHostRoute, it never takes
+// away, even for a moment, the route it makes a gateway for.
+func ensureOnLink(r *nsRef, l netlink.Link, dst netip.Addr) error {
+	routes, err := routeList(r.h, &netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("namespace %s: routes via %s: %w", r.name, l.Attrs().Name, err)
+	}
+	for _, rt := range routes {
+		if rt.Dst != nil && rt.Dst.String() == hostNet(dst).String() && rt.Gw == nil && rt.Scope == netlink.SCOPE_LINK {
+			return nil
+		}
+	}
+	want := netlink.Route{LinkIndex: l.Attrs().Index, Dst: hostNet(dst), Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_STATIC, Table: unix.RT_TABLE_MAIN}
+	if err := r.h.RouteReplace(&want); err != nil {
+		return fmt.Errorf("namespace %s: route %s dev %s: %w", r.name, dst, l.Attrs().Name, err)
+	}
+	return nil
+}
+
 // ensureDefaultRoute converges the default route of r's namespace to "via gw
 // dev l". When onlink, gw is made reachable by a /32 route on l first (for
 // an interface whose own address is a /32).
@@ -263,7 +283,7 @@ func ensureDefaultRoute(r *nsRef, l netlink.Link, gw netip.Addr, onlink bool) er
 // to "via gw dev l", as ensureDefaultRoute does for 0.0.0.0/0.
 func ensureGatewayRoute(r *nsRef, l netlink.Link, dst netip.Prefix, gw netip.Addr, onlink bool) error {
 	if onlink {
-		if err := ensureHostRoute(r, l, gw); err != nil {
+		if err := ensureOnLink(r, l, gw); err != nil {
 			return err
 		}
 	}

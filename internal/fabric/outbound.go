@@ -97,10 +97,20 @@ func (f *Fabric) ensureOutbound(router *nsRef, spec NetworkSpec) error {
 // outboundTable is the router's OutboundTable: flows leaving by link xName
 // are translated to the network's outbound address.
 func outboundTable(xName string, addr netip.Addr) tableSpec {
-	return tableSpec{table: OutboundTable, ownsChains: true, chains: []chainSpec{{
+	return snatTable(OutboundTable, xName, addr, netip.Prefix{}, fmt.Sprintf("default outbound: snat to %s", addr))
+}
+
+// snatTable is a table of its own whose one rule translates the flows
+// leaving by link oif (those from inside from, when it is valid) to addr.
+func snatTable(table, oif string, addr netip.Addr, from netip.Prefix, comment string) tableSpec {
+	var match []expr.Any
+	if from.IsValid() {
+		match = prefixMatch(offIPSaddr, from)
+	}
+	return tableSpec{table: table, ownsChains: true, chains: []chainSpec{{
 		name: chainOutboundSNAT, typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, priority: nftables.ChainPriorityNATSource,
-		rules: []nftRule{{fmt.Sprintf("default outbound: snat to %s", addr), slices.Concat(
-			metaIs(expr.MetaKeyOIFNAME, ifname(xName)), ipv4(),
+		rules: []nftRule{{comment, slices.Concat(
+			metaIs(expr.MetaKeyOIFNAME, ifname(oif)), ipv4(), match,
 			[]expr.Any{
 				&expr.Immediate{Register: 1, Data: addrBytes(addr)},
 				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},

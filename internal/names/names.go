@@ -28,6 +28,12 @@ const (
 	KindInternetHost Kind = "ih"   // a host on the emulated internet
 	KindService      Kind = "svc"  // a service instance (a PostgreSQL server)
 	KindVPNGateway   Kind = "vgw"  // a virtual network gateway (its charon)
+	// A simulated on-premises site (`privlink site create`): its router,
+	// its VPN device on the emulated internet, and its hosts (id
+	// "SITE.HOST").
+	KindSite       Kind = "site"
+	KindSiteDevice Kind = "sdev"
+	KindSiteHost   Kind = "shost"
 )
 
 // Namespace is the name of the namespace of the given kind and id under
