@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/privlink/privlink/internal/datapath"
@@ -70,8 +71,12 @@ const (
 	itemDatapathResync = "datapath/resync"
 )
 
-// internetRouter is the internet router's key in Datapath.converged.
-const internetRouter = ""
+// internetRouter is the internet router's key in Datapath.converged;
+// serviceKeyPrefix and a NIC's fabric ID a private link service's NAT NIC.
+const (
+	internetRouter   = ""
+	serviceKeyPrefix = "pls/"
+)
 
 func (d *Datapath) items(key string, _ []byte) []string {
 	if datapath.Watches(key) {
@@ -117,7 +122,18 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		d.terminate(ctx, revoked, want)
 		return true, err
 	}
-	d.converged.keep(func(key string) bool { _, ok := want.Networks[key]; return ok || key == internetRouter })
+	d.converged.keep(func(key string) bool {
+		_, ok := want.Networks[key]
+		_, svc := want.Services[strings.TrimPrefix(key, serviceKeyPrefix)]
+		return ok || key == internetRouter || (svc && strings.HasPrefix(key, serviceKeyPrefix))
+	})
+	// Private link services' NAT NICs first: the consumers' service links
+	// lead into them and check their link addresses.
+	for nic, s := range want.Services {
+		converge(serviceKeyPrefix+nic, s, "private link service "+s.ID.String(), func() ([]fabric.Flow, error) {
+			return nil, d.fab.EnsureLinkService(s.LinkService)
+		})
+	}
 	// results holds the error of each network's router converged this
 	// pass (nil: all in place); networks not converged this pass are as
 	// they last converged, which succeeded.

@@ -36,6 +36,10 @@ type EndpointNAT struct {
 	// ServiceAddr its address there.
 	Service     string
 	ServiceAddr netip.Addr
+	// ServiceKind is the kind of Service's namespace: KindService (or
+	// ""), a server's; KindNIC, a private link service's NAT NIC, which
+	// holds ServiceAddr by EnsureLinkService (see LinkService).
+	ServiceKind Kind
 	// SNAT is the source address the service sees for this endpoint's
 	// connections, from 169.254.0.0/16, unique per endpoint on the whole
 	// machine (the caller allocates it): it tells the service which
@@ -123,6 +127,9 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 		}
 		if err := checkPorts(ep.Ports); err != nil {
 			return bad("%v", err)
+		}
+		if ep.ServiceKind != "" && ep.ServiceKind != KindService && ep.ServiceKind != KindNIC {
+			return bad("service kind %q: want %q or %q", ep.ServiceKind, KindService, KindNIC)
 		}
 		if !ep.ServiceAddr.Is4() || !ServicePrefix.Contains(ep.ServiceAddr) {
 			return bad("service address %s: want one inside %s", ep.ServiceAddr, ServicePrefix)
@@ -382,7 +389,7 @@ func endpointLinks(network string, eps []EndpointNAT) []serviceLink {
 	for _, ep := range eps {
 		l := bySvc[ep.Service]
 		if l == nil {
-			l = &serviceLink{network: network, service: ep.Service, serviceAddr: ep.ServiceAddr}
+			l = &serviceLink{network: network, service: ep.Service, kind: ep.ServiceKind, serviceAddr: ep.ServiceAddr}
 			bySvc[ep.Service] = l
 		}
 		l.local = append(l.local, ep.SNAT)
