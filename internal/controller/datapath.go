@@ -12,6 +12,7 @@ import (
 	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/pgserver"
+	"github.com/privlink/privlink/internal/proxyrelay"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -40,12 +41,15 @@ type Datapath struct {
 	failedPasses int
 
 	observed *datapath.Observed
+	// relay serves the PROXY protocol routes (datapath.Relay); Run
+	// closes it when it returns.
+	relay *proxyrelay.Relay
 }
 
 // NewDatapath returns the controller.
 func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Datapath {
 	d := &Datapath{fab: fab, pg: pg, log: log, planner: datapath.NewPlanner(st), converged: converged{},
-		observed: datapath.NewObserved()}
+		observed: datapath.NewObserved(), relay: proxyrelay.New(context.Background(), fab, log, proxyrelay.Options{})}
 	d.loop = &Loop{Name: "datapath", Prefixes: datapath.Prefixes, Items: d.items,
 		Resync: func(context.Context) ([]string, error) { return []string{itemDatapathResync}, nil }, ResyncEvery: 30 * time.Second,
 		Reconcile: d.reconcile, Store: st, Log: log}
@@ -58,7 +62,14 @@ func (d *Datapath) Observed() *datapath.Observed { return d.observed }
 
 // Run reconciles until ctx ends. Translations stay in the kernel after it
 // returns: established sessions outlive privlinkd.
-func (d *Datapath) Run(ctx context.Context) error { return d.loop.Run(ctx) }
+func (d *Datapath) Run(ctx context.Context) error {
+	defer d.relay.Close()
+	return d.loop.Run(ctx)
+}
+
+// Relay returns the PROXY protocol relay: its counters
+// are the relayed endpoints', by datapath.Relay name.
+func (d *Datapath) Relay() *proxyrelay.Relay { return d.relay }
 
 // One item: the whole data path is computed in one pass and each router
 // converges in one nftables batch. A pass converges only the routers
@@ -145,6 +156,11 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 			results[nid] = err
 		}
 	}
+	// The relays of endpoints with PROXY protocol: those that went are
+	// reset here, as the kernel's revoked flows above.
+	if err := d.relay.Set(d.relayRoutes(want.Relays)); err != nil {
+		pendings = append(pendings, fmt.Errorf("PROXY protocol relays: %w", err))
+	}
 	// As networks' routers: only a change converges the internet router
 	// (each pass would otherwise check every server's link and dump its
 	// conntrack table, under the fabric's lock), and the resync all.
@@ -187,4 +203,16 @@ func (d *Datapath) terminate(ctx context.Context, revoked []fabric.Flow, want *d
 		}
 		d.log.Info("revoked sessions", "server", s.Name, "flows", len(clients), "backends_terminated", n)
 	}
+}
+
+// relayRoutes are the relay's routes for rs, in the fabric's namespaces.
+func (d *Datapath) relayRoutes(rs []datapath.Relay) []proxyrelay.Route {
+	out := make([]proxyrelay.Route, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, proxyrelay.Route{Name: r.Name,
+			ListenNamespace: d.fab.NamespaceName(fabric.KindNetwork, r.Network), Listen: r.Listen,
+			DialNamespace: d.fab.NamespaceName(fabric.KindNIC, r.NIC), Source: r.Source, Upstream: r.Upstream,
+			ProxyProtocol: true, LinkID: r.LinkID})
+	}
+	return out
 }

@@ -101,6 +101,9 @@ type Desired struct {
 	// Services holds every private link service's NAT NIC, by the NIC's
 	// fabric ID.
 	Services map[string]*ServiceNIC
+	// Relays are the PROXY protocol relay routes of the endpoints to
+	// private link services with enableProxyProtocol, sorted by name.
+	Relays []Relay
 	// Snapshot describes every path, for Observed.
 	Snapshot Snapshot
 
@@ -209,6 +212,7 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 		return nil, err
 	}
 	connNames := map[string]string{} // target-side connection names, by lower endpoint ID
+	linkIDs := map[string]uint32{}   // link identifiers, by lower endpoint ID
 	for _, kv := range kvs {
 		id, ok := arm.ParseDocKey(kv.Key)
 		if !ok {
@@ -236,6 +240,9 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 			if name, pe, ok := privatelink.ConnectionEndpoint(kv); ok {
 				connNames[strings.ToLower(pe)] = name
 			}
+			if pe, link, ok := privatelink.ConnectionLinkIdentifier(kv); ok {
+				linkIDs[strings.ToLower(pe)] = link
+			}
 		}
 	}
 	snats, err := allocateSNAT(ctx, p.st, d.snatHolders(services))
@@ -249,8 +256,10 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 	for _, ep := range d.eps {
 		if r := d.Networks[names.Key(ep.network)]; r != nil {
 			r.Endpoints = append(r.Endpoints, ep.translation(snats))
+			d.Relays = append(d.Relays, ep.relays(linkIDs)...)
 		}
 	}
+	slices.SortFunc(d.Relays, func(a, b Relay) int { return strings.Compare(a.Name, b.Name) })
 	var pubInfos []TranslationInfo
 	for _, s := range servers {
 		ranges, err := postgres.FirewallRanges(rd, s.ID)

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -98,5 +99,48 @@ func (ep endpoint) translation(snats map[string]netip.Addr) fabric.EndpointNAT {
 		t.Ports = append(t.Ports, p.Port)
 	}
 	t.Service, t.ServiceKind, t.ServiceAddr = ep.service.nic, fabric.KindNIC, snats[strings.ToLower(ep.service.facts.ID.String())]
+	// With PROXY protocol, a relay serves the endpoint's ports instead.
+	t.Relay = ep.service.facts.ProxyProtocol
 	return t
+}
+
+// Relay is one route of the PROXY protocol relay (internal/proxyrelay):
+// it listens on an endpoint's address and port in its network's router,
+// where the consumer's connection arrives untranslated (so the header
+// carries the consumer's own address), and connects from the namespace
+// of the service's NAT NIC, whose address is the NAT IP, to the load
+// balancer frontend of the port. It runs in privlinkd: its sessions end
+// with privlinkd's process, unlike the kernel path's.
+type Relay struct {
+	// Name is the endpoint's translation name and the port
+	// ("{name}:{port}").
+	Name string
+	// Endpoint is the private endpoint's ARM ID (metrics' label).
+	Endpoint string
+	// Network is the fabric ID of the endpoint's network, where it
+	// listens on Listen.
+	Network string
+	Listen  netip.AddrPort
+	// NIC is the fabric ID of the NAT NIC it dials from, from Source (the
+	// NAT IP), to Upstream.
+	NIC      string
+	Source   netip.Addr
+	Upstream netip.AddrPort
+	// LinkID is the endpoint connection's linkIdentifier.
+	LinkID uint32
+}
+
+// relays are the endpoint's relay routes: one per port of a private link
+// service with PROXY protocol; none else.
+func (ep endpoint) relays(linkIDs map[string]uint32) []Relay {
+	if ep.service == nil || !ep.service.facts.ProxyProtocol {
+		return nil
+	}
+	var out []Relay
+	for _, p := range ep.service.facts.Ports {
+		out = append(out, Relay{Name: fmt.Sprintf("%s:%d", names.Key(ep.id), p.Port), Endpoint: ep.id.String(), Network: names.Key(ep.network),
+			Listen: netip.AddrPortFrom(ep.addr, p.Port), NIC: ep.service.nic, Source: ep.service.facts.NATIP,
+			Upstream: netip.AddrPortFrom(p.Frontend, p.Port), LinkID: linkIDs[strings.ToLower(ep.id.String())]})
+	}
+	return out
 }

@@ -112,6 +112,8 @@ const (
 	setOut     = "out"
 	setAllow   = "allow"
 	setBlocked = "blocked"
+	// setRelay holds the addresses and ports where relays listen.
+	setRelay = "relay"
 	// setRefused names the set of refused connections by destination.
 	setRefused = "refused"
 	// refusedSetSize bounds the refused set: its keys are the router's
@@ -400,14 +402,26 @@ func refusedSet(prefix string) setSpec {
 }
 
 // refusedChain counts, in set, the connections whose first packet reaches
-// the router's own stack, but those to own (where privlinkd listens).
-func refusedChain(set string, own netip.Addr) chainSpec {
+// the router's own stack, but those to own (where privlinkd listens) and,
+// when relayed is not "", to an address and port in that set (where a
+// relay of privlinkd listens).
+func refusedChain(set string, own netip.Addr, relayed string) chainSpec {
+	var rules []nftRule
+	if relayed != "" {
+		rules = append(rules, nftRule{"privlink: connections to relays in @" + relayed + " are not refused", slices.Concat(ipv4(), tcp(), []expr.Any{
+			load(reg1, expr.PayloadBaseNetworkHeader, offIPDaddr, 4),
+			load(reg9, expr.PayloadBaseTransportHeader, offTCPDport, 2),
+			&expr.Lookup{SourceRegister: reg1, SetName: relayed},
+			accept,
+		})})
+	}
+	rules = append(rules, nftRule{
+		fmt.Sprintf("privlink: count refused connections but to %s in @%s", own, set),
+		slices.Concat(ipv4(), tcp(), synOnly(), ipIsNot(offIPDaddr, own), countRefused(set)),
+	})
 	return chainSpec{
 		name: chainRefused, typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, priority: nftables.ChainPriorityFilter,
-		rules: []nftRule{{
-			fmt.Sprintf("privlink: count refused connections but to %s in @%s", own, set),
-			slices.Concat(ipv4(), tcp(), synOnly(), ipIsNot(offIPDaddr, own), countRefused(set)),
-		}},
+		rules: rules,
 	}
 }
 
@@ -508,7 +522,14 @@ func endpointTable(network string, eps []EndpointNAT) tableSpec {
 	p := endpointObjPrefix
 	ts := newTranslationSets(p)
 	snat := setSpec{name: p + setSNAT, key: typeSNATKey, data: nftables.TypeIPAddr, isMap: true}
+	relayed := setSpec{name: p + setRelay, key: typeTarget}
 	for _, ep := range eps {
+		if ep.Relay {
+			for _, port := range ep.Ports {
+				relayed.elems = append(relayed.elems, nftables.SetElement{Key: slices.Concat(addrBytes(ep.Endpoint), portBytes(port)), Comment: ep.Name})
+			}
+			continue
+		}
 		link, _ := ServiceLinkNames(network, ep.Service)
 		mark := translationMark(ep.SNAT)
 		ts.add(ep.Name, ep.Endpoint, ep.ServiceAddr, ep.Ports, link, mark)
@@ -529,9 +550,9 @@ func endpointTable(network string, eps []EndpointNAT) tableSpec {
 			dnatChain(chainEndpointDNAT, ts.dnat.name, ts.mark.name, p+setBlocked, "pe"),
 			snatChain,
 			guardChain("pe", p, ""),
-			unroutedChain(), notrackChain(), refusedChain(p+setRefused, DNSAddr),
+			unroutedChain(), notrackChain(), refusedChain(p+setRefused, DNSAddr, relayed.name),
 		},
-		sets: append(ts.specs(p), snat),
+		sets: append(ts.specs(p), snat, relayed),
 	}
 }
 
@@ -559,7 +580,7 @@ func publicTable(pubs []PublicNAT) tableSpec {
 		chains: []chainSpec{
 			dnatChain(chainPublicDNAT, ts.dnat.name, ts.mark.name, p+setBlocked, "pub: from sources in @"+allow.name, allowed),
 			guardChain("pub", p, allow.name),
-			unroutedChain(), notrackChain(), refusedChain(p+setRefused, InternetGateway),
+			unroutedChain(), notrackChain(), refusedChain(p+setRefused, InternetGateway, ""),
 		},
 		sets: append(ts.specs(p), allow),
 	}
