@@ -121,7 +121,7 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 		if err := checkID("endpoint translation", ep.Name); err != nil {
 			return err
 		}
-		if err := checkID("service", ep.Service); err != nil {
+		if err := checkID("service", ep.Service); err != nil && !ep.Relay {
 			return err
 		}
 		bad := func(format string, args ...any) error {

@@ -162,4 +162,15 @@ func TestLinkServiceInvalid(t *testing.T) {
 		ServiceKind: KindNetwork, ServiceAddr: mustAddr("169.254.200.1"), SNAT: mustAddr("169.254.200.2")}}); err == nil {
 		t.Error("an endpoint toward a router namespace was accepted")
 	}
+	// A relayed endpoint names no service; the same target twice is
+	// refused all the same.
+	relayed := EndpointNAT{Name: "r", Endpoint: mustAddr("10.0.2.6"), Ports: []uint16{80}, Relay: true}
+	if err := validateEndpoints("n", []EndpointNAT{relayed}); err != nil {
+		t.Errorf("a relayed endpoint: %v", err)
+	}
+	twice := relayed
+	twice.Name = "r2"
+	if err := validateEndpoints("n", []EndpointNAT{relayed, twice}); err == nil {
+		t.Error("two relayed endpoints on one address and port were accepted")
+	}
 }
