@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -257,6 +260,32 @@ func (e *plsEnv) decide(pe, state string) string {
 	return *conn.Properties.LinkIdentifier
 }
 
+// endpointMetric sums, in /metrics as the consumer sees it, the series of
+// metric whose endpoint label is the consumer's endpoint pe (and that
+// contain every one of with).
+func (e *plsEnv) endpointMetric(pe, metric string, with ...string) float64 {
+	e.t.Helper()
+	resp := send(e.t, e.cons.cfg, "GET", "/metrics", nil)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	label := `endpoint="` + e.cons.id("Microsoft.Network/privateEndpoints", pe) + `"`
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, metric+"{") || !strings.Contains(line, label) {
+			continue
+		}
+		if slices.ContainsFunc(with, func(w string) bool { return !strings.Contains(line, w) }) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
 // TestPrivateLinkService is issue 12's acceptance: a provider's TCP
 // service behind an internal load balancer, consumed from another
 // tenant's overlapping network through endpoints, in the kernel and with
@@ -299,6 +328,15 @@ func TestPrivateLinkService(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Its counters, as the consumer's metrics show them, labelled with
+	// the service.
+	if n := e.endpointMetric("pe1", "privlink_datapath_connections_total", `server_name="svc"`); n < 16 {
+		t.Errorf("pe1's connections_total = %v, want at least 16", n)
+	}
+	if n := e.endpointMetric("pe1", "privlink_datapath_bytes_total", `direction="in"`); n == 0 {
+		t.Error("pe1's bytes_total in = 0")
+	}
 
 	// The endpoint reaches the frontend's port only.
 	for _, a := range []string{ip1 + ":8080", ip1 + ":22", "10.0.1.100:80", "10.0.1.50:80", "10.0.5.10:80"} {
@@ -403,11 +441,34 @@ func TestPrivateLinkService(t *testing.T) {
 	if err := relayed.w("through the relay"); err != nil {
 		t.Errorf("echo through the relay: %v", err)
 	}
+	// The relay's counters are the endpoint's.
+	if n := e.endpointMetric("pe1", "privlink_datapath_active_connections"); n != 1 {
+		t.Errorf("pe1's active_connections through the relay = %v, want 1", n)
+	}
+	if n := e.endpointMetric("pe1", "privlink_datapath_connections_total"); n < 9 {
+		t.Errorf("pe1's connections_total through the relay = %v, want at least 9", n)
+	}
+	// Revocation resets the relay's sessions too.
+	e.decide("pe1", "Rejected")
+	_ = relayed.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := relayed.r.ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the relayed session after the reject: %v, want a reset", err)
+	}
+	if pc, err := e.dialIn(client, addr1); err == nil {
+		pc.c.Close()
+		t.Error("a rejected endpoint connected through the relay")
+	}
+	e.endpoint(c, "pe1", e.alias, true)
+	e.decide("pe1", "Approved")
 	// Without it again: no header.
 	e.putService(false, []string{c.cfg.Creds.SubscriptionID}, []string{c.cfg.Creds.SubscriptionID})
-	testkit.WaitFor(t, 30*time.Second, "no PROXY header through pe1", func() error {
-		_, err := e.spread(client, addr1, 4, seesNATIP)
-		return err
+	testkit.WaitFor(t, 30*time.Second, "no PROXY header through pe1 and pe2", func() error {
+		for _, a := range []string{addr1, addr2} {
+			if got, err := e.spread(client, a, 4, seesNATIP); err != nil || got["error"] > 0 {
+				return fmt.Errorf("%s: %v %v", a, got, err)
+			}
+		}
+		return nil
 	})
 
 	// A session of the kernel path lives through kill -9 and a restart

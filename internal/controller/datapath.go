@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/privlink/privlink/internal/datapath"
@@ -44,6 +45,11 @@ type Datapath struct {
 	// relay serves the PROXY protocol routes (datapath.Relay); Run
 	// closes it when it returns.
 	relay *proxyrelay.Relay
+	// relayed maps each relay route's name to its endpoint's network
+	// and translation name, as the last pass set them (for
+	// Observed.RelayCounters).
+	relayedMu sync.Mutex
+	relayed   map[string][2]string
 }
 
 // NewDatapath returns the controller.
@@ -53,6 +59,7 @@ func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *
 	d.loop = &Loop{Name: "datapath", Prefixes: datapath.Prefixes, Items: d.items,
 		Resync: func(context.Context) ([]string, error) { return []string{itemDatapathResync}, nil }, ResyncEvery: 30 * time.Second,
 		Reconcile: d.reconcile, Store: st, Log: log}
+	d.observed.SetRelayCounters(d.relayCounters)
 	return d
 }
 
@@ -158,6 +165,7 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 	}
 	// The relays of endpoints with PROXY protocol: those that went are
 	// reset here, as the kernel's revoked flows above.
+	d.setRelayed(want.Relays)
 	if err := d.relay.Set(d.relayRoutes(want.Relays)); err != nil {
 		pendings = append(pendings, fmt.Errorf("PROXY protocol relays: %w", err))
 	}
@@ -213,6 +221,38 @@ func (d *Datapath) relayRoutes(rs []datapath.Relay) []proxyrelay.Route {
 			ListenNamespace: d.fab.NamespaceName(fabric.KindNetwork, r.Network), Listen: r.Listen,
 			DialNamespace: d.fab.NamespaceName(fabric.KindNIC, r.NIC), Source: r.Source, Upstream: r.Upstream,
 			ProxyProtocol: true, LinkID: r.LinkID})
+	}
+	return out
+}
+
+func (d *Datapath) setRelayed(rs []datapath.Relay) {
+	m := make(map[string][2]string, len(rs))
+	for _, r := range rs {
+		m[r.Name] = [2]string{r.Network, r.Translation}
+	}
+	d.relayedMu.Lock()
+	d.relayed = m
+	d.relayedMu.Unlock()
+}
+
+// relayCounters are the relay's counters of the network's endpoints, by
+// translation name (their ports' routes summed).
+func (d *Datapath) relayCounters(network string) map[string]fabric.Counters {
+	d.relayedMu.Lock()
+	relayed := d.relayed
+	d.relayedMu.Unlock()
+	out := map[string]fabric.Counters{}
+	for name, c := range d.relay.Counters() {
+		at, ok := relayed[name]
+		if !ok || at[0] != network {
+			continue
+		}
+		v := out[at[1]]
+		v.Connections += c.Accepted
+		v.Active += int(c.Active)
+		v.BytesIn += c.BytesUp
+		v.BytesOut += c.BytesDown
+		out[at[1]] = v
 	}
 	return out
 }

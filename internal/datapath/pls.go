@@ -115,8 +115,9 @@ type Relay struct {
 	// Name is the endpoint's translation name and the port
 	// ("{name}:{port}").
 	Name string
-	// Endpoint is the private endpoint's ARM ID (metrics' label).
-	Endpoint string
+	// Endpoint is the private endpoint's ARM ID, and Translation its
+	// translation's name (metrics' labels).
+	Endpoint, Translation string
 	// Network is the fabric ID of the endpoint's network, where it
 	// listens on Listen.
 	Network string
@@ -138,8 +139,9 @@ func (ep endpoint) relays(linkIDs map[string]uint32) []Relay {
 	}
 	var out []Relay
 	for _, p := range ep.service.facts.Ports {
-		out = append(out, Relay{Name: fmt.Sprintf("%s:%d", names.Key(ep.id), p.Port), Endpoint: ep.id.String(), Network: names.Key(ep.network),
-			Listen: netip.AddrPortFrom(ep.addr, p.Port), NIC: ep.service.nic, Source: ep.service.facts.NATIP,
+		out = append(out, Relay{Name: fmt.Sprintf("%s:%d", names.Key(ep.id), p.Port), Endpoint: ep.id.String(), Translation: names.Key(ep.id),
+			Network: names.Key(ep.network),
+			Listen:  netip.AddrPortFrom(ep.addr, p.Port), NIC: ep.service.nic, Source: ep.service.facts.NATIP,
 			Upstream: netip.AddrPortFrom(p.Frontend, p.Port), LinkID: linkIDs[strings.ToLower(ep.id.String())]})
 	}
 	return out
