@@ -38,6 +38,9 @@ import (
 //	set pub-allow            public address . client range (concatenated
 //	                         intervals): the firewall rules of the public
 //	                         paths that are enabled
+//	set pe-relay             address . port of relayed endpoints
+//	                         (EndpointNAT.Relay): where a relay of
+//	                         privlinkd listens, so not refused
 //	set pe-blocked,          marks of translations whose withdrawal failed
 //	    pub-blocked          to program: held closed (fail closed) until
 //	                         a later Ensure removes them; empty otherwise
@@ -78,8 +81,8 @@ import (
 //	                         address without translation, a public address
 //	                         from a source outside its firewall set, any
 //	                         port but a translated one) is counted in the
-//	                         refused set by its destination address; the
-//	                         stack then resets it. The network's DNS
+//	                         refused set by its destination address (but
+//	                         one in pe-relay); the stack then resets it. The network's DNS
 //	                         address and the internet gateway, where
 //	                         privlinkd listens, are not counted.
 //
