@@ -296,6 +296,7 @@ func TestPrivateLinkService(t *testing.T) {
 	c := e.cons
 	clientID, _ := arm.ParseID(c.id("Microsoft.Network/networkInterfaces", "client"))
 	client := e.fab.NamespaceName(fabric.KindNIC, controller.FabricID(clientID))
+	var re *azcore.ResponseError
 	seesNATIP := func(pc *plsConn) error {
 		if pc.peer != plsNATIP || pc.header != "-" {
 			return fmt.Errorf("%s saw %s with header %q, want %s and none", pc.backend, pc.peer, pc.header, plsNATIP)
@@ -338,6 +339,16 @@ func TestPrivateLinkService(t *testing.T) {
 		t.Error("pe1's bytes_total in = 0")
 	}
 
+	// The load balancer the service stands on stays.
+	lbs, err := armnetwork.NewLoadBalancersClient(e.d.creds.SubscriptionID, e.d.cfg.Credential, e.d.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lbs.BeginDelete(ctx(t), "fab", "ilb", nil)
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || re.ErrorCode != "InUseFrontendIPConfigurationCannotBeDeleted" {
+		t.Errorf("deleting the service's load balancer: %v, want 400 InUseFrontendIPConfigurationCannotBeDeleted", err)
+	}
+
 	// The endpoint reaches the frontend's port only.
 	for _, a := range []string{ip1 + ":8080", ip1 + ":22", "10.0.1.100:80", "10.0.1.50:80", "10.0.5.10:80"} {
 		if pc, err := e.dialIn(client, a); err == nil {
@@ -366,7 +377,6 @@ func TestPrivateLinkService(t *testing.T) {
 	stranger := newCustomer(t, e.d, e.d.principal(true), "stranger")
 	stranger.network(t, "10.0.2.0/24")
 	_, _, err = e.endpoint(stranger, "pe-x", e.alias, true)
-	var re *azcore.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || re.ErrorCode != "PrivateLinkServiceNotVisibleToSubscription" {
 		t.Errorf("an endpoint from outside visibility: %v, want 400 PrivateLinkServiceNotVisibleToSubscription", err)
 	}
@@ -508,5 +518,31 @@ func TestPrivateLinkService(t *testing.T) {
 	_ = kept.c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := kept.r.ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("the session through pe2 after its deletion: %v, want a reset", err)
+	}
+
+	// Deleting the service: its endpoints show Disconnected, their
+	// sessions end, and only the pool's members keep its load balancer.
+	last, err := e.dialIn(client, addr1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.c.Close()
+	dp, err := e.services.BeginDelete(ctx(t), "fab", "svc", nil)
+	if err == nil {
+		_, err = dp.PollUntilDone(ctx(t), pollOpts)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = last.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := last.r.ReadString('\n'); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the session through pe1 after the service's deletion: %v, want a reset", err)
+	}
+	if got, err := c.pes.Get(ctx(t), c.rg, "pe1", nil); err != nil || status(got.PrivateEndpoint) != "Disconnected" {
+		t.Errorf("pe1 after the service's deletion: %v %s, want Disconnected", err, status(got.PrivateEndpoint))
+	}
+	_, err = lbs.BeginDelete(ctx(t), "fab", "ilb", nil)
+	if !errors.As(err, &re) || re.ErrorCode != "InUseBackendAddressPoolCannotBeDeleted" {
+		t.Errorf("deleting the load balancer once its service is gone: %v, want only its pool's members to keep it", err)
 	}
 }
