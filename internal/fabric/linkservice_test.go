@@ -2,11 +2,13 @@ package fabric
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/privlink/privlink/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -172,5 +174,73 @@ func TestLinkServiceInvalid(t *testing.T) {
 	twice.Name = "r2"
 	if err := validateEndpoints("n", []EndpointNAT{relayed, twice}); err == nil {
 		t.Error("two relayed endpoints on one address and port were accepted")
+	}
+}
+
+// BenchmarkLinkServiceRoundTrip tells what a private link service's
+// endpoint costs a round trip: benchMsg-byte requests and responses, one
+// on each lasting connection in turn per iteration, to one server on a
+// backend NIC (10.60.1.11:8080) behind a load balancer frontend
+// (10.60.1.100:80), from
+//
+//   - provider: a client NIC of the provider's network, to the frontend
+//     (NIC → router → backend; the baseline);
+//   - natnic: the service's NAT NIC itself, to the frontend (the same
+//     hops: what the NAT NIC adds is not its own traversal);
+//   - endpoint: a client NIC of a consumer network (the same space),
+//     through the endpoint (NIC → consumer router → NAT NIC → provider
+//     router → backend).
+//
+// "busy" sends the next request at once, "idle" pauses 1 ms first (see
+// BenchmarkDataPathRoundTrip); "ratio" is provider's median over
+// endpoint's.
+func BenchmarkLinkServiceRoundTrip(b *testing.B) {
+	f := newTestFabric(b)
+	mustEnsureNetwork(b, f, "bprov", "10.60.1.0/24", "10.60.5.0/24")
+	backend := mustEnsureNIC(b, f, "bbe", "bprov", "10.60.1.11/24")
+	pclient := mustEnsureNIC(b, f, "bpcl", "bprov", "10.60.1.20/24")
+	nat := mustEnsureNIC(b, f, "bnat", "bprov", "10.60.5.10/24")
+	ln, err := f.ListenTCP(backend, "10.60.1.11:8080")
+	if err != nil {
+		b.Fatal(err)
+	}
+	testkit.Serve(b, ln, benchServe)
+	front := mustAddr("10.60.1.100")
+	if err := f.EnsureLoadBalancers("bprov", LoadBalancers{Frontends: []netip.Addr{front}, Rules: []LBRule{{Name: "b", Frontend: front,
+		Protocol: unix.IPPROTO_TCP, Port: 80, BackendPort: 8080, Backends: []netip.Addr{mustAddr("10.60.1.11")}}}}); err != nil {
+		b.Fatal(err)
+	}
+	link := mustAddr("169.254.201.1")
+	if err := f.EnsureLinkService(LinkService{NIC: "bnat", Addr: link, NATIP: mustAddr("10.60.5.10"), Ports: []LinkServicePort{{Port: 80, Frontend: front}}}); err != nil {
+		b.Fatal(err)
+	}
+	mustEnsureNetworkWithEndpoints(b, f, "bcons", []string{"10.60.1.0/24", "10.60.2.0/24"}, "10.60.2.5")
+	cclient := mustEnsureNIC(b, f, "bccl", "bcons", "10.60.1.20/24")
+	mustEnsureEndpoints(b, f, "bcons", EndpointNAT{Name: "b.pe", Endpoint: mustAddr("10.60.2.5"), Ports: []uint16{80}, Service: "bnat",
+		ServiceKind: KindNIC, ServiceAddr: link, SNAT: mustAddr("169.254.201.2")})
+	p := &benchPath{f: f}
+	paths := []struct {
+		name string
+		conn net.Conn
+	}{
+		{"provider", p.dial(b, pclient, "10.60.1.100:80", 'r')},
+		{"natnic", p.dial(b, nat, "10.60.1.100:80", 'r')},
+		{"endpoint", p.dial(b, cclient, "10.60.2.5:80", 'r')},
+	}
+	for _, path := range paths {
+		b.Cleanup(func() { path.conn.Close() })
+	}
+	for _, mode := range []struct {
+		name  string
+		pause time.Duration
+	}{{"busy", 0}, {"idle", time.Millisecond}} {
+		b.Run(mode.name, func(b *testing.B) {
+			conns, names := make([]net.Conn, len(paths)), make([]string, len(paths))
+			for i, path := range paths {
+				conns[i], names[i] = path.conn, path.name
+			}
+			median := roundTrips(b, conns, names, mode.pause)
+			b.ReportMetric(float64(median[0])/float64(median[len(median)-1]), "ratio")
+		})
 	}
 }
