@@ -217,8 +217,13 @@ func (d *Datapath) terminate(ctx context.Context, revoked []fabric.Flow, want *d
 func (d *Datapath) relayRoutes(rs []datapath.Relay) []proxyrelay.Route {
 	out := make([]proxyrelay.Route, 0, len(rs))
 	for _, r := range rs {
+		listen := d.fab.NamespaceName(fabric.KindNetwork, r.Network)
+		// A router made again (the network controller heals it) is a
+		// new namespace: the route listens in it anew. (0 when it is not
+		// there: its listener fails until it is.)
+		epoch, _ := d.fab.NamespaceInode(listen)
 		out = append(out, proxyrelay.Route{Name: r.Name,
-			ListenNamespace: d.fab.NamespaceName(fabric.KindNetwork, r.Network), Listen: r.Listen,
+			ListenNamespace: listen, Listen: r.Listen, Epoch: epoch,
 			DialNamespace: d.fab.NamespaceName(fabric.KindNIC, r.NIC), Source: r.Source, Upstream: r.Upstream,
 			ProxyProtocol: true, LinkID: r.LinkID})
 	}
