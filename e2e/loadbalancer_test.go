@@ -38,41 +38,9 @@ func TestLoadBalancer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lbID := "/subscriptions/" + sub + "/resourceGroups/fab/providers/Microsoft.Network/loadBalancers/ilb"
-	p, err := f.NewLoadBalancersClient().BeginCreateOrUpdate(ctx(t), "fab", "ilb", armnetwork.LoadBalancer{
-		Location: ptr("westeurope"), SKU: &armnetwork.LoadBalancerSKU{Name: ptr(armnetwork.LoadBalancerSKUNameStandard)},
-		Properties: &armnetwork.LoadBalancerPropertiesFormat{
-			FrontendIPConfigurations: []*armnetwork.FrontendIPConfiguration{{Name: ptr("fe"), Properties: &armnetwork.FrontendIPConfigurationPropertiesFormat{
-				Subnet: &armnetwork.Subnet{ID: ptr(subnet)}, PrivateIPAllocationMethod: ptr(armnetwork.IPAllocationMethodStatic), PrivateIPAddress: ptr("10.0.1.100")}}},
-			BackendAddressPools: []*armnetwork.BackendAddressPool{{Name: ptr("be")}},
-			Probes: []*armnetwork.Probe{{Name: ptr("tcp"), Properties: &armnetwork.ProbePropertiesFormat{
-				Protocol: ptr(armnetwork.ProbeProtocolTCP), Port: ptr[int32](8080), IntervalInSeconds: ptr[int32](5), ProbeThreshold: ptr[int32](1)}}},
-			LoadBalancingRules: []*armnetwork.LoadBalancingRule{{Name: ptr("echo"), Properties: &armnetwork.LoadBalancingRulePropertiesFormat{
-				Protocol: ptr(armnetwork.TransportProtocolTCP), FrontendPort: ptr[int32](80), BackendPort: ptr[int32](8080),
-				FrontendIPConfiguration: &armnetwork.SubResource{ID: ptr(lbID + "/frontendIPConfigurations/fe")},
-				BackendAddressPool:      &armnetwork.SubResource{ID: ptr(lbID + "/backendAddressPools/be")},
-				Probe:                   &armnetwork.SubResource{ID: ptr(lbID + "/probes/tcp")}}}},
-		}}, nil)
-	if err == nil {
-		_, err = p.PollUntilDone(ctx(t), pollOpts)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	putEchoLB(t, d, n, subnet)
 	if _, err := putNIC(t, n, "fab", "client", subnet, ""); err != nil {
 		t.Fatal(err)
-	}
-	for _, name := range []string{"be1", "be2"} {
-		p, err := n.nics.BeginCreateOrUpdate(ctx(t), "fab", name, armnetwork.Interface{Location: ptr("westeurope"),
-			Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: ptr("ipconfig1"),
-				Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: ptr(subnet)},
-					LoadBalancerBackendAddressPools: []*armnetwork.BackendAddressPool{{ID: ptr(lbID + "/backendAddressPools/be")}}}}}}}, nil)
-		if err == nil {
-			_, err = p.PollUntilDone(ctx(t), pollOpts)
-		}
-		if err != nil {
-			t.Fatalf("NIC %s: %v", name, err)
-		}
 	}
 	pool, err := f.NewLoadBalancerBackendAddressPoolsClient().Get(ctx(t), "fab", "ilb", "be", nil)
 	if err != nil || len(pool.Properties.BackendIPConfigurations) != 2 {
@@ -191,4 +159,50 @@ func TestLoadBalancer(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// putEchoLB creates, in group fab, the Standard internal load balancer
+// "ilb" with frontend 10.0.1.100 in subnet, rule TCP 80 → 8080, probed on
+// 8080 every 5 s, and backend NICs be1 and be2 in subnet in its pool. It
+// returns the load balancer's ID.
+func putEchoLB(t *testing.T, d *daemon, n netClients, subnet string) string {
+	t.Helper()
+	f, err := armnetwork.NewClientFactory(d.creds.SubscriptionID, d.cfg.Credential, d.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbID := "/subscriptions/" + d.creds.SubscriptionID + "/resourceGroups/fab/providers/Microsoft.Network/loadBalancers/ilb"
+	p, err := f.NewLoadBalancersClient().BeginCreateOrUpdate(ctx(t), "fab", "ilb", armnetwork.LoadBalancer{
+		Location: ptr("westeurope"), SKU: &armnetwork.LoadBalancerSKU{Name: ptr(armnetwork.LoadBalancerSKUNameStandard)},
+		Properties: &armnetwork.LoadBalancerPropertiesFormat{
+			FrontendIPConfigurations: []*armnetwork.FrontendIPConfiguration{{Name: ptr("fe"), Properties: &armnetwork.FrontendIPConfigurationPropertiesFormat{
+				Subnet: &armnetwork.Subnet{ID: ptr(subnet)}, PrivateIPAllocationMethod: ptr(armnetwork.IPAllocationMethodStatic), PrivateIPAddress: ptr("10.0.1.100")}}},
+			BackendAddressPools: []*armnetwork.BackendAddressPool{{Name: ptr("be")}},
+			Probes: []*armnetwork.Probe{{Name: ptr("tcp"), Properties: &armnetwork.ProbePropertiesFormat{
+				Protocol: ptr(armnetwork.ProbeProtocolTCP), Port: ptr[int32](8080), IntervalInSeconds: ptr[int32](5), ProbeThreshold: ptr[int32](1)}}},
+			LoadBalancingRules: []*armnetwork.LoadBalancingRule{{Name: ptr("echo"), Properties: &armnetwork.LoadBalancingRulePropertiesFormat{
+				Protocol: ptr(armnetwork.TransportProtocolTCP), FrontendPort: ptr[int32](80), BackendPort: ptr[int32](8080),
+				FrontendIPConfiguration: &armnetwork.SubResource{ID: ptr(lbID + "/frontendIPConfigurations/fe")},
+				BackendAddressPool:      &armnetwork.SubResource{ID: ptr(lbID + "/backendAddressPools/be")},
+				Probe:                   &armnetwork.SubResource{ID: ptr(lbID + "/probes/tcp")}}}},
+		}}, nil)
+	if err == nil {
+		_, err = p.PollUntilDone(ctx(t), pollOpts)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"be1", "be2"} {
+		p, err := n.nics.BeginCreateOrUpdate(ctx(t), "fab", name, armnetwork.Interface{Location: ptr("westeurope"),
+			Properties: &armnetwork.InterfacePropertiesFormat{IPConfigurations: []*armnetwork.InterfaceIPConfiguration{{Name: ptr("ipconfig1"),
+				Properties: &armnetwork.InterfaceIPConfigurationPropertiesFormat{Subnet: &armnetwork.Subnet{ID: ptr(subnet)},
+					LoadBalancerBackendAddressPools: []*armnetwork.BackendAddressPool{{ID: ptr(lbID + "/backendAddressPools/be")}}}}}}}, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx(t), pollOpts)
+		}
+		if err != nil {
+			t.Fatalf("NIC %s: %v", name, err)
+		}
+	}
+	return lbID
 }

@@ -17,27 +17,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/privlink/privlink/bench/internal/nsclient"
+	"github.com/privlink/privlink/bench/internal/pgns"
 	"github.com/privlink/privlink/bench/internal/table"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/proxyrelay"
 )
-
-var tpsRE = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 
 func main() {
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
@@ -68,40 +61,11 @@ func run(rounds, secs int, bin string) error {
 		return err
 	}
 
-	dir, err := os.MkdirTemp("", "relaybench-")
+	pg, err := pgns.Start(ctx, serverNS, bin, serverIP, netip.PrefixFrom(serverIP, 24).Masked().String())
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	data := filepath.Join(dir, "data")
-	pg, err := user.Lookup("postgres")
-	if err != nil {
-		return fmt.Errorf("the postgres system user (Debian's postgresql-15): %w", err)
-	}
-	uid, _ := strconv.Atoi(pg.Uid)
-	gid, _ := strconv.Atoi(pg.Gid)
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return err
-	}
-	asPG := func(name string, args ...string) *exec.Cmd {
-		return nsclient.Command(ctx, serverNS, "runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, name)}, args...)...)
-	}
-	if out, err := asPG("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-N").CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %v\n%s", err, out)
-	}
-	hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = fmt.Fprintf(hba, "host all postgres %s/24 trust\n", serverIP)
-		err = errors.Join(err, hba.Close())
-	}
-	if err != nil {
-		return fmt.Errorf("pg_hba.conf: %w", err)
-	}
-	opts := fmt.Sprintf("-c listen_addresses=%s -c port=5432 -k %s -c max_connections=50 -c fsync=off", serverIP, dir)
-	if out, err := asPG("pg_ctl", "-D", data, "-o", opts, "-w", "-l", filepath.Join(dir, "log"), "start").CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_ctl start: %v\n%s", err, out)
-	}
-	defer asPG("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run()
+	defer pg.Close()
 
 	relay := proxyrelay.New(ctx, fab, log, proxyrelay.Options{})
 	defer relay.Close()
@@ -111,13 +75,12 @@ func run(rounds, secs int, bin string) error {
 	}}); err != nil {
 		return err
 	}
-	pgbench := func(port int, args ...string) (string, error) {
-		a := append([]string{"-h", serverIP.String(), "-p", strconv.Itoa(port), "-U", "postgres"}, args...)
-		out, err := nsclient.Command(ctx, consumerNS, "pgbench", append(a, "postgres")...).CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("pgbench %s: %v\n%s", strings.Join(a, " "), err, out)
+	pgbench := func(port int, args ...string) (float64, error) {
+		out, tps, err := pgns.PGBench(ctx, consumerNS, netip.AddrPortFrom(serverIP, uint16(port)), args...)
+		if err == nil && tps == 0 && slices.Contains(args, "-T") {
+			err = fmt.Errorf("no tps in pgbench's output:\n%s", out)
 		}
-		return string(out), nil
+		return tps, err
 	}
 	if _, err := pgbench(5432, "-i", "-s", "5", "-q"); err != nil {
 		return err
@@ -129,15 +92,9 @@ func run(rounds, secs int, bin string) error {
 	for i := range rounds {
 		var tps [2]float64
 		for j, port := range []int{5432, 6432} {
-			out, err := pgbench(port, "-n", "-S", "-c", "8", "-j", "2", "-T", strconv.Itoa(secs))
-			if err != nil {
+			if tps[j], err = pgbench(port, "-n", "-S", "-c", "8", "-j", "2", "-T", strconv.Itoa(secs)); err != nil {
 				return err
 			}
-			m := tpsRE.FindStringSubmatch(out)
-			if m == nil {
-				return fmt.Errorf("no tps in pgbench's output:\n%s", out)
-			}
-			tps[j], _ = strconv.ParseFloat(m[1], 64)
 		}
 		ratios = append(ratios, tps[1]/tps[0])
 		table.Row(i+1, fmt.Sprintf("%.0f", tps[0]), fmt.Sprintf("%.0f", tps[1]), fmt.Sprintf("%.2f", tps[1]/tps[0]))

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/privlink/privlink/internal/datapath"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/pgserver"
+	"github.com/privlink/privlink/internal/proxyrelay"
 	"github.com/privlink/privlink/internal/store"
 )
 
@@ -39,15 +42,24 @@ type Datapath struct {
 	failedPasses int
 
 	observed *datapath.Observed
+	// relay serves the PROXY protocol routes (datapath.Relay); Run
+	// closes it when it returns.
+	relay *proxyrelay.Relay
+	// relayed maps each relay route's name to its endpoint's network
+	// and translation name, as the last pass set them (for
+	// Observed.RelayCounters).
+	relayedMu sync.Mutex
+	relayed   map[string][2]string
 }
 
 // NewDatapath returns the controller.
 func NewDatapath(st store.Store, fab *fabric.Fabric, pg *pgserver.Manager, log *slog.Logger) *Datapath {
 	d := &Datapath{fab: fab, pg: pg, log: log, planner: datapath.NewPlanner(st), converged: converged{},
-		observed: datapath.NewObserved()}
+		observed: datapath.NewObserved(), relay: proxyrelay.New(context.Background(), fab, log, proxyrelay.Options{})}
 	d.loop = &Loop{Name: "datapath", Prefixes: datapath.Prefixes, Items: d.items,
 		Resync: func(context.Context) ([]string, error) { return []string{itemDatapathResync}, nil }, ResyncEvery: 30 * time.Second,
 		Reconcile: d.reconcile, Store: st, Log: log}
+	d.observed.SetRelayCounters(d.relayCounters)
 	return d
 }
 
@@ -57,7 +69,14 @@ func (d *Datapath) Observed() *datapath.Observed { return d.observed }
 
 // Run reconciles until ctx ends. Translations stay in the kernel after it
 // returns: established sessions outlive privlinkd.
-func (d *Datapath) Run(ctx context.Context) error { return d.loop.Run(ctx) }
+func (d *Datapath) Run(ctx context.Context) error {
+	defer d.relay.Close()
+	return d.loop.Run(ctx)
+}
+
+// Relay returns the PROXY protocol relay: its counters
+// are the relayed endpoints', by datapath.Relay name.
+func (d *Datapath) Relay() *proxyrelay.Relay { return d.relay }
 
 // One item: the whole data path is computed in one pass and each router
 // converges in one nftables batch. A pass converges only the routers
@@ -70,8 +89,12 @@ const (
 	itemDatapathResync = "datapath/resync"
 )
 
-// internetRouter is the internet router's key in Datapath.converged.
-const internetRouter = ""
+// internetRouter is the internet router's key in Datapath.converged;
+// serviceKeyPrefix and a NIC's fabric ID a private link service's NAT NIC.
+const (
+	internetRouter   = ""
+	serviceKeyPrefix = "pls/"
+)
 
 func (d *Datapath) items(key string, _ []byte) []string {
 	if datapath.Watches(key) {
@@ -117,7 +140,18 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		d.terminate(ctx, revoked, want)
 		return true, err
 	}
-	d.converged.keep(func(key string) bool { _, ok := want.Networks[key]; return ok || key == internetRouter })
+	d.converged.keep(func(key string) bool {
+		_, ok := want.Networks[key]
+		_, svc := want.Services[strings.TrimPrefix(key, serviceKeyPrefix)]
+		return ok || key == internetRouter || (svc && strings.HasPrefix(key, serviceKeyPrefix))
+	})
+	// Private link services' NAT NICs first: the consumers' service links
+	// lead into them and check their link addresses.
+	for nic, s := range want.Services {
+		converge(serviceKeyPrefix+nic, s, "private link service "+s.ID.String(), func() ([]fabric.Flow, error) {
+			return nil, d.fab.EnsureLinkService(s.LinkService)
+		})
+	}
 	// results holds the error of each network's router converged this
 	// pass (nil: all in place); networks not converged this pass are as
 	// they last converged, which succeeded.
@@ -128,6 +162,12 @@ func (d *Datapath) reconcile(ctx context.Context, item string) (time.Duration, e
 		}); ok {
 			results[nid] = err
 		}
+	}
+	// The relays of endpoints with PROXY protocol: those that went are
+	// reset here, as the kernel's revoked flows above.
+	d.setRelayed(want.Relays)
+	if err := d.relay.Set(d.relayRoutes(want.Relays)); err != nil {
+		pendings = append(pendings, fmt.Errorf("PROXY protocol relays: %w", err))
 	}
 	// As networks' routers: only a change converges the internet router
 	// (each pass would otherwise check every server's link and dump its
@@ -171,4 +211,53 @@ func (d *Datapath) terminate(ctx context.Context, revoked []fabric.Flow, want *d
 		}
 		d.log.Info("revoked sessions", "server", s.Name, "flows", len(clients), "backends_terminated", n)
 	}
+}
+
+// relayRoutes are the relay's routes for rs, in the fabric's namespaces.
+func (d *Datapath) relayRoutes(rs []datapath.Relay) []proxyrelay.Route {
+	out := make([]proxyrelay.Route, 0, len(rs))
+	for _, r := range rs {
+		listen := d.fab.NamespaceName(fabric.KindNetwork, r.Network)
+		// A router made again (the network controller heals it) is a
+		// new namespace: the route listens in it anew. (0 when it is not
+		// there: its listener fails until it is.)
+		epoch, _ := d.fab.NamespaceInode(listen)
+		out = append(out, proxyrelay.Route{Name: r.Name,
+			ListenNamespace: listen, Listen: r.Listen, Epoch: epoch,
+			DialNamespace: d.fab.NamespaceName(fabric.KindNIC, r.NIC), Source: r.Source, Upstream: r.Upstream,
+			ProxyProtocol: true, LinkID: r.LinkID})
+	}
+	return out
+}
+
+func (d *Datapath) setRelayed(rs []datapath.Relay) {
+	m := make(map[string][2]string, len(rs))
+	for _, r := range rs {
+		m[r.Name] = [2]string{r.Network, r.Translation}
+	}
+	d.relayedMu.Lock()
+	d.relayed = m
+	d.relayedMu.Unlock()
+}
+
+// relayCounters are the relay's counters of the network's endpoints, by
+// translation name (their ports' routes summed).
+func (d *Datapath) relayCounters(network string) map[string]fabric.Counters {
+	d.relayedMu.Lock()
+	relayed := d.relayed
+	d.relayedMu.Unlock()
+	out := map[string]fabric.Counters{}
+	for name, c := range d.relay.Counters() {
+		at, ok := relayed[name]
+		if !ok || at[0] != network {
+			continue
+		}
+		v := out[at[1]]
+		v.Connections += c.Accepted
+		v.Active += int(c.Active)
+		v.BytesIn += c.BytesUp
+		v.BytesOut += c.BytesDown
+		out[at[1]] = v
+	}
+	return out
 }

@@ -68,7 +68,9 @@ func Watches(key string) bool {
 	switch strings.ToLower(id.Type()) {
 	case "microsoft.network/privateendpoints", "microsoft.network/networkinterfaces", "microsoft.network/virtualnetworks",
 		"microsoft.dbforpostgresql/flexibleservers", "microsoft.dbforpostgresql/flexibleservers/firewallrules",
-		"microsoft.dbforpostgresql/flexibleservers/privateendpointconnections":
+		"microsoft.dbforpostgresql/flexibleservers/privateendpointconnections",
+		"microsoft.network/privatelinkservices", "microsoft.network/privatelinkservices/privateendpointconnections",
+		"microsoft.network/loadbalancers":
 		return true
 	}
 	return false
@@ -96,6 +98,12 @@ type Desired struct {
 	Networks map[string]*NetworkRouter
 	// Internet is the emulated internet's router.
 	Internet InternetRouter
+	// Services holds every private link service's NAT NIC, by the NIC's
+	// fabric ID.
+	Services map[string]*ServiceNIC
+	// Relays are the PROXY protocol relay routes of the endpoints to
+	// private link services with enableProxyProtocol, sorted by name.
+	Relays []Relay
 	// Snapshot describes every path, for Observed.
 	Snapshot Snapshot
 
@@ -167,12 +175,14 @@ type Server struct {
 // there is none: whose backends a revoked flow toward addr reached.
 func (d *Desired) ServerAt(addr netip.Addr) *Server { return d.servers[addr] }
 
-// endpoint is an Approved private endpoint to a running server.
+// endpoint is an Approved private endpoint to a running server or to a
+// private link service that exposes ports.
 type endpoint struct {
 	id      arm.ResourceID
 	network arm.ResourceID
 	addr    netip.Addr
-	server  *Server
+	server  *Server      // nil for a private link service's
+	service *linkService // nil for a server's
 }
 
 // peInfo is what the data path knows of any private endpoint to a
@@ -196,8 +206,13 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Desired{Networks: map[string]*NetworkRouter{}, servers: map[netip.Addr]*Server{}, revs: map[string]int64{}}
-	connNames := map[string]string{} // server-side connection names, by lower endpoint ID
+	d := &Desired{Networks: map[string]*NetworkRouter{}, Services: map[string]*ServiceNIC{}, servers: map[netip.Addr]*Server{}, revs: map[string]int64{}}
+	services, err := p.linkServices(rd, kvs)
+	if err != nil {
+		return nil, err
+	}
+	connNames := map[string]string{} // target-side connection names, by lower endpoint ID
+	linkIDs := map[string]uint32{}   // link identifiers, by lower endpoint ID
 	for _, kv := range kvs {
 		id, ok := arm.ParseDocKey(kv.Key)
 		if !ok {
@@ -213,30 +228,38 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 				continue
 			}
 			d.infos = append(d.infos, info)
-			if srv := servers[strings.ToLower(info.target.String())]; info.approved && srv != nil && srv.desired.Running {
+			target := strings.ToLower(info.target.String())
+			if srv := servers[target]; info.approved && srv != nil && srv.desired.Running {
 				d.eps = append(d.eps, endpoint{id: info.id, network: info.network, addr: info.addr, server: srv})
 			}
-		case "microsoft.dbforpostgresql/flexibleservers/privateendpointconnections":
+			if svc := services[target]; info.approved && svc != nil && len(svc.facts.Ports) > 0 {
+				d.eps = append(d.eps, endpoint{id: info.id, network: info.network, addr: info.addr, service: svc})
+			}
+		case "microsoft.dbforpostgresql/flexibleservers/privateendpointconnections",
+			"microsoft.network/privatelinkservices/privateendpointconnections":
 			if name, pe, ok := privatelink.ConnectionEndpoint(kv); ok {
 				connNames[strings.ToLower(pe)] = name
 			}
+			if pe, link, ok := privatelink.ConnectionLinkIdentifier(kv); ok {
+				linkIDs[strings.ToLower(pe)] = link
+			}
 		}
 	}
-	snats, err := allocateSNAT(ctx, p.st, d.eps)
+	snats, err := allocateSNAT(ctx, p.st, d.snatHolders(services))
 	if err != nil {
 		return nil, err
 	}
+	d.addServices(services, snats)
 	for _, s := range servers {
 		d.servers[s.desired.ServiceAddr] = s
 	}
 	for _, ep := range d.eps {
 		if r := d.Networks[names.Key(ep.network)]; r != nil {
-			r.Endpoints = append(r.Endpoints, fabric.EndpointNAT{
-				Name: names.Key(ep.id), Endpoint: ep.addr, Ports: ep.server.ports(),
-				Service: ep.server.Fabric, ServiceAddr: ep.server.desired.ServiceAddr, SNAT: snats[strings.ToLower(ep.id.String())],
-			})
+			r.Endpoints = append(r.Endpoints, ep.translation(snats))
+			d.Relays = append(d.Relays, ep.relays(linkIDs)...)
 		}
 	}
+	slices.SortFunc(d.Relays, func(a, b Relay) int { return strings.Compare(a.Name, b.Name) })
 	var pubInfos []TranslationInfo
 	for _, s := range servers {
 		ranges, err := postgres.FirewallRanges(rd, s.ID)
@@ -255,7 +278,7 @@ func (p *Planner) Desired(ctx context.Context) (*Desired, error) {
 		pubInfos = append(pubInfos, info)
 	}
 	slices.SortFunc(d.Internet.Public, func(a, b fabric.PublicNAT) int { return strings.Compare(a.Name, b.Name) })
-	d.Snapshot = snapshotOf(d.Networks, d.infos, d.eps, snats, servers, connNames, pubInfos)
+	d.Snapshot = snapshotOf(d.Networks, d.infos, d.eps, snats, servers, services, connNames, pubInfos)
 	return d, nil
 }
 
@@ -358,7 +381,7 @@ func endpointResult(name string, wanted bool, err error) (EndpointState, error) 
 // snapshotOf assembles the snapshot of one pass, sorted so that equal
 // passes give equal snapshots.
 func snapshotOf(networks map[string]*NetworkRouter, infos []peInfo, eps []endpoint, snats map[string]netip.Addr,
-	servers map[string]*Server, connNames map[string]string, pubs []TranslationInfo) Snapshot {
+	servers map[string]*Server, services map[string]*linkService, connNames map[string]string, pubs []TranslationInfo) Snapshot {
 	var s Snapshot
 	for fid, r := range networks {
 		s.Networks = append(s.Networks, NetworkRef{Fabric: fid, ID: r.ID.String()})
@@ -375,6 +398,12 @@ func snapshotOf(networks map[string]*NetworkRouter, infos []peInfo, eps []endpoi
 			Connection: connNames[key], ServerID: pe.target.String(), ServerName: pe.target.Name(), Addr: pe.addr, Port: pgPort}
 		if srv := servers[strings.ToLower(pe.target.String())]; srv != nil {
 			t.ServerID, t.ServerName = srv.ID.String(), srv.Name
+		}
+		if svc := services[strings.ToLower(pe.target.String())]; svc != nil {
+			t.ServerID, t.ServerName = svc.facts.ID.String(), svc.facts.ID.Name()
+			if len(svc.facts.Ports) > 0 {
+				t.Port = svc.facts.Ports[0].Port
+			}
 		}
 		if t.Programmed {
 			t.SNAT = snats[key]
@@ -418,7 +447,8 @@ func (p *Planner) servers(ctx context.Context, rd arm.Reader) (map[string]*Serve
 // an Approved endpoint to a flexible server that runs gets a translation.
 func (p *Planner) parseEndpoint(rd arm.Reader, kv store.KV) (peInfo, bool) {
 	pe := p.pes.Of(kv)
-	if pe.Err != nil || !pe.HasSubnet || !pe.HasTarget || !pe.HasNIC || !strings.EqualFold(pe.Target.Type(), postgres.Kind.Type) {
+	if pe.Err != nil || !pe.HasSubnet || !pe.HasTarget || !pe.HasNIC ||
+		(!strings.EqualFold(pe.Target.Type(), postgres.Kind.Type) && !strings.EqualFold(pe.Target.Type(), network.ServiceKind.Type)) {
 		return peInfo{}, false
 	}
 	nkv, err := rd.Get(arm.DocKey(pe.NIC))

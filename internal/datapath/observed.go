@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"sync/atomic"
+
+	"github.com/privlink/privlink/internal/fabric"
 )
 
 // Kinds of translations (TranslationInfo.Kind).
@@ -128,7 +130,25 @@ type Reports map[string]EndpointReport
 // the kernel's counters from it, and the controllers that wait for an
 // endpoint's translation follow it. It is safe for concurrent use.
 type Observed struct {
-	p atomic.Pointer[published]
+	p      atomic.Pointer[published]
+	relays atomic.Pointer[func(network string) map[string]fabric.Counters]
+}
+
+// SetRelayCounters makes fn the source of RelayCounters (the data path
+// controller's relay).
+func (o *Observed) SetRelayCounters(fn func(network string) map[string]fabric.Counters) {
+	o.relays.Store(&fn)
+}
+
+// RelayCounters returns the counters of the network's endpoints that a
+// PROXY protocol relay serves (their connections, bytes and live
+// sessions; no packets), by translation name; none before
+// SetRelayCounters.
+func (o *Observed) RelayCounters(network string) map[string]fabric.Counters {
+	if fn := o.relays.Load(); fn != nil {
+		return (*fn)(network)
+	}
+	return nil
 }
 
 type published struct {

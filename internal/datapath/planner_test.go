@@ -37,19 +37,12 @@ import (
 // server has a public path with its firewall rules; a deleted endpoint's
 // SNAT address is freed, and a stopped server is translated by nothing.
 func TestPlannerDesired(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	var all []*arm.ResourceType
-	all = append(all, resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
-	all = append(all, network.New(st, network.WithTargets(privatelink.NewKinds(postgres.Kind))).Types()...)
-	all = append(all, privatedns.New(st).Types()...)
-	all = append(all, postgres.New(st, postgres.WithVersions([]string{"15.18"})).Types()...)
-	srv := armtest.NewServer(t, st, all...)
+	ctx, st, srv := plannerStore(t, func(st store.Store) []*arm.ResourceType {
+		var all []*arm.ResourceType
+		all = append(all, network.New(st, network.WithTargets(privatelink.NewKinds(postgres.Kind))).Types()...)
+		all = append(all, privatedns.New(st).Types()...)
+		return append(all, postgres.New(st, postgres.WithVersions([]string{"15.18"})).Types()...)
+	})
 	sub := armtest.Subscription
 	must := func(err error) {
 		t.Helper()
@@ -63,13 +56,9 @@ func TestPlannerDesired(t *testing.T) {
 		must(err)
 		return r
 	}
-	groups, err := armresources.NewResourceGroupsClient(sub, srv.Cred, srv.Options)
-	must(err)
 	nf, err := armnetwork.NewClientFactory(sub, srv.Cred, srv.Options)
 	must(err)
 	pf, err := pg.NewClientFactory(sub, srv.Cred, srv.Options)
-	must(err)
-	_, err = groups.CreateOrUpdate(ctx, "rg", armresources.ResourceGroup{Location: to.Ptr("westeurope")}, nil)
 	must(err)
 	for _, v := range []string{"vnet", "empty"} {
 		p, err := nf.NewVirtualNetworksClient().BeginCreateOrUpdate(ctx, "rg", v, armnetwork.VirtualNetwork{Location: to.Ptr("westeurope"),
@@ -224,6 +213,32 @@ func TestPlannerDesired(t *testing.T) {
 }
 
 // done polls a long-running operation until it is done.
+// plannerStore is a store, served through the ARM handlers of the
+// resources provider and those types gives, with resource group "rg"
+// made; the context ends with the test (at most 2 minutes).
+func plannerStore(t *testing.T, types func(store.Store) []*arm.ResourceType) (context.Context, store.Store, *armtest.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var all []*arm.ResourceType
+	all = append(all, resources.New(st, func() []*arm.ResourceType { return all }).Types()...)
+	all = append(all, types(st)...)
+	srv := armtest.NewServer(t, st, all...)
+	groups, err := armresources.NewResourceGroupsClient(armtest.Subscription, srv.Cred, srv.Options)
+	if err == nil {
+		_, err = groups.CreateOrUpdate(ctx, "rg", armresources.ResourceGroup{Location: to.Ptr("westeurope")}, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, st, srv
+}
+
 func done[T any](ctx context.Context, p *runtime.Poller[T], err error) error {
 	if err != nil {
 		return err

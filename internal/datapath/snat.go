@@ -16,10 +16,12 @@ var snatPrefix = netip.MustParsePrefix("169.254.192.0/18")
 // snatKey records an endpoint's SNAT address: dp/snat/{lower endpoint ID}.
 const snatKey = "dp/snat"
 
-// allocateSNAT gives every endpoint its SNAT address, kept in the store so
-// that it survives restarts (the kernel's flows refer to it), and frees
-// those of endpoints that no longer have a translation.
-func allocateSNAT(ctx context.Context, st store.Store, eps []endpoint) (map[string]netip.Addr, error) {
+// allocateSNAT gives every holder (the lower-cased ARM ID of an endpoint
+// with a translation, or of a private link service: its link address)
+// its address, kept in the store so that it survives restarts (the
+// kernel's flows refer to it), and frees those of the others. Drawn from
+// one range, the two never collide.
+func allocateSNAT(ctx context.Context, st store.Store, holders []string) (map[string]netip.Addr, error) {
 	out := map[string]netip.Addr{}
 	_, err := st.Txn(ctx, func(tx store.Tx) error {
 		clear(out)
@@ -28,8 +30,8 @@ func allocateSNAT(ctx context.Context, st store.Store, eps []endpoint) (map[stri
 			return err
 		}
 		want := map[string]bool{}
-		for _, ep := range eps {
-			want[strings.ToLower(ep.id.String())] = true
+		for _, h := range holders {
+			want[h] = true
 		}
 		used := map[netip.Addr]bool{}
 		for _, kv := range kvs {

@@ -36,6 +36,16 @@ type EndpointNAT struct {
 	// ServiceAddr its address there.
 	Service     string
 	ServiceAddr netip.Addr
+	// ServiceKind is the kind of Service's namespace: KindService (or
+	// ""), a server's; KindNIC, a private link service's NAT NIC, which
+	// holds ServiceAddr by EnsureLinkService (see LinkService).
+	ServiceKind Kind
+	// Relay says that a userspace relay listening on Endpoint:port in the
+	// router serves the endpoint (a private link service's with PROXY
+	// protocol, internal/proxyrelay): no translation, no service link,
+	// and Service, ServiceAddr and SNAT are ignored; the router only
+	// lets its SYNs reach the listener without counting them as refused.
+	Relay bool
 	// SNAT is the source address the service sees for this endpoint's
 	// connections, from 169.254.0.0/16, unique per endpoint on the whole
 	// machine (the caller allocates it): it tells the service which
@@ -111,7 +121,7 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 		if err := checkID("endpoint translation", ep.Name); err != nil {
 			return err
 		}
-		if err := checkID("service", ep.Service); err != nil {
+		if err := checkID("service", ep.Service); err != nil && !ep.Relay {
 			return err
 		}
 		bad := func(format string, args ...any) error {
@@ -123,6 +133,23 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 		}
 		if err := checkPorts(ep.Ports); err != nil {
 			return bad("%v", err)
+		}
+		if ep.Relay {
+			if names[ep.Name] {
+				return bad("name used twice")
+			}
+			for _, port := range ep.Ports {
+				target := netip.AddrPortFrom(a, port)
+				if targets[target] {
+					return bad("%s translated twice", target)
+				}
+				targets[target] = true
+			}
+			names[ep.Name] = true
+			continue
+		}
+		if ep.ServiceKind != "" && ep.ServiceKind != KindService && ep.ServiceKind != KindNIC {
+			return bad("service kind %q: want %q or %q", ep.ServiceKind, KindService, KindNIC)
 		}
 		if !ep.ServiceAddr.Is4() || !ServicePrefix.Contains(ep.ServiceAddr) {
 			return bad("service address %s: want one inside %s", ep.ServiceAddr, ServicePrefix)
@@ -151,7 +178,7 @@ func validateEndpoints(network string, eps []EndpointNAT) error {
 	}
 	for _, ep := range eps {
 		for svc, addr := range svcAddrs {
-			if addr == ep.SNAT {
+			if addr == ep.SNAT && !ep.Relay {
 				return invalid("network %s: endpoint translation %s: SNAT address %s is service %s's address", network, ep.Name, ep.SNAT, svc)
 			}
 		}
@@ -286,7 +313,7 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 	linked := time.Now()
 	var ok []EndpointNAT
 	for _, ep := range eps {
-		if applied[ep.Service] {
+		if ep.Relay || applied[ep.Service] {
 			ok = append(ok, ep)
 		}
 	}
@@ -328,7 +355,7 @@ func (f *Fabric) ensureEndpoints(router *nsRef, network string, eps []EndpointNA
 	f.log.Debug("endpoints converged", "ns", router.name, "links", linked.Sub(start), "nftables", translated.Sub(linked),
 		"revocation", revokedAt.Sub(translated), "cleanup", time.Since(revokedAt))
 	for _, ep := range eps {
-		if !applied[ep.Service] {
+		if !ep.Relay && !applied[ep.Service] {
 			res.failed = setFailure(res.failed, ep.Name, linkErrs[ep.Service])
 		}
 	}
@@ -380,9 +407,12 @@ func joinValues(m map[string]error) error {
 func endpointLinks(network string, eps []EndpointNAT) []serviceLink {
 	bySvc := map[string]*serviceLink{}
 	for _, ep := range eps {
+		if ep.Relay {
+			continue
+		}
 		l := bySvc[ep.Service]
 		if l == nil {
-			l = &serviceLink{network: network, service: ep.Service, serviceAddr: ep.ServiceAddr}
+			l = &serviceLink{network: network, service: ep.Service, kind: ep.ServiceKind, serviceAddr: ep.ServiceAddr}
 			bySvc[ep.Service] = l
 		}
 		l.local = append(l.local, ep.SNAT)

@@ -83,7 +83,8 @@ import (
 //	                         address and the internet gateway, where
 //	                         privlinkd listens, are not counted, nor is a
 //	                         connection a socket takes (privlinkd's DNS
-//	                         over TCP on a resolver's inbound endpoint)
+//	                         over TCP on a resolver's inbound endpoint, a
+//	                         relay's listener on a relayed endpoint)
 //
 // Every rule carries a comment naming what it does, every element the name
 // of its translation. An Ensure compares the chains' comments, the sets'
@@ -527,6 +528,12 @@ func endpointTable(network string, eps []EndpointNAT) tableSpec {
 	ts := newTranslationSets(p)
 	snat := setSpec{name: p + setSNAT, key: typeSNATKey, data: nftables.TypeIPAddr, isMap: true}
 	for _, ep := range eps {
+		if ep.Relay {
+			// A relay of privlinkd listens on the endpoint's address:
+			// its listener is a socket, so the refused chain does not
+			// count its connections (hasSocket).
+			continue
+		}
 		link, _ := ServiceLinkNames(network, ep.Service)
 		mark := translationMark(ep.SNAT)
 		ts.add(ep.Name, ep.Endpoint, ep.ServiceAddr, ep.Ports, link, mark)

@@ -61,8 +61,11 @@ func ServiceLinkNames(network, service string) (routerSide, serviceSide string) 
 
 // serviceLink is the desired state of one service link.
 type serviceLink struct {
-	network     string // "" for the internet router
-	service     string
+	network string // "" for the internet router
+	service string
+	// kind is the service namespace's kind: KindService ("") or KindNIC
+	// (a private link service's NAT NIC).
+	kind        Kind
 	serviceAddr netip.Addr
 	// local are the addresses on the router's end (SNAT addresses).
 	local []netip.Addr
@@ -110,7 +113,11 @@ func (l serviceLink) backRoutes(sl netlink.Link) []netlink.Route {
 // namespace of l.service, which must exist (ErrNotFound) and hold
 // l.serviceAddr (ErrInvalid otherwise).
 func (f *Fabric) ensureServiceLink(router *nsRef, l serviceLink) error {
-	svc, err := f.open(f.NamespaceName(KindService, l.service), nil)
+	kind := l.kind
+	if kind == "" {
+		kind = KindService
+	}
+	svc, err := f.open(f.NamespaceName(kind, l.service), nil)
 	if err != nil {
 		return fmt.Errorf("service %s: %w", l.service, err)
 	}

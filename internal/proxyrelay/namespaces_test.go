@@ -102,3 +102,65 @@ func TestRelayAcrossNamespaces(t *testing.T) {
 		t.Error("session still open after its route went")
 	}
 }
+
+// TestRelayNamespaceMadeAgain: a listen namespace deleted and made again
+// under its name is a new Epoch; Set with it listens in the new
+// namespace (with the old Epoch the route would be left listening in the
+// dead one).
+func TestRelayNamespaceMadeAgain(t *testing.T) {
+	f := fabrictest.New(t, "prxe", nil)
+	consumerIP, relayIP := netip.MustParseAddr("198.18.61.11"), netip.MustParseAddr("198.18.61.12")
+	consumerNS, err := f.EnsureInternetHost(consumerIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayNS, err := f.EnsureInternetHost(relayIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(context.Background(), f, nil, Options{})
+	t.Cleanup(func() { r.Close() })
+	listen := netip.AddrPortFrom(relayIP, 7000)
+	set := func() uint64 {
+		t.Helper()
+		ino, err := f.NamespaceInode(relayNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The upstream is never reached: the test only connects.
+		if err := r.Set([]Route{{Name: "pe", ListenNamespace: relayNS, Listen: listen, DialNamespace: relayNS,
+			Upstream: netip.AddrPortFrom(relayIP, 9), Epoch: ino}}); err != nil {
+			t.Fatal(err)
+		}
+		return ino
+	}
+	connects := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		defer cancel()
+		c, err := f.DialContext(ctx, consumerNS, "tcp", listen.String())
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	first := set()
+	if !connects() {
+		t.Fatal("no listener in the relay's namespace")
+	}
+	if err := f.DeleteInternetHost(relayIP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.EnsureInternetHost(relayIP); err != nil {
+		t.Fatal(err)
+	}
+	if connects() {
+		t.Fatal("connected to the new namespace before the relay listened there")
+	}
+	if again := set(); again == first {
+		t.Fatalf("the namespace made again has the same inode %d", again)
+	}
+	if !connects() {
+		t.Error("the route with the new namespace's epoch does not listen in it")
+	}
+}

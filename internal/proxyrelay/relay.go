@@ -57,6 +57,11 @@ type Route struct {
 	// LinkID is the private endpoint's linkIdentifier, sent in the header's
 	// PP2_TYPE_AZURE TLV.
 	LinkID uint32
+	// Epoch tells which instance of ListenNamespace the route listens in
+	// (the caller passes its inode): a namespace deleted and made again
+	// under the same name changes it, so the route is a changed one and
+	// listens in the new namespace.
+	Epoch uint64
 }
 
 // Counters are a route's totals since it was set (or last changed).

@@ -231,6 +231,17 @@ func (c *pathCollector) collectNetwork(ch chan<- prometheus.Metric, n datapath.N
 		if counters, err = c.m.fab.EndpointCounters(n.Fabric); err != nil {
 			c.failed("counters of network "+n.ID, err)
 		}
+		// Endpoints a PROXY protocol relay serves count there.
+		if r, ok := c.m.paths.(interface {
+			RelayCounters(string) map[string]fabric.Counters
+		}); ok {
+			for name, cnt := range r.RelayCounters(n.Fabric) {
+				if counters == nil {
+					counters = map[string]fabric.Counters{}
+				}
+				counters[name] = cnt
+			}
+		}
 	}
 	for _, t := range visible {
 		labels := []string{datapath.KindEndpoint, t.EndpointID, t.ServerID, t.ServerName, t.NetworkID}

@@ -108,7 +108,10 @@ func (p *Provider) lbs() tracked[armnetwork.LoadBalancer] {
 			return docMeta{id: &v.ID, name: &v.Name, etag: &v.Etag, location: &v.Location, tags: &v.Tags}
 		},
 		view: lbView,
-		beforeDelete: func(_ store.Tx, u *usage, _ arm.ResourceID, v *armnetwork.LoadBalancer) error {
+		beforeDelete: func(tx store.Tx, u *usage, id arm.ResourceID, v *armnetwork.LoadBalancer) error {
+			if err := checkFrontendsUnused(tx, id, nil, ""); err != nil {
+				return err
+			}
 			members, err := lbMembers(u, str(v.ID))
 			if err != nil {
 				return err
@@ -129,6 +132,9 @@ func errPoolInUse(pool string, ipcs []string) error {
 // lbGroupDelete refuses to delete a load balancer with its resource group
 // while a NIC of another group joins one of its pools.
 func (p *Provider) lbGroupDelete(tx store.Tx, id arm.ResourceID) error {
+	if err := checkFrontendsUnused(tx, id, nil, id.ResourceGroup); err != nil {
+		return err
+	}
 	members, err := lbMembers(p.newUsage(tx, id.Subscription), id.String())
 	if err != nil {
 		return err
@@ -258,6 +264,15 @@ func (p *Provider) putLB(ctx context.Context, r *arm.Request) (*arm.Response, er
 		return v.Properties.ResourceGUID
 	}
 	return p.lbs().put(ctx, r, "load balancer", guidOf, func(tx store.Tx, w putWrite[armnetwork.LoadBalancer]) (*armnetwork.LoadBalancer, error) {
+		if w.cur != nil {
+			keep := []*armnetwork.FrontendIPConfiguration{} // not nil: a PUT
+			if w.in.Properties != nil {
+				keep = append(keep, w.in.Properties.FrontendIPConfigurations...)
+			}
+			if err := checkFrontendsUnused(tx, w.id, keep, ""); err != nil {
+				return nil, err
+			}
+		}
 		return buildLB(tx, p.newUsage(tx, w.id.Subscription), w)
 	})
 }

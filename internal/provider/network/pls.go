@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -715,4 +717,68 @@ func (p *Provider) autoApproved(ctx context.Context, r *arm.Request) (*arm.Respo
 		}
 	}
 	return &arm.Response{Status: http.StatusOK, Body: out}, nil
+}
+
+// codeFrontendInUse refuses to delete a load balancer, or remove its
+// frontend, while a private link service stands on that frontend. Azure's
+// own code for it is in neither the REST specs nor the docs we could read;
+// this one is by analogy with InUseBackendAddressPoolCannotBeDeleted.
+const codeFrontendInUse = "InUseFrontendIPConfigurationCannotBeDeleted"
+
+// frontendUsers returns the private link services (of lb's subscription,
+// as resolveFrontends requires) that stand on each frontend of load
+// balancer lb, by the frontend's lower-cased ID.
+func frontendUsers(r arm.Reader, lb arm.ResourceID) (map[string][]string, error) {
+	coll := arm.ResourceID{Subscription: lb.Subscription, Namespace: namespace, Types: []string{"privateLinkServices"}}
+	services, err := arm.LoadAll[armnetwork.PrivateLinkService](r, coll)
+	if err != nil {
+		return nil, err
+	}
+	prefix := lkey(lb.String()) + "/frontendipconfigurations/"
+	out := map[string][]string{}
+	for _, s := range services {
+		if s.Properties == nil {
+			continue
+		}
+		for _, fe := range s.Properties.LoadBalancerFrontendIPConfigurations {
+			if fe != nil && strings.HasPrefix(lkey(str(fe.ID)), prefix) {
+				out[lkey(str(fe.ID))] = append(out[lkey(str(fe.ID))], str(s.ID))
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkFrontendsUnused refuses a change of load balancer lb that takes
+// away a frontend a private link service uses: all of them (keep nil, a
+// delete; outsideOf set, a delete of resource group outsideOf, which only
+// services outside it block), or those keep lacks (a PUT).
+func checkFrontendsUnused(r arm.Reader, lb arm.ResourceID, keep []*armnetwork.FrontendIPConfiguration, outsideOf string) error {
+	users, err := frontendUsers(r, lb)
+	if err != nil || len(users) == 0 {
+		return err
+	}
+	kept := map[string]bool{}
+	for _, fe := range keep {
+		if fe != nil {
+			kept[lkey(lb.String())+"/frontendipconfigurations/"+strings.ToLower(str(fe.Name))] = true
+		}
+	}
+	for _, fe := range slices.Sorted(maps.Keys(users)) {
+		svcs := users[fe]
+		if outsideOf != "" {
+			svcs = outside(svcs, outsideOf)
+		}
+		if kept[fe] || len(svcs) == 0 {
+			continue
+		}
+		what := "Load balancer " + lb.String() + " cannot be deleted"
+		if keep != nil {
+			what = "Frontend IP configuration " + fe + " cannot be removed"
+		}
+		return badRequest(codeFrontendInUse, "",
+			"%s because its frontend IP configuration %s is in use by private link service %s. Delete the private link service, or move it to another frontend, first.",
+			what, fe, strings.Join(svcs, ", "))
+	}
+	return nil
 }

@@ -263,6 +263,32 @@ func TestPrivateLinkServiceControlPlane(t *testing.T) {
 		t.Fatalf("GET service: %v %s", err, jsonOf(t, got))
 	}
 
+	// The load balancer the service stands on stays, and so does its
+	// frontend; a change that keeps the frontend is fine.
+	lbc, err := armnetwork.NewLoadBalancersClient(sub, token("owner"), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lbc.BeginDelete(e.ctx, "prov", "lb", nil)
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, codeFrontendInUse), "", "in use by private link service", "svc")
+	lb, err := lbc.Get(e.ctx, "prov", "lb", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := lb.LoadBalancer
+	moved.Properties.FrontendIPConfigurations[0].Name = to.Ptr("fe2")
+	moved.Properties.LoadBalancingRules = nil
+	_, err = lbc.BeginCreateOrUpdate(e.ctx, "prov", "lb", moved, nil)
+	wantTarget(t, testkit.WantARMError(t, err, http.StatusBadRequest, codeFrontendInUse), "", "cannot be removed", "svc")
+	lb, _ = lbc.Get(e.ctx, "prov", "lb", nil)
+	kept := lb.LoadBalancer
+	kept.Properties.LoadBalancingRules[0].Properties.IdleTimeoutInMinutes = to.Ptr[int32](10)
+	if p, err := lbc.BeginCreateOrUpdate(e.ctx, "prov", "lb", kept, nil); err != nil {
+		t.Fatalf("a change that keeps the service's frontend: %v", err)
+	} else if _, err := p.PollUntilDone(e.ctx, poll); err != nil {
+		t.Fatal(err)
+	}
+
 	// Deleting the service disconnects its endpoints and frees its alias
 	// and addresses.
 	dp, err := e.services("owner", sub).BeginDelete(e.ctx, "prov", "svc", nil)
@@ -278,6 +304,12 @@ func TestPrivateLinkServiceControlPlane(t *testing.T) {
 	}
 	if _, err := owner.nics.Get(e.ctx, "prov", nicName, nil); err == nil {
 		t.Error("the deleted service's NIC remains")
+	}
+	// Without the service, the load balancer goes.
+	if p, err := lbc.BeginDelete(e.ctx, "prov", "lb", nil); err != nil {
+		t.Fatalf("delete the load balancer after its service: %v", err)
+	} else if _, err := p.PollUntilDone(e.ctx, poll); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -80,8 +80,10 @@ func PolicyNetwork(r arm.Reader, vnet arm.ResourceID) (*policy.Network, error) {
 		if c.Properties == nil {
 			continue
 		}
+		// A private link service's NAT NIC forwards its consumers' flows
+		// (fabric.EnsureLinkService).
 		base := policy.NIC{ID: lkey(str(c.ID)), Endpoint: managedBy(c) != "",
-			IPForwarding: c.Properties.EnableIPForwarding != nil && *c.Properties.EnableIPForwarding}
+			IPForwarding: (c.Properties.EnableIPForwarding != nil && *c.Properties.EnableIPForwarding) || serviceOf(c) != ""}
 		if g := c.Properties.NetworkSecurityGroup; g != nil {
 			base.NSG = lkey(str(g.ID))
 		}

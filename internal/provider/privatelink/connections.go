@@ -447,3 +447,15 @@ func childNotFound(id arm.ResourceID) error {
 	return arm.Errorf(http.StatusNotFound, "ResourceNotFound",
 		"The requested resource of type '%s' with name '%s' was not found.", id.Type(), id.Name())
 }
+
+// ConnectionLinkIdentifier decodes a stored connection document's private
+// endpoint ID and link ID (Kind.LinkIdentifiers). ok is false when it has
+// none.
+func ConnectionLinkIdentifier(kv store.KV) (endpoint string, link uint32, ok bool) {
+	var d connectionDoc
+	if json.Unmarshal(kv.Value, &d) != nil || d.Properties.PrivateEndpoint.ID == "" {
+		return "", 0, false
+	}
+	link, ok = ParseLinkIdentifier(d.Properties.LinkIdentifier)
+	return d.Properties.PrivateEndpoint.ID, link, ok
+}
