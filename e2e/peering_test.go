@@ -305,8 +305,10 @@ func testPeering(t *testing.T, d *daemon) {
 	// traffic either way; on again: back.
 	live := longSession(t, d, far, name, "61")
 	mustPeer(t, ops, far, hub, false)
+	off := time.Now()
 	select {
 	case <-live:
+		t.Logf("the live session across the peering ended %v after access was turned off", time.Since(off))
 	case <-time.After(10 * time.Second):
 		t.Errorf("a live session survived allowVirtualNetworkAccess turned off")
 	}

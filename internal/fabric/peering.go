@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -258,7 +259,9 @@ func (f *Fabric) removePeer(router *nsRef, network string, l netlink.Link) error
 		tcp := slices.DeleteFunc(cut[i], func(fl Flow) bool { return fl.Protocol != policy.TCP })
 		n += len(tcp)
 		if len(tcp) > 0 {
-			errs = append(errs, tickleEnds(e.r, tcp, func(a netip.Addr) bool { return !inPrefixes(e.space, a) }))
+			reach := func(a netip.Addr) bool { return !inPrefixes(e.space, a) }
+			errs = append(errs, tickleEnds(e.r, tcp, reach))
+			f.probeAgain(e.r.name, tcp, reach)
 		}
 	}
 	f.log.Info("removed peering link", "network", network, "link", name, "flows_cut", n)
@@ -266,6 +269,33 @@ func (f *Fabric) removePeer(router *nsRef, network string, l netlink.Link) error
 		return fmt.Errorf("peering link %s: cut its flows: %w", name, err)
 	}
 	return nil
+}
+
+// probeAgainAfter is when removePeer probes the ends of the flows it cut a
+// second time. A socket answers at most one challenge ACK per
+// net.ipv4.tcp_invalid_ratelimit (500 ms by default): an end that had
+// just answered another probe (another revocation's, in the same instant)
+// stays silent at the first one, and answers this one, which the router
+// resets as the first would have been.
+const probeAgainAfter = 600 * time.Millisecond
+
+// probeAgain probes, after probeAgainAfter, the ends of flows that reach
+// reports true for, from namespace ns (if it is still there). A probe to
+// an end already reset meets no socket and is answered with a reset of
+// its own, which goes nowhere.
+func (f *Fabric) probeAgain(ns string, flows []Flow, reach func(netip.Addr) bool) {
+	time.AfterFunc(probeAgainAfter, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		r, err := f.open(ns, nil)
+		if err != nil {
+			return // gone with its flows
+		}
+		defer r.close()
+		if err := tickleEnds(r, flows, reach); err != nil {
+			f.log.Debug("probing the ends of a removed peering's flows again", "ns", ns, "err", err)
+		}
+	})
 }
 
 // ensurePeer converges the pair toward p and this end's routes; made says
