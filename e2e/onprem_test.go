@@ -90,9 +90,9 @@ func charonPID(d *daemon, site string) int {
 	return ipsec.New(filepath.Join(d.dataDir, "sites", site), "", nil).PID()
 }
 
-// running reports whether the process pid runs (a zombie, which a
+// charonRunning reports whether the process pid runs (a zombie, which a
 // container's init may leave unreaped, does not).
-func running(pid int) bool {
+func charonRunning(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -305,7 +305,7 @@ func TestSiteToSite(t *testing.T) {
 	}
 	if pidB == 0 {
 		t.Error("site b had no charon before delete")
-	} else if running(pidB) {
+	} else if charonRunning(pidB) {
 		t.Errorf("site b's charon %d still runs after delete", pidB)
 	}
 	if out := d.site("list"); !strings.Contains(out, "No sites") {
