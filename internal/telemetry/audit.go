@@ -301,7 +301,7 @@ func auditAttrs(ev fabric.FlowEvent, t datapath.TranslationInfo) []slog.Attr {
 		slog.String("client_addr", ev.Flow.Client.Addr().String()),
 		slog.Int("client_port", int(ev.Flow.Client.Port())),
 		slog.String("target", ev.Flow.Target.String()),
-		slog.String("seen_as", ev.Flow.Source.String()),
+		slog.String("seen_as", addrPortOrEmpty(ev.Flow.Source)),
 		slog.Uint64("bytes_in", ev.BytesIn),
 		slog.Uint64("bytes_out", ev.BytesOut),
 		slog.Uint64("packets_in", ev.PacketsIn),
@@ -314,6 +314,15 @@ func auditAttrs(ev fabric.FlowEvent, t datapath.TranslationInfo) []slog.Attr {
 		}
 	}
 	return append(attrs, slog.String("ended", string(ev.End)))
+}
+
+// addrPortOrEmpty is a's text, "" when it is not valid (a relayed
+// connection that never reached the service).
+func addrPortOrEmpty(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 // firewallRule returns the name of the first rule (by name) whose range
