@@ -286,6 +286,40 @@ func (e *plsEnv) endpointMetric(pe, metric string, with ...string) float64 {
 	return sum
 }
 
+// relayAudit checks privlinkd's log (while it is stopped) for the audit
+// lines of connections through the PROXY protocol relay to pe (ID) at
+// addr: each from the consumer NIC; at least as many seen as the NAT IP as
+// reached the backends (9), and one revoked (the reject) with bytes.
+// (Connections the relay accepted as the reject closed its route never
+// reached the service: seen_as is empty.)
+func (e *plsEnv) relayAudit(pe, addr string) {
+	e.t.Helper()
+	var reached, revoked int
+	for _, line := range strings.Split(e.d.log.String(), "\n") {
+		if !strings.Contains(line, " msg=connection ") || !strings.Contains(line, " relayed=true") ||
+			!strings.Contains(line, " endpoint="+pe+" ") {
+			continue
+		}
+		for _, want := range []string{" component=audit ", " kind=endpoint ", " client_addr=10.0.1.4 ", " target=" + addr + " ",
+			" server=" + e.svcID + " "} {
+			if !strings.Contains(line, want) {
+				e.t.Errorf("relayed audit line without %q: %s", want, line)
+			}
+		}
+		if strings.Contains(line, " seen_as="+plsNATIP+":") {
+			reached++
+		} else if !strings.Contains(line, ` seen_as="" `) {
+			e.t.Errorf("relayed audit line seen as neither the NAT IP nor nothing: %s", line)
+		}
+		if strings.Contains(line, " ended=revoked ") && !strings.Contains(line, " bytes_in=0 ") {
+			revoked++
+		}
+	}
+	if reached < 9 || revoked < 1 {
+		e.t.Errorf("%d relayed audit lines of pe1 seen as the NAT IP, %d revoked with bytes: want at least 9 and 1", reached, revoked)
+	}
+}
+
 // TestPrivateLinkService is issue 12's acceptance: a provider's TCP
 // service behind an internal load balancer, consumed from another
 // tenant's overlapping network through endpoints, in the kernel and with
@@ -489,6 +523,9 @@ func TestPrivateLinkService(t *testing.T) {
 	}
 	defer kept.c.Close()
 	e.d.stop(syscall.SIGKILL)
+	// Stopped, privlinkd writes no more log: the relayed sessions' audit
+	// lines are there, one per connection, as the kernel path's.
+	e.relayAudit(e.cons.id("Microsoft.Network/privateEndpoints", "pe1"), addr1)
 	if err := kept.w("while down"); err != nil {
 		t.Errorf("the session while privlinkd is down: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/privlink/privlink/internal/arm"
 	"github.com/privlink/privlink/internal/fabric"
 	"github.com/privlink/privlink/internal/provider/network"
+	"github.com/privlink/privlink/internal/proxyrelay"
 	"github.com/privlink/privlink/internal/store"
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,10 @@ type probeTarget struct {
 	path      string
 	interval  time.Duration
 	threshold int
+	// proxy: every probe starts with a PROXY protocol v2 header (LOCAL),
+	// as a private link service with enableProxyProtocol uses the load
+	// balancer (network.LBFacts.ProxyProtocol).
+	proxy bool
 }
 
 type probeState struct {
@@ -99,7 +104,7 @@ func (l *LoadBalancers) items(key string, _ []byte) []string {
 		return nil
 	}
 	switch strings.ToLower(id.Types[0]) {
-	case "loadbalancers", "networkinterfaces", "virtualnetworks":
+	case "loadbalancers", "networkinterfaces", "virtualnetworks", "privatelinkservices": // services: PROXY headers in probes
 		return []string{itemAllLBs}
 	}
 	return nil
@@ -170,7 +175,8 @@ func (l *LoadBalancers) reconcile(ctx context.Context, _ string) (time.Duration,
 					continue
 				}
 				t := probeTarget{router: router, proto: ru.Probe.Protocol, addr: netip.AddrPortFrom(m.Addr, ru.Probe.Port),
-					path: ru.Probe.Path, interval: max(time.Second, ru.Probe.Interval), threshold: max(1, ru.Probe.Threshold)}
+					path: ru.Probe.Path, interval: max(time.Second, ru.Probe.Interval), threshold: max(1, ru.Probe.Threshold),
+					proxy: facts.ProxyProtocol}
 				wantTargets[t] = true
 				up, probed := l.ensureTarget(ctx, t)
 				if up {
@@ -286,8 +292,7 @@ func (l *LoadBalancers) record(t probeTarget, err error) bool {
 }
 
 // probe runs one probe of t from the router namespace, from
-// 168.63.129.16: Tcp succeeds when the connection is accepted, Http and
-// Https when GET path answers 200.
+// 168.63.129.16 (see probeOver).
 func (l *LoadBalancers) probe(ctx context.Context, t probeTarget) error {
 	ctx, cancel := context.WithTimeout(ctx, min(t.interval, 5*time.Second))
 	defer cancel()
@@ -296,11 +301,24 @@ func (l *LoadBalancers) probe(ctx context.Context, t probeTarget) error {
 		return err
 	}
 	defer c.Close()
-	if t.proto == "Tcp" {
-		return nil
-	}
+	return probeOver(ctx, c, t)
+}
+
+// probeOver runs probe t over the connection c to its target: Tcp succeeds
+// when the connection was accepted, Http and Https when GET path answers
+// 200. With t.proxy, a PROXY protocol v2 header (LOCAL) comes first, before
+// a TLS handshake too.
+func probeOver(ctx context.Context, c net.Conn, t probeTarget) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
+	}
+	if t.proxy {
+		if _, err := c.Write(proxyrelay.AppendLocalHeader(nil)); err != nil {
+			return fmt.Errorf("probe %s: PROXY header: %w", t.addr, err)
+		}
+	}
+	if t.proto == "Tcp" {
+		return nil
 	}
 	var conn net.Conn = c
 	if t.proto == "Https" {

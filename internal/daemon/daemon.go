@@ -30,6 +30,7 @@ import (
 	"github.com/privlink/privlink/internal/portal"
 	"github.com/privlink/privlink/internal/provider/network"
 	"github.com/privlink/privlink/internal/provider/postgres"
+	"github.com/privlink/privlink/internal/proxyrelay"
 	"github.com/privlink/privlink/internal/store"
 	"github.com/privlink/privlink/internal/store/bolt"
 	"github.com/privlink/privlink/internal/store/etcd"
@@ -146,12 +147,14 @@ func Run(ctx context.Context, cfg Config) error {
 	run("dns-registration", controller.NewRegistration(st, log.With("component", "dns-registration")).Run)
 	zoneGroups := controller.NewZoneGroups(st, log.With("component", "dns-zone-groups"))
 	var paths *datapath.Observed // what the data path programmed
+	var relay *proxyrelay.Relay  // the PROXY protocol relay
 	if fab != nil {
 		catalog := dns.NewCatalog()
 		dnsServer := dns.NewServer(catalog, log.With("component", "dns"))
 		run("dns-catalog", controller.NewDNSCatalog(st, catalog, log.With("component", "dns-catalog")).Run)
 		dp := controller.NewDatapath(st, fab, pgm, log.With("component", "datapath"))
 		paths = dp.Observed()
+		relay = dp.Relay()
 		network := controller.NewNetwork(st, fab, dnsServer, log.With("component", "network"))
 		// An endpoint's operation finishes, and a name resolves to it,
 		// once its translation is there.
@@ -169,6 +172,8 @@ func Run(ctx context.Context, cfg Config) error {
 	run("dns-zone-groups", zoneGroups.Run)
 	metrics, audit := newTelemetry(fab, paths, log)
 	if audit != nil {
+		// Relayed connections are told by the relay, not conntrack.
+		relay.Observe(audit.Relayed)
 		run("audit", audit.Run)
 	}
 	if err := names.WriteRuntime(cfg.DataDir, names.Runtime{NetnsPrefix: cfg.NetnsPrefix, ARMEndpoint: base, PID: os.Getpid()}); err != nil {

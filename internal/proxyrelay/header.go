@@ -10,8 +10,10 @@ import (
 // 2.2), as Azure's private link services send it with TCP Proxy v2 enabled:
 // command PROXY, TCP over IPv4 or IPv6, and one TLV of Azure's type.
 const (
-	// cmdProxy is version 2 (high nibble) and command PROXY (low nibble).
+	// cmdProxy is version 2 (high nibble) and command PROXY (low nibble);
+	// cmdLocal is version 2 and command LOCAL (no client: health checks).
 	cmdProxy = 0x21
+	cmdLocal = 0x20
 	// famTCP4 and famTCP6 are AF_INET or AF_INET6 (high nibble) with
 	// SOCK_STREAM (low nibble).
 	famTCP4 = 0x11
@@ -32,6 +34,15 @@ const (
 
 // signature starts every version 2 header.
 var signature = [12]byte{0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A}
+
+// AppendLocalHeader appends to b the PROXY protocol v2 header of a
+// connection the proxy makes on its own behalf, as a health probe:
+// command LOCAL, family AF_UNSPEC, no addresses (the receiver uses the
+// connection's own), and returns the extended slice.
+func AppendLocalHeader(b []byte) []byte {
+	b = append(b, signature[:]...)
+	return append(b, cmdLocal, 0x00, 0x00, 0x00)
+}
 
 // AppendHeader appends to b the PROXY protocol v2 header of a TCP connection
 // from src to dst (both IPv4 or both IPv6; IPv4-mapped IPv6 addresses count

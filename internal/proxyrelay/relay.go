@@ -13,6 +13,10 @@
 // session lives), so that no payload byte is copied through user memory.
 // Half-closes pass through; a route that goes (Set without it, or Close)
 // closes its listener and resets its live sessions on both sides at once.
+//
+// Every connection a route accepts is told once, when it ends, to the
+// function given to Observe (the connection audit), as a fabric.FlowEvent
+// like those the kernel's conntrack gives for the data path's translations.
 package proxyrelay
 
 import (
@@ -30,6 +34,7 @@ import (
 	"time"
 
 	"github.com/privlink/privlink/internal/fabric"
+	"github.com/privlink/privlink/internal/policy"
 )
 
 // Route is one relayed address: what the data path asks a Relay to serve.
@@ -107,6 +112,28 @@ type Relay struct {
 	mu     sync.Mutex
 	closed bool
 	routes map[string]*route
+
+	observe atomic.Pointer[func(route string, ev fabric.FlowEvent)]
+}
+
+// Observe makes the relay call fn once for every connection a route
+// accepted, when the connection has ended (nil stops it). fn gets the
+// route's name and a FlowEnded event: Flow.Client is the consumer's
+// address, Target the address it dialled, Service the route's upstream,
+// Source the relay's side of the upstream connection (the NAT IP and a
+// port; invalid when no upstream connection was made); BytesIn and
+// BytesOut are payload bytes up and down (headers not counted; no packet
+// counts, the relay sees none). End is FlowClosed when both sides closed,
+// FlowRevoked when the route went (Set without it, or Close), FlowReset
+// otherwise: a side reset, the upstream could not be reached, or the route
+// was full. fn runs on the session's goroutine, so it must not block for
+// long; connections that ended before Observe are not told.
+func (r *Relay) Observe(fn func(route string, ev fabric.FlowEvent)) {
+	if fn == nil {
+		r.observe.Store(nil)
+		return
+	}
+	r.observe.Store(&fn)
 }
 
 // New returns a Relay that opens its sockets through fab (nil when every
@@ -306,9 +333,11 @@ func (rt *route) accept() {
 			continue
 		}
 		rt.accepted.Add(1)
-		s := &session{client: c.(*net.TCPConn)}
+		s := &session{client: c.(*net.TCPConn), start: time.Now()}
+		s.src, s.dst = s.addrs()
 		if !rt.add(s) {
 			s.reset()
+			rt.ended(s, fabric.FlowReset)
 			continue
 		}
 		rt.done.Add(1)
@@ -343,6 +372,12 @@ func (rt *route) remove(s *session) {
 // session is one relayed connection.
 type session struct {
 	client *net.TCPConn
+	start  time.Time
+	// src is the consumer's address, dst the one it dialled.
+	src, dst netip.AddrPort
+	// up and down are the payload bytes moved each way; only serve's
+	// goroutines write them, before ended reads them.
+	up, down uint64
 
 	mu       sync.Mutex
 	upstream *net.TCPConn
@@ -378,16 +413,52 @@ func abort(c *net.TCPConn) {
 	c.Close()
 }
 
+// ended tells the observer, if any, that s ended (end, or FlowRevoked when
+// the route is going).
+func (rt *route) ended(s *session, end fabric.FlowEnd) {
+	fn := rt.relay.observe.Load()
+	if fn == nil {
+		return
+	}
+	if rt.ctx.Err() != nil {
+		end = fabric.FlowRevoked
+	}
+	ev := fabric.FlowEvent{Type: fabric.FlowEnded,
+		Flow:  fabric.Flow{Client: s.src, Target: s.dst, Service: rt.spec.Upstream, Protocol: policy.TCP},
+		Start: s.start, Stop: time.Now(), End: end, BytesIn: s.up, BytesOut: s.down}
+	s.mu.Lock()
+	if s.upstream != nil {
+		if a, ok := s.upstream.LocalAddr().(*net.TCPAddr); ok {
+			ev.Flow.Source = a.AddrPort()
+		}
+	}
+	s.mu.Unlock()
+	(*fn)(rt.spec.Name, ev)
+}
+
+// addrs are the consumer's address and the one it dialled (the original
+// destination when a DNAT led the connection to the listener).
+func (s *session) addrs() (src, dst netip.AddrPort) {
+	if a, ok := s.client.RemoteAddr().(*net.TCPAddr); ok {
+		src = a.AddrPort()
+	}
+	dst, natted, err := fabric.OriginalDestination(s.client)
+	if err != nil || !natted {
+		if a, ok := s.client.LocalAddr().(*net.TCPAddr); ok {
+			dst = a.AddrPort()
+		}
+	}
+	return src, dst
+}
+
 func (rt *route) serve(s *session) {
 	defer rt.done.Done()
 	defer rt.remove(s)
+	end := fabric.FlowReset
+	defer func() { rt.ended(s, end) }()
 	spec := rt.spec
 	log := rt.relay.log
-	src := s.client.RemoteAddr().(*net.TCPAddr).AddrPort()
-	dst, natted, err := fabric.OriginalDestination(s.client)
-	if err != nil || !natted {
-		dst = s.client.LocalAddr().(*net.TCPAddr).AddrPort()
-	}
+	src, dst := s.src, s.dst
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.relay.opts.DialTimeout)
 	up, err := rt.relay.fab.DialTCPFrom(ctx, spec.DialNamespace, spec.Source, spec.Upstream)
 	cancel()
@@ -423,13 +494,15 @@ func (rt *route) serve(s *session) {
 	// once; clean ends (EOF both ways) close both after the half-closes.
 	errc := make(chan error, 1)
 	go func() {
-		err := pump(up, s.client, &rt.up)
+		var err error
+		s.up, err = pump(up, s.client, &rt.up)
 		if err != nil {
 			s.reset()
 		}
 		errc <- err
 	}()
-	errDown := pump(s.client, up, &rt.down)
+	var errDown error
+	s.down, errDown = pump(s.client, up, &rt.down)
 	if errDown != nil {
 		s.reset()
 	}
@@ -441,20 +514,24 @@ func (rt *route) serve(s *session) {
 	}
 	s.client.Close()
 	up.Close()
+	end = fabric.FlowClosed
 }
 
-// pump moves bytes from src to dst until src's end, then half-closes dst.
+// pump moves bytes from src to dst until src's end, then half-closes dst;
+// it returns how many it moved, which it also adds to n as it goes.
 // Between two *net.TCPConn, io.CopyN ends in dst.ReadFrom, which splices
 // (net's splice_linux.go handles an *io.LimitedReader of a *TCPConn).
-func pump(dst, src *net.TCPConn, n *atomic.Uint64) error {
+func pump(dst, src *net.TCPConn, n *atomic.Uint64) (uint64, error) {
+	var total uint64
 	for {
 		w, err := io.CopyN(dst, src, copyChunk)
 		n.Add(uint64(w))
+		total += uint64(w)
 		switch {
 		case errors.Is(err, io.EOF):
-			return dst.CloseWrite()
+			return total, dst.CloseWrite()
 		case err != nil:
-			return err
+			return total, err
 		}
 	}
 }

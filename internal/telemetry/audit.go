@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,12 +37,24 @@ import (
 // revoked one still names its endpoint. Connections that end while
 // privlinkd is down are not told; those open when it starts are, at their
 // end.
+//
+// Connections of endpoints with PROXY protocol go through privlinkd's relay
+// rather than a translation, and conntrack does not tell them: the relay
+// does (proxyrelay.Relay.Observe gives them to Relayed), and their lines
+// are the same with relayed=true. There seen_as is the NAT IP and port the
+// relay dialled the service's frontend from, the bytes are payload (TCP
+// headers and the PROXY header not counted) and the packets 0.
 type Audit struct {
 	fab   Fabric
 	paths Paths
 	out   *slog.Logger
 	log   *slog.Logger
 	m     *Metrics
+
+	// relayKnown holds the last description of each relayed endpoint
+	// (by translation name) that Relayed resolved.
+	relayMu    sync.Mutex
+	relayKnown map[string]datapath.TranslationInfo
 
 	// observe, if not nil, sees every flow event first (tests).
 	observe func(kind fabric.Kind, network string, ev fabric.FlowEvent)
@@ -54,7 +67,45 @@ func NewAudit(fab Fabric, paths Paths, out, log *slog.Logger, m *Metrics) *Audit
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Audit{fab: fab, paths: paths, out: out, log: log, m: m}
+	return &Audit{fab: fab, paths: paths, out: out, log: log, m: m, relayKnown: map[string]datapath.TranslationInfo{}}
+}
+
+// Relayed writes the audit line of a connection through the PROXY protocol
+// relay that ended (see proxyrelay.Relay.Observe): route is the relay
+// route's name, "{translation}:{port}" (datapath.Relay.Name), which names
+// the endpoint. It is safe for concurrent use.
+func (a *Audit) Relayed(route string, ev fabric.FlowEvent) {
+	name := route
+	if i := strings.LastIndexByte(route, ':'); i >= 0 {
+		name = route[:i]
+	}
+	var t datapath.TranslationInfo
+	found := false
+	snap, _ := a.paths.Snapshot()
+	for _, tr := range snap.Translations {
+		if tr.Kind == datapath.KindEndpoint && tr.Name == name {
+			t, found = tr, true
+			break
+		}
+	}
+	a.relayMu.Lock()
+	if found {
+		a.relayKnown[name] = t
+	} else if t, found = a.relayKnown[name]; !found {
+		// An endpoint the controller never described to this process.
+		t = datapath.TranslationInfo{Kind: datapath.KindEndpoint, Name: name}
+	}
+	a.relayMu.Unlock()
+	a.write(ev, t, slog.Bool("relayed", true))
+}
+
+// write writes the audit line of ev through t, with extra attributes
+// after the others, and counts it.
+func (a *Audit) write(ev fabric.FlowEvent, t datapath.TranslationInfo, extra ...slog.Attr) {
+	a.out.LogAttrs(context.Background(), slog.LevelInfo, "connection", append(auditAttrs(ev, t), extra...)...)
+	if a.m != nil {
+		a.m.auditConnections.WithLabelValues(t.Kind, string(ev.End)).Inc()
+	}
 }
 
 // Retry bounds of a router watch that failed (its namespace not there
@@ -202,10 +253,7 @@ func (r *routerAudit) event(ev fabric.FlowEvent) {
 				t.Kind = datapath.KindEndpoint
 			}
 		}
-		r.a.out.LogAttrs(context.Background(), slog.LevelInfo, "connection", auditAttrs(ev, t)...)
-		if r.a.m != nil {
-			r.a.m.auditConnections.WithLabelValues(t.Kind, string(ev.End)).Inc()
-		}
+		r.a.write(ev, t)
 	}
 }
 
@@ -253,7 +301,7 @@ func auditAttrs(ev fabric.FlowEvent, t datapath.TranslationInfo) []slog.Attr {
 		slog.String("client_addr", ev.Flow.Client.Addr().String()),
 		slog.Int("client_port", int(ev.Flow.Client.Port())),
 		slog.String("target", ev.Flow.Target.String()),
-		slog.String("seen_as", ev.Flow.Source.String()),
+		slog.String("seen_as", addrPortOrEmpty(ev.Flow.Source)),
 		slog.Uint64("bytes_in", ev.BytesIn),
 		slog.Uint64("bytes_out", ev.BytesOut),
 		slog.Uint64("packets_in", ev.PacketsIn),
@@ -266,6 +314,15 @@ func auditAttrs(ev fabric.FlowEvent, t datapath.TranslationInfo) []slog.Attr {
 		}
 	}
 	return append(attrs, slog.String("ended", string(ev.End)))
+}
+
+// addrPortOrEmpty is a's text, "" when it is not valid (a relayed
+// connection that never reached the service).
+func addrPortOrEmpty(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 // firewallRule returns the name of the first rule (by name) whose range

@@ -17,6 +17,14 @@ type LBFacts struct {
 	VNet      arm.ResourceID // the frontends' virtual network (zero: no frontend)
 	Frontends []netip.Addr
 	Rules     []LBRuleFacts
+	// ProxyProtocol: a private link service with enableProxyProtocol
+	// uses one of its frontends, so all its health probes start with a
+	// PROXY protocol v2 header, as Azure's do ("proxy protocol header
+	// will also be included in HTTP/TCP health probes from host to the
+	// backend virtual machines, even though there will be no client
+	// information in the header"; every probe of the load balancer, not
+	// only those of the service's frontend: MicrosoftDocs/azure-docs#64867).
+	ProxyProtocol bool
 }
 
 // LBRuleFacts is one load balancing rule.
@@ -76,6 +84,11 @@ func LoadBalancerFacts(r arm.Reader, id arm.ResourceID) (*LBFacts, error) {
 		}
 	}
 	out := &LBFacts{ID: str(lb.ID)}
+	proxied, err := frontendUsers(r, id, true)
+	if err != nil {
+		return nil, err
+	}
+	out.ProxyProtocol = len(proxied) > 0
 	fronts := map[string]netip.Addr{}
 	for _, fe := range lb.Properties.FrontendIPConfigurations {
 		if fe == nil || fe.Properties == nil || fe.Properties.Subnet == nil {

@@ -727,8 +727,9 @@ const codeFrontendInUse = "InUseFrontendIPConfigurationCannotBeDeleted"
 
 // frontendUsers returns the private link services (of lb's subscription,
 // as resolveFrontends requires) that stand on each frontend of load
-// balancer lb, by the frontend's lower-cased ID.
-func frontendUsers(r arm.Reader, lb arm.ResourceID) (map[string][]string, error) {
+// balancer lb, by the frontend's lower-cased ID; with onlyProxy, only
+// those with enableProxyProtocol.
+func frontendUsers(r arm.Reader, lb arm.ResourceID, onlyProxy bool) (map[string][]string, error) {
 	coll := arm.ResourceID{Subscription: lb.Subscription, Namespace: namespace, Types: []string{"privateLinkServices"}}
 	services, err := arm.LoadAll[armnetwork.PrivateLinkService](r, coll)
 	if err != nil {
@@ -737,7 +738,7 @@ func frontendUsers(r arm.Reader, lb arm.ResourceID) (map[string][]string, error)
 	prefix := lkey(lb.String()) + "/frontendipconfigurations/"
 	out := map[string][]string{}
 	for _, s := range services {
-		if s.Properties == nil {
+		if s.Properties == nil || (onlyProxy && (s.Properties.EnableProxyProtocol == nil || !*s.Properties.EnableProxyProtocol)) {
 			continue
 		}
 		for _, fe := range s.Properties.LoadBalancerFrontendIPConfigurations {
@@ -754,7 +755,7 @@ func frontendUsers(r arm.Reader, lb arm.ResourceID) (map[string][]string, error)
 // delete; outsideOf set, a delete of resource group outsideOf, which only
 // services outside it block), or those keep lacks (a PUT).
 func checkFrontendsUnused(r arm.Reader, lb arm.ResourceID, keep []*armnetwork.FrontendIPConfiguration, outsideOf string) error {
-	users, err := frontendUsers(r, lb)
+	users, err := frontendUsers(r, lb, false)
 	if err != nil || len(users) == 0 {
 		return err
 	}

@@ -20,7 +20,17 @@ import (
 // internal load balancer "lb" whose frontend "fe" is in subnet "fe".
 func (e *peEnv) provider(c *clients, natPolicies armnetwork.VirtualNetworkPrivateLinkServiceNetworkPolicies) {
 	e.t.Helper()
+	e.providerIn(c, natPolicies, "prov")
+}
+
+// providerIn is provider with the load balancer in group lbRG (made if
+// it is not "prov").
+func (e *peEnv) providerIn(c *clients, natPolicies armnetwork.VirtualNetworkPrivateLinkServiceNetworkPolicies, lbRG string) {
+	e.t.Helper()
 	e.group(c, "prov")
+	if lbRG != "prov" {
+		e.group(c, lbRG)
+	}
 	v := vnetBody("10.0.0.0/16", "nat=10.0.5.0/24", "fe=10.0.6.0/24")
 	v.Properties.Subnets[0].Properties.PrivateLinkServiceNetworkPolicies = to.Ptr(natPolicies)
 	p, err := c.vnets.BeginCreateOrUpdate(e.ctx, "prov", "pvnet", v, nil)
@@ -30,12 +40,12 @@ func (e *peEnv) provider(c *clients, natPolicies armnetwork.VirtualNetworkPrivat
 	if err != nil {
 		e.t.Fatalf("create provider vnet: %v", err)
 	}
-	lbID := "/subscriptions/" + sub + "/resourceGroups/prov/providers/Microsoft.Network/loadBalancers/lb"
+	lbID := "/subscriptions/" + sub + "/resourceGroups/" + lbRG + "/providers/Microsoft.Network/loadBalancers/lb"
 	lbc, err := armnetwork.NewLoadBalancersClient(sub, token("owner"), e.opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	lp, err := lbc.BeginCreateOrUpdate(e.ctx, "prov", "lb", armnetwork.LoadBalancer{
+	lp, err := lbc.BeginCreateOrUpdate(e.ctx, lbRG, "lb", armnetwork.LoadBalancer{
 		Location: to.Ptr("westeurope"),
 		SKU:      &armnetwork.LoadBalancerSKU{Name: to.Ptr(armnetwork.LoadBalancerSKUNameStandard)},
 		Properties: &armnetwork.LoadBalancerPropertiesFormat{
