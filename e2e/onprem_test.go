@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/dnsresolver/armdnsresolver"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/privlink/privlink/internal/ipsec"
@@ -337,7 +334,7 @@ func TestOnPremises(t *testing.T) {
 	}
 	d := startDaemon(t, "bolt")
 	t.Cleanup(func() { stopPostmasters(t, d) })
-	t.Cleanup(func() { stopGatewayCharons(t, d) })
+	t.Cleanup(func() { stopCharons(t, d) })
 	stopSiteCharons(t, d, "office")
 	cx := ctx(t)
 	owner := newCustomer(t, d, d.cfg, "vpn")
@@ -353,7 +350,8 @@ func TestOnPremises(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := nf.NewVirtualNetworkGatewayConnectionsClient()
+	lab := &vpnLab{t: t, d: d, owner: owner, nf: nf, gws: nf.NewVirtualNetworkGatewaysClient(), conns: nf.NewVirtualNetworkGatewayConnectionsClient()}
+	conns := lab.conns
 	subnet := func(name, prefix string, delegation string) {
 		t.Helper()
 		s := armnetwork.Subnet{Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: ptr(prefix)}}
@@ -378,7 +376,12 @@ func TestOnPremises(t *testing.T) {
 	// The office, and the hub's gateway.
 	d.site("create", "office", "--address-space", "192.168.0.0/16", "--gateway-ip", "198.18.50.1", "--host", "pc1")
 	office := []string{"--site", "office", "pc1"}
-	gwIP := onpremGateway(t, owner, nf)
+	lab.gateway("gw", "westeurope", "vnet", "pip")
+	pip, err := nf.NewPublicIPAddressesClient().Get(cx, "vpn", "pip", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwIP := *pip.Properties.IPAddress
 
 	// Azure's model of the office: a local network gateway and an IPsec
 	// connection with the office device's key.
@@ -490,54 +493,4 @@ func resolverInbound(t *testing.T, c *customer, rg, vnet, subnet string) string 
 		t.Fatal(err)
 	}
 	return *in.Properties.IPConfigurations[0].PrivateIPAddress
-}
-
-// onpremGateway creates the hub's VPN gateway "gw" (route-based, VpnGw1,
-// in vnet's GatewaySubnet, with a Standard static public IP "pip") and
-// returns its public address.
-func onpremGateway(t *testing.T, owner *customer, nf *armnetwork.ClientFactory) string {
-	t.Helper()
-	cx := ctx(t)
-	pp, err := nf.NewPublicIPAddressesClient().BeginCreateOrUpdate(cx, "vpn", "pip", armnetwork.PublicIPAddress{Location: ptr("westeurope"),
-		SKU:        &armnetwork.PublicIPAddressSKU{Name: ptr(armnetwork.PublicIPAddressSKUNameStandard)},
-		Properties: &armnetwork.PublicIPAddressPropertiesFormat{PublicIPAllocationMethod: ptr(armnetwork.IPAllocationMethodStatic)}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pip, err := pp.PollUntilDone(cx, pollOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gp, err := nf.NewVirtualNetworkGatewaysClient().BeginCreateOrUpdate(cx, "vpn", "gw", armnetwork.VirtualNetworkGateway{Location: ptr("westeurope"),
-		Properties: &armnetwork.VirtualNetworkGatewayPropertiesFormat{
-			GatewayType: ptr(armnetwork.VirtualNetworkGatewayTypeVPN), VPNType: ptr(armnetwork.VPNTypeRouteBased),
-			SKU: &armnetwork.VirtualNetworkGatewaySKU{Name: ptr(armnetwork.VirtualNetworkGatewaySKUNameVPNGw1), Tier: ptr(armnetwork.VirtualNetworkGatewaySKUTierVPNGw1)},
-			IPConfigurations: []*armnetwork.VirtualNetworkGatewayIPConfiguration{{Name: ptr("default"),
-				Properties: &armnetwork.VirtualNetworkGatewayIPConfigurationPropertiesFormat{
-					Subnet:          &armnetwork.SubResource{ID: ptr(owner.id("Microsoft.Network/virtualNetworks", "vnet") + "/subnets/GatewaySubnet")},
-					PublicIPAddress: &armnetwork.SubResource{ID: pip.ID}}}},
-		}}, nil)
-	var re *azcore.ResponseError
-	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound && re.ErrorCode == "InvalidResourceType" {
-		// Only until the VPN gateways (branch vpn) are merged with sites.
-		t.Skipf("this privlinkd does not serve virtualNetworkGateways yet: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gp.PollUntilDone(cx, pollOpts); err != nil {
-		t.Fatal(err)
-	}
-	return *pip.Properties.IPAddress
-}
-
-// stopGatewayCharons stops the charons of d's VPN gateways (DATA/vpn/*),
-// which outlive privlinkd by design.
-func stopGatewayCharons(t *testing.T, d *daemon) {
-	dirs, _ := filepath.Glob(filepath.Join(d.dataDir, "vpn", "*"))
-	for _, dir := range dirs {
-		if err := ipsec.New(dir, "", nil).Stop(); err != nil {
-			t.Error(err)
-		}
-	}
 }
