@@ -194,23 +194,7 @@ func TestDataPath(t *testing.T) {
 // endpoint pe, and checks that the session ends.
 func rejectUnderSession(t *testing.T, d *daemon, owner *customer, client []string, conn, pe string) {
 	t.Helper()
-	args := append([]string{"--data-dir", d.dataDir, "exec"}, client...)
-	args = append(args, "--", "psql", conn+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
-		"-XAtq", "-c", "select pg_sleep(60)")
-	long := exec.Command(filepath.Join(binDir, "privlink"), args...)
-	long.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
-	if err := long.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- long.Wait() }()
-	t.Cleanup(func() { _ = long.Process.Kill() })
-	if !testkit.Poll(15*time.Second, func() bool {
-		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
-		return out == "1"
-	}) {
-		t.Fatal("the long session did not start")
-	}
+	exited := sleepSession(t, d, nil, client, conn, "60", "owner", "srv1")
 	if err := setConnection(t, owner, "srv1", pe, "Rejected"); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +205,33 @@ func rejectUnderSession(t *testing.T, d *daemon, owner *customer, client []strin
 	case <-time.After(10 * time.Second):
 		t.Errorf("the open session through %s survived the rejection", pe)
 	}
+}
+
+// sleepSession starts psql running select pg_sleep(secs) as pgadmin with
+// verify-full to conn, from client (privlink exec's target, after the
+// CLI's global flags cli), and waits until the server rg/srv runs it. The
+// channel receives psql's exit.
+func sleepSession(t *testing.T, d *daemon, cli, client []string, conn, secs, rg, srv string) <-chan error {
+	t.Helper()
+	args := append(append([]string{"--data-dir", d.dataDir}, cli...), "exec")
+	args = append(args, client...)
+	args = append(args, "--", "psql", conn+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
+		"-XAtq", "-c", "select pg_sleep("+secs+")")
+	cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	if !testkit.Poll(15*time.Second, func() bool {
+		out, _ := serverIn(t, d, rg, srv).psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query = 'select pg_sleep("+secs+")'")
+		return out == "1"
+	}) {
+		t.Fatalf("the long session from %v did not start", client)
+	}
+	return exited
 }
 
 // TestQuickstart runs `privlink quickstart` and connects the way it says.

@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -174,24 +171,7 @@ func mustNotReach(t *testing.T, d *daemon, n peerNet, name, why string) {
 // the server runs it; the channel tells when psql exits.
 func longSession(t *testing.T, d *daemon, n peerNet, name, secs string) <-chan error {
 	t.Helper()
-	args := append([]string{"--data-dir", d.dataDir, "--credentials", n.c.credFile, "exec"}, n.where()...)
-	args = append(args, "--", "psql", "host="+name+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
-		"-XAtq", "-c", "select pg_sleep("+secs+")")
-	cmd := exec.Command(filepath.Join(binDir, "privlink"), args...)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	if !testkit.Poll(15*time.Second, func() bool {
-		out, _ := serverIn(t, d, "owner", "srv1").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query = 'select pg_sleep("+secs+")'")
-		return out == "1"
-	}) {
-		t.Fatalf("the long session from %s did not start", n.name)
-	}
-	return exited
+	return sleepSession(t, d, []string{"--credentials", n.c.credFile}, n.where(), "host="+name, secs, "owner", "srv1")
 }
 
 // TestPeering is issue 11's peering acceptance: a server's endpoint in a

@@ -360,23 +360,7 @@ func TestVPN(t *testing.T) {
 
 	// A live session from B, then B's connection deleted: the session
 	// ends and the path is gone.
-	args := append([]string{"--data-dir", d.dataDir, "exec"}, fromB...)
-	args = append(args, "--", "psql", "host="+name+" user=pgadmin dbname=postgres sslmode=verify-full sslrootcert="+filepath.Join(d.dataDir, "ca.pem"),
-		"-XAtq", "-c", "select pg_sleep(60)")
-	long := exec.Command(filepath.Join(binDir, "privlink"), args...)
-	long.Env = append(os.Environ(), "PGPASSWORD="+adminPassword)
-	if err := long.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- long.Wait() }()
-	t.Cleanup(func() { _ = long.Process.Kill() })
-	if !testkit.Poll(15*time.Second, func() bool {
-		out, _ := serverIn(t, d, "vpn", "srvvpn").psql(adminPassword, "verify-full", "select count(*) from pg_stat_activity where query like 'select pg_sleep%'")
-		return out == "1"
-	}) {
-		t.Fatal("the long session did not start")
-	}
+	exited := sleepSession(t, d, nil, fromB, "host="+name, "60", "vpn", "srvvpn")
 	l.deleteConnection("ba")
 	deleted := time.Now()
 	select {
