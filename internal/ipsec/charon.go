@@ -205,15 +205,19 @@ func (d *Daemon) Ensure(ctx context.Context) error {
 	}
 	// Reap it if it dies while this process lives; it is not waited on
 	// otherwise (it may outlive privlinkd).
-	go func() { _ = cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	logPath := filepath.Join(d.dir, "charon.log")
 	deadline := time.Now().Add(10 * time.Second)
 	for !d.Running(ctx) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ipsec: charon in %s did not answer on %s within 10s (see %s)", d.netns, d.socket(), filepath.Join(d.dir, "charon.log"))
+			return fmt.Errorf("ipsec: charon in %s did not answer on %s within 10s (see %s)", d.netns, d.socket(), logPath)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case err := <-exited:
+			return fmt.Errorf("ipsec: charon in %s exited before it answered (%v); its last words: %s", d.netns, err, lastLine(logPath))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -226,6 +230,12 @@ func (d *Daemon) Ensure(ctx context.Context) error {
 func (d *Daemon) Stop() error {
 	pid := d.PID()
 	if pid == 0 {
+		// A pid file naming no charon of ours (one killed and not yet
+		// reaped, or a pid reused since) would make the next charon
+		// refuse to start: "charon already running".
+		if err := os.Remove(d.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("ipsec: stale pid file: %w", err)
+		}
 		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
@@ -250,4 +260,15 @@ func zombie(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
+}
+
+// lastLine returns the last non-empty line of the file at path, or a note
+// that it could not be read.
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
