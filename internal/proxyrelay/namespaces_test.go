@@ -118,6 +118,16 @@ func TestRelayNamespaceMadeAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The upstream lives in the consumer's namespace, which stays: the
+	// relay dials it for every connection it accepts, and an upstream that
+	// refused would make the relay reset the client, maybe before its
+	// connect returned (ECONNRESET, seen under load in CI).
+	upstream := netip.AddrPortFrom(consumerIP, 7001)
+	ln, err := f.ListenTCP(consumerNS, upstream.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Serve(t, ln, func(c net.Conn) { c.Close() })
 	r := New(context.Background(), f, nil, Options{})
 	t.Cleanup(func() { r.Close() })
 	listen := netip.AddrPortFrom(relayIP, 7000)
@@ -127,9 +137,8 @@ func TestRelayNamespaceMadeAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The upstream is never reached: the test only connects.
 		if err := r.Set([]Route{{Name: "pe", ListenNamespace: relayNS, Listen: listen, DialNamespace: relayNS,
-			Upstream: netip.AddrPortFrom(relayIP, 9), Epoch: ino}}); err != nil {
+			Upstream: upstream, Epoch: ino}}); err != nil {
 			t.Fatal(err)
 		}
 		return ino
@@ -139,6 +148,7 @@ func TestRelayNamespaceMadeAgain(t *testing.T) {
 		defer cancel()
 		c, err := f.DialContext(ctx, consumerNS, "tcp", listen.String())
 		if err != nil {
+			t.Logf("dial %s: %v", listen, err)
 			return false
 		}
 		c.Close()
